@@ -1,0 +1,1 @@
+"""Fast, vectorized DAMPE detector simulation (numpy): generator, propagation, BGO, STK, PSD."""

@@ -1,0 +1,196 @@
+"""The fast DAMPE simulation: primaries in, DAMPE-like events out (pure numpy).
+
+`simulate(config)` returns the branches of the event file (see `dampeml.io.schema`)
+and the run metadata. Events are simulated in fixed-size chunks, each with its own
+child seed of the run seed, so the same seed always gives the same events and a
+shorter run is a prefix of a longer one with the same seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import awkward as ak
+import numpy as np
+
+from dampeml import __version__
+from dampeml.detector import bgo, geometry as geo, psd, stk
+from dampeml.detector.generator import generate_primaries
+from dampeml.detector.propagation import propagate, sample_interactions
+from dampeml.io.schema import CHARGE, MC_ONLY, PDG, SCHEMA_VERSION
+
+Particle = Literal["proton", "helium", "electron"]
+CHUNK_EVENTS = 1000
+TRIGGER_RATE_HZ = 50.0
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    """What to simulate. Energies are kinetic, in GeV."""
+
+    particle: Particle
+    n_events: int
+    energy_min: float
+    energy_max: float
+    spectrum_index: float = 1.0
+    mode: Literal["mc", "flight"] = "mc"
+    seed: int = 0
+    run_id: int | None = None  # defaults to the seed
+
+    def __post_init__(self) -> None:
+        if self.particle not in PDG:
+            raise ValueError(f"unknown particle {self.particle!r}: choose one of {sorted(PDG)}")
+        if self.mode not in ("mc", "flight"):
+            raise ValueError(f"unknown mode {self.mode!r}: use 'mc' or 'flight'")
+        if self.n_events < 1:
+            raise ValueError(f"n_events must be >= 1, got {self.n_events}")
+        if not 0 < self.energy_min < self.energy_max:
+            raise ValueError(f"need 0 < energy_min < energy_max, got {self.energy_min}, {self.energy_max}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
+
+
+@dataclass(frozen=True)
+class FlightConditions:
+    """Per-run detector conditions of flight-like data: what the alignment layer must learn."""
+
+    bgo_offset_mm: tuple[float, float]  # BGO frame shift relative to the STK (x, y)
+    bgo_tilt_rad: tuple[float, float]  # extra shift per mm of depth below the BGO top
+    stk_signal_scale: float
+    bgo_energy_scale: float
+
+    @classmethod
+    def draw(cls, seed: int) -> FlightConditions:
+        rng = np.random.default_rng([seed, 0xF11647])
+        sign = rng.choice([-1.0, 1.0], 2)
+        return cls(
+            bgo_offset_mm=tuple(float(v) for v in sign * rng.uniform(0.8, 2.0, 2)),
+            bgo_tilt_rad=tuple(float(v) for v in rng.normal(0.0, 1.5e-3, 2)),
+            stk_signal_scale=float(rng.uniform(0.94, 1.06)),
+            bgo_energy_scale=float(rng.uniform(0.96, 1.04)),
+        )
+
+    @classmethod
+    def nominal(cls) -> FlightConditions:
+        return cls((0.0, 0.0), (0.0, 0.0), 1.0, 1.0)
+
+
+def simulate_chunk(rng: np.random.Generator, cfg: SimulationConfig, n: int,
+                   cond: FlightConditions) -> tuple[dict[str, np.ndarray], int]:
+    """Simulate n accepted events; returns per-event arrays (STK as flat + counts) and n generated."""
+    charge = CHARGE[cfg.particle]
+    prim, n_gen = generate_primaries(rng, n, cfg.energy_min, cfg.energy_max, cfg.spectrum_index)
+    cos_t = prim.cos_theta
+    traj = propagate(rng, prim, cfg.particle, charge)
+    inel, z_inel = sample_interactions(rng, n, cfg.particle, cos_t)
+
+    # BGO: the shower follows the trajectory below the STK, seen in the (misaligned) BGO frame
+    ax, ay = traj.at(geo.BGO_LAYER_Z)
+    depth = geo.BGO_LAYER_Z[None, :] - geo.BGO_Z_TOP
+    ax_bgo = ax - cond.bgo_offset_mm[0] - cond.bgo_tilt_rad[0] * depth
+    ay_bgo = ay - cond.bgo_offset_mm[1] - cond.bgo_tilt_rad[1] * depth
+    e_true, _, z_bgo = bgo.simulate_bgo(rng, cfg.particle, charge, prim.energy, ax_bgo, ay_bgo,
+                                        traj.tx_out, traj.ty_out, inel)
+    deposit_gev = e_true.sum(axis=(1, 2)) / 1e3
+    bgo_energy = bgo.readout(rng, e_true, cond.bgo_energy_scale)
+
+    # tracker and PSD hits from every source
+    x_entry, y_entry = (c[:, 0] for c in traj.at(np.array([geo.BGO_Z_TOP])))
+    parts = [
+        stk.primary_hits(rng, traj.x_stk, traj.y_stk, charge, cos_t, z_inel),
+        psd.primary_psd_hits(rng, traj.x_psd, traj.y_psd, charge, cos_t),
+        stk.backsplash(rng, deposit_gev, x_entry, y_entry),
+        stk.noise_clusters(rng, n),
+    ]
+    ev_int = np.flatnonzero(inel)
+    if len(ev_int):
+        # position of the primary at the interaction plane, interpolated on its trajectory
+        z_all = np.concatenate([geo.PSD_Z, geo.STK_LAYER_Z])
+        x_all = np.concatenate([traj.x_psd, traj.x_stk], axis=1)
+        y_all = np.concatenate([traj.y_psd, traj.y_stk], axis=1)
+        xi = _interp_rows(z_inel[ev_int], z_all, x_all[ev_int])
+        yi = _interp_rows(z_inel[ev_int], z_all, y_all[ev_int])
+        parts.append(stk.secondaries(rng, cfg.particle, prim.energy, xi, yi, z_inel[ev_int],
+                                     traj.tx_out, traj.ty_out, ev_int))
+    if cfg.particle == "electron":
+        parts.append(stk.preshower_pairs(rng, traj.x_stk, traj.y_stk, traj.tx_out, traj.ty_out, cos_t))
+    hits = stk.Hits.concat(parts)
+    clusters = stk.digitize(rng, hits, cond.stk_signal_scale)
+    psd_e = psd.psd_energy(hits, n) * np.float32(cond.stk_signal_scale)
+
+    theta = np.arccos(cos_t)
+    out = {
+        "bgo_energy": bgo_energy,
+        "psd_energy": psd_e,
+        "nstk": np.bincount(clusters["event"], minlength=n),
+        **{f"stk_{k}": v for k, v in clusters.items() if k != "event"},
+        "true_pdg": np.full(n, PDG[cfg.particle], dtype=np.int32),
+        "true_energy": prim.energy,
+        "true_x_top": traj.x_top, "true_y_top": traj.y_top,
+        "true_x_bot": traj.x_bot, "true_y_bot": traj.y_bot,
+        "true_theta": theta, "true_phi": np.arctan2(prim.ty, prim.tx),
+        "true_inelastic": inel,
+        "true_interaction_z": np.where(inel, z_inel, z_bgo if cfg.particle != "electron" else np.inf),
+    }
+    return out, n_gen
+
+
+def _interp_rows(z: np.ndarray, z_grid: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Row-wise linear interpolation of values (M, G) on a shared sorted grid at z (M,)."""
+    order = np.argsort(z_grid)
+    zg, v = z_grid[order], values[:, order]
+    j = np.clip(np.searchsorted(zg, z) - 1, 0, len(zg) - 2)
+    rows = np.arange(len(z))
+    f = (z - zg[j]) / (zg[j + 1] - zg[j])
+    return v[rows, j] + f * (v[rows, j + 1] - v[rows, j])
+
+
+def simulate(cfg: SimulationConfig, progress=None) -> tuple[dict, dict]:
+    """Simulate a run: (branches for the event file, metadata). `progress(k)` is told of each chunk."""
+    cond = FlightConditions.draw(cfg.seed) if cfg.mode == "flight" else FlightConditions.nominal()
+    n_chunks = -(-cfg.n_events // CHUNK_EVENTS)
+    seeds = np.random.SeedSequence(cfg.seed).spawn(n_chunks)
+    chunks, n_generated = [], 0
+    for i in range(n_chunks):
+        n = min(CHUNK_EVENTS, cfg.n_events - i * CHUNK_EVENTS)
+        part, n_gen = simulate_chunk(np.random.default_rng(seeds[i]), cfg, n, cond)
+        chunks.append(part)
+        n_generated += n_gen
+        if progress is not None:
+            progress(n)
+    branches = _assemble(chunks, cfg)
+    run_id = cfg.seed if cfg.run_id is None else cfg.run_id
+    branches["run_id"] = np.full(cfg.n_events, run_id, dtype=np.int64)
+    branches["event_id"] = np.arange(cfg.n_events, dtype=np.int64)
+    t_rng = np.random.default_rng([cfg.seed, 0x71AE])
+    branches["event_time"] = np.cumsum(t_rng.exponential(1.0 / TRIGGER_RATE_HZ, cfg.n_events))
+    if cfg.mode == "flight":
+        for name in MC_ONLY:
+            branches.pop(name, None)
+    metadata = {
+        "schema_version": SCHEMA_VERSION,
+        "producer": f"dampeml {__version__}",
+        "mode": cfg.mode,
+        "run_id": run_id,
+        "n_events": cfg.n_events,
+        "n_generated": n_generated,
+        "generation": {**asdict(cfg), "sphere_radius_mm": geo.GENERATION_SPHERE_RADIUS,
+                       "sphere_centre_z_mm": geo.GENERATION_SPHERE_CENTRE_Z,
+                       "chunk_events": CHUNK_EVENTS},
+        "geometry": geo.as_metadata(),
+    }
+    if cfg.mode == "flight":
+        # Known to the simulation only: real flight data would not carry it. Kept for
+        # validation (did the alignment layer learn it?); no reconstruction code reads it.
+        metadata["simulation_only_flight_conditions"] = asdict(cond)
+    return branches, metadata
+
+
+def _assemble(chunks: list[dict], cfg: SimulationConfig) -> dict:
+    """Concatenate chunks; STK flat arrays become jagged awkward arrays (one list per event)."""
+    cat = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+    counts = cat.pop("nstk")
+    for k in [k for k in cat if k.startswith("stk_")]:
+        cat[k] = ak.unflatten(cat[k], counts)
+    return cat

@@ -1,0 +1,1 @@
+"""Event files: the schema, the ROOT writer and validating reader, and the Ray Data source."""

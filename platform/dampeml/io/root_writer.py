@@ -1,0 +1,52 @@
+"""Write event files: one `events` tree plus a JSON metadata string, committed atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+import uproot
+
+from dampeml.io.schema import BRANCHES, JAGGED, METADATA_KEY, TREE_NAME
+
+COMPRESSION = uproot.ZLIB(4)
+
+
+def write_event_file(path: str | os.PathLike, branches: dict, metadata: dict) -> Path:
+    """Write `branches` (schema names) and `metadata` to `path`.
+
+    The file is written under a temporary name in the same directory and renamed into
+    place, so a killed writer never leaves a file under the final name.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tree: dict[str, object] = {}
+    for b in BRANCHES:
+        if b.name in branches and not b.jagged:
+            tree[b.name] = np.asarray(branches[b.name], dtype=b.dtype)
+    present = [name for name in JAGGED if name in branches]
+    if present:
+        tree["stk"] = ak.zip({name[len("stk_"):]: branches[name] for name in present})
+    try:
+        with uproot.recreate(tmp, compression=COMPRESSION) as f:
+            f[METADATA_KEY] = json.dumps(metadata, default=_json_default)
+            # mktree: a TTree (plain assignment of a dict makes an RNTuple in uproot >= 5.7)
+            f.mktree(TREE_NAME, tree, title="DAMPE events")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot write {type(value).__name__} into file metadata")
