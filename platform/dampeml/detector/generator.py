@@ -108,6 +108,6 @@ def generate_primaries(rng: np.random.Generator, n_events: int, e_min: float, e_
             n_gen += GENERATION_CHUNK
         parts.append((x0[idx], y0[idx], tx[idx], ty[idx]))
         n_acc += len(idx)
-    x0, y0, tx, ty = (np.concatenate(p) for p in zip(*parts)) if parts else (np.empty(0),) * 4
+    x0, y0, tx, ty = (np.concatenate(p) for p in zip(*parts, strict=True)) if parts else (np.empty(0),) * 4
     energy = sample_power_law(rng, n_events, e_min, e_max, index)
     return Primaries(energy, x0, y0, tx, ty), n_gen

@@ -77,7 +77,7 @@ def propagate(rng: np.random.Generator, prim: Primaries, particle: str, charge: 
     pos_x = np.empty((n, len(_STATIONS)))
     pos_y = np.empty((n, len(_STATIONS)))
     z_prev = z_sorted[0]
-    for j, st in enumerate(_ORDER):
+    for st in _ORDER:
         z = _STATIONS[st]
         x = x + tx * (z - z_prev)
         y = y + ty * (z - z_prev)

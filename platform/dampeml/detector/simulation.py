@@ -15,7 +15,8 @@ import awkward as ak
 import numpy as np
 
 from dampeml import __version__
-from dampeml.detector import bgo, geometry as geo, psd, stk
+from dampeml.detector import bgo, psd, stk
+from dampeml.detector import geometry as geo
 from dampeml.detector.generator import generate_primaries
 from dampeml.detector.propagation import propagate, sample_interactions
 from dampeml.io.schema import CHARGE, MC_ONLY, PDG, SCHEMA_VERSION

@@ -18,7 +18,7 @@ import numpy as np
 import uproot
 
 from dampeml.detector import geometry as geo
-from dampeml.io.schema import BRANCHES, BY_NAME, JAGGED, METADATA_KEY, MC_ONLY, TREE_NAME
+from dampeml.io.schema import BRANCHES, BY_NAME, JAGGED, MC_ONLY, METADATA_KEY, TREE_NAME
 
 
 class EventFileError(Exception):
