@@ -25,8 +25,8 @@ from scipy.special import gammainc
 from dampeml.detector import geometry as geo
 from dampeml.detector.physics import landau_signal, laplace_cdf
 
-N_SUBSHOWERS = 4
-HADRONIC_VISIBLE = 0.6  # h/e of BGO
+N_SUBSHOWERS = 5
+HADRONIC_VISIBLE = 0.5  # h/e of BGO
 GROOM_E0_GEV, GROOM_M = 1.0, 0.85
 NOISE_MEV = 0.3
 ZERO_SUPPRESSION_MEV = 1.0
@@ -48,8 +48,8 @@ def em_longitudinal(e_mev: np.ndarray, t_start: np.ndarray, edges: np.ndarray,
     """(N, K, 14) energy per layer of EM (sub-)showers of energy e_mev (N, K) starting at t_start."""
     y = np.maximum(e_mev / geo.BGO_CRITICAL_ENERGY_MEV, 1.5)
     tmax = np.log(y) + (0.5 if photon else -0.5)
-    b = 0.5 * (1.0 + 0.06 * rng.standard_normal(e_mev.shape))
-    a = np.maximum(b * tmax + 1.0, 1.05) * (1.0 + 0.05 * rng.standard_normal(e_mev.shape))
+    b = 0.5 * (1.0 + 0.03 * rng.standard_normal(e_mev.shape))
+    a = np.maximum(b * tmax + 1.0, 1.05) * (1.0 + 0.03 * rng.standard_normal(e_mev.shape))
     tau = np.clip(edges[:, None, :] - t_start[..., None], 0.0, None)
     cdf = gammainc(a[..., None], b[..., None] * tau)
     return e_mev[..., None] * np.diff(cdf, axis=-1)
@@ -108,9 +108,9 @@ def simulate_bgo(rng: np.random.Generator, particle: str, charge: int, energy_ge
         t0 = np.full(n, -0.9)  # ~1 X0 of STK pre-shower before the BGO top
         e_layer = em_longitudinal(e_mev[:, None], t0[:, None], edges, rng, photon=False)[:, 0]
         t_rel = np.clip((edges[:, :-1] - t0[:, None]) / 10.0, 0.0, 3.0)
-        core = geo.BGO_MOLIERE_RADIUS * (0.10 + 0.05 * t_rel)
-        halo = geo.BGO_MOLIERE_RADIUS * (0.55 + 0.15 * t_rel)
-        f_halo = 0.08 + 0.06 * t_rel
+        core = geo.BGO_MOLIERE_RADIUS * (0.22 + 0.06 * t_rel)
+        halo = geo.BGO_MOLIERE_RADIUS * (0.7 + 0.2 * t_rel)
+        f_halo = 0.12 + 0.06 * t_rel
         out += e_layer[..., None] * lateral_fractions(axis, core, halo, f_halo)
         return out, t0, np.full(n, geo.BGO_Z_TOP)
 
@@ -131,8 +131,8 @@ def simulate_bgo(rng: np.random.Generator, particle: str, charge: int, energy_ge
     conc = 6.0
     f_em = rng.beta(conc * (1 - f_h_mean), conc * f_h_mean)
     # pi0 sub-showers: Dirichlet split, later generations softer, starting deeper
-    w = np.sort(rng.dirichlet(np.full(N_SUBSHOWERS, 0.8), n), axis=1)[:, ::-1]
-    gaps = rng.exponential(0.35 * _LAMBDA_IN_X0, (n, N_SUBSHOWERS))
+    w = np.sort(rng.dirichlet(np.full(N_SUBSHOWERS, 1.2), n), axis=1)[:, ::-1]
+    gaps = rng.exponential(0.5 * _LAMBDA_IN_X0, (n, N_SUBSHOWERS))
     gaps[:, 0] = rng.exponential(0.5, n)
     t_sub = t0[:, None] + np.cumsum(gaps, axis=1)
     e_sub = e_mev[:, None] * f_em[:, None] * w
@@ -148,9 +148,9 @@ def simulate_bgo(rng: np.random.Generator, particle: str, charge: int, energy_ge
     off_y = ang[..., 1:2] * dz
     off = np.where(geo.BGO_LAYER_MEASURES_X[None, None, :], off_x, off_y)
     t_rel = np.clip((edges[:, None, :-1] - t_sub[..., None]) / 10.0, 0.0, 3.0)
-    core = geo.BGO_MOLIERE_RADIUS * (0.12 + 0.06 * t_rel)
-    halo = geo.BGO_MOLIERE_RADIUS * (0.7 + 0.2 * t_rel)
-    f_halo = 0.12 + 0.06 * t_rel
+    core = geo.BGO_MOLIERE_RADIUS * (0.25 + 0.08 * t_rel)
+    halo = geo.BGO_MOLIERE_RADIUS * (0.8 + 0.25 * t_rel)
+    f_halo = 0.15 + 0.08 * t_rel
     lat = lateral_fractions(axis[:, None, :] + off, core, halo, f_halo)  # (N, K, 14, 22)
     out += np.einsum("nkl,nklb->nlb", e_long, lat)
     # the hadronic component: deep, broad, partly invisible
