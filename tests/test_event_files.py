@@ -51,7 +51,7 @@ def test_stk_fields_are_in_range_and_consistent(tmp_path):
     assert set(np.unique(half)) == {0, 1}
     assert chan.min() >= 0 and chan.max() < geo.STK_CHANNELS_PER_HALF
     # the channel is the readout strip under the measured coordinate
-    expect = np.floor((pos + geo.STK_HALF_WIDTH) / geo.STK_READOUT_PITCH)
+    expect = np.floor((pos.astype(np.float64) + geo.STK_HALF_WIDTH) / geo.STK_READOUT_PITCH)
     assert np.array_equal(chan, np.clip(expect, 0, geo.STK_CHANNELS_PER_HALF - 1).astype(chan.dtype))
     # every event has the primary's hits: on average ~11-12 of 12 layers when not interacting
     prim = ak.sum(branches["stk_is_primary"], axis=1).to_numpy()

@@ -224,11 +224,12 @@ def digitize(rng: np.random.Generator, hits: Hits, signal_scale: float = 1.0) ->
     cpos = np.add.reduceat(sig * pos, starts) / ssum if len(starts) else pos[:0]
     cother = np.add.reduceat(sig * other, starts) / ssum if len(starts) else other[:0]
     cprim = np.maximum.reduceat(prim.astype(np.int8), starts).astype(bool) if len(starts) else prim[:0]
-    channel = np.clip(np.floor((cpos + geo.STK_HALF_WIDTH) / geo.STK_READOUT_PITCH), 0,
+    cpos = cpos.astype(np.float32)  # as stored; the channel must agree with the stored position
+    channel = np.clip(np.floor((cpos.astype(np.float64) + geo.STK_HALF_WIDTH) / geo.STK_READOUT_PITCH), 0,
                       geo.STK_CHANNELS_PER_HALF - 1)
     return {
         "event": ev[starts], "layer": layer[starts].astype(np.int8),
         "half": (cother >= 0).astype(np.int8), "channel": channel.astype(np.int16),
-        "pos": cpos.astype(np.float32), "signal": (ssum * signal_scale).astype(np.float32),
+        "pos": cpos, "signal": (ssum * signal_scale).astype(np.float32),
         "is_primary": cprim,
     }
