@@ -31,6 +31,9 @@ GROOM_E0_GEV, GROOM_M = 1.0, 0.85
 NOISE_MEV = 0.3
 ZERO_SUPPRESSION_MEV = 1.0
 LIGHT_YIELD_SPREAD = 0.02
+#: Inelastic cross-section on Bi/Ge/O relative to the proton's: for heavy targets helium's
+#: excess is smaller than on the light nuclei before the BGO ((A_p^1/3 + A_t^1/3)^2 scaling).
+BGO_CROSS_SECTION_RATIO = {"proton": 1.0, "helium": 1.35, "electron": 1.0}
 
 _T_X0_PER_LAYER = geo.BGO_BAR_WIDTH / geo.BGO_X0  # 2.23 X0 per layer at normal incidence
 _LAMBDA_IN_X0 = geo.BGO_LAMBDA_I / geo.BGO_X0
@@ -115,7 +118,7 @@ def simulate_bgo(rng: np.random.Generator, particle: str, charge: int, energy_ge
         return out, t0, np.full(n, geo.BGO_Z_TOP)
 
     # hadrons: first interaction depth (path length, X0); inelastic-before-BGO showers start at once
-    t0 = rng.exponential(_LAMBDA_IN_X0, n)
+    t0 = rng.exponential(_LAMBDA_IN_X0 / BGO_CROSS_SECTION_RATIO[particle], n)
     t0 = np.where(inelastic_before, rng.exponential(0.15 * _LAMBDA_IN_X0, n), t0)
     showers = t0 < edges[:, -1]
     # MIP track down to the interaction point (fraction of the layer crossed before t0)

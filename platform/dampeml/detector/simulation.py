@@ -101,7 +101,9 @@ def simulate_chunk(rng: np.random.Generator, cfg: SimulationConfig, n: int,
     parts = [
         stk.primary_hits(rng, traj.x_stk, traj.y_stk, charge, cos_t, z_inel),
         psd.primary_psd_hits(rng, traj.x_psd, traj.y_psd, charge, cos_t),
-        stk.backsplash(rng, deposit_gev, x_entry, y_entry),
+        stk.backsplash(rng, deposit_gev, x_entry, y_entry, planes=stk.STK_PLANES),
+        stk.backsplash(rng, deposit_gev, x_entry, y_entry, planes=stk.PSD_PLANES,
+                       scale=stk.PSD_BACKSPLASH_SCALE),
         stk.noise_clusters(rng, n),
     ]
     ev_int = np.flatnonzero(inel)

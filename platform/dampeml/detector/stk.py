@@ -26,12 +26,18 @@ BACKSPLASH_NORM = 0.5
 BACKSPLASH_INDEX = 0.65
 BACKSPLASH_DEPTH_MM = 150.0  # layer weight ~ exp(-(z_BGO - z_layer) / this)
 BACKSPLASH_SLOW_FRACTION = 0.12  # stopping particles: large signals
+#: Albedo reaching the PSD, relative to the STK's: the PSD bars (28 x 884 mm) are large
+#: targets, so at 100 TeV several particles cross the bars on the primary's path and
+#: spoil the PSD charge (paper, Fig. 2 left).
+PSD_BACKSPLASH_SCALE = 2.0
 NOISE_CLUSTERS_PER_EVENT = 0.5
 MERGE_DISTANCE_MM = 0.25  # two particles closer than this make one cluster
 
 #: Planes secondaries can reach: the two PSD layers (negative ids -2, -1) then STK 0-11.
 PLANE_Z = np.concatenate([geo.PSD_Z, geo.STK_LAYER_Z])
 PLANE_ID = np.concatenate([np.arange(-geo.PSD_N_LAYERS, 0), np.arange(geo.STK_N_LAYERS)])
+PSD_PLANES = PLANE_ID[PLANE_ID < 0]
+STK_PLANES = PLANE_ID[PLANE_ID >= 0]
 
 
 @dataclass
@@ -122,7 +128,9 @@ def secondaries(rng: np.random.Generator, particle: str, energy: np.ndarray,
             boost = np.ones(k)
         elif kind == "prod":
             z2 = np.ones(k)
-            e_sec = e[src] * np.clip(rng.exponential(0.05, k), 0.002, 0.3)
+            # Feynman scaling: dN/dx ~ 1/x, from ~1 GeV up to 30% of E (soft ones fly wide)
+            x_min = np.minimum(1.0 / e[src], 0.3)
+            e_sec = e[src] * x_min * (0.3 / x_min) ** rng.random(k)
             pt = rng.exponential(0.35, k)
             boost = np.ones(k)
         else:
@@ -169,8 +177,7 @@ def backsplash_multiplicity(bgo_deposit_gev: np.ndarray) -> np.ndarray:
 
 
 def backsplash(rng: np.random.Generator, bgo_deposit_gev: np.ndarray, x_entry: np.ndarray,
-               y_entry: np.ndarray, planes: np.ndarray = PLANE_ID,
-               scale: float = 1.0) -> Hits:
+               y_entry: np.ndarray, planes: np.ndarray, scale: float = 1.0) -> Hits:
     """Albedo hits: upward particles from the shower's entry point into the given planes."""
     n_per = rng.poisson(scale * backsplash_multiplicity(bgo_deposit_gev))
     ev = np.repeat(np.arange(len(n_per)), n_per)

@@ -1,0 +1,156 @@
+"""Physics trends the fast simulation must show (DESIGN.md section 2), measured as the plots measure them.
+
+Each test prints its numbers (run with `pytest -s`) so the margin to the limits is visible.
+The limits are physics expectations, not the current outputs: a change to the simulation
+that breaks a trend fails here.
+"""
+
+from __future__ import annotations
+
+import awkward as ak
+import numpy as np
+import pytest
+
+from dampeml.detector import geometry as geo
+from dampeml.detector import validation as val
+from dampeml.detector.simulation import SimulationConfig, simulate
+from dampeml.io.root_reader import EventFileError, inspect_file, read_events
+from dampeml.io.schema import MC_ONLY
+
+
+@pytest.fixture(scope="module")
+def events(sample_files) -> dict[str, dict]:
+    return {k: read_events(p) for k, p in sample_files.items()}
+
+
+def _sim(particle: str, n: int, e_min: float, e_max: float, seed: int) -> dict:
+    branches, _ = simulate(SimulationConfig(particle, n, e_min, e_max, seed=seed))
+    return branches
+
+
+def test_electron_showers_start_earlier_and_are_narrower(events):
+    e, p = events["electron"]["bgo_energy"], events["proton"]["bgo_energy"]
+    start_e, start_p = val.shower_start_layer(e), val.shower_start_layer(p)
+    shower_p = start_p >= 0
+    width_e = np.nanmedian(val.shower_width(e))
+    width_p = np.nanmedian(val.shower_width(p)[shower_p])
+    mean_e, mean_p = start_e[start_e >= 0].mean(), start_p[shower_p].mean()
+    print(
+        f"\nshower start layer: electron mean {mean_e:.2f}, proton (showering) mean {mean_p:.2f}; "
+        f"electrons starting in layers 0-1: {np.mean((start_e >= 0) & (start_e <= 1)):.1%}"
+    )
+    print(
+        f"shower width (energy-weighted layer RMS): electron median {width_e:.1f} mm, "
+        f"showering proton median {width_p:.1f} mm"
+    )
+    assert np.all(start_e >= 0), "every electron should shower in 32 X0"
+    assert mean_e < 1.5 and mean_p > mean_e + 2.0
+    assert np.mean(start_e <= 1) > 0.9
+    assert width_e < 0.6 * width_p
+
+
+def test_protons_crossing_without_shower(events):
+    """~20% of protons cross 1.6 lambda_I of BGO without interacting: every layer looks like a MIP."""
+    for name, lo, hi in (("proton", 0.10, 0.35), ("electron", 0.0, 0.01)):
+        el = val.layer_energy(events[name]["bgo_energy"])
+        mip_like = (el < 5 * geo.BGO_MIP_MEV).all(axis=1)
+        no_start = val.shower_start_layer(events[name]["bgo_energy"]) < 0
+        print(
+            f"\n{name}: all 14 layers < 5 MIP: {mip_like.mean():.1%} "
+            f"(shower_start_layer = -1: {no_start.mean():.1%}); allowed {lo:.0%}-{hi:.0%}"
+        )
+        assert lo <= mip_like.mean() <= hi
+        assert abs(no_start.mean() - mip_like.mean()) < 0.05
+
+
+def test_backsplash_grows_with_energy():
+    low = _sim("proton", 400, 100, 200, seed=21)
+    high = _sim("proton", 400, 5e4, 1e5, seed=21)
+    res = {}
+    for name, ev in (("100-200 GeV", low), ("50-100 TeV", high)):
+        n = val.backsplash_counts(ev)
+        clean = ~np.asarray(ev["true_inelastic"])  # albedo only: no secondaries from STK interactions
+        dep = np.median(val.deposited_energy(ev["bgo_energy"])) / 1e3
+        res[name] = (n[clean].mean(), np.mean(n[clean] > 12))
+        print(
+            f"\n{name} protons (median deposit {dep:.0f} GeV): backsplash clusters mean {n.mean():.1f} "
+            f"(no inelastic: {res[name][0]:.1f}), > 12 (the primary's hits) in {res[name][1]:.0%}"
+        )
+    (m_lo, f_lo), (m_hi, f_hi) = res["100-200 GeV"], res["50-100 TeV"]
+    assert m_hi > 5 * m_lo
+    assert m_lo < 5 and f_lo < 0.05
+    assert f_hi > 0.5, "at ~100 TeV the albedo should often outnumber the primary's 12 hits"
+
+
+def test_helium_stk_charge_near_two(events):
+    sig = {}
+    for name in ("proton", "helium"):
+        ev = events[name]
+        pos = val.truth_track_positions(ev)
+        clean = ~np.asarray(ev["true_inelastic"])
+        mean = val.truncated_mean_signal(val.stk_signal_along(ev, pos)) * np.cos(ev["true_theta"])
+        q = val.stk_charge_along(ev, pos)
+        sig[name] = (np.nanmean(mean[clean]), np.nanmedian(q), q[clean])
+        print(
+            f"\n{name}: mean signal x cos along the true track {np.nanmean(mean):.2f} "
+            f"(no inelastic: {sig[name][0]:.2f}), median STK charge {sig[name][1]:.3f}"
+        )
+    ratio = sig["helium"][0] / sig["proton"][0]
+    q_p, q_he = sig["proton"][2], sig["helium"][2]
+    mis_p, mis_he = np.mean(~(q_p < 1.5)), np.mean(~(q_he > 1.5))
+    print(
+        f"He/p signal ratio {ratio:.2f} (allowed 3.5-4.5); without inelastic interactions: "
+        f"protons at charge >= 1.5 or none: {mis_p:.2%}, helium at < 1.5 or none: {mis_he:.2%}"
+    )
+    assert 3.5 < ratio < 4.5
+    assert 0.9 < sig["proton"][1] < 1.15 and 1.85 < sig["helium"][1] < 2.25
+    assert mis_p < 0.01 and mis_he < 0.01
+
+
+def test_inelastic_fraction_higher_for_helium():
+    frac = {
+        name: np.mean(_sim(name, 3000, 100, 1000, seed=22)["true_inelastic"])
+        for name in ("proton", "helium", "electron")
+    }
+    print(
+        f"\ninelastic interaction before the BGO: proton {frac['proton']:.1%} (expect ~10%), "
+        f"helium {frac['helium']:.1%} (~15-20%), electron {frac['electron']:.1%}"
+    )
+    assert 0.06 < frac["proton"] < 0.16
+    assert 0.12 < frac["helium"] < 0.25
+    assert frac["helium"] > 1.2 * frac["proton"]
+    assert frac["electron"] == 0.0
+
+
+def test_flight_files_carry_no_truth(sample_files):
+    info = inspect_file(sample_files["flight"])
+    truth = [b for b in info.branches if b.startswith("true_") or b in MC_ONLY or "is_primary" in b]
+    cond = info.metadata.get("simulation_only_flight_conditions")
+    print(f"\nflight file: mode {info.mode}, truth-like branches {truth}, conditions {cond}")
+    assert info.mode == "flight"
+    assert truth == []
+    assert set(cond) >= {"bgo_offset_mm", "bgo_tilt_rad", "stk_signal_scale", "bgo_energy_scale"}
+    with pytest.raises(EventFileError, match="flight files carry no truth"):
+        read_events(sample_files["flight"], branches=["true_energy"])
+    mc = inspect_file(sample_files["proton"])
+    assert mc.mode == "mc" and set(MC_ONLY) <= set(mc.branches)
+    assert "simulation_only_flight_conditions" not in mc.metadata
+
+
+def test_stk_charge_along_matches_a_per_event_loop(events):
+    """The vectorized hit assignment equals the obvious loop (closest hit per layer within the window)."""
+    ev = {k: v[:60] for k, v in events["helium"].items()}
+    pos = val.truth_track_positions(ev)
+    got = val.stk_signal_along(ev, pos, window_mm=0.3)
+    want = np.full_like(got, np.nan)
+    for i in range(len(pos)):
+        layer = ak.to_numpy(ev["stk_layer"][i])
+        d = np.abs(ak.to_numpy(ev["stk_pos"][i]) - pos[i, layer])
+        s = ak.to_numpy(ev["stk_signal"][i])
+        for k in range(geo.STK_N_LAYERS):
+            cand = np.flatnonzero((layer == k) & (d <= 0.3))
+            if len(cand):
+                want[i, k] = s[cand[np.argmin(d[cand])]]
+    np.testing.assert_array_equal(got, want)
+    m = val.truncated_mean_signal(np.array([[1.0, 1.1, 0.9, 5.0, np.nan], [np.nan] * 5]))
+    assert m[0] == pytest.approx(1.0) and np.isnan(m[1])
