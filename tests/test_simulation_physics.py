@@ -154,3 +154,19 @@ def test_stk_charge_along_matches_a_per_event_loop(events):
     np.testing.assert_array_equal(got, want)
     m = val.truncated_mean_signal(np.array([[1.0, 1.1, 0.9, 5.0, np.nan], [np.nan] * 5]))
     assert m[0] == pytest.approx(1.0) and np.isnan(m[1])
+
+
+def test_psd_charge_degrades_at_high_energy_while_stk_stays_clean():
+    """Paper Fig. 2: albedo spoils the PSD charge towards PeV; the STK along the true track does not."""
+    off = {}
+    for e in (300.0, 3e5):
+        ev = _sim("proton", 800, e, e * 1.01, seed=21)
+        clean = ~ev["true_inelastic"]
+        track = val.truth_track(ev)
+        q_psd = val.psd_charge_along(ev, track)[clean]
+        q_stk = val.stk_charge_along(ev, val.track_positions(track))[clean]
+        off[e] = (np.mean(np.abs(q_psd - 1) > 0.5), np.mean(np.abs(q_stk - 1) > 0.5))
+        print(f"\n{e:.0f} GeV protons: PSD charge off by > 0.5 in {off[e][0]:.1%}, STK in {off[e][1]:.1%}")
+    assert off[300.0][0] < 0.02 and off[3e5][0] > 0.10
+    assert off[3e5][1] < 0.02
+    assert off[3e5][0] > 5 * off[3e5][1]
