@@ -93,5 +93,61 @@ def sim_plots(
     console.print(f"wrote {len(written)} plots to {out}")
 
 
+@app.command()
+@clean_errors
+def demo(
+    workdir: Annotated[Path, typer.Option(help="where every output of the demo goes")] = Path("dampeml-work"),
+    events: Annotated[int, typer.Option(help="events per MC particle sample")] = 2000,
+) -> None:
+    """Run the platform end to end, small, on this machine (the README's first command)."""
+    from dampeml.pipeline.demo import run_demo
+
+    report = run_demo(workdir, events_per_particle=events, console=console)
+    console.print(f"[bold green]demo done[/]: outputs in {workdir}, plots in {report}")
+
+
+@app.command("simulate-production")
+@clean_errors
+def simulate_production(
+    particle: Annotated[str, typer.Option(help="proton, helium or electron")],
+    events: Annotated[int, typer.Option(help="accepted events in total, over all shards")],
+    energy_min: Annotated[float, typer.Option(help="minimum kinetic energy, GeV")],
+    energy_max: Annotated[float, typer.Option(help="maximum kinetic energy, GeV")],
+    out: Annotated[Path, typer.Option(help="output directory (visible from every Ray worker)")],
+    spectrum_index: Annotated[float, typer.Option(help="dN/dE ~ E^-index")] = 1.0,
+    mode: Annotated[str, typer.Option(help="mc (with truth) or flight (no truth, misaligned)")] = "mc",
+    seed: Annotated[int, typer.Option(help="base seed; each shard's seed derives from it and its index")] = 0,
+    events_per_shard: Annotated[int, typer.Option(help="events per shard (one ROOT file each)")] = 2000,
+    address: Annotated[str | None, typer.Option(help="Ray address (default: RAY_ADDRESS, else local)")] = (
+        None
+    ),
+    num_cpus: Annotated[int | None, typer.Option(help="logical CPUs of a local Ray")] = None,
+) -> None:
+    """Simulate many events as seeded shards on Ray; a rerun makes only missing or broken shards."""
+    from dampeml.detector.production import ProductionError, ProductionRequest, run_production
+
+    request = ProductionRequest(
+        particle=particle,
+        n_events=events,
+        energy_min=energy_min,
+        energy_max=energy_max,
+        out_dir=str(out),
+        spectrum_index=spectrum_index,
+        mode=mode,
+        base_seed=seed,
+        events_per_shard=events_per_shard,
+    )
+    try:
+        run_production(
+            request,
+            log=lambda line: console.print(line, markup=False, highlight=False),
+            ray_address=address,
+            num_cpus=num_cpus,
+        )
+    except ProductionError as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+
+
 def main() -> None:  # pragma: no cover
     sys.exit(app())

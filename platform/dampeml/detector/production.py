@@ -93,7 +93,8 @@ class ProductionRequest:
     events_per_shard: int = 2000
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "out_dir", os.fspath(self.out_dir))
+        # absolute: the shard tasks may run in another working directory
+        object.__setattr__(self, "out_dir", os.path.abspath(os.fspath(self.out_dir)))
         if self.events_per_shard < 1:
             raise ValueError(f"events_per_shard must be >= 1, got {self.events_per_shard}")
         if self.n_events < 1:

@@ -30,6 +30,9 @@ class EventFileError(Exception):
         self.hint = hint
         super().__init__(f"{self.path}: {problem}" + (f" -- {hint}" if hint else ""))
 
+    def __reduce__(self):  # picklable across Ray task boundaries
+        return (type(self), (self.path, self.problem, self.hint))
+
 
 REGENERATE = "regenerate or re-transfer the file, or exclude it from the input"
 

@@ -1,0 +1,278 @@
+"""Hough images of the STK RoI around a predicted track, their compact storage form, and the targets.
+
+Per projection, a straight track is the point (u_top, u_bot) of its coordinates at the
+first and last STK plane. The image axes are the offsets from the previous stage's
+prediction (p_top, p_bot), in pixels, centred (paper, section 5):
+
+    delta_top = (u_top - p_top) / pixel + n/2,    delta_bot = (u_bot - p_bot) / pixel + n/2.
+
+A hit measuring u in a layer at fraction f between the planes (tracks.LAYER_FRACTION) is
+crossed by every track on the line (1 - f) u_top + f u_bot = u, i.e. in the image
+
+    (1 - f) delta_top + f delta_bot = c,    c = (u - p(z)) / pixel + n/2,
+
+with p(z) the prediction at the layer. Lines of hits of one track meet at that track's
+point; a perfect prediction puts it at the image centre (n/2, n/2).
+
+Conventions (all documented choices):
+- Continuous image coordinates: pixel i covers delta in [i, i + 1), so the image covers
+  the offsets [-n/2, n/2] pixels symmetrically and the centre (200, 200) is the corner
+  shared by pixels 199 and 200 of each axis. Arrays are image[event, i_top, i_bot, channel].
+- RoI: a hit is kept iff |u - p(z)| <= n/2 pixels, which for 0 <= f <= 1 is exactly when
+  its line meets the image square (the two outer layers have f = -0.01 and 1.01, where
+  the line may also graze the image from 1% outside; we keep the simple rule).
+- Channels: 2 * projection + charge class = (x, q < Zthr), (x, q >= Zthr), (y, < Zthr),
+  (y, >= Zthr), with the hit charge q = sqrt(signal * cos(theta_pred)) (the path-length
+  corrected signal; signal ~ Z^2). `zthr=None` (no split, the paper's ablation) puts every
+  hit in the < Zthr channels and leaves the others empty, so the image keeps its 4
+  channels and every model and dataset keeps its shape.
+- Rasterization: a line steps along the axis in which it is shallow (|slope| <= 1: for
+  f > 1/2 one pixel per i_top column, else one per i_bot row), taking at each pixel centre
+  t = k + 1/2 the pixel floor(line(t)) of the other axis; lines are 8-connected.
+- 8 bits: value = min(42 * lines through the pixel, 255). One projection has 6 layers,
+  so 0..6 lines (a full track) keep distinct levels (6 -> 252) and more (two hits of
+  one layer on one point) saturate. Counting lines rather than signals keeps the
+  detailed signal (and its MC/flight and saturation differences) out of the image,
+  as the paper does.
+
+Storage: a 400x400x4 image is 640 kB; :class:`RoiHits` keeps per RoI hit the layer
+(int8), the offset u - p(z) in mm (float32) and the signal (float32), 9 bytes a hit, so
+datasets store those and the input pipeline renders images with :func:`render_hough`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from dampeml.features.jagged import event_index, flatten
+from dampeml.features.tracks import LAYER_FRACTION, LAYER_PROJECTION, position_at_layer
+
+ZTHR = float(np.sqrt(2.0))  # paper: results insensitive to 1..2; better than no split
+COUNT_SCALE = 42  # 8-bit level per line through a pixel
+N_CHANNELS = 4
+#: Hits rendered per vectorized block: bounds the temporaries to ~100 MB for 400-pixel images.
+_BLOCK_HITS = 8192
+_INT32_INDICES = 2**31  # flat indices below this sort as int32
+
+
+@dataclass(frozen=True)
+class HoughGeometry:
+    """Pixel size and count of a square Hough image; the window is +-pixel_mm * n_pixels / 2."""
+
+    pixel_mm: float
+    n_pixels: int = 400
+
+    def __post_init__(self) -> None:
+        if not (self.pixel_mm > 0 and self.n_pixels > 0):
+            raise ValueError(f"HoughGeometry needs pixel_mm > 0 and n_pixels > 0, got {self}")
+
+    @property
+    def half_window_mm(self) -> float:
+        return self.pixel_mm * self.n_pixels / 2.0
+
+    @property
+    def centre(self) -> float:
+        """Image coordinate of a zero offset."""
+        return self.n_pixels / 2.0
+
+
+#: Paper: 50 um pixels (the STK resolution), +-10 mm (>= 99% containment above ~1 TeV).
+PRECISE = HoughGeometry(0.050, 400)
+#: Paper: 400 um pixels, +-80 mm, run first below ~1 TeV deposited.
+COARSE = HoughGeometry(0.400, 400)
+
+
+@dataclass(frozen=True)
+class RoiHits:
+    """The STK hits inside the RoI of B events, flat, relative to the prediction that chose them."""
+
+    counts: np.ndarray  # (B,) hits per event
+    layer: np.ndarray  # int8, 0-11 (even: measures x)
+    offset: np.ndarray  # float32, u - p(z) in mm
+    signal: np.ndarray  # float32, MIP
+
+    def __post_init__(self) -> None:
+        total = int(np.sum(self.counts))
+        if not len(self.layer) == len(self.offset) == len(self.signal) == total:
+            raise ValueError(
+                f"RoiHits: {len(self.layer)}/{len(self.offset)}/{len(self.signal)} "
+                f"layers/offsets/signals for {total} counted hits"
+            )
+
+    @classmethod
+    def from_arrays(
+        cls, layer: Sequence, offset: Sequence, signal: Sequence, counts: np.ndarray | None = None
+    ) -> RoiHits:
+        """From stored columns: jagged awkward arrays, or flat arrays with `counts`."""
+        counts, (layer, offset, signal) = flatten([layer, offset, signal], counts)
+        return cls(counts, layer.astype(np.int8), offset.astype(np.float32), signal.astype(np.float32))
+
+    @property
+    def n_events(self) -> int:
+        return len(self.counts)
+
+    def event_index(self) -> np.ndarray:
+        return event_index(self.counts)
+
+    def events(self, start: int, stop: int) -> RoiHits:
+        """Events [start, stop): a batch for rendering."""
+        bounds = np.concatenate([[0], np.cumsum(self.counts)])
+        lo, hi = bounds[start], bounds[min(stop, self.n_events)]
+        return RoiHits(self.counts[start:stop], self.layer[lo:hi], self.offset[lo:hi], self.signal[lo:hi])
+
+    @property
+    def nbytes(self) -> int:
+        """Stored size: 9 bytes a hit plus a 4-byte count per event."""
+        return int(self.layer.nbytes + self.offset.nbytes + self.signal.nbytes + 4 * self.n_events)
+
+
+def select_roi_hits(
+    layer: Sequence,
+    pos: Sequence,
+    signal: Sequence,
+    prediction: np.ndarray,
+    geometry: HoughGeometry = PRECISE,
+    counts: np.ndarray | None = None,
+    keep: Sequence | None = None,
+) -> RoiHits:
+    """The hits within the RoI of `prediction` (N, 4): |u - p(z)| <= the half window.
+
+    `layer`, `pos`, `signal` (and the optional preselection `keep`, e.g. stk_is_primary)
+    are the jagged `stk_*` arrays as read, or flat arrays with `counts`. Events with a
+    non-finite prediction get no hits.
+    """
+    arrays = [layer, pos, signal] + ([keep] if keep is not None else [])
+    counts, flat = flatten(arrays, counts)
+    layer, pos, signal = flat[:3]
+    prediction = np.asarray(prediction, dtype=np.float64)
+    if prediction.shape != (len(counts), 4):
+        raise ValueError(f"prediction must be ({len(counts)}, 4), got {prediction.shape}")
+    ev = event_index(counts)
+    layer = layer.astype(np.intp)
+    offset = pos.astype(np.float64) - position_at_layer(prediction, ev, layer)
+    inside = np.abs(offset) <= geometry.half_window_mm  # False for NaN
+    if keep is not None:
+        inside &= flat[3].astype(bool)
+    return RoiHits(
+        np.bincount(ev[inside], minlength=len(counts)).astype(np.int64),
+        layer[inside].astype(np.int8),
+        offset[inside].astype(np.float32),
+        signal[inside].astype(np.float32),
+    )
+
+
+def hit_lines(
+    hits: RoiHits, cos_theta: np.ndarray, geometry: HoughGeometry, zthr: float | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per hit: event, f, the line's right-hand side c (image units), and the channel."""
+    cos_theta = np.asarray(cos_theta, dtype=np.float64)
+    if cos_theta.shape != (hits.n_events,):
+        raise ValueError(f"cos_theta must be ({hits.n_events},), got {cos_theta.shape}")
+    ev = hits.event_index()
+    layer = hits.layer.astype(np.intp)
+    f = LAYER_FRACTION[layer]
+    c = hits.offset.astype(np.float64) / geometry.pixel_mm + geometry.centre
+    channel = 2 * LAYER_PROJECTION[layer]
+    if zthr is not None:
+        charge = np.sqrt(np.maximum(hits.signal.astype(np.float64) * cos_theta[ev], 0.0))
+        channel = channel + (charge >= zthr)
+    return ev, f, c, channel
+
+
+def _to_8bit(lines: np.ndarray) -> np.ndarray:
+    return np.minimum(lines * COUNT_SCALE, 255).astype(np.uint8)
+
+
+def render_hough(
+    hits: RoiHits, cos_theta: np.ndarray, geometry: HoughGeometry = PRECISE, zthr: float | None = ZTHR
+) -> np.ndarray:
+    """RoI hits of B events -> (B, n, n, 4) uint8 Hough images (conventions in the module doc).
+
+    `cos_theta` (B,) comes from the prediction that selected the hits (tracks.cos_theta).
+    Every hit's line is stepped at once over the n pixels of its stepping axis; the lit
+    pixels of a block of events are sorted by flat index, runs of equal indices counted
+    (lines per pixel), and the counts go through the 8-bit mapping.
+    """
+    ev, f, c, channel = hit_lines(hits, cos_theta, geometry, zthr)
+    n = geometry.n_pixels
+    out = np.zeros((hits.n_events, n, n, N_CHANNELS), dtype=np.uint8)
+    if len(ev) == 0:
+        return out
+    step_i = f > 0.5  # |slope d(delta_bot)/d(delta_top)| = |1 - f| / |f| <= 1: one pixel per i_top
+    a = np.where(step_i, f, 1.0 - f)[:, None]  # coefficient of the computed coordinate
+    b = np.where(step_i, 1.0 - f, f)[:, None]  # coefficient of the stepping coordinate
+    t = np.arange(n) + 0.5  # pixel centres along the stepping axis
+    # flat index into out = event * n*n*4 + i * n*4 + j * 4 + channel, split into step and other
+    row = n * N_CHANNELS
+    stride_step = np.where(step_i, row, N_CHANNELS)[:, None]
+    stride_other = np.where(step_i, N_CHANNELS, row)[:, None]
+    # blocks of whole events (no pixel shared between blocks) bound the (hits, n) temporaries
+    first_hit = np.concatenate([[0], np.cumsum(hits.counts)])
+    block_of_event = first_hit[:-1] // _BLOCK_HITS
+    ev_bounds = np.concatenate([[0], np.flatnonzero(np.diff(block_of_event)) + 1, [hits.n_events]])
+    for e0, e1 in zip(ev_bounds[:-1], ev_bounds[1:], strict=True):
+        h0, h1 = first_hit[e0], first_hit[e1]
+        if h1 == h0:
+            continue
+        # int32 indices sort faster; a block of more than ~3000 images needs int64
+        itype = np.int32 if (e1 - e0) * n * row < _INT32_INDICES else np.int64
+        other = np.floor((c[h0:h1, None] - b[h0:h1] * t) / a[h0:h1])
+        inside = (other >= 0) & (other < n)
+        other[~inside] = 0  # keeps the integer cast defined (NaN, huge offsets); dropped below
+        base = ((ev[h0:h1] - e0) * (n * row) + channel[h0:h1])[:, None] + np.arange(n) * stride_step[h0:h1]
+        flat = (other.astype(itype) * stride_other[h0:h1].astype(itype) + base.astype(itype))[inside]
+        flat.sort()
+        new = np.empty(len(flat), dtype=bool)
+        new[:1] = True
+        np.not_equal(flat[1:], flat[:-1], out=new[1:])
+        starts = np.flatnonzero(new)
+        lines = np.diff(np.append(starts, len(flat)))
+        out[e0:e1].reshape(-1)[flat[starts]] = _to_8bit(lines)
+    return out
+
+
+def render_hough_reference(
+    hits: RoiHits, cos_theta: np.ndarray, geometry: HoughGeometry = PRECISE, zthr: float | None = ZTHR
+) -> np.ndarray:
+    """The definition of :func:`render_hough`, one hit at a time over the whole pixel grid. Tests only.
+
+    A pixel (i, j) is lit by a hit when, at the pixel's centre on the line's stepping
+    axis, the line lies within the pixel on the other axis: j <= delta_bot(i + 1/2) < j + 1
+    if the line is shallow in delta_top (f > 1/2), else i <= delta_top(j + 1/2) < i + 1.
+    """
+    ev, f, c, channel = hit_lines(hits, cos_theta, geometry, zthr)
+    n = geometry.n_pixels
+    lines = np.zeros((hits.n_events, n, n, N_CHANNELS), dtype=np.int64)
+    ii, jj = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    for h in range(len(ev)):
+        if f[h] > 0.5:
+            delta_bot = (c[h] - (1.0 - f[h]) * (ii + 0.5)) / f[h]
+            lit = (jj <= delta_bot) & (delta_bot < jj + 1)
+        else:
+            delta_top = (c[h] - f[h] * (jj + 0.5)) / (1.0 - f[h])
+            lit = (ii <= delta_top) & (delta_top < ii + 1)
+        lines[ev[h], :, :, channel[h]] += lit
+    return _to_8bit(lines)
+
+
+def hough_targets(truth: np.ndarray, prediction: np.ndarray, geometry: HoughGeometry = PRECISE) -> np.ndarray:
+    """(N, 4) image coordinates of the true track, (truth - prediction) / pixel + n/2.
+
+    The Hough networks' regression target, in the order (x_top, y_top, x_bot, y_bot):
+    the point where the true track's lines meet, n/2 for a perfect prediction.
+    """
+    truth = np.asarray(truth, dtype=np.float64)
+    prediction = np.asarray(prediction, dtype=np.float64)
+    return (truth - prediction) / geometry.pixel_mm + geometry.centre
+
+
+def apply_offsets(
+    prediction: np.ndarray, offsets: np.ndarray, geometry: HoughGeometry = PRECISE
+) -> np.ndarray:
+    """The refined (N, 4) track from a prediction and the network's output (inverse of hough_targets)."""
+    prediction = np.asarray(prediction, dtype=np.float64)
+    offsets = np.asarray(offsets, dtype=np.float64)
+    return prediction + (offsets - geometry.centre) * geometry.pixel_mm

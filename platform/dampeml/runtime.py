@@ -1,0 +1,71 @@
+"""Start or join Ray the same way in every job, test and CLI command.
+
+`init_ray()` joins an existing cluster when an address is given or `RAY_ADDRESS` is set (as it is
+for a driver started by `ray job submit`); otherwise it starts a local instance with an explicit
+number of logical CPUs. Ray Data's read and map tasks need CPUs beside the tasks or training
+workers that consume them: with 2 logical CPUs (a 2-core CI machine) such a pipeline hangs, so
+the local default is at least 4 logical CPUs (see ../shared/RAY_MLFLOW_NOTES.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import ray
+
+# Environment of every Ray worker (and of this driver): tf-keras instead of Keras 3, which fails
+# under MultiWorkerMirroredStrategy. The package itself is installed, so no PYTHONPATH is needed.
+RUNTIME_ENV: dict = {"env_vars": {"TF_USE_LEGACY_KERAS": "1"}}
+MIN_LOCAL_CPUS = 4
+_JOB_CONFIG_VAR = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by the job manager for a submitted driver
+
+
+def default_num_cpus() -> int:
+    """Logical CPUs for a local instance: all cores, and never fewer than MIN_LOCAL_CPUS."""
+    return max(MIN_LOCAL_CPUS, os.cpu_count() or 1)
+
+
+def init_ray(address: str | None = None, num_cpus: int | None = None, **kwargs):
+    """Join the cluster at `address` (or `RAY_ADDRESS`), else start a local Ray; return its context.
+
+    Locally: `num_cpus` logical CPUs (default `default_num_cpus()`), no dashboard. Calling it again
+    in the same process returns the running instance's context. `kwargs` go to `ray.init`.
+    """
+    for key, value in RUNTIME_ENV["env_vars"].items():
+        os.environ.setdefault(key, value)  # for this driver too (before TensorFlow is imported)
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    args: dict = {
+        "ignore_reinit_error": True,
+        "log_to_driver": True,
+        "runtime_env": _runtime_env_without_job_conflicts(),
+    }
+    if address:
+        if num_cpus is not None:
+            raise ValueError("num_cpus is for a local Ray only: the cluster's nodes declare their CPUs")
+        args["address"] = address
+    else:
+        args["num_cpus"] = num_cpus if num_cpus is not None else default_num_cpus()
+        args["include_dashboard"] = False
+    args.update(kwargs)
+    return ray.init(**args)
+
+
+def _runtime_env_without_job_conflicts() -> dict:
+    """RUNTIME_ENV less the env vars a submitted job already sets.
+
+    Ray refuses to merge a job's runtime env with the driver's when both set the same env var,
+    even to the same value; the job's setting wins here.
+    """
+    env_vars = dict(RUNTIME_ENV["env_vars"])
+    try:
+        job_env = json.loads(os.environ.get(_JOB_CONFIG_VAR) or "{}").get("runtime_env") or {}
+    except (ValueError, AttributeError):
+        job_env = {}
+    for key in job_env.get("env_vars") or {}:
+        env_vars.pop(key, None)
+    return (
+        {**RUNTIME_ENV, "env_vars": env_vars}
+        if env_vars
+        else {k: v for k, v in RUNTIME_ENV.items() if k != "env_vars"}
+    )

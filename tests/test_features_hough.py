@@ -1,0 +1,232 @@
+"""Hough images: the vectorized renderer equals the definition, lines meet at the true track, RoI, targets."""
+
+from __future__ import annotations
+
+import awkward as ak
+import numpy as np
+import pytest
+
+from dampeml.detector import geometry as geo
+from dampeml.features.hough import (
+    COARSE,
+    COUNT_SCALE,
+    PRECISE,
+    ZTHR,
+    HoughGeometry,
+    RoiHits,
+    apply_offsets,
+    hough_targets,
+    render_hough,
+    render_hough_reference,
+    select_roi_hits,
+)
+from dampeml.features.tracks import cos_theta, position_at_layer, truth_track
+from dampeml.io.root_reader import read_events
+
+SMALL = HoughGeometry(0.1, 37)  # odd size: the centre is a pixel centre, not a corner
+
+
+@pytest.fixture(scope="module")
+def protons(sample_files):
+    return read_events(sample_files["proton"])
+
+
+def random_hits(rng: np.random.Generator, geometry: HoughGeometry, n_events: int, max_hits: int) -> RoiHits:
+    """Random RoI hits, some just outside the window, some repeated (to saturate pixels)."""
+    counts = rng.integers(0, max_hits, n_events)
+    counts[0] = 0
+    n = int(counts.sum())
+    layer = rng.integers(0, geo.STK_N_LAYERS, n)
+    offset = rng.uniform(-1.05, 1.05, n) * geometry.half_window_mm
+    signal = rng.exponential(1.5, n)
+    dup = rng.random(n) < 0.3  # copy the previous hit (same event unless at a boundary)
+    dup[0] = False
+    for arr in (layer, offset, signal):
+        idx = np.arange(n)
+        idx[dup] = 0
+        arr[:] = arr[np.maximum.accumulate(idx)]
+    return RoiHits(counts, layer.astype(np.int8), offset.astype(np.float32), signal.astype(np.float32))
+
+
+@pytest.mark.parametrize("geometry", [PRECISE, COARSE, SMALL, HoughGeometry(0.25, 64)])
+@pytest.mark.parametrize("zthr", [ZTHR, None])
+def test_vectorized_renderer_equals_reference(geometry, zthr):
+    rng = np.random.default_rng(int(geometry.pixel_mm * 1000) + geometry.n_pixels)
+    max_hits = 12 if geometry.n_pixels >= 400 else 60
+    hits = random_hits(rng, geometry, 5, max_hits)
+    cos_t = rng.uniform(0.4, 1.0, hits.n_events)
+    fast = render_hough(hits, cos_t, geometry, zthr)
+    ref = render_hough_reference(hits, cos_t, geometry, zthr)
+    assert fast.shape == (5, geometry.n_pixels, geometry.n_pixels, 4) and fast.dtype == np.uint8
+    assert np.count_nonzero(ref) > 0
+    assert np.array_equal(fast, ref), f"{np.count_nonzero(fast != ref)} pixels differ"
+    if zthr is None:
+        assert not fast[..., 1].any() and not fast[..., 3].any()
+
+
+def test_blocks_and_index_widths_do_not_change_the_image(monkeypatch):
+    from dampeml.features import hough
+
+    rng = np.random.default_rng(8)
+    hits = random_hits(rng, COARSE, 30, 20)
+    cos_t = rng.uniform(0.5, 1.0, 30)
+    one_block = render_hough(hits, cos_t, COARSE)
+    monkeypatch.setattr(hough, "_BLOCK_HITS", 7)
+    monkeypatch.setattr(hough, "_INT32_INDICES", 0)
+    assert np.array_equal(render_hough(hits, cos_t, COARSE), one_block)
+
+
+def test_lines_are_connected_and_one_pixel_per_step():
+    rng = np.random.default_rng(3)
+    n = 200
+    hits = RoiHits(
+        np.ones(n, np.int64),
+        rng.integers(0, 12, n).astype(np.int8),
+        rng.uniform(-1, 1, n).astype(np.float32) * SMALL.half_window_mm,
+        np.ones(n, np.float32),
+    )
+    img = render_hough(hits, np.ones(n), SMALL)
+    f = (geo.STK_LAYER_Z[hits.layer] - geo.Z_TOP) / (geo.Z_BOT - geo.Z_TOP)
+    for h in range(n):
+        ch = 0 if hits.layer[h] % 2 == 0 else 2
+        i, j = np.nonzero(img[h, :, :, ch])
+        step, other = (i, j) if f[h] > 0.5 else (j, i)
+        order = np.argsort(step)
+        step, other = step[order], other[order]
+        assert len(np.unique(step)) == len(step)  # one pixel per step
+        if len(step) > 1:
+            assert np.all(np.diff(step) == 1) and np.all(np.abs(np.diff(other)) <= 1)
+
+
+def test_charge_split_channels():
+    # x-layer hits (layer 4) and y-layer hits (layer 7); q = sqrt(signal * cos) vs Zthr = sqrt(2)
+    cos_t = np.array([0.5])
+    signal = np.array([1.0, 3.99, 4.0, 9.0], np.float32)  # q = 0.71, 1.412, 1.414.., 2.12
+    for layer, base in ((4, 0), (7, 2)):
+        hits = RoiHits(np.array([4]), np.full(4, layer, np.int8), np.zeros(4, np.float32), signal)
+        img = render_hough(hits, cos_t, SMALL)
+        lines = img.astype(int).sum(axis=(0, 1, 2)) // COUNT_SCALE
+        assert lines[base] == 2 * img.shape[1] and lines[base + 1] == 2 * img.shape[1]
+        assert lines[2 - base] == 0 and lines[3 - base] == 0
+        nosplit = render_hough(hits, cos_t, SMALL, zthr=None)
+        assert not nosplit[..., base + 1].any() and nosplit[..., base].max() == 4 * COUNT_SCALE
+
+
+def exact_track_hits(track: np.ndarray) -> dict:
+    """One noiseless 1-MIP hit per layer of each track, as jagged awkward branches."""
+    n = len(track)
+    ev = np.repeat(np.arange(n), geo.STK_N_LAYERS)
+    layer = np.tile(np.arange(geo.STK_N_LAYERS), n)
+    pos = position_at_layer(track, ev, layer)
+    counts = np.full(n, geo.STK_N_LAYERS)
+    return {
+        k: ak.unflatten(v, counts) for k, v in (("layer", layer), ("pos", pos), ("signal", np.ones(len(ev))))
+    }
+
+
+@pytest.mark.parametrize("geometry", [PRECISE, COARSE])
+def test_shifting_the_prediction_moves_the_intersection(geometry):
+    rng = np.random.default_rng(5)
+    n = 6
+    truth = np.column_stack([rng.uniform(-200, 200, (n, 2)), rng.uniform(-200, 200, (n, 2))])
+    k = rng.integers(-150, 150, (n, 4))
+    k[0] = 0
+    shift = (k + 0.5) * geometry.pixel_mm  # the track lands on a pixel centre: no rounding ambiguity
+    prediction = truth + shift
+    h = exact_track_hits(truth)
+    hits = select_roi_hits(h["layer"], h["pos"], h["signal"], prediction, geometry)
+    assert np.all(hits.counts == geo.STK_N_LAYERS)
+    img = render_hough(hits, cos_theta(prediction), geometry)
+    target = hough_targets(truth, prediction, geometry)
+    assert np.allclose(target, geometry.centre - k - 0.5)  # +d mm -> -d/pixel
+    for e in range(n):
+        for proj, ch in ((0, 0), (1, 2)):
+            i, j = np.floor(target[e, [proj, proj + 2]]).astype(int)
+            assert img[e, i, j, ch] == 6 * COUNT_SCALE  # all 6 lines of the projection meet there
+            assert img[e, :, :, ch].max() == 6 * COUNT_SCALE
+            assert np.count_nonzero(img[e, :, :, ch] == 6 * COUNT_SCALE) == 1
+
+
+def brightest(img: np.ndarray) -> np.ndarray:
+    """(B, 2) centre of the pixels crossed by the most lines, image coordinates."""
+    flat = img.reshape(len(img), -1)
+    top = flat == flat.max(axis=1, keepdims=True)
+    i, j = np.divmod(np.arange(flat.shape[1]), img.shape[2])
+    return np.column_stack([top @ i, top @ j]) / top.sum(axis=1, keepdims=True) + 0.5
+
+
+def test_true_track_lines_meet_at_the_centre_and_follow_a_shift(protons):
+    n = 250  # MC events: 160 MB of images per rendering
+    truth = truth_track(protons)[:n]
+    args = [protons[k][:n] for k in ("stk_layer", "stk_pos", "stk_signal", "stk_is_primary")]
+    shift = np.array([0.5, -0.3, 0.2, 0.7])  # mm
+    results = []
+    for prediction in (truth, truth + shift):
+        hits = select_roi_hits(*args[:3], prediction, PRECISE, keep=args[3])
+        img = render_hough(hits, cos_theta(prediction), PRECISE)
+        ev = hits.event_index()
+        for proj in (0, 1):
+            n_hits = np.bincount(ev[hits.layer % 2 == proj], minlength=n)
+            lines = img[..., 2 * proj].astype(np.int16) + img[..., 2 * proj + 1]  # both charge classes
+            results.append((brightest(lines), n_hits >= 5))
+    for proj in (0, 1):
+        centre, good = results[proj]
+        assert good.mean() > 0.8
+        dist = np.abs(centre[good] - PRECISE.centre).max(axis=1)
+        assert np.mean(dist <= 2.0) > 0.75, f"projection {proj}: {np.mean(dist <= 2.0):.2f} within 2 px"
+        moved, _ = results[2 + proj]
+        expected = -shift[[proj, proj + 2]] / PRECISE.pixel_mm
+        assert np.allclose(np.median(moved[good] - centre[good], axis=0), expected, atol=1.0)
+
+
+def test_roi_rule_and_nan_prediction():
+    hw = COARSE.half_window_mm
+    offsets = np.array([0.0, hw, -hw, hw * 1.0001, -hw * 1.0001, 3.0])
+    n = len(offsets)
+    prediction = np.array([[10.0, -20.0, 30.0, 5.0], [np.nan] * 4])
+    layer = np.array([2] * n + [3])
+    ev = np.array([0] * n + [1])
+    pos = position_at_layer(prediction, ev, layer) + np.append(offsets, 0.0)
+    hits = select_roi_hits(layer, pos, np.ones(n + 1), prediction, COARSE, counts=np.array([n, 1]))
+    assert hits.counts.tolist() == [4, 0]
+    assert np.allclose(hits.offset, [0.0, hw, -hw, 3.0], atol=1e-4)
+
+
+def test_every_roi_hit_inside_the_window_draws_pixels():
+    rng = np.random.default_rng(9)
+    n = 300
+    track = rng.uniform(-100, 100, (1, 4))
+    layer = rng.integers(0, 12, n)
+    offset = rng.uniform(-1, 1, n) * (SMALL.half_window_mm - SMALL.pixel_mm)
+    pos = position_at_layer(track, np.zeros(n, int), layer) + offset
+    sel = select_roi_hits(layer, pos, np.ones(n), track, SMALL, counts=np.array([n]))
+    one_per_event = RoiHits(np.ones(n, np.int64), sel.layer, sel.offset, sel.signal)
+    img = render_hough(one_per_event, np.ones(n), SMALL)
+    assert np.all(img.reshape(n, -1).max(axis=1) == COUNT_SCALE)
+
+
+def test_targets_round_trip():
+    rng = np.random.default_rng(2)
+    truth = rng.uniform(-300, 300, (50, 4))
+    prediction = truth + rng.normal(0, 5, (50, 4))
+    for geometry in (PRECISE, COARSE, SMALL):
+        t = hough_targets(truth, prediction, geometry)
+        assert np.allclose(apply_offsets(prediction, t, geometry), truth, atol=1e-9)
+        assert np.allclose(hough_targets(prediction, prediction, geometry), geometry.centre)
+
+
+def test_compact_hits_are_small_and_batch_like_the_whole(protons):
+    truth = truth_track(protons)
+    hits = select_roi_hits(protons["stk_layer"], protons["stk_pos"], protons["stk_signal"], truth, COARSE)
+    assert hits.nbytes / hits.n_events < 2048
+    assert hits.nbytes == 9 * len(hits.layer) + 4 * hits.n_events
+    back = RoiHits.from_arrays(
+        *(ak.unflatten(a, hits.counts) for a in (hits.layer, hits.offset, hits.signal))
+    )
+    assert np.array_equal(back.counts, hits.counts) and np.array_equal(back.offset, hits.offset)
+    cos_t = cos_theta(truth)
+    whole = render_hough(hits.events(0, 40), cos_t[:40], COARSE)
+    part = render_hough(hits.events(20, 40), cos_t[20:40], COARSE)
+    assert np.array_equal(whole[20:], part)
+    with pytest.raises(ValueError, match="RoiHits"):
+        RoiHits(np.array([2]), hits.layer[:1], hits.offset[:1], hits.signal[:1])
