@@ -27,6 +27,12 @@ app = typer.Typer(
 console = Console(stderr=True)
 
 
+def _register_subcommands() -> None:
+    from dampeml.cli.dataset import app as dataset_app
+
+    app.add_typer(dataset_app, name="dataset")
+
+
 def clean_errors(fn):
     """Turn the project's input errors into one readable line and exit code 1."""
 
@@ -151,3 +157,10 @@ def simulate_production(
 
 def main() -> None:  # pragma: no cover
     sys.exit(app())
+
+
+_register_subcommands()
+
+
+if __name__ == "__main__":  # python -m dampeml.cli.main
+    main()

@@ -1,0 +1,109 @@
+"""`dampeml dataset build|show`: versioned training datasets from specs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    help="Build and inspect versioned training datasets (YAML specs in datasets/).", no_args_is_help=True
+)
+console = Console(stderr=True)
+
+
+@app.command()
+def build(
+    spec: Annotated[Path, typer.Argument(help="dataset spec, e.g. datasets/bgo-direction-low-small.yaml")],
+    out: Annotated[str, typer.Option(help="output directory or pyarrow URI (s3://..., gs://...)")],
+    limit_events: Annotated[
+        int | None, typer.Option(help="build from at most this many input events")
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="finish an interrupted build at --out")] = False,
+    address: Annotated[str | None, typer.Option(help="Ray cluster address (default: local Ray)")] = None,
+    num_cpus: Annotated[int | None, typer.Option(help="logical CPUs of a local Ray")] = None,
+) -> None:
+    """Run the Ray Data pipeline of a spec and write Parquet shards plus a manifest."""
+    from dampeml.cli.main import clean_errors
+
+    clean_errors(_build)(spec, out, limit_events, resume, address, num_cpus)
+
+
+def _build(
+    spec_path: Path,
+    out: str,
+    limit_events: int | None,
+    resume: bool,
+    address: str | None,
+    num_cpus: int | None,
+) -> None:
+    from rich.progress import Progress
+
+    from dampeml.datasets.build import build_dataset
+    from dampeml.datasets.spec import load_spec
+    from dampeml.runtime import init_ray
+
+    spec = load_spec(spec_path)
+    init_ray(address=address, num_cpus=num_cpus)
+    with Progress(console=console) as progress:
+        task = progress.add_task(f"building {spec.name}", total=None)
+        summary = build_dataset(
+            spec,
+            out,
+            limit_events=limit_events,
+            resume=resume,
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+    print_summary(summary.manifest, out)
+    if summary.units_done_before:
+        console.print(
+            f"resumed: {summary.units_done_before} of {summary.units_total} units were already done"
+        )
+
+
+def print_summary(manifest: dict, uri: str) -> None:
+    acc = manifest["accounting"]
+    t = Table(title=f"{manifest['dataset_version']} at {uri}")
+    for col in ("split", "events", "shards", "MB"):
+        t.add_column(col, justify="right")
+    for s, v in manifest["splits"].items():
+        t.add_row(s, str(v["events"]), str(v["shards"]), f"{v['bytes'] / 1e6:.2f}")
+    console.print(t)
+    console.print(
+        f"read {acc['read']}, written {acc['written']}, filtered {sum(acc['filtered'].values())} "
+        f"{acc['filtered'] or ''}, quarantined {sum(acc['quarantined'].values())} "
+        f"{acc['quarantined'] or ''}"
+        + (f", unreadable files {acc['unreadable_files']}" if acc["unreadable_files"] else "")
+    )
+    bpe = manifest["bytes_per_event"]
+    console.print(f"{bpe:.0f} bytes/event on disk" if bpe else "no events written")
+
+
+@app.command()
+def show(
+    uri: Annotated[str, typer.Argument(help="dataset directory or URI")],
+    picture: Annotated[
+        Path | None, typer.Option(help="PNG of sample inputs (default: <uri>/samples.png)")
+    ] = None,
+    samples: Annotated[int, typer.Option(help="events in the picture")] = 6,
+) -> None:
+    """Print the manifest and save a picture of sample inputs."""
+    from dampeml.cli.main import clean_errors
+
+    clean_errors(_show)(uri, picture, samples)
+
+
+def _show(uri: str, picture: Path | None, samples: int) -> None:
+    import json
+
+    from dampeml.datasets.loader import load_manifest
+    from dampeml.datasets.samples import sample_picture
+
+    manifest = load_manifest(uri)
+    console.print_json(json.dumps({k: v for k, v in manifest.items() if k not in ("spec", "schema")}))
+    print_summary(manifest, uri)
+    path = sample_picture(uri, manifest, picture, samples)
+    console.print(f"sample inputs: {path}")

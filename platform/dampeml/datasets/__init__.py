@@ -1,0 +1,1 @@
+"""Dataset platform: YAML specs -> Ray Data pipeline -> versioned Parquet shards + manifest."""

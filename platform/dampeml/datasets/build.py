@@ -1,0 +1,189 @@
+"""Build a dataset: plan units, run them through a Ray Data pipeline, commit, write the manifest.
+
+Each unit (a file's event range or a seeded simulation chunk) is read or simulated,
+validated, selected, turned into features and targets, split by event identity, and
+written as one Parquet shard per split; its accounting marker is written last. The
+manifest is an aggregate of the markers, so it is always consistent with what exists.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import platform as stdlib_platform
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pyarrow.parquet as pq
+
+from dampeml import __version__
+from dampeml.datasets.process import process_unit
+from dampeml.datasets.spec import DatasetSpec
+from dampeml.datasets.split import SPLITS
+from dampeml.datasets.storage import MANIFEST, QUARANTINE, UNITS_DIR, Store
+from dampeml.datasets.units import BadFile, WorkUnit, plan_units, planned_particle_counts
+
+BUILD_FILE = "_build.json"
+
+
+class DatasetBuildError(RuntimeError):
+    """The build cannot go on (output exists, resume mismatch, too much quarantined)."""
+
+
+@dataclass
+class BuildSummary:
+    uri: str
+    units_total: int
+    units_done_before: int
+    manifest: dict
+
+
+def _build_params(spec: DatasetSpec, limit_events: int | None) -> dict:
+    return {"spec_hash": spec.spec_hash(), "limit_events": limit_events, "name": spec.name}
+
+
+def run_units(
+    units: list[WorkUnit],
+    spec: DatasetSpec,
+    store: Store,
+    context: dict,
+    on_done: Callable[[dict], None],
+    num_cpus_per_unit: float = 1.0,
+) -> None:
+    """Process units as a Ray Data pipeline: one row per unit in, one accounting row out."""
+    import ray
+
+    spec_json = spec.model_dump_json()
+    ds = ray.data.from_items([u.to_dict() for u in units], override_num_blocks=max(len(units), 1))
+
+    def _process(row: dict) -> dict:
+        acc = process_unit(
+            WorkUnit(**row), DatasetSpec.model_validate_json(spec_json), Store.open(store.uri), context
+        )
+        return {"accounting": json.dumps(acc)}
+
+    for row in ds.map(_process, num_cpus=num_cpus_per_unit).iter_rows():
+        on_done(json.loads(row["accounting"]))
+
+
+def build_dataset(
+    spec: DatasetSpec,
+    out_uri: str,
+    limit_events: int | None = None,
+    resume: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> BuildSummary:
+    """Build (or resume) the dataset of `spec` at `out_uri`; returns the summary and manifest."""
+    store = Store.open(out_uri)
+    params = _build_params(spec, limit_events)
+    if store.exists(BUILD_FILE):
+        previous = store.read_json(BUILD_FILE)
+        if not resume:
+            raise DatasetBuildError(
+                f"{out_uri} already holds a dataset ({previous['name']}): "
+                "pass --resume to finish it, or choose another --out"
+            )
+        if previous != params:
+            raise DatasetBuildError(
+                f"{out_uri} was started with {previous}, not {params}: "
+                "a resume must use the same spec and --limit-events"
+            )
+    elif not store.is_empty():
+        raise DatasetBuildError(f"{out_uri} is not empty and holds no dataset: choose another --out")
+    else:
+        store.write_json(BUILD_FILE, params)
+
+    units, bad_files = plan_units(spec, limit_events)
+    done = {name[: -len(".json")] for name in store.list(UNITS_DIR, ".json")}
+    todo = [u for u in units if u.unit_id not in done]
+    context = {"planned_particles": planned_particle_counts(units)}
+    if progress:
+        progress(len(units) - len(todo), len(units))
+    if todo:
+        counter = {"n": len(units) - len(todo)}
+
+        def on_done(_acc: dict) -> None:
+            counter["n"] += 1
+            if progress:
+                progress(counter["n"], len(units))
+
+        run_units(todo, spec, store, context, on_done)
+    manifest = write_manifest(spec, store, units, bad_files, limit_events)
+    share = manifest["accounting"]["quarantined_share"]
+    if share > spec.max_quarantine_fraction:
+        raise DatasetBuildError(
+            f"{share:.2%} of the events read were quarantined, above the spec's limit "
+            f"max_quarantine_fraction={spec.max_quarantine_fraction}: see {store.path(QUARANTINE)}"
+        )
+    return BuildSummary(out_uri, len(units), len(units) - len(todo), manifest)
+
+
+def write_manifest(
+    spec: DatasetSpec, store: Store, units: list[WorkUnit], bad_files: list[BadFile], limit_events: int | None
+) -> dict:
+    """Aggregate every unit's marker into the manifest, plus the quarantine list beside it."""
+    accs = [store.read_json(f"{UNITS_DIR}/{u.unit_id}.json") for u in units]
+    per_split = {s: {"events": 0, "bytes": 0, "shards": 0} for s in SPLITS}
+    per_particle: dict[str, Counter] = {s: Counter() for s in SPLITS}
+    per_ebin: dict[str, Counter] = {s: Counter() for s in SPLITS}
+    filtered: Counter = Counter()
+    quarantined: Counter = Counter()
+    quarantine_rows: list[dict] = []
+    n_read = 0
+    upstream: dict = {}
+    schema = None
+    for acc in accs:
+        n_read += acc["read"]
+        filtered.update(acc["filtered"])
+        quarantined.update(acc["quarantined"])
+        quarantine_rows.extend(acc["quarantine_list"])
+        upstream.update(acc.get("upstream", {}))
+        for s, sh in acc["shards"].items():
+            per_split[s]["events"] += sh["events"]
+            per_split[s]["bytes"] += sh["bytes"]
+            per_split[s]["shards"] += 1
+            per_particle[s].update(sh["particles"])
+            per_ebin[s].update(sh["energy_bins"])
+            if schema is None:
+                schema = pq.read_schema(store.path(sh["file"]), filesystem=store.fs).to_string()
+    for b in bad_files:
+        quarantine_rows.append({"file": b.path, "event": None, "reason": f"unreadable file: {b.reason}"})
+    written = sum(v["events"] for v in per_split.values())
+    n_q = sum(quarantined.values())
+    n_f = sum(filtered.values())
+    if written + n_q + n_f != n_read:  # the accounting must close; anything else is a bug
+        raise DatasetBuildError(
+            f"accounting does not close: read {n_read} != written {written} + "
+            f"filtered {n_f} + quarantined {n_q}"
+        )
+    total_bytes = sum(v["bytes"] for v in per_split.values())
+    manifest = {
+        "name": spec.name,
+        "kind": spec.kind,
+        "spec": spec.model_dump(mode="json"),
+        "spec_hash": spec.spec_hash(),
+        "dataset_version": f"{spec.name}@{spec.spec_hash()}",
+        "package_version": __version__,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "host": stdlib_platform.node(),
+        "limit_events": limit_events,
+        "schema": schema,
+        "splits": per_split,
+        "particles": {s: dict(c) for s, c in per_particle.items()},
+        "energy_bins": {s: dict(sorted(c.items())) for s, c in per_ebin.items()},
+        "bytes_per_event": total_bytes / written if written else None,
+        "upstream_models": upstream,
+        "accounting": {
+            "read": n_read,
+            "written": written,
+            "filtered": dict(filtered),
+            "quarantined": dict(quarantined),
+            "unreadable_files": [b.path for b in bad_files],
+            "quarantined_share": n_q / n_read if n_read else (1.0 if bad_files else 0.0),
+        },
+        "units": len(units),
+    }
+    store.write_text(QUARANTINE, "".join(json.dumps(r) + "\n" for r in quarantine_rows))
+    store.write_json(MANIFEST, manifest)
+    return manifest

@@ -1,0 +1,138 @@
+"""Feeding training: a dataset split as a Ray Data dataset of network-ready batches.
+
+`network_dataset(uri, split)` reads the split's Parquet shards with Ray Data and maps
+them to the inputs and targets of the dataset's network kind, rendering the sparse
+features (Hough images, raw STK image) on the fly. From a Ray Train worker, pass the
+result to the trainer and use `get_dataset_shard(...).to_tf("x", "y", ...)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pyarrow as pa
+
+from dampeml.datasets.columns import GEOMETRIES, TRACK
+from dampeml.datasets.storage import MANIFEST, Store
+from dampeml.features import RoiHits, render_hough, render_stk_image, to_float
+from dampeml.features.tracks import cos_theta
+
+ELECTRON = 2  # particle label of electrons (dampeml.datasets.units.PARTICLES)
+
+
+class DatasetError(ValueError):
+    """A dataset that is missing, incomplete, or of the wrong kind for its use."""
+
+
+def load_manifest(uri: str) -> dict:
+    store = Store.open(uri)
+    if not store.exists(MANIFEST):
+        raise DatasetError(f"{uri}: no dataset manifest here (build one with `dampeml dataset build`)")
+    return store.read_json(MANIFEST)
+
+
+def _column(table: pa.Table, name: str) -> pa.Array:
+    if name not in table.column_names:
+        raise DatasetError(f"dataset has no column {name!r}: was it built with the right spec?")
+    col = table.column(name)
+    return col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+
+
+def _fixed_binary(table: pa.Table, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    arr = _column(table, name)
+    width = arr.type.byte_width
+    buf = np.frombuffer(arr.buffers()[1], dtype=np.uint8)
+    return buf[arr.offset * width : (arr.offset + len(arr)) * width].reshape((len(arr), *shape))
+
+
+def _floats(table: pa.Table, names: list[str]) -> np.ndarray:
+    return np.stack([_column(table, n).to_numpy(zero_copy_only=False) for n in names], axis=1).astype(
+        np.float32
+    )
+
+
+def _lists(table: pa.Table, name: str) -> tuple[np.ndarray, np.ndarray]:
+    arr = _column(table, name)
+    offsets = arr.offsets.to_numpy()
+    values = arr.values.to_numpy(zero_copy_only=False)[offsets[0] : offsets[-1]]
+    return values, np.diff(offsets)
+
+
+def _bgo_inputs(t: pa.Table, spec: dict) -> dict:
+    return {
+        "x": to_float(_fixed_binary(t, "bgo_image", (14, 22)))[..., None],
+        "y": _floats(t, [f"true_{n}" for n in TRACK]),
+    }
+
+
+def _hough_image(t: pa.Table, spec: dict) -> np.ndarray:
+    layer, counts = _lists(t, "hough_layer")
+    offset, _ = _lists(t, "hough_offset")
+    signal, _ = _lists(t, "hough_signal")
+    hits = RoiHits(counts, layer.astype(np.int8), offset.astype(np.float32), signal.astype(np.float32))
+    roi = _floats(t, [f"roi_{n}" for n in TRACK])
+    return render_hough(hits, cos_theta(roi), GEOMETRIES[spec["roi"]["geometry"]], spec["roi"]["zthr"])
+
+
+def _hough_inputs(t: pa.Table, spec: dict) -> dict:
+    return {"x": _hough_image(t, spec), "y": _floats(t, [f"hough_target_{n}" for n in TRACK])}
+
+
+def _no_inelastic(t: pa.Table) -> np.ndarray:
+    """Target of the inelastic networks: P(no inelastic interaction), as in the paper."""
+    return (~_column(t, "true_inelastic").to_numpy(zero_copy_only=False)).astype(np.float32)[:, None]
+
+
+def _inelastic_stk_inputs(t: pa.Table, spec: dict) -> dict:
+    layer, counts = _lists(t, "stk_layer")
+    half, _ = _lists(t, "stk_half")
+    channel, _ = _lists(t, "stk_channel")
+    signal, _ = _lists(t, "stk_signal")
+    return {
+        "x": render_stk_image(layer, half, channel, signal, counts=counts)[..., None],
+        "y": _no_inelastic(t),
+    }
+
+
+def _inelastic_hough_inputs(t: pa.Table, spec: dict) -> dict:
+    return {"x": _hough_image(t, spec), "y": _no_inelastic(t)}
+
+
+def _electron_proton_inputs(t: pa.Table, spec: dict) -> dict:
+    variables = _column(t, "shower_variables")
+    k = variables.type.list_size
+    flat = variables.values.to_numpy()[variables.offset * k : (variables.offset + len(variables)) * k]
+    return {
+        "x_image": to_float(_fixed_binary(t, "bgo_image", (14, 22)))[..., None],
+        "x_vars": flat.reshape(len(variables), k).astype(np.float32),
+        "y": (_column(t, "particle").to_numpy() == ELECTRON).astype(np.float32)[:, None],
+    }
+
+
+INPUTS: dict[str, Callable[[pa.Table, dict], dict]] = {
+    "bgo-direction": _bgo_inputs,
+    "stk-hough": _hough_inputs,
+    "inelastic-raw-stk": _inelastic_stk_inputs,
+    "inelastic-hough": _inelastic_hough_inputs,
+    "electron-proton": _electron_proton_inputs,
+}
+
+
+def network_batch(table: pa.Table, manifest: dict) -> dict[str, np.ndarray]:
+    """A batch of stored rows -> the network's numpy inputs ('x' or 'x_*') and target 'y'."""
+    return INPUTS[manifest["kind"]](table, manifest["spec"])
+
+
+def network_dataset(uri: str, split: str = "train", expected_kind: str | None = None):
+    """The split as a Ray Data dataset of network batches (rendered lazily, per block)."""
+    import ray
+
+    manifest = load_manifest(uri)
+    if expected_kind is not None and manifest["kind"] != expected_kind:
+        raise DatasetError(f"{uri} is a {manifest['kind']!r} dataset, this needs {expected_kind!r}")
+    if not manifest["splits"].get(split, {}).get("events"):
+        raise DatasetError(f"{uri}: split {split!r} is empty")
+    store = Store.open(uri)
+    ds = ray.data.read_parquet(store.path(split), filesystem=store.fs)
+    return ds.map_batches(network_batch, batch_format="pyarrow", fn_args=(manifest,))

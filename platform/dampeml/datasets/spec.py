@@ -1,0 +1,173 @@
+"""Dataset specs: what a dataset is, as a typed object loaded from YAML.
+
+A spec is declarative (weaver-core style): sources, selection, features, targets, split,
+sharding. Its hash (of the normalised content, not the file's bytes) names the dataset
+version, so the same spec always means the same data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from dampeml.io.schema import PDG
+
+Feature = Literal["bgo_image", "stk_clusters", "hough_hits", "shower_variables"]
+Target = Literal["track", "hough_offsets", "inelastic", "particle"]
+Kind = Literal["bgo-direction", "stk-hough", "inelastic-raw-stk", "inelastic-hough", "electron-proton"]
+
+
+class SpecError(ValueError):
+    """A spec that cannot be used; the message names the file and the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FileSource(_Strict):
+    """Existing event files (MC or flight), by glob."""
+
+    type: Literal["files"] = "files"
+    glob: str
+    events_per_unit: int = Field(5000, gt=0, description="events per work unit (one shard per split)")
+
+
+class ParticleRecipe(_Strict):
+    events: int = Field(gt=0)
+    energy_min: float = Field(gt=0)
+    energy_max: float = Field(gt=0)
+    spectrum_index: float = 1.0
+
+
+class SimulationSource(_Strict):
+    """Events simulated inside the pipeline, never written as ROOT files."""
+
+    type: Literal["simulation"] = "simulation"
+    particles: dict[str, ParticleRecipe]
+    seed: int = Field(0, ge=0)
+    mode: Literal["mc", "flight"] = "mc"
+    events_per_unit: int = Field(2000, gt=0)
+
+    @model_validator(mode="after")
+    def _known_particles(self) -> SimulationSource:
+        unknown = sorted(set(self.particles) - set(PDG))
+        if unknown:
+            raise ValueError(f"unknown particles {unknown}: use {sorted(PDG)}")
+        for name, r in self.particles.items():
+            if r.energy_max <= r.energy_min:
+                raise ValueError(f"{name}: energy_max must exceed energy_min")
+        return self
+
+
+Source = Annotated[FileSource | SimulationSource, Field(discriminator="type")]
+
+
+class Range(_Strict):
+    min: float | None = None
+    max: float | None = None
+
+    def contains(self, value):
+        import numpy as np
+
+        ok = np.ones(np.shape(value), dtype=bool)
+        if self.min is not None:
+            ok &= value >= self.min
+        if self.max is not None:
+            ok &= value < self.max
+        return ok
+
+
+class Selection(_Strict):
+    deposit_gev: Range = Range()  # BGO deposited energy (available in flight data too)
+    true_energy_gev: Range = Range()  # MC truth, for the paper's training ranges
+    electron_fraction: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="keep electrons so that they make this share of the selected events "
+        "(downsamples electrons or hadrons deterministically); None keeps all",
+    )
+    require_hough_hits: bool = False  # drop events with no STK hit in the RoI
+
+
+class Roi(_Strict):
+    """Where the Hough RoI is centred. `model` uses a registered upstream network."""
+
+    source: Literal["truth-smeared", "axis-fit", "model"] = "truth-smeared"
+    smear_mm: float = Field(2.0, ge=0.0, description="truth-smeared: Gaussian error per coordinate")
+    model_uri: str | None = None  # e.g. models:/bgo-direction-low@production
+    geometry: Literal["precise", "coarse"] = "precise"
+    zthr: float | None = Field(2**0.5, description="charge split threshold; null: no split")
+
+    @model_validator(mode="after")
+    def _model_needs_uri(self) -> Roi:
+        if self.source == "model" and not self.model_uri:
+            raise ValueError("roi.source 'model' needs roi.model_uri (models:/NAME@ALIAS)")
+        return self
+
+
+class Split(_Strict):
+    train: float = 0.8
+    val: float = 0.1
+    test: float = 0.1
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> Split:
+        if abs(self.train + self.val + self.test - 1.0) > 1e-9 or min(self.train, self.val, self.test) < 0:
+            raise ValueError(
+                f"split fractions must be >= 0 and sum to 1, got {self.train}, {self.val}, {self.test}"
+            )
+        return self
+
+
+class DatasetSpec(_Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")
+    kind: Kind
+    description: str = ""
+    sources: list[Source] = Field(min_length=1)
+    selection: Selection = Selection()
+    features: list[Feature] = Field(min_length=1)
+    targets: list[Target] = Field(min_length=1)
+    roi: Roi | None = None
+    split: Split = Split()
+    max_quarantine_fraction: float = Field(0.01, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DatasetSpec:
+        if ("hough_hits" in self.features or "hough_offsets" in self.targets) and self.roi is None:
+            raise ValueError("hough_hits / hough_offsets need an `roi:` section")
+        flight = [s for s in self.sources if isinstance(s, SimulationSource) and s.mode == "flight"]
+        if flight and set(self.targets) - {"track"}:
+            raise ValueError("flight-like sources carry no truth: only unsupervised use is possible")
+        return self
+
+    def spec_hash(self) -> str:
+        """Content hash: same meaning, same hash (independent of YAML layout and comments)."""
+        canon = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canon.encode()).hexdigest()[:16]
+
+
+def load_spec(path: str | Path) -> DatasetSpec:
+    """Load and validate a spec; errors name the file and each offending field."""
+    path = Path(path)
+    if not path.exists():
+        raise SpecError(f"{path}: no such dataset spec (the shipped ones are in datasets/)")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: a dataset spec is a YAML mapping, got {type(raw).__name__}")
+    try:
+        return DatasetSpec.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}" for e in exc.errors()
+        )
+        raise SpecError(f"{path}: invalid dataset spec: {problems}") from exc

@@ -1,0 +1,306 @@
+"""Dataset platform: specs, splits, accounting with bad files, determinism, resume, the loader."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from dampeml.datasets.build import DatasetBuildError, build_dataset
+from dampeml.datasets.loader import DatasetError, network_dataset
+from dampeml.datasets.spec import SpecError, load_spec
+from dampeml.datasets.split import assign_split
+from dampeml.io.root_reader import read_events
+from dampeml.io.root_writer import write_event_file
+from tests.conftest import make_file
+
+REPO = Path(__file__).resolve().parents[1]
+DESIGN_NETWORKS = (
+    "bgo-direction-low",
+    "bgo-direction-mid",
+    "bgo-direction-high",
+    "stk-hough-coarse",
+    "stk-hough-precise",
+    "inelastic-raw-stk",
+    "inelastic-hough",
+    "electron-proton",
+)
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    import ray
+
+    from dampeml.runtime import init_ray
+
+    init_ray(num_cpus=4)
+    yield
+    ray.shutdown()
+
+
+def _write_spec(tmp_path: Path, spec: dict, name: str = "spec.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def _sim_spec(name: str = "t", events: int = 300, per_unit: int = 100, **extra) -> dict:
+    spec = {
+        "name": name,
+        "kind": "bgo-direction",
+        "features": ["bgo_image"],
+        "targets": ["track", "particle"],
+        "sources": [
+            {
+                "type": "simulation",
+                "seed": 3,
+                "events_per_unit": per_unit,
+                "particles": {
+                    "proton": {"events": events, "energy_min": 100, "energy_max": 1e4},
+                    "electron": {"events": events // 2, "energy_min": 100, "energy_max": 1e4},
+                },
+            }
+        ],
+    }
+    spec.update(extra)
+    return spec
+
+
+def _read_split(uri: str, split: str):
+    files = sorted(glob.glob(f"{uri}/{split}/*.parquet"))
+    table = pq.read_table(files) if files else None
+    return table.sort_by([("run_id", "ascending"), ("event_id", "ascending")]) if table else None
+
+
+# ---- specs
+
+
+def test_every_design_network_has_a_spec_and_a_small_variant():
+    for name in DESIGN_NETWORKS:
+        full = load_spec(REPO / "datasets" / f"{name}.yaml")
+        small = load_spec(REPO / "datasets" / f"{name}-small.yaml")
+        assert full.kind == small.kind and full.features == small.features
+        assert sum(r.events for s in small.sources for r in s.particles.values()) < 5000
+        assert full.spec_hash() != small.spec_hash()
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"colour": "red"}, "colour: Extra inputs are not permitted"),
+        ({"features": []}, "features: List should have at least 1 item"),
+        ({"split": {"train": 0.7, "val": 0.1, "test": 0.1}}, "sum to 1"),
+        ({"features": ["hough_hits"], "kind": "stk-hough"}, "need an `roi:` section"),
+        ({"roi": {"source": "model"}}, "needs roi.model_uri"),
+        ({"kind": "muon-tagger"}, "kind: Input should be"),
+        (
+            {
+                "sources": [
+                    {
+                        "type": "simulation",
+                        "particles": {"muon": {"events": 5, "energy_min": 1, "energy_max": 2}},
+                    }
+                ]
+            },
+            "unknown particles",
+        ),
+    ],
+)
+def test_spec_errors_name_the_file_and_the_field(tmp_path, change, message):
+    path = _write_spec(tmp_path, {**_sim_spec(), **change})
+    with pytest.raises(SpecError, match=message) as err:
+        load_spec(path)
+    assert str(path) in str(err.value)
+
+
+def test_spec_file_problems(tmp_path):
+    with pytest.raises(SpecError, match="no such dataset spec"):
+        load_spec(tmp_path / "absent.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed")
+    with pytest.raises(SpecError, match="not valid YAML"):
+        load_spec(bad)
+
+
+def test_spec_hash_ignores_layout_not_content(tmp_path):
+    a = load_spec(_write_spec(tmp_path, _sim_spec(), "a.yaml"))
+    (tmp_path / "b.yaml").write_text("# comment\n" + json.dumps(_sim_spec()))
+    b = load_spec(tmp_path / "b.yaml")
+    c = load_spec(_write_spec(tmp_path, _sim_spec(events=301), "c.yaml"))
+    assert a.spec_hash() == b.spec_hash() != c.spec_hash()
+
+
+def test_split_is_a_function_of_identity_only():
+    run = np.full(20000, 42)
+    ev = np.arange(20000)
+    s1 = assign_split(run, ev)
+    order = np.random.default_rng(0).permutation(len(ev))
+    s2 = assign_split(run[order], ev[order])
+    assert np.array_equal(s1[order], s2)  # order of processing does not matter
+    assert np.array_equal(assign_split(run[:100], ev[:100]), s1[:100])  # nor what else is there
+    frac = {k: np.mean(s1 == k) for k in ("train", "val", "test")}
+    print(f"\nsplit fractions {frac}")
+    assert abs(frac["train"] - 0.8) < 0.015 and abs(frac["val"] - 0.1) < 0.01
+
+
+# ---- building
+
+
+@pytest.fixture(scope="module")
+def mixed_files(tmp_path_factory):
+    """Two good MC files, one with NaN events, one truncated, one not ROOT at all."""
+    d = tmp_path_factory.mktemp("mixed")
+    good1 = make_file(d / "a_good.root", "proton", 200, 100, 1e4, seed=31)
+    make_file(d / "b_good.root", "electron", 150, 100, 1e4, seed=32)
+    events = read_events(good1)
+    bgo = events["bgo_energy"].copy()
+    bgo[[3, 17, 40]] = np.nan
+    events["bgo_energy"] = bgo
+    events["run_id"] = events["run_id"] + 1000
+    write_event_file(d / "c_nan.root", events, {"mode": "mc", "generation": {"particle": "proton"}})
+    data = (d / "b_good.root").read_bytes()
+    (d / "d_truncated.root").write_bytes(data[: len(data) // 2])
+    (d / "e_junk.root").write_text("this is not a ROOT file\n" * 20)
+    return d
+
+
+def test_accounting_closes_with_corrupt_and_truncated_files(tmp_path, mixed_files, ray_local):
+    spec = load_spec(
+        _write_spec(
+            tmp_path,
+            {
+                **_sim_spec(),
+                "sources": [{"type": "files", "glob": str(mixed_files / "*.root"), "events_per_unit": 80}],
+                "selection": {"deposit_gev": {"min": 20.0}},
+                "max_quarantine_fraction": 0.5,
+            },
+        )
+    )
+    summary = build_dataset(spec, str(tmp_path / "ds"))
+    acc = summary.manifest["accounting"]
+    print(f"\naccounting: {acc}")
+    quarantined = sum(acc["quarantined"].values())
+    filtered = sum(acc["filtered"].values())
+    assert acc["read"] == acc["written"] + filtered + quarantined
+    assert acc["quarantined"]["non-finite values in bgo_energy"] == 3
+    assert acc["unreadable_files"] == [str(mixed_files / "e_junk.root")]
+    # the truncated file: either unreadable as a whole or its ranges quarantined, never silently lost
+    truncated = str(mixed_files / "d_truncated.root")
+    lines = [json.loads(x) for x in (tmp_path / "ds" / "quarantine.jsonl").read_text().splitlines()]
+    assert any(x["file"] == truncated for x in lines) or truncated in acc["unreadable_files"]
+    assert {x["event_id"] for x in lines if x.get("reason") == "non-finite values in bgo_energy"} == {
+        3,
+        17,
+        40,
+    }
+    # written rows: the good events of the readable files, each once
+    rows = sum(_read_split(str(tmp_path / "ds"), s).num_rows for s in ("train", "val", "test"))
+    assert rows == acc["written"] > 0
+    assert filtered == acc["filtered"].get("deposited energy outside the selected range", 0)
+
+    strict = load_spec(
+        _write_spec(
+            tmp_path,
+            {**spec.model_dump(mode="json"), "name": "strict", "max_quarantine_fraction": 0.001},
+            "strict.yaml",
+        )
+    )
+    with pytest.raises(DatasetBuildError, match="above the spec's limit max_quarantine_fraction=0.001"):
+        build_dataset(strict, str(tmp_path / "strict"))
+
+
+def test_rebuild_gives_the_same_content_and_mix(tmp_path, ray_local):
+    spec = load_spec(
+        _write_spec(
+            tmp_path, {**_sim_spec(events=400, per_unit=200), "selection": {"electron_fraction": 0.25}}
+        )
+    )
+    a = build_dataset(spec, str(tmp_path / "a")).manifest
+    b = build_dataset(spec, str(tmp_path / "b")).manifest
+    for split in ("train", "val", "test"):
+        ta, tb = _read_split(str(tmp_path / "a"), split), _read_split(str(tmp_path / "b"), split)
+        assert ta.equals(tb), split
+    assert a["splits"] == b["splits"] and a["spec_hash"] == b["spec_hash"]
+    particles = {k: sum(a["particles"][s].get(k, 0) for s in a["particles"]) for k in ("proton", "electron")}
+    frac = particles["electron"] / (particles["electron"] + particles["proton"])
+    print(f"\nelectron fraction written: {frac:.3f} (target 0.25), {particles}")
+    assert abs(frac - 0.25) < 0.05
+    with pytest.raises(DatasetBuildError, match="pass --resume"):
+        build_dataset(spec, str(tmp_path / "a"))
+
+
+def test_killed_build_resumes_to_the_same_dataset(tmp_path, ray_local):
+    spec_path = _write_spec(tmp_path, _sim_spec(events=1200, per_unit=100))
+    ref = str(tmp_path / "ref")
+    build_dataset(load_spec(spec_path), ref)
+    out = tmp_path / "killed"
+    cmd = [
+        sys.executable,
+        "-m",
+        "dampeml.cli.main",
+        "dataset",
+        "build",
+        str(spec_path),
+        "--out",
+        str(out),
+        "--num-cpus",
+        "2",
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "RAY_ADDRESS": ""},
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list((out / "_units").glob("*.json"))) < 3:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = len(list((out / "_units").glob("*.json")))
+    print(f"\nkilled after {done} of 18 units")
+    assert 3 <= done < 18, "the kill must land mid-build"
+    assert not (out / "manifest.json").exists()
+    summary = build_dataset(load_spec(spec_path), str(out), resume=True)
+    assert summary.units_done_before >= done
+    for split in ("train", "val", "test"):
+        assert _read_split(ref, split).equals(_read_split(str(out), split)), split
+
+
+# ---- the loader
+
+
+@pytest.fixture(scope="module")
+def small_bgo(tmp_path_factory, ray_local):
+    out = tmp_path_factory.mktemp("bgo") / "ds"
+    build_dataset(load_spec(REPO / "datasets" / "bgo-direction-low-small.yaml"), str(out), limit_events=400)
+    return str(out)
+
+
+def test_loader_gives_network_batches_with_stored_targets(small_bgo):
+    ds = network_dataset(small_bgo, "train", expected_kind="bgo-direction")
+    batch = next(iter(ds.iter_batches(batch_size=16)))
+    assert batch["x"].shape == (16, 14, 22, 1) and batch["x"].dtype == np.float32
+    assert batch["x"].max() == 1.0 and batch["x"].min() >= 0.0
+    table = _read_split(small_bgo, "train")
+    stored = np.stack([table.column(f"true_{n}").to_numpy() for n in ("x_top", "y_top", "x_bot", "y_bot")], 1)
+    # every target row is one of the stored truth rows (order is not guaranteed)
+    assert all(np.any(np.all(np.isclose(stored, row), axis=1)) for row in batch["y"])
+
+
+def test_loader_errors(small_bgo, tmp_path):
+    with pytest.raises(DatasetError, match="is a 'bgo-direction' dataset, this needs 'stk-hough'"):
+        network_dataset(small_bgo, "train", expected_kind="stk-hough")
+    with pytest.raises(DatasetError, match="no dataset manifest"):
+        network_dataset(str(tmp_path), "train")
