@@ -29,8 +29,21 @@ console = Console(stderr=True)
 
 def _register_subcommands() -> None:
     from dampeml.cli.dataset import app as dataset_app
+    from dampeml.cli.training import models_app, train
 
     app.add_typer(dataset_app, name="dataset")
+    app.add_typer(models_app, name="models")
+    app.command()(train)
+
+
+def _runtime_errors() -> tuple[type[Exception], ...]:
+    """The project's own "cannot go on" errors (RuntimeError subclasses); other RuntimeErrors are bugs."""
+    from dampeml.datasets.build import DatasetBuildError
+    from dampeml.detector.production import ProductionError
+    from dampeml.registry.models import PromotionRefusedError
+    from dampeml.training.trainer import TrainingError
+
+    return (DatasetBuildError, ProductionError, PromotionRefusedError, TrainingError)
 
 
 def clean_errors(fn):
@@ -40,7 +53,7 @@ def clean_errors(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (EventFileError, ValueError, FileExistsError) as exc:
+        except (EventFileError, ValueError, LookupError, FileExistsError, *_runtime_errors()) as exc:
             console.print(f"[bold red]error:[/] {exc}")
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
@@ -72,16 +85,25 @@ def simulate(
 
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists: pass --overwrite to replace it")
-    cfg = SimulationConfig(particle=particle, n_events=events, energy_min=energy_min,
-                           energy_max=energy_max, spectrum_index=spectrum_index, mode=mode,
-                           seed=seed, run_id=run_id)  # type: ignore[arg-type]
+    cfg = SimulationConfig(
+        particle=particle,
+        n_events=events,
+        energy_min=energy_min,
+        energy_max=energy_max,
+        spectrum_index=spectrum_index,
+        mode=mode,
+        seed=seed,
+        run_id=run_id,
+    )  # type: ignore[arg-type]
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task(f"simulating {particle}", total=events)
         branches, metadata = run_simulation(cfg, progress=lambda k: progress.advance(task, k))
     write_event_file(out, branches, metadata)
     acc = events / max(metadata["n_generated"], 1)
-    console.print(f"wrote {events} {mode} {particle} events to {out} "
-                  f"({metadata['n_generated']} generated, acceptance {acc:.2%})")
+    console.print(
+        f"wrote {events} {mode} {particle} events to {out} "
+        f"({metadata['n_generated']} generated, acceptance {acc:.2%})"
+    )
 
 
 @app.command("sim-plots")

@@ -1,0 +1,137 @@
+"""`dampeml train` and `dampeml models ...`: training runs and the model registry."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console(stderr=True)
+models_app = typer.Typer(
+    help="The MLflow model registry: versions, aliases, promotion.", no_args_is_help=True
+)
+
+
+def train(
+    network: Annotated[
+        str, typer.Argument(help="network name, e.g. bgo-direction-low (see `dampeml models`)")
+    ],
+    dataset: Annotated[str, typer.Option(help="dataset URI built for this network's kind")],
+    workers: Annotated[int, typer.Option(help="data-parallel Ray Train workers")] = 2,
+    gpus_per_worker: Annotated[float, typer.Option(help="GPUs per worker (0: CPU)")] = 0.0,
+    epochs: Annotated[int, typer.Option(help="epochs")] = 3,
+    preset: Annotated[str, typer.Option(help="small (tests, demo) or full (the paper's sizes)")] = "small",
+    steps_per_epoch: Annotated[
+        int | None, typer.Option(help="default: one pass over the train split")
+    ] = None,
+    storage: Annotated[
+        str, typer.Option(help="checkpoint storage (shared URI on a cluster)")
+    ] = "dampeml-runs",
+    run_name: Annotated[str | None, typer.Option(help="Ray Train run name (default: network-time)")] = None,
+    resume: Annotated[bool, typer.Option(help="resume run --run-name from its last checkpoint")] = False,
+    address: Annotated[str | None, typer.Option(help="Ray cluster address (default: local Ray)")] = None,
+    num_cpus: Annotated[int | None, typer.Option(help="logical CPUs of a local Ray")] = None,
+) -> None:
+    """Train a network data-parallel with Ray Train; log and register it in MLflow."""
+    from dampeml.cli.main import clean_errors
+
+    clean_errors(_train)(
+        network,
+        dataset,
+        workers,
+        gpus_per_worker,
+        epochs,
+        preset,
+        steps_per_epoch,
+        storage,
+        run_name,
+        resume,
+        address,
+        num_cpus,
+    )
+
+
+def _train(
+    network,
+    dataset,
+    workers,
+    gpus_per_worker,
+    epochs,
+    preset,
+    steps_per_epoch,
+    storage,
+    run_name,
+    resume,
+    address,
+    num_cpus,
+) -> None:
+    from dampeml.runtime import init_ray
+    from dampeml.training.config import TrainConfig
+    from dampeml.training.trainer import check_inputs, train
+
+    if resume and not run_name:
+        raise ValueError("--resume needs --run-name (the run to continue)")
+    cfg = TrainConfig(
+        network=network,
+        dataset=dataset,
+        workers=workers,
+        gpus_per_worker=gpus_per_worker,
+        epochs=epochs,
+        preset=preset,
+        steps_per_epoch=steps_per_epoch,  # type: ignore[arg-type]
+        storage=storage,
+        run_name=run_name,
+    )
+    check_inputs(cfg)  # before starting Ray
+    init_ray(address=address, num_cpus=num_cpus or max(4, workers + 2))
+    result = train(cfg, resume=resume)
+    t = Table(title=f"{network}: {result.run_name}")
+    for col in ("epoch", "loss", "val_loss", "lr"):
+        t.add_column(col, justify="right")
+    for h in result.history:
+        t.add_row(str(h["epoch"]), f"{h['loss']:.5g}", f"{h['val_loss']:.5g}", f"{h['lr']:.2g}")
+    console.print(t)
+    console.print("test: " + ", ".join(f"{k}={v:.5g}" for k, v in result.test.items()))
+    if result.model_version:
+        console.print(
+            f"registered {network} version {result.model_version} (MLflow run {result.mlflow_run_id}); "
+            f"promote with `dampeml models promote {network} {result.model_version}`"
+        )
+
+
+@models_app.command("list")
+def list_cmd(name: Annotated[str | None, typer.Argument(help="one registered model")] = None) -> None:
+    """Registered models, their versions, aliases and test metrics."""
+    from dampeml.cli.main import clean_errors
+    from dampeml.registry.models import list_versions
+
+    rows = clean_errors(list_versions)(name)
+    t = Table()
+    for col in ("model", "version", "aliases", "metrics", "dataset"):
+        t.add_column(col)
+    for v in rows:
+        metrics = ", ".join(f"{k}={float(x):.4g}" for k, x in v.metrics.items() if k.startswith("test_"))
+        t.add_row(v.name, v.version, ",".join(v.aliases), metrics, v.metrics.get("dataset_version", ""))
+    console.print(t if rows else "no registered models yet: `dampeml train ...` registers them")
+
+
+@models_app.command()
+def show(name: Annotated[str, typer.Argument(help="registered model name")]) -> None:
+    """All versions of one model."""
+    list_cmd(name)
+
+
+@models_app.command()
+def promote(
+    name: Annotated[str, typer.Argument(help="registered model name")],
+    version: Annotated[str, typer.Argument(help="version to promote")],
+    alias: Annotated[str, typer.Option(help="alias to set")] = "production",
+    force: Annotated[bool, typer.Option(help="promote even if its test metric is worse")] = False,
+) -> None:
+    """Point an alias at a version, refusing a version worse than the current one."""
+    from dampeml.cli.main import clean_errors
+    from dampeml.registry.models import promote as do_promote
+
+    console.print(clean_errors(do_promote)(name, version, alias, force))

@@ -1,0 +1,1 @@
+"""MLflow tracking setup and the model registry: versions, aliases, gated promotion, safe loading."""

@@ -1,0 +1,115 @@
+"""Log a finished training to MLflow and register the model: params, lineage, curves, plots."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from dampeml.registry.tracking import setup_mlflow  # noqa: E402
+
+TF_KERAS_PIN = "tf-keras==2.21.0"
+
+
+def _loss_figure(history: list[dict]):
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    epochs = [h["epoch"] for h in history]
+    for key in ("loss", "val_loss"):
+        ax.plot(epochs, [h.get(key, np.nan) for h in history], marker="o", label=key)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.set_yscale("log")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def _residual_figure(task: str, y: np.ndarray, pred: np.ndarray):
+    from dampeml.training.metrics import roc_auc
+
+    if task == "regression":
+        names = ["x_top", "y_top", "x_bot", "y_bot"][: y.shape[1]]
+        fig, axes = plt.subplots(1, len(names), figsize=(3 * len(names), 3))
+        for i, (ax, n) in enumerate(zip(np.atleast_1d(axes), names, strict=True)):
+            r = pred[:, i] - y[:, i]
+            lim = np.percentile(np.abs(r), 99) or 1.0
+            ax.hist(r, bins=60, range=(-lim, lim))
+            ax.set_xlabel(f"residual {n}")
+        fig.tight_layout()
+        return fig
+    fig, ax = plt.subplots(figsize=(4, 4))
+    t, p = y.ravel() > 0.5, pred.ravel()
+    thr = np.unique(np.quantile(p, np.linspace(0, 1, 200)))
+    tpr = [(p[t] >= c).mean() for c in thr]
+    fpr = [(p[~t] >= c).mean() for c in thr]
+    ax.plot(fpr, tpr, label=f"AUC {roc_auc(t, p):.4f}")
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def log_training(cfg, net, manifest: dict, model, result) -> tuple[str, str]:
+    """One MLflow run per training; returns (run id, registered model version)."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    setup_mlflow()
+    client = mlflow.MlflowClient()
+    with mlflow.start_run(run_name=result.run_name) as run:
+        params = {k: v for k, v in cfg.to_dict().items() if k != "overrides"}
+        params.update(
+            {
+                "global_batch": cfg.global_batch,
+                "learning_rate": cfg.learning_rate,
+                **{f"override.{k}": v for k, v in cfg.overrides.items()},
+            }
+        )
+        mlflow.log_params(params)
+        mlflow.set_tags(
+            {
+                "network": net.name,
+                "dataset_uri": cfg.dataset,
+                "dataset_version": manifest["dataset_version"],
+                "dataset_spec_hash": manifest["spec_hash"],
+                "ray_run_name": result.run_name,
+                "checkpoint": result.checkpoint,
+            }
+        )
+        for h in result.history:
+            mlflow.log_metrics({k: v for k, v in h.items() if k != "epoch"}, step=int(h["epoch"]))
+        mlflow.log_metrics(result.test)
+        mlflow.log_figure(_loss_figure(result.history), "plots/loss.png")
+        if result.test_targets is not None:
+            mlflow.log_figure(
+                _residual_figure(net.task, result.test_targets, result.test_predictions),
+                "plots/test_residuals.png" if net.task == "regression" else "plots/test_roc.png",
+            )
+        plt.close("all")
+        example = _example_inputs(model)
+        signature = infer_signature(example, model.predict(example, verbose=0))
+        info = mlflow.tensorflow.log_model(
+            model,
+            name="model",
+            signature=signature,
+            registered_model_name=net.name,
+            extra_pip_requirements=[TF_KERAS_PIN],
+        )
+        version = str(info.registered_model_version)
+        for k, v in {**result.test, "dataset_version": manifest["dataset_version"]}.items():
+            client.set_model_version_tag(net.name, version, k, str(v))
+    return run.info.run_id, version
+
+
+def _example_inputs(model):
+    """A zero batch matching the model's inputs (a dict for multi-input models)."""
+
+    def zeros(t):
+        return np.zeros((2, *t.shape[1:]), dtype=t.dtype.as_numpy_dtype)
+
+    if len(model.inputs) == 1:
+        return zeros(model.inputs[0])
+    return {name: zeros(t) for name, t in zip(model.input_names, model.inputs, strict=True)}

@@ -1,0 +1,118 @@
+"""The model registry: list, show, gated promotion to an alias, and loading by alias.
+
+Promotion compares the primary test metric (MAE for regressions, AUC for classifiers)
+recorded on each version; a version worse than the current holder of the alias is
+refused unless forced, so `production` never silently gets worse.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dampeml.registry.tracking import setup_mlflow
+from dampeml.training.metrics import PRIMARY
+
+
+class RegistryError(LookupError):
+    """A registered model, version or alias that does not exist; the message says what does."""
+
+
+class PromotionRefusedError(RuntimeError):
+    """The candidate is worse than the current holder of the alias."""
+
+
+@dataclass
+class VersionInfo:
+    name: str
+    version: str
+    aliases: list[str]
+    metrics: dict[str, str]
+    run_id: str
+    created: int
+
+
+def _client():
+    import mlflow
+
+    setup_mlflow()
+    return mlflow.MlflowClient()
+
+
+def _task(name: str) -> str:
+    from dampeml.models.catalog import get_network
+
+    return get_network(name.removesuffix("-aligned")).task
+
+
+def list_versions(name: str | None = None) -> list[VersionInfo]:
+    client = _client()
+    names = [name] if name else sorted(m.name for m in client.search_registered_models())
+    out = []
+    for n in names:
+        try:
+            versions = client.search_model_versions(f"name='{n}'")
+        except Exception as exc:  # noqa: BLE001  (MLflow raises its own exception types)
+            raise RegistryError(f"no registered model {n!r}: {exc}") from None
+        if not versions and name:
+            raise RegistryError(f"no registered model {n!r}; `dampeml models list` shows what exists")
+        aliases = _aliases(client, n)
+        for v in sorted(versions, key=lambda v: int(v.version)):
+            out.append(
+                VersionInfo(
+                    n,
+                    v.version,
+                    [a for a, ver in aliases.items() if ver == v.version],
+                    dict(v.tags),
+                    v.run_id,
+                    v.creation_timestamp,
+                )
+            )
+    return out
+
+
+def _aliases(client, name: str) -> dict[str, str]:
+    return dict(client.get_registered_model(name).aliases)
+
+
+def promote(name: str, version: str, alias: str = "production", force: bool = False) -> str:
+    """Point `alias` at `version` if its test metric is not worse than the current holder's."""
+    client = _client()
+    versions = {v.version: v for v in list_versions(name)}
+    if version not in versions:
+        raise RegistryError(f"{name} has no version {version} (versions: {', '.join(versions) or 'none'})")
+    metric, higher_better = PRIMARY[_task(name)]
+    current = _aliases(client, name).get(alias)
+    message = f"{name} version {version} is now @{alias}"
+    if current and current != version and not force:
+        new = versions[version].metrics.get(metric)
+        old = versions[current].metrics.get(metric)
+        if new is None:
+            raise PromotionRefusedError(
+                f"{name} v{version} has no {metric} recorded; use --force to promote anyway"
+            )
+        if old is not None:
+            worse = float(new) < float(old) if higher_better else float(new) > float(old)
+            if worse:
+                raise PromotionRefusedError(
+                    f"{name} v{version} has {metric}={float(new):.5g}, worse than @{alias} v{current} "
+                    f"({float(old):.5g}); use --force to promote anyway"
+                )
+            message += f" ({metric} {float(old):.5g} -> {float(new):.5g})"
+    client.set_registered_model_alias(name, alias, version)
+    return message
+
+
+def load_model(uri: str):
+    """Load `models:/NAME@ALIAS` (or `models:/NAME/VERSION`) as a tf-keras model."""
+    import mlflow
+
+    setup_mlflow()
+    if not uri.startswith("models:/"):
+        raise RegistryError(f"{uri!r} is not a registry URI: use models:/NAME@ALIAS")
+    try:
+        return mlflow.tensorflow.load_model(uri)
+    except mlflow.exceptions.MlflowException as exc:
+        raise RegistryError(
+            f"cannot load {uri}: {exc.message.splitlines()[0]}; "
+            "`dampeml models list` shows the registered models and aliases"
+        ) from None

@@ -1,0 +1,86 @@
+"""The per-worker training loop that Ray Train runs on every worker.
+
+MultiWorkerMirroredStrategy needs every worker to do the same collectives in the same
+order: each epoch runs a fixed number of steps (computed on the driver from the
+manifest, data repeated as needed), and every worker calls `model.save` (rank 0 into the
+checkpoint, the others into a throw-away directory) and `ray.train.report`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+import dampeml  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
+
+MODEL_FILE = "model.keras"
+STATE_FILE = "state.json"
+
+
+def _tf_dataset(shard, x_keys: list[str], batch: int):
+    from ray.train.tensorflow import prepare_dataset_shard
+
+    features = x_keys[0] if len(x_keys) == 1 else x_keys
+    ds = shard.to_tf(feature_columns=features, label_columns="y", batch_size=batch, drop_last=True)
+    return prepare_dataset_shard(ds).repeat()
+
+
+def train_loop_per_worker(cfg: dict) -> None:
+    """Build (or restore) the model inside the strategy, then fit epoch by epoch with checkpoints."""
+    import ray.train
+    import tensorflow as tf
+    import tf_keras as keras
+
+    from dampeml.models.catalog import build
+
+    tf.keras.utils.set_random_seed(cfg["seed"])
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    ctx = ray.train.get_context()
+    rank = ctx.get_world_rank()
+    state = {"epoch": 0, "lr": cfg["learning_rate"], "best_val": None, "wait": 0, "history": []}
+    checkpoint = ray.train.get_checkpoint()
+    with strategy.scope():
+        if checkpoint is not None:
+            with checkpoint.as_directory() as d:
+                model = keras.models.load_model(os.path.join(d, MODEL_FILE), safe_mode=True)
+                with open(os.path.join(d, STATE_FILE)) as f:
+                    state = json.load(f)
+        else:
+            model = build(
+                cfg["network"],
+                preset=cfg["preset"],
+                overrides=cfg["overrides"],
+                learning_rate=cfg["learning_rate"],
+            )
+    model.optimizer.learning_rate.assign(state["lr"])
+
+    train = _tf_dataset(ray.train.get_dataset_shard("train"), cfg["x_keys"], cfg["batch_per_worker"])
+    val = _tf_dataset(ray.train.get_dataset_shard("val"), cfg["x_keys"], cfg["batch_per_worker"])
+    for epoch in range(state["epoch"], cfg["epochs"]):
+        fit = model.fit(train, epochs=1, steps_per_epoch=cfg["steps_per_epoch"], verbose=0)
+        val_logs = model.evaluate(val, steps=cfg["val_steps"], verbose=0, return_dict=True)
+        logs = {
+            "epoch": epoch + 1,
+            "lr": float(state["lr"]),
+            **{k: float(v[-1]) for k, v in fit.history.items()},
+            **{f"val_{k}": float(v) for k, v in val_logs.items()},
+        }
+        # reduce-on-plateau (the paper halves the learning rate); kept in the checkpoint state
+        val_loss = logs["val_loss"]
+        if state["best_val"] is None or val_loss < state["best_val"] * (1 - 1e-4):
+            state["best_val"], state["wait"] = val_loss, 0
+        else:
+            state["wait"] += 1
+            if state["wait"] >= cfg["lr_patience"]:
+                state["lr"] /= 2
+                state["wait"] = 0
+                model.optimizer.learning_rate.assign(state["lr"])
+        state["epoch"] = epoch + 1
+        state["history"].append(logs)
+        with tempfile.TemporaryDirectory() as d:
+            target = d if rank == 0 else os.path.join(d, "discard")
+            model.save(os.path.join(target, MODEL_FILE))  # a collective: every worker saves
+            with open(os.path.join(d, STATE_FILE), "w") as f:
+                json.dump(state, f)
+            ray.train.report(logs, checkpoint=ray.train.Checkpoint.from_directory(d) if rank == 0 else None)

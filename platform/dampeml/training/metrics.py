@@ -1,0 +1,83 @@
+"""Test-split metrics of a trained network (pure numpy on predictions), and the primary metric
+that promotion compares."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dampeml.detector import geometry as geo
+
+#: The metric promotion compares, and whether higher is better, per task.
+PRIMARY = {"regression": ("test_mae", False), "classification": ("test_auc", True)}
+
+
+def predict_split(model, uri: str, net, split: str = "test", batch_size: int = 256):
+    """(inputs, targets, predictions) of a split, in the loader's order."""
+    from dampeml.datasets.loader import network_dataset
+
+    xs, ys, ps = [], [], []
+    for batch in network_dataset(uri, split).iter_batches(batch_size=batch_size, batch_format="numpy"):
+        x = {k: batch[k] for k in net.input_keys}
+        pred = model.predict(x if len(x) > 1 else x[net.input_keys[0]], verbose=0)
+        xs.append(x)
+        ys.append(batch["y"])
+        ps.append(np.asarray(pred))
+    inputs = {k: np.concatenate([x[k] for x in xs]) for k in net.input_keys}
+    return inputs, np.concatenate(ys).astype(np.float64), np.concatenate(ps).astype(np.float64)
+
+
+def track_angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Angle (deg) between two tracks given as (x_top, y_top, x_bot, y_bot) at Z_TOP/Z_BOT."""
+    dz = geo.Z_BOT - geo.Z_TOP
+
+    def unit(t: np.ndarray) -> np.ndarray:
+        v = np.stack([t[:, 2] - t[:, 0], t[:, 3] - t[:, 1], np.full(len(t), dz)], axis=1)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    cos = np.clip(np.sum(unit(a) * unit(b), axis=1), -1.0, 1.0)
+    return np.degrees(np.arccos(cos))
+
+
+def roc_auc(y: np.ndarray, score: np.ndarray) -> float:
+    """Area under the ROC curve from ranks (Mann-Whitney U), ties averaged."""
+    y = y.astype(bool).ravel()
+    score = score.ravel()
+    n_pos, n_neg = y.sum(), (~y).sum()
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(score, kind="mergesort")
+    ranks = np.empty(len(score))
+    ranks[order] = np.arange(1, len(score) + 1)
+    _, inv, counts = np.unique(score, return_inverse=True, return_counts=True)
+    sums = np.bincount(inv, weights=ranks)
+    ranks = (sums / counts)[inv]
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def metrics_from_predictions(task: str, y: np.ndarray, pred: np.ndarray, track: bool) -> dict[str, float]:
+    """Test metrics: MSE/MAE (+ 68% angle and position containment for tracks), or AUC/accuracy/BCE."""
+    if task == "regression":
+        err = pred - y
+        out = {"test_mse": float(np.mean(err**2)), "test_mae": float(np.mean(np.abs(err)))}
+        if track:
+            out["test_angle68_deg"] = float(np.percentile(track_angle_deg(pred, y), 68))
+            out["test_pos68_mm"] = float(np.percentile(np.hypot(err[:, 0], err[:, 1]), 68))
+        return out
+    p = np.clip(pred.ravel(), 1e-7, 1 - 1e-7)
+    t = y.ravel()
+    return {
+        "test_auc": roc_auc(t, p),
+        "test_accuracy": float(np.mean((p > 0.5) == (t > 0.5))),
+        "test_bce": float(-np.mean(t * np.log(p) + (1 - t) * np.log(1 - p))),
+    }
+
+
+def evaluate_test(model, uri: str, net) -> tuple[dict[str, float], dict, np.ndarray, np.ndarray]:
+    """Metrics on the test split, with the inputs, targets and predictions they came from."""
+    inputs, y, pred = predict_split(model, uri, net, "test")
+    return (
+        metrics_from_predictions(net.task, y, pred, track=net.dataset_kind == "bgo-direction"),
+        inputs,
+        y,
+        pred,
+    )

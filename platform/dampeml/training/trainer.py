@@ -1,0 +1,157 @@
+"""The driver side of training: check inputs, run Ray Train, evaluate, log and register in MLflow.
+
+Only this process talks to MLflow (sqlite does not like concurrent writers, and on a
+cluster the workers need no credentials): workers report metrics with their
+checkpoints, the driver logs the history, the test metrics, plots and the model.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dampeml.datasets.loader import DatasetError, load_manifest, network_dataset
+from dampeml.training.config import TrainConfig
+from dampeml.training.loop import MODEL_FILE, STATE_FILE, train_loop_per_worker
+from dampeml.training.metrics import evaluate_test
+
+
+class TrainingError(RuntimeError):
+    """Training could not run or finish; the message says why and what to do."""
+
+
+@dataclass
+class TrainResult:
+    network: str
+    run_name: str
+    checkpoint: str
+    history: list[dict]
+    test: dict[str, float]
+    test_targets: np.ndarray | None = None
+    test_predictions: np.ndarray | None = None
+    mlflow_run_id: str | None = None
+    model_version: str | None = None
+
+
+def check_inputs(cfg: TrainConfig):
+    """Fail fast, before Ray starts: the network exists and the dataset is built for it."""
+    from dampeml.models.catalog import get_network
+
+    net = get_network(cfg.network)  # UnknownNetworkError lists the known names
+    try:
+        manifest = load_manifest(cfg.dataset)
+    except DatasetError as exc:
+        raise DatasetError(
+            f"{exc}; `dampeml dataset build datasets/<spec>.yaml --out {cfg.dataset}`"
+        ) from None
+    if manifest["kind"] != net.dataset_kind:
+        raise DatasetError(
+            f"{cfg.dataset} is a {manifest['kind']!r} dataset ({manifest['name']}); "
+            f"{cfg.network} trains on {net.dataset_kind!r} datasets"
+        )
+    roi = manifest["spec"].get("roi") or {}
+    wanted = {"stk-hough-coarse": "coarse", "stk-hough-precise": "precise"}.get(cfg.network)
+    if wanted and roi.get("geometry") != wanted:
+        raise DatasetError(
+            f"{cfg.dataset} has {roi.get('geometry')} Hough images; {cfg.network} needs {wanted}"
+        )
+    for split in ("train", "val"):
+        if manifest["splits"][split]["events"] < cfg.global_batch:
+            raise DatasetError(
+                f"{cfg.dataset}: the {split} split has {manifest['splits'][split]['events']} "
+                f"events, fewer than one global batch ({cfg.global_batch})"
+            )
+    return net, manifest
+
+
+def latest_checkpoint(storage: str, run_name: str):
+    """The newest checkpoint of a run in its storage (a restarted driver must restore explicitly)."""
+    from ray.train import Checkpoint
+
+    run_dir = Path(storage) / run_name
+    found = sorted(run_dir.glob("checkpoint_*"), key=lambda p: p.stat().st_mtime) if run_dir.exists() else []
+    found = [p for p in found if (p / STATE_FILE).exists()]
+    return Checkpoint.from_directory(str(found[-1])) if found else None
+
+
+def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
+    """Run one training of `cfg.network` on `cfg.dataset` through Ray Train; register the model."""
+    import ray
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.tensorflow import TensorflowTrainer
+
+    from dampeml.runtime import RUNTIME_ENV
+
+    net, manifest = check_inputs(cfg)
+    if not ray.is_initialized():
+        raise TrainingError("Ray is not running: call dampeml.runtime.init_ray() first")
+    n_cpus = ray.cluster_resources().get("CPU", 0)
+    if n_cpus < cfg.workers * cfg.cpus_per_worker + 1:  # Ray Data needs CPUs beside the workers
+        raise TrainingError(
+            f"{cfg.workers} workers x {cfg.cpus_per_worker} CPU need at least "
+            f"{cfg.workers * cfg.cpus_per_worker + 1} logical CPUs (one for the Ray Data "
+            f"feed), the cluster has {n_cpus:g}: start Ray with more --num-cpus"
+        )
+    storage = str(Path(cfg.storage).resolve()) if "://" not in cfg.storage else cfg.storage
+    run_name = cfg.run_name or f"{cfg.network}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    resume_from = latest_checkpoint(storage, run_name) if resume else None
+    if resume and resume_from is None:
+        raise TrainingError(f"no checkpoint of run {run_name!r} under {storage} to resume from")
+
+    n_train = manifest["splits"]["train"]["events"]
+    n_val = manifest["splits"]["val"]["events"]
+    loop_cfg = {
+        **cfg.to_dict(),
+        "learning_rate": cfg.learning_rate,
+        "x_keys": list(net.input_keys),
+        "steps_per_epoch": cfg.steps_per_epoch or max(1, n_train // cfg.global_batch),
+        "val_steps": max(1, n_val // cfg.global_batch),
+    }
+    use_gpu = cfg.gpus_per_worker > 0
+    resources = {"CPU": cfg.cpus_per_worker, **({"GPU": cfg.gpus_per_worker} if use_gpu else {})}
+    trainer = TensorflowTrainer(
+        train_loop_per_worker,
+        train_loop_config=loop_cfg,
+        scaling_config=ScalingConfig(
+            num_workers=cfg.workers, use_gpu=use_gpu, resources_per_worker=resources
+        ),
+        run_config=RunConfig(
+            name=run_name,
+            storage_path=storage,
+            failure_config=FailureConfig(max_failures=cfg.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+            worker_runtime_env=RUNTIME_ENV,
+        ),
+        datasets={"train": network_dataset(cfg.dataset, "train"), "val": network_dataset(cfg.dataset, "val")},
+        resume_from_checkpoint=resume_from,
+    )
+    try:
+        result = trainer.fit()
+    except Exception as exc:  # TrainingFailedError and friends: keep the cause readable
+        raise TrainingError(
+            f"training of {cfg.network} failed after {cfg.max_failures} retries: {exc}"
+        ) from exc
+    if result.checkpoint is None:
+        raise TrainingError(f"training of {cfg.network} produced no checkpoint")
+    ckpt_dir = result.checkpoint.path
+    with open(os.path.join(ckpt_dir, STATE_FILE)) as f:
+        state = json.load(f)
+    model = load_checkpoint_model(ckpt_dir)
+    test, _, y, pred = evaluate_test(model, cfg.dataset, net)
+    out = TrainResult(cfg.network, run_name, ckpt_dir, state["history"], test, y, pred)
+    if cfg.register:
+        from dampeml.registry.logging import log_training
+
+        out.mlflow_run_id, out.model_version = log_training(cfg, net, manifest, model, out)
+    return out
+
+
+def load_checkpoint_model(ckpt_dir: str):
+    import tf_keras as keras
+
+    return keras.models.load_model(os.path.join(ckpt_dir, MODEL_FILE), safe_mode=True)
