@@ -124,8 +124,12 @@ def network_batch(table: pa.Table, manifest: dict) -> dict[str, np.ndarray]:
     return INPUTS[manifest["kind"]](table, manifest["spec"])
 
 
-def network_dataset(uri: str, split: str = "train", expected_kind: str | None = None):
-    """The split as a Ray Data dataset of network batches (rendered lazily, per block)."""
+def network_dataset(uri: str, split: str = "train", expected_kind: str | None = None, cache: bool = False):
+    """The split as a Ray Data dataset of network batches (rendered lazily, per block).
+
+    `cache=True` keeps the stored (compact) rows in Ray's object store after the first
+    read, so later epochs only re-render; for splits that fit the cluster's memory.
+    """
     import ray
 
     manifest = load_manifest(uri)
@@ -135,4 +139,6 @@ def network_dataset(uri: str, split: str = "train", expected_kind: str | None = 
         raise DatasetError(f"{uri}: split {split!r} is empty")
     store = Store.open(uri)
     ds = ray.data.read_parquet(store.path(split), filesystem=store.fs)
+    if cache:
+        ds = ds.materialize()
     return ds.map_batches(network_batch, batch_format="pyarrow", fn_args=(manifest,))

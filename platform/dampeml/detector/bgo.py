@@ -46,8 +46,9 @@ def layer_edges_x0(cos_theta: np.ndarray) -> np.ndarray:
     return np.arange(geo.BGO_N_LAYERS + 1)[None, :] * _T_X0_PER_LAYER / cos_theta[:, None]
 
 
-def em_longitudinal(e_mev: np.ndarray, t_start: np.ndarray, edges: np.ndarray,
-                    rng: np.random.Generator, photon: bool) -> np.ndarray:
+def em_longitudinal(
+    e_mev: np.ndarray, t_start: np.ndarray, edges: np.ndarray, rng: np.random.Generator, photon: bool
+) -> np.ndarray:
     """(N, K, 14) energy per layer of EM (sub-)showers of energy e_mev (N, K) starting at t_start."""
     y = np.maximum(e_mev / geo.BGO_CRITICAL_ENERGY_MEV, 1.5)
     tmax = np.log(y) + (0.5 if photon else -0.5)
@@ -65,8 +66,9 @@ def hadronic_longitudinal(e_mev: np.ndarray, t_start: np.ndarray, edges: np.ndar
     return e_mev[:, None] * np.diff(cdf, axis=-1)
 
 
-def lateral_fractions(centre: np.ndarray, core: np.ndarray, halo: np.ndarray,
-                      f_halo: np.ndarray) -> np.ndarray:
+def lateral_fractions(
+    centre: np.ndarray, core: np.ndarray, halo: np.ndarray, f_halo: np.ndarray
+) -> np.ndarray:
     """(..., 22) share of a layer's energy in each bar for a projected core+halo profile."""
     c = centre[..., None]
     frac_core = laplace_cdf(_BAR_HI - c, core[..., None]) - laplace_cdf(_BAR_LO - c, core[..., None])
@@ -88,9 +90,17 @@ def bar_index(coord: np.ndarray) -> np.ndarray:
     return np.where(inside & in_bar, ic, -1)
 
 
-def simulate_bgo(rng: np.random.Generator, particle: str, charge: int, energy_gev: np.ndarray,
-                 axis_x: np.ndarray, axis_y: np.ndarray, tx: np.ndarray, ty: np.ndarray,
-                 inelastic_before: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def simulate_bgo(
+    rng: np.random.Generator,
+    particle: str,
+    charge: int,
+    energy_gev: np.ndarray,
+    axis_x: np.ndarray,
+    axis_y: np.ndarray,
+    tx: np.ndarray,
+    ty: np.ndarray,
+    inelastic_before: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Energy per bar (N, 14, 22) in MeV, before readout effects; also the first-interaction depth.
 
     axis_x/axis_y: (N, 14) positions of the incoming trajectory at the layer centres, in
@@ -126,8 +136,11 @@ def simulate_bgo(rng: np.random.Generator, particle: str, charge: int, energy_ge
     mip = landau_signal(rng, np.full((n, geo.BGO_N_LAYERS), charge**2), 1.0 / cos_t[:, None], 0.05)
     bars = bar_index(axis)
     mip_e = geo.BGO_MIP_MEV * mip * crossed * (bars >= 0)
-    np.add.at(out, (np.broadcast_to(rows, bars.shape), np.broadcast_to(layers, bars.shape),
-                    np.clip(bars, 0, None)), mip_e)
+    np.add.at(
+        out,
+        (np.broadcast_to(rows, bars.shape), np.broadcast_to(layers, bars.shape), np.clip(bars, 0, None)),
+        mip_e,
+    )
 
     # electromagnetic fraction with event-to-event fluctuations
     f_h_mean = np.clip((np.maximum(energy_gev, 1.0) / GROOM_E0_GEV) ** (GROOM_M - 1.0), 0.05, 0.95)

@@ -43,8 +43,9 @@ class Primaries:
         return 1.0 / np.sqrt(1.0 + self.tx**2 + self.ty**2)
 
 
-def sample_power_law(rng: np.random.Generator, n: int, e_min: float, e_max: float,
-                     index: float) -> np.ndarray:
+def sample_power_law(
+    rng: np.random.Generator, n: int, e_min: float, e_max: float, index: float
+) -> np.ndarray:
     """Energies with dN/dE ~ E^-index between e_min and e_max (inverse CDF)."""
     u = rng.random(n)
     if abs(index - 1.0) < 1e-12:
@@ -83,8 +84,9 @@ def accepted_mask(x0: np.ndarray, y0: np.ndarray, tx: np.ndarray, ty: np.ndarray
     return ok
 
 
-def generate_primaries(rng: np.random.Generator, n_events: int, e_min: float, e_max: float,
-                       index: float = 1.0) -> tuple[Primaries, int]:
+def generate_primaries(
+    rng: np.random.Generator, n_events: int, e_min: float, e_max: float, index: float = 1.0
+) -> tuple[Primaries, int]:
     """Draw candidates until `n_events` are accepted; return them and the number generated."""
     if n_events < 0 or not (0 < e_min < e_max):
         raise ValueError(f"need n_events >= 0 and 0 < e_min < e_max, got {n_events}, {e_min}, {e_max}")

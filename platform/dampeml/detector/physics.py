@@ -19,15 +19,17 @@ def highland_theta0(p_gev: np.ndarray, charge: int, x_over_x0: np.ndarray) -> np
     return 13.6e-3 / p_gev * charge * np.sqrt(x) * (1.0 + 0.038 * np.log(x * charge**2))
 
 
-def moyal(rng: np.random.Generator, shape, loc: float | np.ndarray = 0.0,
-          scale: float | np.ndarray = 1.0) -> np.ndarray:
+def moyal(
+    rng: np.random.Generator, shape, loc: float | np.ndarray = 0.0, scale: float | np.ndarray = 1.0
+) -> np.ndarray:
     """Moyal (Landau-like) samples: -ln(chi2_1), the standard stand-in for energy-loss straggling."""
     z = rng.standard_normal(shape)
     return loc + scale * (-np.log(np.maximum(z * z, 1e-300)))
 
 
-def landau_signal(rng: np.random.Generator, charge2: np.ndarray, path_factor: np.ndarray,
-                  rel_width: float = 0.08) -> np.ndarray:
+def landau_signal(
+    rng: np.random.Generator, charge2: np.ndarray, path_factor: np.ndarray, rel_width: float = 0.08
+) -> np.ndarray:
     """Energy-loss signal in MIP units: most probable ~ Z^2 x path length, Landau tail upward.
 
     The Moyal variable has mode 0 and a long tail; with `rel_width` ~ 0.08 the mean sits

@@ -20,22 +20,26 @@ from dampeml.detector.physics import highland_theta0, momentum
 #: (staggered) layer, the STK layers 0.3% lambda_I each for silicon plus the carbon-fibre
 #: trays, the tungsten plates 1 mm / 99 mm. Sum: ~11% for protons at normal incidence.
 INTERACTION_SLABS_Z = np.concatenate([geo.PSD_Z, geo.STK_LAYER_Z, geo.STK_TUNGSTEN_Z])
-INTERACTION_SLABS_LAMBDA = np.concatenate([
-    np.full(geo.PSD_N_LAYERS, 15.0 / 700.0),
-    np.full(geo.STK_N_LAYERS, 0.003),
-    np.full(len(geo.STK_TUNGSTEN_Z), 1.0 / 99.0),
-])
+INTERACTION_SLABS_LAMBDA = np.concatenate(
+    [
+        np.full(geo.PSD_N_LAYERS, 15.0 / 700.0),
+        np.full(geo.STK_N_LAYERS, 0.003),
+        np.full(len(geo.STK_TUNGSTEN_Z), 1.0 / 99.0),
+    ]
+)
 #: Inelastic cross-section relative to the proton's on the detector's light/medium nuclei:
 #: helium interacts more often (geometric cross-sections, ~(A_p^1/3 + A_t^1/3)^2 scaling).
 CROSS_SECTION_RATIO = {"proton": 1.0, "helium": 1.6, "electron": 0.0}
 
 _STATIONS = np.concatenate([geo.PSD_Z, geo.STK_LAYER_Z, geo.STK_TUNGSTEN_Z, [geo.Z_TOP, geo.Z_BOT]])
-_STATION_X0 = np.concatenate([
-    np.full(geo.PSD_N_LAYERS, 15.0 / 424.0),  # plastic X0 = 42.4 cm
-    np.full(geo.STK_N_LAYERS, geo.STK_SILICON_X0),
-    np.full(len(geo.STK_TUNGSTEN_Z), geo.STK_TUNGSTEN_X0),
-    [0.0, 0.0],
-])
+_STATION_X0 = np.concatenate(
+    [
+        np.full(geo.PSD_N_LAYERS, 15.0 / 424.0),  # plastic X0 = 42.4 cm
+        np.full(geo.STK_N_LAYERS, geo.STK_SILICON_X0),
+        np.full(len(geo.STK_TUNGSTEN_Z), geo.STK_TUNGSTEN_X0),
+        [0.0, 0.0],
+    ]
+)
 _ORDER = np.argsort(_STATIONS, kind="stable")
 _N_PSD, _N_STK = geo.PSD_N_LAYERS, geo.STK_N_LAYERS
 
@@ -61,8 +65,10 @@ class Trajectory:
     def at(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(N, len(z)) positions below the STK (e.g. BGO layers), straight from the last station."""
         dz = np.asarray(z, dtype=np.float64)[None, :] - self.z_out
-        return (self.x_out[:, None] + self.tx_out[:, None] * dz,
-                self.y_out[:, None] + self.ty_out[:, None] * dz)
+        return (
+            self.x_out[:, None] + self.tx_out[:, None] * dz,
+            self.y_out[:, None] + self.ty_out[:, None] * dz,
+        )
 
 
 def propagate(rng: np.random.Generator, prim: Primaries, particle: str, charge: int) -> Trajectory:
@@ -89,15 +95,25 @@ def propagate(rng: np.random.Generator, prim: Primaries, particle: str, charge: 
             ty = ty + th0 * rng.standard_normal(n)
     i_stk = slice(_N_PSD, _N_PSD + _N_STK)
     return Trajectory(
-        x_psd=pos_x[:, :_N_PSD], y_psd=pos_y[:, :_N_PSD],
-        x_stk=pos_x[:, i_stk], y_stk=pos_y[:, i_stk],
-        x_top=pos_x[:, -2], y_top=pos_y[:, -2], x_bot=pos_x[:, -1], y_bot=pos_y[:, -1],
-        tx_out=tx, ty_out=ty, z_out=float(z_prev), x_out=x, y_out=y,
+        x_psd=pos_x[:, :_N_PSD],
+        y_psd=pos_y[:, :_N_PSD],
+        x_stk=pos_x[:, i_stk],
+        y_stk=pos_y[:, i_stk],
+        x_top=pos_x[:, -2],
+        y_top=pos_y[:, -2],
+        x_bot=pos_x[:, -1],
+        y_bot=pos_y[:, -1],
+        tx_out=tx,
+        ty_out=ty,
+        z_out=float(z_prev),
+        x_out=x,
+        y_out=y,
     )
 
 
-def sample_interactions(rng: np.random.Generator, n: int, particle: str,
-                        cos_theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def sample_interactions(
+    rng: np.random.Generator, n: int, particle: str, cos_theta: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """First inelastic interaction before the BGO: (interacted, z); z = +inf where none."""
     ratio = CROSS_SECTION_RATIO[particle]
     z = np.full(n, np.inf)

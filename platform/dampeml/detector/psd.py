@@ -17,8 +17,9 @@ from dampeml.detector.stk import Hits, measured_pair
 PSD_LANDAU_WIDTH = 0.12
 
 
-def primary_psd_hits(rng: np.random.Generator, x_psd: np.ndarray, y_psd: np.ndarray, charge: int,
-                     cos_theta: np.ndarray) -> Hits:
+def primary_psd_hits(
+    rng: np.random.Generator, x_psd: np.ndarray, y_psd: np.ndarray, charge: int, cos_theta: np.ndarray
+) -> Hits:
     """The primary crosses both layers (an interaction in the PSD happens inside a layer)."""
     n = len(x_psd)
     ev = np.repeat(np.arange(n), geo.PSD_N_LAYERS)

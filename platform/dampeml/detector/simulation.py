@@ -77,8 +77,9 @@ class FlightConditions:
         return cls((0.0, 0.0), (0.0, 0.0), 1.0, 1.0)
 
 
-def simulate_chunk(rng: np.random.Generator, cfg: SimulationConfig, n: int,
-                   cond: FlightConditions) -> tuple[dict[str, np.ndarray], int]:
+def simulate_chunk(
+    rng: np.random.Generator, cfg: SimulationConfig, n: int, cond: FlightConditions
+) -> tuple[dict[str, np.ndarray], int]:
     """Simulate n accepted events; returns per-event arrays (STK as flat + counts) and n generated."""
     charge = CHARGE[cfg.particle]
     prim, n_gen = generate_primaries(rng, n, cfg.energy_min, cfg.energy_max, cfg.spectrum_index)
@@ -91,8 +92,9 @@ def simulate_chunk(rng: np.random.Generator, cfg: SimulationConfig, n: int,
     depth = geo.BGO_LAYER_Z[None, :] - geo.BGO_Z_TOP
     ax_bgo = ax - cond.bgo_offset_mm[0] - cond.bgo_tilt_rad[0] * depth
     ay_bgo = ay - cond.bgo_offset_mm[1] - cond.bgo_tilt_rad[1] * depth
-    e_true, _, z_bgo = bgo.simulate_bgo(rng, cfg.particle, charge, prim.energy, ax_bgo, ay_bgo,
-                                        traj.tx_out, traj.ty_out, inel)
+    e_true, _, z_bgo = bgo.simulate_bgo(
+        rng, cfg.particle, charge, prim.energy, ax_bgo, ay_bgo, traj.tx_out, traj.ty_out, inel
+    )
     deposit_gev = e_true.sum(axis=(1, 2)) / 1e3
     bgo_energy = bgo.readout(rng, e_true, cond.bgo_energy_scale)
 
@@ -102,8 +104,9 @@ def simulate_chunk(rng: np.random.Generator, cfg: SimulationConfig, n: int,
         stk.primary_hits(rng, traj.x_stk, traj.y_stk, charge, cos_t, z_inel),
         psd.primary_psd_hits(rng, traj.x_psd, traj.y_psd, charge, cos_t),
         stk.backsplash(rng, deposit_gev, x_entry, y_entry, planes=stk.STK_PLANES),
-        stk.backsplash(rng, deposit_gev, x_entry, y_entry, planes=stk.PSD_PLANES,
-                       scale=stk.PSD_BACKSPLASH_SCALE),
+        stk.backsplash(
+            rng, deposit_gev, x_entry, y_entry, planes=stk.PSD_PLANES, scale=stk.PSD_BACKSPLASH_SCALE
+        ),
         stk.noise_clusters(rng, n),
     ]
     ev_int = np.flatnonzero(inel)
@@ -114,8 +117,11 @@ def simulate_chunk(rng: np.random.Generator, cfg: SimulationConfig, n: int,
         y_all = np.concatenate([traj.y_psd, traj.y_stk], axis=1)
         xi = _interp_rows(z_inel[ev_int], z_all, x_all[ev_int])
         yi = _interp_rows(z_inel[ev_int], z_all, y_all[ev_int])
-        parts.append(stk.secondaries(rng, cfg.particle, prim.energy, xi, yi, z_inel[ev_int],
-                                     traj.tx_out, traj.ty_out, ev_int))
+        parts.append(
+            stk.secondaries(
+                rng, cfg.particle, prim.energy, xi, yi, z_inel[ev_int], traj.tx_out, traj.ty_out, ev_int
+            )
+        )
     if cfg.particle == "electron":
         parts.append(stk.preshower_pairs(rng, traj.x_stk, traj.y_stk, traj.tx_out, traj.ty_out, cos_t))
     hits = stk.Hits.concat(parts)
@@ -130,9 +136,12 @@ def simulate_chunk(rng: np.random.Generator, cfg: SimulationConfig, n: int,
         **{f"stk_{k}": v for k, v in clusters.items() if k != "event"},
         "true_pdg": np.full(n, PDG[cfg.particle], dtype=np.int32),
         "true_energy": prim.energy,
-        "true_x_top": traj.x_top, "true_y_top": traj.y_top,
-        "true_x_bot": traj.x_bot, "true_y_bot": traj.y_bot,
-        "true_theta": theta, "true_phi": np.arctan2(prim.ty, prim.tx),
+        "true_x_top": traj.x_top,
+        "true_y_top": traj.y_top,
+        "true_x_bot": traj.x_bot,
+        "true_y_bot": traj.y_bot,
+        "true_theta": theta,
+        "true_phi": np.arctan2(prim.ty, prim.tx),
         "true_inelastic": inel,
         "true_interaction_z": np.where(inel, z_inel, z_bgo if cfg.particle != "electron" else np.inf),
     }
@@ -178,9 +187,12 @@ def simulate(cfg: SimulationConfig, progress=None) -> tuple[dict, dict]:
         "run_id": run_id,
         "n_events": cfg.n_events,
         "n_generated": n_generated,
-        "generation": {**asdict(cfg), "sphere_radius_mm": geo.GENERATION_SPHERE_RADIUS,
-                       "sphere_centre_z_mm": geo.GENERATION_SPHERE_CENTRE_Z,
-                       "chunk_events": CHUNK_EVENTS},
+        "generation": {
+            **asdict(cfg),
+            "sphere_radius_mm": geo.GENERATION_SPHERE_RADIUS,
+            "sphere_centre_z_mm": geo.GENERATION_SPHERE_CENTRE_Z,
+            "chunk_events": CHUNK_EVENTS,
+        },
         "geometry": geo.as_metadata(),
     }
     if cfg.mode == "flight":

@@ -67,9 +67,18 @@ def measured_pair(plane: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.n
     return np.where(meas_x, x, y), np.where(meas_x, y, x)
 
 
-def tracks_to_hits(event: np.ndarray, x0: np.ndarray, y0: np.ndarray, z0: np.ndarray,
-                   tx: np.ndarray, ty: np.ndarray, charge2: np.ndarray, signal_boost: np.ndarray,
-                   rng: np.random.Generator, primary: bool) -> Hits:
+def tracks_to_hits(
+    event: np.ndarray,
+    x0: np.ndarray,
+    y0: np.ndarray,
+    z0: np.ndarray,
+    tx: np.ndarray,
+    ty: np.ndarray,
+    charge2: np.ndarray,
+    signal_boost: np.ndarray,
+    rng: np.random.Generator,
+    primary: bool,
+) -> Hits:
     """Straight tracks from (x0, y0, z0) with slopes (tx, ty): one hit per plane below z0."""
     dz = PLANE_Z[None, :] - z0[:, None]
     below = dz >= 0
@@ -83,8 +92,14 @@ def tracks_to_hits(event: np.ndarray, x0: np.ndarray, y0: np.ndarray, z0: np.nda
     return Hits(event[t], plane, pos, other, sig, np.full(len(t), primary))
 
 
-def primary_hits(rng: np.random.Generator, x_stk: np.ndarray, y_stk: np.ndarray, charge: int,
-                 cos_theta: np.ndarray, z_interaction: np.ndarray) -> Hits:
+def primary_hits(
+    rng: np.random.Generator,
+    x_stk: np.ndarray,
+    y_stk: np.ndarray,
+    charge: int,
+    cos_theta: np.ndarray,
+    z_interaction: np.ndarray,
+) -> Hits:
     """The primary's hits in the STK layers it reaches before (or at) its interaction."""
     reach = geo.STK_LAYER_Z[None, :] <= z_interaction[:, None]
     e, layer = np.nonzero(reach)
@@ -93,9 +108,17 @@ def primary_hits(rng: np.random.Generator, x_stk: np.ndarray, y_stk: np.ndarray,
     return Hits(e, layer, pos, other, sig, np.ones(len(e), dtype=bool))
 
 
-def secondaries(rng: np.random.Generator, particle: str, energy: np.ndarray,
-                x_int: np.ndarray, y_int: np.ndarray, z_int: np.ndarray,
-                tx: np.ndarray, ty: np.ndarray, events: np.ndarray) -> Hits:
+def secondaries(
+    rng: np.random.Generator,
+    particle: str,
+    energy: np.ndarray,
+    x_int: np.ndarray,
+    y_int: np.ndarray,
+    z_int: np.ndarray,
+    tx: np.ndarray,
+    ty: np.ndarray,
+    events: np.ndarray,
+) -> Hits:
     """Tracks leaving an inelastic interaction: leading fragment(s), produced hadrons, slow fragments.
 
     Helium mostly breaks up into charge-1 fragments (wrong charge downstream); protons
@@ -141,17 +164,33 @@ def secondaries(rng: np.random.Generator, particle: str, energy: np.ndarray,
         theta = np.clip(pt / np.maximum(e_sec, 0.05), 0.0, 1.2)
         phi = rng.uniform(0, 2 * np.pi, k)
         ev = events[src]
-        parts.append(tracks_to_hits(
-            ev, x_int[src], y_int[src], z_int[src],
-            tx[ev] + np.tan(theta) * np.cos(phi), ty[ev] + np.tan(theta) * np.sin(phi),
-            z2, boost, rng, primary=False))
+        parts.append(
+            tracks_to_hits(
+                ev,
+                x_int[src],
+                y_int[src],
+                z_int[src],
+                tx[ev] + np.tan(theta) * np.cos(phi),
+                ty[ev] + np.tan(theta) * np.sin(phi),
+                z2,
+                boost,
+                rng,
+                primary=False,
+            )
+        )
     hits = Hits.concat(parts)
     # an interaction inside a layer still leaves that layer's primary hit; secondaries start below
     return hits.select(PLANE_Z[hits.plane + geo.PSD_N_LAYERS] > z_int[np.searchsorted(events, hits.event)])
 
 
-def preshower_pairs(rng: np.random.Generator, x_stk: np.ndarray, y_stk: np.ndarray,
-                    tx: np.ndarray, ty: np.ndarray, cos_theta: np.ndarray) -> Hits:
+def preshower_pairs(
+    rng: np.random.Generator,
+    x_stk: np.ndarray,
+    y_stk: np.ndarray,
+    tx: np.ndarray,
+    ty: np.ndarray,
+    cos_theta: np.ndarray,
+) -> Hits:
     """Electrons radiate in the tungsten: converted photons add e+e- pairs close to the track."""
     n = len(x_stk)
     parts = []
@@ -166,8 +205,20 @@ def preshower_pairs(rng: np.random.Generator, x_stk: np.ndarray, y_stk: np.ndarr
         x0 = x_stk[src, above] + tx[src] * (z_w - geo.STK_LAYER_Z[above])
         y0 = y_stk[src, above] + ty[src] * (z_w - geo.STK_LAYER_Z[above])
         ang = rng.normal(0.0, 0.004, (k, 2))
-        parts.append(tracks_to_hits(src, x0, y0, np.full(k, z_w), tx[src] + ang[:, 0],
-                                    ty[src] + ang[:, 1], np.ones(k), np.ones(k), rng, False))
+        parts.append(
+            tracks_to_hits(
+                src,
+                x0,
+                y0,
+                np.full(k, z_w),
+                tx[src] + ang[:, 0],
+                ty[src] + ang[:, 1],
+                np.ones(k),
+                np.ones(k),
+                rng,
+                False,
+            )
+        )
     return Hits.concat(parts)
 
 
@@ -176,8 +227,14 @@ def backsplash_multiplicity(bgo_deposit_gev: np.ndarray) -> np.ndarray:
     return BACKSPLASH_NORM * (np.maximum(bgo_deposit_gev, 0.0) / 10.0) ** BACKSPLASH_INDEX
 
 
-def backsplash(rng: np.random.Generator, bgo_deposit_gev: np.ndarray, x_entry: np.ndarray,
-               y_entry: np.ndarray, planes: np.ndarray, scale: float = 1.0) -> Hits:
+def backsplash(
+    rng: np.random.Generator,
+    bgo_deposit_gev: np.ndarray,
+    x_entry: np.ndarray,
+    y_entry: np.ndarray,
+    planes: np.ndarray,
+    scale: float = 1.0,
+) -> Hits:
     """Albedo hits: upward particles from the shower's entry point into the given planes."""
     n_per = rng.poisson(scale * backsplash_multiplicity(bgo_deposit_gev))
     ev = np.repeat(np.arange(len(n_per)), n_per)
@@ -203,10 +260,14 @@ def noise_clusters(rng: np.random.Generator, n: int) -> Hits:
     counts = rng.poisson(NOISE_CLUSTERS_PER_EVENT, n)
     ev = np.repeat(np.arange(n), counts)
     k = len(ev)
-    return Hits(ev, rng.integers(0, geo.STK_N_LAYERS, k),
-                rng.uniform(-geo.STK_HALF_WIDTH, geo.STK_HALF_WIDTH, k),
-                rng.uniform(-geo.STK_HALF_WIDTH, geo.STK_HALF_WIDTH, k),
-                0.15 + rng.exponential(0.1, k), np.zeros(k, dtype=bool))
+    return Hits(
+        ev,
+        rng.integers(0, geo.STK_N_LAYERS, k),
+        rng.uniform(-geo.STK_HALF_WIDTH, geo.STK_HALF_WIDTH, k),
+        rng.uniform(-geo.STK_HALF_WIDTH, geo.STK_HALF_WIDTH, k),
+        0.15 + rng.exponential(0.1, k),
+        np.zeros(k, dtype=bool),
+    )
 
 
 def digitize(rng: np.random.Generator, hits: Hits, signal_scale: float = 1.0) -> dict[str, np.ndarray]:
@@ -217,7 +278,7 @@ def digitize(rng: np.random.Generator, hits: Hits, signal_scale: float = 1.0) ->
     """
     h = hits.select(hits.plane >= 0)
     pos = h.pos + rng.normal(0.0, geo.STK_RESOLUTION, len(h.pos))
-    keep = (rng.random(len(pos)) < geo.STK_HIT_EFFICIENCY)
+    keep = rng.random(len(pos)) < geo.STK_HIT_EFFICIENCY
     keep &= (np.abs(pos) < geo.STK_HALF_WIDTH) & (np.abs(h.other) < geo.STK_HALF_WIDTH)
     h = h.select(keep)
     pos = pos[keep]
@@ -232,11 +293,17 @@ def digitize(rng: np.random.Generator, hits: Hits, signal_scale: float = 1.0) ->
     cother = np.add.reduceat(sig * other, starts) / ssum if len(starts) else other[:0]
     cprim = np.maximum.reduceat(prim.astype(np.int8), starts).astype(bool) if len(starts) else prim[:0]
     cpos = cpos.astype(np.float32)  # as stored; the channel must agree with the stored position
-    channel = np.clip(np.floor((cpos.astype(np.float64) + geo.STK_HALF_WIDTH) / geo.STK_READOUT_PITCH), 0,
-                      geo.STK_CHANNELS_PER_HALF - 1)
+    channel = np.clip(
+        np.floor((cpos.astype(np.float64) + geo.STK_HALF_WIDTH) / geo.STK_READOUT_PITCH),
+        0,
+        geo.STK_CHANNELS_PER_HALF - 1,
+    )
     return {
-        "event": ev[starts], "layer": layer[starts].astype(np.int8),
-        "half": (cother >= 0).astype(np.int8), "channel": channel.astype(np.int16),
-        "pos": cpos, "signal": (ssum * signal_scale).astype(np.float32),
+        "event": ev[starts],
+        "layer": layer[starts].astype(np.int8),
+        "half": (cother >= 0).astype(np.int8),
+        "channel": channel.astype(np.int16),
+        "pos": cpos,
+        "signal": (ssum * signal_scale).astype(np.float32),
         "is_primary": cprim,
     }

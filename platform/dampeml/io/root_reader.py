@@ -54,23 +54,30 @@ def _open_tree(path: str):
     try:
         f = uproot.open(path)
     except Exception as exc:  # uproot raises many types for damaged files
-        raise EventFileError(path, f"not a readable ROOT file ({type(exc).__name__}: {exc})",
-                             REGENERATE) from exc
+        raise EventFileError(
+            path, f"not a readable ROOT file ({type(exc).__name__}: {exc})", REGENERATE
+        ) from exc
     try:
         keys = {k.split(";")[0] for k in f.keys()}
     except Exception as exc:
         raise EventFileError(path, f"corrupt ROOT directory ({type(exc).__name__})", REGENERATE) from exc
     if TREE_NAME not in keys:
-        raise EventFileError(path, f"no '{TREE_NAME}' tree (found: {sorted(keys) or 'nothing'})",
-                             "is this a dampeml event file?")
+        raise EventFileError(
+            path,
+            f"no '{TREE_NAME}' tree (found: {sorted(keys) or 'nothing'})",
+            "is this a dampeml event file?",
+        )
     try:
         tree = f[TREE_NAME]
         n = tree.num_entries
         names = tuple(tree.keys())
     except Exception as exc:
-        raise EventFileError(path, f"cannot read the '{TREE_NAME}' tree "
-                             f"({type(exc).__name__}: {exc}); the file is probably truncated",
-                             REGENERATE) from exc
+        raise EventFileError(
+            path,
+            f"cannot read the '{TREE_NAME}' tree "
+            f"({type(exc).__name__}: {exc}); the file is probably truncated",
+            REGENERATE,
+        ) from exc
     metadata: dict = {}
     if METADATA_KEY in keys:
         try:
@@ -91,36 +98,53 @@ def inspect_file(path: str | os.PathLike) -> EventFileInfo:
         need = [b.name for b in BRANCHES if mode == "mc" or not b.mc_only]
         missing = [b for b in need if b not in names]
         if missing:
-            raise EventFileError(path, f"missing branches: {', '.join(missing)}",
-                                 f"a {mode} file needs all of them; {REGENERATE}")
+            raise EventFileError(
+                path,
+                f"missing branches: {', '.join(missing)}",
+                f"a {mode} file needs all of them; {REGENERATE}",
+            )
         for name in ("bgo_energy", "psd_energy"):
             shape = getattr(tree[name].interpretation, "inner_shape", ())
             want = BY_NAME[name].shape
             if tuple(shape) != want:
-                raise EventFileError(path, f"branch {name} has shape {tuple(shape)} per event, "
-                                     f"expected {want}", "the file was written with another geometry")
+                raise EventFileError(
+                    path,
+                    f"branch {name} has shape {tuple(shape)} per event, expected {want}",
+                    "the file was written with another geometry",
+                )
     return EventFileInfo(path, n, mode, metadata, names)
 
 
-def read_events(path: str | os.PathLike, entry_start: int = 0, entry_stop: int | None = None,
-                branches: list[str] | None = None, info: EventFileInfo | None = None) -> dict:
+def read_events(
+    path: str | os.PathLike,
+    entry_start: int = 0,
+    entry_stop: int | None = None,
+    branches: list[str] | None = None,
+    info: EventFileInfo | None = None,
+) -> dict:
     """Read an event range: fixed-size branches as numpy, STK branches as awkward arrays."""
     info = info or inspect_file(path)
-    names = list(branches) if branches is not None else [
-        b.name for b in BRANCHES if b.name in info.branches]
+    names = list(branches) if branches is not None else [b.name for b in BRANCHES if b.name in info.branches]
     unknown = [b for b in names if b not in info.branches]
     if unknown:
-        raise EventFileError(info.path, f"missing branches: {', '.join(unknown)}",
-                             "flight files carry no truth" if set(unknown) & set(MC_ONLY) else REGENERATE)
+        raise EventFileError(
+            info.path,
+            f"missing branches: {', '.join(unknown)}",
+            "flight files carry no truth" if set(unknown) & set(MC_ONLY) else REGENERATE,
+        )
     stop = info.n_events if entry_stop is None else min(entry_stop, info.n_events)
     try:
         with uproot.open(info.path) as f:
-            arrays = f[TREE_NAME].arrays(names, entry_start=entry_start, entry_stop=stop,
-                                         library="ak", how=dict)
+            arrays = f[TREE_NAME].arrays(
+                names, entry_start=entry_start, entry_stop=stop, library="ak", how=dict
+            )
     except Exception as exc:
-        raise EventFileError(info.path, f"cannot read events {entry_start}-{stop} "
-                             f"({type(exc).__name__}: {exc}); the file is probably truncated or corrupt",
-                             REGENERATE) from exc
+        raise EventFileError(
+            info.path,
+            f"cannot read events {entry_start}-{stop} "
+            f"({type(exc).__name__}: {exc}); the file is probably truncated or corrupt",
+            REGENERATE,
+        ) from exc
     return {k: (v if k in JAGGED else ak.to_numpy(v)) for k, v in arrays.items()}
 
 
@@ -141,8 +165,11 @@ def bad_events(events: dict) -> np.ndarray:
     for name in ("stk_pos", "stk_signal"):
         if name in events:
             flag(~ak.to_numpy(ak.all(np.isfinite(events[name]), axis=1)), f"non-finite values in {name}")
-    limits = {"stk_layer": geo.STK_N_LAYERS, "stk_half": geo.STK_N_HALVES,
-              "stk_channel": geo.STK_CHANNELS_PER_HALF}
+    limits = {
+        "stk_layer": geo.STK_N_LAYERS,
+        "stk_half": geo.STK_N_HALVES,
+        "stk_channel": geo.STK_CHANNELS_PER_HALF,
+    }
     for name, hi in limits.items():
         if name in events:
             v = events[name]
@@ -160,6 +187,9 @@ def read_validated(path: str | os.PathLike, **kwargs) -> dict:
     bad = np.flatnonzero(reasons != "")
     if len(bad):
         ids = events["event_id"][bad] if "event_id" in events else bad
-        raise EventFileError(path, f"{len(bad)} bad events, e.g. event_id {ids[0]}: {reasons[bad[0]]}",
-                             "a dataset build quarantines such events; or regenerate the file")
+        raise EventFileError(
+            path,
+            f"{len(bad)} bad events, e.g. event_id {ids[0]}: {reasons[bad[0]]}",
+            "a dataset build quarantines such events; or regenerate the file",
+        )
     return events

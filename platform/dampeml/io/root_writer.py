@@ -31,7 +31,7 @@ def write_event_file(path: str | os.PathLike, branches: dict, metadata: dict) ->
             tree[b.name] = np.asarray(branches[b.name], dtype=b.dtype)
     present = [name for name in JAGGED if name in branches]
     if present:
-        tree["stk"] = ak.zip({name[len("stk_"):]: branches[name] for name in present})
+        tree["stk"] = ak.zip({name[len("stk_") :]: branches[name] for name in present})
     try:
         with uproot.recreate(tmp, compression=COMPRESSION) as f:
             f[METADATA_KEY] = json.dumps(metadata, default=_json_default)

@@ -54,8 +54,12 @@ BRANCHES: tuple[Branch, ...] = (
     Branch("true_theta", "float64", mc_only=True, doc="zenith angle of the primary, rad"),
     Branch("true_phi", "float64", mc_only=True, doc="azimuth of the primary, rad"),
     Branch("true_inelastic", "bool", mc_only=True, doc="inelastic interaction before the BGO"),
-    Branch("true_interaction_z", "float64", mc_only=True, doc="z of the first inelastic "
-           "interaction in mm (+inf if none before the end of the BGO)"),
+    Branch(
+        "true_interaction_z",
+        "float64",
+        mc_only=True,
+        doc="z of the first inelastic interaction in mm (+inf if none before the end of the BGO)",
+    ),
     Branch("stk_is_primary", "bool", jagged=True, mc_only=True, doc="cluster made by the primary"),
 )
 

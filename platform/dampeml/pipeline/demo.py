@@ -39,8 +39,10 @@ def run_demo(workdir: Path, events_per_particle: int = 2000, console: Console | 
             cfg = SimulationConfig(particle, events_per_particle, e_min, e_max, mode=mode, seed=seed)
             branches, metadata = simulate(cfg)
             write_event_file(path, branches, metadata)
-            console.print(f"simulated {events_per_particle} {mode} {particle} events -> {path} "
-                          f"({metadata['n_generated']} generated)")
+            console.print(
+                f"simulated {events_per_particle} {mode} {particle} events -> {path} "
+                f"({metadata['n_generated']} generated)"
+            )
         files.append(str(path))
     plot_dir = Path(workdir) / "plots" / "simulation"
     make_validation_plots(files, plot_dir)

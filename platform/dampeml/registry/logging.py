@@ -64,7 +64,7 @@ def log_training(cfg, net, manifest: dict, model, result) -> tuple[str, str]:
         params.update(
             {
                 "global_batch": cfg.global_batch,
-                "learning_rate": cfg.learning_rate,
+                "learning_rate": result.learning_rate,
                 **{f"override.{k}": v for k, v in cfg.overrides.items()},
             }
         )

@@ -26,7 +26,7 @@ class TrainConfig:
     preset: Literal["small", "full"] = "small"
     overrides: dict = field(default_factory=dict)  # config fields of the network family
     batch_per_worker: int = PAPER_BATCH
-    base_lr: float = PAPER_LR
+    base_lr: float | None = None  # default: the network preset's rate (the paper's 1e-4 for 'full')
     steps_per_epoch: int | None = None  # default: one pass over the training split
     lr_patience: int = 2  # reduce-on-plateau: halve the learning rate after this many flat epochs
     storage: str = "dampeml-runs"  # Ray Train storage (checkpoints); a shared URI on a cluster
@@ -47,9 +47,9 @@ class TrainConfig:
     def global_batch(self) -> int:
         return self.batch_per_worker * self.workers
 
-    @property
-    def learning_rate(self) -> float:
-        return self.base_lr * self.workers
+    def learning_rate(self, preset_lr: float = PAPER_LR) -> float:
+        """The rate for this many workers: linear in the global batch."""
+        return (self.base_lr or preset_lr) * self.workers
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -80,6 +80,7 @@ def train_loop_per_worker(cfg: dict) -> None:
         state["history"].append(logs)
         with tempfile.TemporaryDirectory() as d:
             target = d if rank == 0 else os.path.join(d, "discard")
+            os.makedirs(target, exist_ok=True)
             model.save(os.path.join(target, MODEL_FILE))  # a collective: every worker saves
             with open(os.path.join(d, STATE_FILE), "w") as f:
                 json.dump(state, f)

@@ -32,6 +32,7 @@ class TrainResult:
     checkpoint: str
     history: list[dict]
     test: dict[str, float]
+    learning_rate: float = 0.0  # initial, after scaling with the workers
     test_targets: np.ndarray | None = None
     test_predictions: np.ndarray | None = None
     mlflow_run_id: str | None = None
@@ -107,7 +108,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
     n_val = manifest["splits"]["val"]["events"]
     loop_cfg = {
         **cfg.to_dict(),
-        "learning_rate": cfg.learning_rate,
+        "learning_rate": cfg.learning_rate(net.config_for(cfg.preset, cfg.overrides).learning_rate),
         "x_keys": list(net.input_keys),
         "steps_per_epoch": cfg.steps_per_epoch or max(1, n_train // cfg.global_batch),
         "val_steps": max(1, n_val // cfg.global_batch),
@@ -127,7 +128,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
             checkpoint_config=CheckpointConfig(num_to_keep=2),
             worker_runtime_env=RUNTIME_ENV,
         ),
-        datasets={"train": network_dataset(cfg.dataset, "train"), "val": network_dataset(cfg.dataset, "val")},
+        datasets={
+            s: network_dataset(cfg.dataset, s, cache=_fits_cache(manifest, s)) for s in ("train", "val")
+        },
         resume_from_checkpoint=resume_from,
     )
     try:
@@ -143,12 +146,22 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
         state = json.load(f)
     model = load_checkpoint_model(ckpt_dir)
     test, _, y, pred = evaluate_test(model, cfg.dataset, net)
-    out = TrainResult(cfg.network, run_name, ckpt_dir, state["history"], test, y, pred)
+    out = TrainResult(
+        cfg.network, run_name, ckpt_dir, state["history"], test, loop_cfg["learning_rate"], y, pred
+    )
     if cfg.register:
         from dampeml.registry.logging import log_training
 
         out.mlflow_run_id, out.model_version = log_training(cfg, net, manifest, model, out)
     return out
+
+
+CACHE_LIMIT_BYTES = 512 * 2**20
+
+
+def _fits_cache(manifest: dict, split: str) -> bool:
+    """Cache a split's stored rows in the object store when small (they stay compact there)."""
+    return manifest["splits"][split]["bytes"] < CACHE_LIMIT_BYTES
 
 
 def load_checkpoint_model(ckpt_dir: str):
