@@ -46,6 +46,7 @@ def train_loop_per_worker(cfg: dict) -> None:
                 model = keras.models.load_model(os.path.join(d, MODEL_FILE), safe_mode=True)
                 with open(os.path.join(d, STATE_FILE)) as f:
                     state = json.load(f)
+            state.setdefault("restored_from_epoch", []).append(state["epoch"])  # lineage of restarts
         else:
             model = build(
                 cfg["network"],

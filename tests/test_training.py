@@ -1,0 +1,162 @@
+"""Training through Ray Train (2 CPU workers), fault tolerance, the MLflow registry and its gates."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from dampeml.cli.main import app
+from dampeml.datasets.build import build_dataset
+from dampeml.datasets.spec import load_spec
+from dampeml.training.config import TrainConfig
+
+REPO = Path(__file__).resolve().parents[1]
+DATASET_OF = {  # network -> small spec of its dataset kind
+    "bgo-direction-low": "bgo-direction-low-small",
+    "stk-hough-coarse": "stk-hough-coarse-small",
+    "stk-hough-precise": "stk-hough-precise-small",
+    "inelastic-raw-stk": "inelastic-raw-stk-small",
+    "inelastic-hough": "inelastic-hough-small",
+    "electron-proton": "electron-proton-small",
+}
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    """Local Ray with room for 2 workers + the data feed, MLflow on a private sqlite store."""
+    import ray
+
+    from dampeml.runtime import init_ray
+
+    root = tmp_path_factory.mktemp("training")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+    mp.chdir(root)
+    init_ray(num_cpus=4)
+    yield root
+    ray.shutdown()
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def datasets(env):
+    out = {}
+    for network, spec in DATASET_OF.items():
+        uri = str(env / "datasets" / spec)
+        if not Path(uri, "manifest.json").exists():
+            build_dataset(load_spec(REPO / "datasets" / f"{spec}.yaml"), uri, limit_events=1000)
+        out[network] = uri
+    return out
+
+
+def _ray_train_worker_pids() -> list[int]:
+    """PIDs of Ray Train worker processes (Ray sets their title to ray::RayTrainWorker...)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and b"RayTrainWorker" in (proc / "cmdline").read_bytes():
+                pids.append(int(proc.name))
+        except OSError:
+            continue
+    return sorted(pids)
+
+
+def _train(network, uri, env, **kw):
+    from dampeml.training.trainer import train
+
+    cfg = dict(network=network, dataset=uri, workers=2, epochs=3, steps_per_epoch=4,
+               storage=str(env / "runs"), register=False)
+    cfg.update(kw)
+    return train(TrainConfig(**cfg))
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("network", list(DATASET_OF))
+def test_each_family_trains_through_ray_train_and_its_loss_falls(network, datasets, env):
+    result = _train(network, datasets[network], env)
+    losses = [h["loss"] for h in result.history]
+    print(f"\n{network}: loss per epoch {np.round(losses, 4).tolist()}, test {result.test}")
+    assert [h["epoch"] for h in result.history] == [1, 2, 3]
+    assert losses[-1] < losses[0]
+    assert all(np.isfinite(list(result.test.values())))
+
+
+@pytest.mark.timeout(600)
+def test_killed_worker_resumes_from_its_checkpoint(datasets, env):
+    """Kill a Ray Train worker process after the first checkpoint: the run restores and finishes."""
+    run = "killed-worker"
+    outcome = {}
+    t = threading.Thread(target=lambda: outcome.update(result=_train(
+        "bgo-direction-low", datasets["bgo-direction-low"], env, epochs=4, run_name=run)))
+    t.start()
+    run_dir = env / "runs" / run
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(run_dir.glob("checkpoint_*/state.json")):
+        time.sleep(0.5)
+    workers = _ray_train_worker_pids()
+    assert workers, "no Ray Train worker process found to kill"
+    os.kill(workers[0], signal.SIGKILL)
+    t.join(timeout=500)
+    result = outcome["result"]
+    from dampeml.training.trainer import latest_checkpoint
+
+    with open(Path(latest_checkpoint(str(env / "runs"), run).path) / "state.json") as f:
+        import json
+
+        state = json.load(f)
+    print(f"\nrestored from epochs {state.get('restored_from_epoch')}, history epochs "
+          f"{[h['epoch'] for h in result.history]}")
+    assert [h["epoch"] for h in result.history] == [1, 2, 3, 4]  # each epoch once, none lost or repeated
+    assert state.get("restored_from_epoch") and state["restored_from_epoch"][0] >= 1
+
+
+@pytest.mark.timeout(600)
+def test_registry_round_trip_and_promotion_gate(datasets, env):
+    from dampeml.registry.models import PromotionRefusedError, RegistryError, list_versions, load_model, promote
+    from dampeml.training.trainer import load_checkpoint_model
+
+    uri = datasets["bgo-direction-low"]
+    good = _train("bgo-direction-low", uri, env, epochs=3, steps_per_epoch=6, register=True)
+    poor = _train("bgo-direction-low", uri, env, epochs=1, steps_per_epoch=1, register=True)
+    assert good.model_version != poor.model_version
+    better, worse = sorted([good, poor], key=lambda r: r.test["test_mae"])
+    print(f"\nMAE: v{better.model_version} {better.test['test_mae']:.2f}, "
+          f"v{worse.model_version} {worse.test['test_mae']:.2f}")
+    assert better.test["test_mae"] < worse.test["test_mae"]
+
+    print(promote("bgo-direction-low", better.model_version, "production"))
+    with pytest.raises(PromotionRefusedError, match="worse than @production"):
+        promote("bgo-direction-low", worse.model_version, "production")
+    assert "production" in {v.version: v.aliases for v in list_versions("bgo-direction-low")}[better.model_version]
+
+    # the registered model by alias gives exactly the checkpoint model's outputs
+    x = np.random.default_rng(0).random((16, 14, 22, 1)).astype(np.float32)
+    reg = load_model("models:/bgo-direction-low@production")
+    ref = load_checkpoint_model(better.checkpoint)
+    np.testing.assert_array_equal(reg.predict(x, verbose=0), ref.predict(x, verbose=0))
+
+    promote("bgo-direction-low", worse.model_version, "production", force=True)
+    with pytest.raises(RegistryError, match="cannot load models:/bgo-direction-low@nonexistent"):
+        load_model("models:/bgo-direction-low@nonexistent")
+    with pytest.raises(RegistryError, match="no version 99"):
+        promote("bgo-direction-low", "99")
+
+
+def test_bad_inputs_give_clear_errors(datasets, tmp_path):
+    runner = CliRunner()
+    r = runner.invoke(app, ["train", "bgo-direction-huge", "--dataset", datasets["bgo-direction-low"]])
+    assert r.exit_code == 1 and "unknown network 'bgo-direction-huge'" in r.output
+    assert "bgo-direction-low" in r.output and "Traceback" not in r.output
+    r = runner.invoke(app, ["train", "bgo-direction-low", "--dataset", str(tmp_path / "nothing")])
+    assert r.exit_code == 1 and "no dataset manifest" in r.output and "dampeml dataset build" in r.output
+    r = runner.invoke(app, ["train", "bgo-direction-low", "--dataset", datasets["electron-proton"]])
+    assert r.exit_code == 1 and "is a 'electron-proton' dataset" in r.output
+    r = runner.invoke(app, ["train", "stk-hough-precise", "--dataset", datasets["stk-hough-coarse"]])
+    assert r.exit_code == 1 and "needs precise" in r.output
