@@ -6,16 +6,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from dampeml.cli.errors import clean_errors, console
 
 app = typer.Typer(
     help="Build and inspect versioned training datasets (YAML specs in datasets/).", no_args_is_help=True
 )
-console = Console(stderr=True)
 
 
 @app.command()
+@clean_errors
 def build(
     spec: Annotated[Path, typer.Argument(help="dataset spec, e.g. datasets/bgo-direction-low-small.yaml")],
     out: Annotated[str, typer.Option(help="output directory or pyarrow URI (s3://..., gs://...)")],
@@ -27,31 +28,18 @@ def build(
     num_cpus: Annotated[int | None, typer.Option(help="logical CPUs of a local Ray")] = None,
 ) -> None:
     """Run the Ray Data pipeline of a spec and write Parquet shards plus a manifest."""
-    from dampeml.cli.main import clean_errors
-
-    clean_errors(_build)(spec, out, limit_events, resume, address, num_cpus)
-
-
-def _build(
-    spec_path: Path,
-    out: str,
-    limit_events: int | None,
-    resume: bool,
-    address: str | None,
-    num_cpus: int | None,
-) -> None:
     from rich.progress import Progress
 
     from dampeml.datasets.build import build_dataset
     from dampeml.datasets.spec import load_spec
     from dampeml.runtime import init_ray
 
-    spec = load_spec(spec_path)
+    spec_obj = load_spec(spec)
     init_ray(address=address, num_cpus=num_cpus)
     with Progress(console=console) as progress:
-        task = progress.add_task(f"building {spec.name}", total=None)
+        task = progress.add_task(f"building {spec_obj.name}", total=None)
         summary = build_dataset(
-            spec,
+            spec_obj,
             out,
             limit_events=limit_events,
             resume=resume,
@@ -83,6 +71,7 @@ def print_summary(manifest: dict, uri: str) -> None:
 
 
 @app.command()
+@clean_errors
 def show(
     uri: Annotated[str, typer.Argument(help="dataset directory or URI")],
     picture: Annotated[
@@ -91,12 +80,6 @@ def show(
     samples: Annotated[int, typer.Option(help="events in the picture")] = 6,
 ) -> None:
     """Print the manifest and save a picture of sample inputs."""
-    from dampeml.cli.main import clean_errors
-
-    clean_errors(_show)(uri, picture, samples)
-
-
-def _show(uri: str, picture: Path | None, samples: int) -> None:
     import json
 
     from dampeml.datasets.loader import load_manifest

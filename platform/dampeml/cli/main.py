@@ -6,16 +6,14 @@ file and what to do), 2 usage error, 130 interrupted.
 
 from __future__ import annotations
 
-import functools
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from dampeml.cli.errors import clean_errors, console
 from dampeml.detector.simulation import SimulationConfig
-from dampeml.io.root_reader import EventFileError
 
 app = typer.Typer(
     name="dampeml",
@@ -24,7 +22,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=True)
 
 
 def _register_subcommands() -> None:
@@ -34,33 +31,6 @@ def _register_subcommands() -> None:
     app.add_typer(dataset_app, name="dataset")
     app.add_typer(models_app, name="models")
     app.command()(train)
-
-
-def _runtime_errors() -> tuple[type[Exception], ...]:
-    """The project's own "cannot go on" errors (RuntimeError subclasses); other RuntimeErrors are bugs."""
-    from dampeml.datasets.build import DatasetBuildError
-    from dampeml.detector.production import ProductionError
-    from dampeml.registry.models import PromotionRefusedError
-    from dampeml.training.trainer import TrainingError
-
-    return (DatasetBuildError, ProductionError, PromotionRefusedError, TrainingError)
-
-
-def clean_errors(fn):
-    """Turn the project's input errors into one readable line and exit code 1."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except (EventFileError, ValueError, LookupError, FileExistsError, *_runtime_errors()) as exc:
-            console.print(f"[bold red]error:[/] {exc}")
-            raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            console.print("[yellow]interrupted[/]")
-            raise typer.Exit(130) from None
-
-    return wrapper
 
 
 @app.command()

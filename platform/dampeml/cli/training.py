@@ -5,15 +5,16 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-console = Console(stderr=True)
+from dampeml.cli.errors import clean_errors, console
+
 models_app = typer.Typer(
     help="The MLflow model registry: versions, aliases, promotion.", no_args_is_help=True
 )
 
 
+@clean_errors
 def train(
     network: Annotated[
         str, typer.Argument(help="network name, e.g. bgo-direction-low (see `dampeml models`)")
@@ -35,38 +36,6 @@ def train(
     num_cpus: Annotated[int | None, typer.Option(help="logical CPUs of a local Ray")] = None,
 ) -> None:
     """Train a network data-parallel with Ray Train; log and register it in MLflow."""
-    from dampeml.cli.main import clean_errors
-
-    clean_errors(_train)(
-        network,
-        dataset,
-        workers,
-        gpus_per_worker,
-        epochs,
-        preset,
-        steps_per_epoch,
-        storage,
-        run_name,
-        resume,
-        address,
-        num_cpus,
-    )
-
-
-def _train(
-    network,
-    dataset,
-    workers,
-    gpus_per_worker,
-    epochs,
-    preset,
-    steps_per_epoch,
-    storage,
-    run_name,
-    resume,
-    address,
-    num_cpus,
-) -> None:
     from dampeml.runtime import init_ray
     from dampeml.training.config import TrainConfig
     from dampeml.training.trainer import check_inputs, train
@@ -102,12 +71,12 @@ def _train(
 
 
 @models_app.command("list")
+@clean_errors
 def list_cmd(name: Annotated[str | None, typer.Argument(help="one registered model")] = None) -> None:
     """Registered models, their versions, aliases and test metrics."""
-    from dampeml.cli.main import clean_errors
     from dampeml.registry.models import list_versions
 
-    rows = clean_errors(list_versions)(name)
+    rows = list_versions(name)
     t = Table()
     for col in ("model", "version", "aliases", "metrics", "dataset"):
         t.add_column(col)
@@ -118,12 +87,14 @@ def list_cmd(name: Annotated[str | None, typer.Argument(help="one registered mod
 
 
 @models_app.command()
+@clean_errors
 def show(name: Annotated[str, typer.Argument(help="registered model name")]) -> None:
     """All versions of one model."""
     list_cmd(name)
 
 
 @models_app.command()
+@clean_errors
 def promote(
     name: Annotated[str, typer.Argument(help="registered model name")],
     version: Annotated[str, typer.Argument(help="version to promote")],
@@ -131,7 +102,6 @@ def promote(
     force: Annotated[bool, typer.Option(help="promote even if its test metric is worse")] = False,
 ) -> None:
     """Point an alias at a version, refusing a version worse than the current one."""
-    from dampeml.cli.main import clean_errors
     from dampeml.registry.models import promote as do_promote
 
-    console.print(clean_errors(do_promote)(name, version, alias, force))
+    console.print(do_promote(name, version, alias, force))

@@ -82,6 +82,7 @@ def promote(name: str, version: str, alias: str = "production", force: bool = Fa
         raise RegistryError(f"{name} has no version {version} (versions: {', '.join(versions) or 'none'})")
     metric, higher_better = PRIMARY[_task(name)]
     current = _aliases(client, name).get(alias)
+    current = None if current is None else str(current)
     message = f"{name} version {version} is now @{alias}"
     if current and current != version and not force:
         new = versions[version].metrics.get(metric)
