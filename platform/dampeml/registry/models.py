@@ -57,11 +57,12 @@ def list_versions(name: str | None = None) -> list[VersionInfo]:
             raise RegistryError(f"no registered model {n!r}; `dampeml models list` shows what exists")
         aliases = _aliases(client, n)
         for v in sorted(versions, key=lambda v: int(v.version)):
+            version = str(v.version)  # MLflow hands out ints or strings depending on the store
             out.append(
                 VersionInfo(
                     n,
-                    v.version,
-                    [a for a, ver in aliases.items() if ver == v.version],
+                    version,
+                    [a for a, ver in aliases.items() if str(ver) == version],
                     dict(v.tags),
                     v.run_id,
                     v.creation_timestamp,
