@@ -111,30 +111,27 @@ _SMALL_LR = {"learning_rate": 1e-3}
 _HOUGH_SMALL = {"input_pool": 4, "conv_filters": (8, 16, 16), "dense_units": (32,)}
 _HOUGH_CLASSIFIER = {"head": "classifier", "dropout": 0.1}
 
+
+def _hough(geometry: str, description: str) -> NetworkSpec:
+    """The coarse and precise Hough regressions: one architecture, two image geometries."""
+    return NetworkSpec(
+        name=f"stk-hough-{geometry}",
+        family="hough_cnn",
+        dataset_kind="stk-hough",
+        input_keys=("x",),
+        task="regression",
+        config=HoughCnnConfig(),
+        small_config=HoughCnnConfig(**_HOUGH_SMALL, **_SMALL_LR),
+        description=description,
+    )
+
+
 _NETWORKS: tuple[NetworkSpec, ...] = (
     _bgo("low", "BGO direction, 10 GeV - 10 TeV (used below 300 GeV deposited)"),
     _bgo("mid", "BGO direction, 1 TeV - 1 PeV (used from 300 GeV to 20 TeV deposited)"),
     _bgo("high", "BGO direction, 10 TeV - 1 PeV (used above 20 TeV deposited)"),
-    NetworkSpec(
-        name="stk-hough-coarse",
-        family="hough_cnn",
-        dataset_kind="stk-hough",
-        input_keys=("x",),
-        task="regression",
-        config=HoughCnnConfig(),
-        small_config=HoughCnnConfig(**_HOUGH_SMALL, **_SMALL_LR),
-        description="STK Hough offsets, 400 um pixels (+-80 mm), below ~1 TeV deposited",
-    ),
-    NetworkSpec(
-        name="stk-hough-precise",
-        family="hough_cnn",
-        dataset_kind="stk-hough",
-        input_keys=("x",),
-        task="regression",
-        config=HoughCnnConfig(),
-        small_config=HoughCnnConfig(**_HOUGH_SMALL, **_SMALL_LR),
-        description="STK Hough offsets, 50 um pixels (+-10 mm)",
-    ),
+    _hough("coarse", "STK Hough offsets, 400 um pixels (+-80 mm), below ~1 TeV deposited"),
+    _hough("precise", "STK Hough offsets, 50 um pixels (+-10 mm)"),
     NetworkSpec(
         name="inelastic-raw-stk",
         family="raw_stk_cnn",
