@@ -187,6 +187,12 @@ def bench_build(tmp: Path, events: int) -> tuple[list[tuple], Path]:
     with Timer() as warm:
         build_dataset(sim, str(tmp / "warm-up"), limit_events=200)
     print(f"  Ray warm-up build (200 events, workers starting): {warm.wall:.1f} s (not counted below)")
+    with Timer() as tiny:
+        small = build_dataset(sim, str(tmp / "fixed-cost"), limit_events=len(plan_units(sim)[0]))
+    print(
+        f"  Ray fixed cost: {small.units_total} units of ~1 event each build in {tiny.wall:.2f} s "
+        f"(busy {tiny.busy_cores:.2f} cores)"
+    )
 
     rows = []
     sim_out = tmp / "bgo-sim-ray"
@@ -205,7 +211,7 @@ def bench_build(tmp: Path, events: int) -> tuple[list[tuple], Path]:
                 label,
                 n_read,
                 n_units,
-                manifest["accounting"]["written"],
+                manifest["bytes_per_event"],
                 t_ray,
                 cores_ray,
                 per_core_ray,
@@ -221,19 +227,20 @@ def print_build(rows: list[tuple]) -> None:
     print(
         f"{'source':>11} {'events':>7} {'units':>5} | {'Ray wall s':>10} {'cores':>5} {'busy':>5} "
         f"{'ev/s/core':>10} | {'in-proc s':>9} {'busy':>5} {'ev/s/core':>10} | {'Ray/in-proc':>11} "
-        f"{'load share':>10}"
+        f"{'load share':>10} {'B/event':>7}"
     )
-    for label, n, units, _written, t_ray, cores, pc_ray, t_in, pc_in, load_share in rows:
+    for label, n, units, bpe, t_ray, cores, pc_ray, t_in, pc_in, load_share in rows:
         print(
             f"{label:>11} {n:>7} {units:>5} | {t_ray.wall:>10.2f} {cores:>5} {t_ray.busy_cores:>5.2f} "
             f"{pc_ray:>10,.0f} | {t_in.wall:>9.2f} {t_in.busy_cores:>5.2f} {pc_in:>10,.0f} | "
-            f"{pc_ray / pc_in:>11.2f} {load_share:>10.0%}"
+            f"{pc_ray / pc_in:>11.2f} {load_share:>10.0%} {bpe:>7,.0f}"
         )
     print(
         "  per core = events read / (wall x cores): in-process 1 core, Ray min(machine cores, units);"
         "\n  busy = CPU-seconds used system-wide / wall (all processes, from /proc/stat);"
         "\n  Ray/in-proc = per-core rate ratio (1.0 = no overhead); load share = share of the in-process"
-        "\n  time spent reading the ROOT files / simulating (timed separately on the same units)"
+        "\n  time spent reading the ROOT files / simulating (timed separately on the same units);"
+        "\n  B/event = Parquet bytes on disk per event written (Ray build)"
     )
 
 
@@ -352,11 +359,11 @@ def bench_feed(name: str, uri: Path, min_seconds: float) -> None:
         f"  {name}: {n} train events, x {x.shape[1:]} {x.dtype} "
         f"({x[0].nbytes:,} B/event in memory, {x.nbytes / 2**20:,.0f} MiB in all)"
     )
-    print(f"  {'feed':>31} {'batches/s':>10} {'events/s':>10} {'epochs':>6} {'busy':>5} {'vs memory':>9}")
+    print(f"  {'feed':>31} {'batches/s':>10} {'events/s':>11} {'epochs':>6} {'busy':>5} {'memory/this':>11}")
     by_label = {r[0]: r[2] for r in rows}
     for label, reference, rate, epochs, busy in rows:
-        ratio = f"{rate / by_label[reference]:9.4f}" if reference in by_label else ""
-        print(f"  {label:>31} {rate:>10,.1f} {rate * BATCH:>10,.0f} {epochs:>6} {busy:>5.2f} {ratio:>9}")
+        ratio = f"x{by_label[reference] / rate:,.1f}" if reference in by_label else ""
+        print(f"  {label:>31} {rate:>10,.1f} {rate * BATCH:>11,.0f} {epochs:>6} {busy:>5.2f} {ratio:>11}")
 
 
 # ---------------------------------------------------------------- main
@@ -411,8 +418,8 @@ def main() -> None:
             bench_feed("Hough (stk-hough-precise-small)", hough_uri, args.feed_seconds)
             print(
                 "  rates over whole epochs after a warm-up epoch; busy = cores busy system-wide;"
-                "\n  vs memory = rate / rate of the same arrays from memory (numpy views for"
-                "\n  iter_batches, tf.data.Dataset.from_tensor_slices for to_tf)"
+                "\n  memory/this = how many times faster the same arrays come from memory (numpy"
+                "\n  views for the iter_batches rows, tf.data from_tensor_slices for the to_tf rows)"
             )
     print("\nHough images rendered per second per core: benchmarks/bench_features.py")
     print(f"total {time.perf_counter() - t_all:.0f} s")
