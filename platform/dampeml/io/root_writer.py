@@ -14,6 +14,7 @@ import uproot
 from dampeml.io.schema import BRANCHES, JAGGED, METADATA_KEY, TREE_NAME
 
 COMPRESSION = uproot.ZLIB(4)
+BASKET_EVENTS = 1000
 
 
 def write_event_file(path: str | os.PathLike, branches: dict, metadata: dict) -> Path:
@@ -35,8 +36,17 @@ def write_event_file(path: str | os.PathLike, branches: dict, metadata: dict) ->
     try:
         with uproot.recreate(tmp, compression=COMPRESSION) as f:
             f[METADATA_KEY] = json.dumps(metadata, default=_json_default)
-            # mktree: a TTree (plain assignment of a dict makes an RNTuple in uproot >= 5.7)
-            f.mktree(TREE_NAME, tree, title="DAMPE events")
+            # mktree: a TTree (plain assignment of a dict makes an RNTuple in uproot >= 5.7).
+            # Baskets of BASKET_EVENTS, so that reading an event range decompresses only that range.
+            n = len(next(iter(tree.values()))) if tree else 0
+            bounds = range(0, max(n, 1), BASKET_EVENTS)
+            out = None
+            for start in bounds:
+                chunk = {k: v[start : start + BASKET_EVENTS] for k, v in tree.items()}
+                if out is None:
+                    out = f.mktree(TREE_NAME, chunk, title="DAMPE events")
+                else:
+                    out.extend(chunk)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
