@@ -138,7 +138,15 @@ def network_dataset(uri: str, split: str = "train", expected_kind: str | None = 
     if not manifest["splits"].get(split, {}).get("events"):
         raise DatasetError(f"{uri}: split {split!r} is empty")
     store = Store.open(uri)
-    ds = ray.data.read_parquet(store.path(split), filesystem=store.fs)
+    # Ray 2.60's default (V2) Parquet source starts and kills 32 footer-reader actors on every
+    # read: ~4-5 s per epoch and split on a small cluster. The V1 source reads the same files
+    # 7-13x faster here (benchmarks/README.md); the setting is read when the plan is built.
+    ctx = ray.data.DataContext.get_current()
+    previous, ctx.use_datasource_v2 = ctx.use_datasource_v2, False
+    try:
+        ds = ray.data.read_parquet(store.path(split), filesystem=store.fs)
+    finally:
+        ctx.use_datasource_v2 = previous
     if cache:
         ds = ds.materialize()
     return ds.map_batches(network_batch, batch_format="pyarrow", fn_args=(manifest,))
