@@ -23,6 +23,7 @@ import awkward as ak
 import numpy as np
 
 from dampeml.detector import geometry as geo
+from dampeml.features.tracks import cos_theta, truth_track
 from dampeml.io.root_reader import inspect_file, read_validated
 from dampeml.io.schema import PARTICLE_OF_PDG
 
@@ -104,17 +105,6 @@ def shower_width(bgo_energy: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- tracks
 
 
-def truth_track(events: dict) -> np.ndarray:
-    """(N, 4) true (x_top, y_top, x_bot, y_bot) in mm; MC files only."""
-    return np.stack(
-        [
-            np.asarray(events[k], dtype=np.float64)
-            for k in ("true_x_top", "true_y_top", "true_x_bot", "true_y_bot")
-        ],
-        axis=1,
-    )
-
-
 def track_xy(track: np.ndarray, z: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
     """(N, len(z)) x and y of a straight track at the planes z (extrapolated beyond the STK)."""
     z = np.atleast_1d(np.asarray(z, dtype=np.float64))
@@ -122,14 +112,6 @@ def track_xy(track: np.ndarray, z: np.ndarray | float) -> tuple[np.ndarray, np.n
     x = track[:, 0:1] + (track[:, 2:3] - track[:, 0:1]) * f
     y = track[:, 1:2] + (track[:, 3:4] - track[:, 1:2]) * f
     return x, y
-
-
-def track_cos_theta(track: np.ndarray) -> np.ndarray:
-    """(N,) cosine of the zenith angle of a track: the path-length correction of dE/dx."""
-    dz = geo.Z_BOT - geo.Z_TOP
-    tx = (track[:, 2] - track[:, 0]) / dz
-    ty = (track[:, 3] - track[:, 1]) / dz
-    return 1.0 / np.sqrt(1.0 + tx**2 + ty**2)
 
 
 def track_positions(track: np.ndarray) -> np.ndarray:
@@ -226,7 +208,7 @@ def psd_charge_along(events: dict, track: np.ndarray) -> np.ndarray:
     """
     n = len(track)
     x, y = track_xy(track, geo.PSD_Z)
-    cos_t = track_cos_theta(track)
+    cos_t = cos_theta(track)
     e = np.asarray(events["psd_energy"], dtype=np.float64)
     q = np.full((n, geo.PSD_N_LAYERS), np.nan)
     for layer, coord in enumerate(geo.PSD_MEASURES):
