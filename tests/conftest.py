@@ -26,3 +26,31 @@ def sample_files(tmp_path_factory) -> dict[str, Path]:
         "electron": make_file(d / "electron.root", "electron", 400, 100, 1e4, seed=13),
         "flight": make_file(d / "flight.root", "proton", 300, 100, 1e5, mode="flight", seed=14),
     }
+
+
+@pytest.fixture(scope="session")
+def registered_models(tmp_path_factory) -> str:
+    """A private MLflow store (sqlite + artifacts in a temp dir) holding every catalog network.
+
+    Small presets, untrained weights (tagged untrained=true): for plumbing, accounting and
+    timing tests, never physics. Each network and the three `bgo-direction-*-aligned` models
+    is registered once, as version 1, under the aliases `production` and `staging`. Returns the
+    tracking URI; point MLFLOW_TRACKING_URI at it (monkeypatch.setenv) in the test that uses it.
+    """
+    import os
+
+    from dampeml.registry.bootstrap import ensure_experiment, register_catalog
+
+    d = tmp_path_factory.mktemp("registry")
+    uri = f"sqlite:///{d / 'mlflow.db'}"
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    try:
+        ensure_experiment(d / "artifacts")
+        register_catalog(aliases=("production", "staging"), preset="small")
+    finally:
+        if previous is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = previous
+    return uri
