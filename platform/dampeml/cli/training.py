@@ -105,3 +105,33 @@ def promote(
     from dampeml.registry.models import promote as do_promote
 
     console.print(do_promote(name, version, alias, force))
+
+
+@clean_errors
+def align(
+    network: Annotated[str, typer.Argument(help="BGO direction network, e.g. bgo-direction-mid")],
+    flight: Annotated[str, typer.Option(help="flight-like event files: a path or a quoted glob")],
+    alias: Annotated[
+        str, typer.Option(help="alias of the base model; the aligned one gets it too")
+    ] = "production",
+    epochs: Annotated[int, typer.Option(help="epochs of the head's fit")] = 30,
+    compare_full: Annotated[
+        bool, typer.Option(help="also time training the whole network on the same events")
+    ] = False,
+) -> None:
+    """Train the alignment head of a BGO network on flight runs (backbone frozen); register it."""
+    from dampeml.io.datasource import expand_paths
+    from dampeml.training.alignment import align_registered
+
+    result, version, extra = align_registered(network, expand_paths(flight), alias, epochs, compare_full)
+    t = Table(title=f"{network}: alignment on {result.n_fit} clean events, {result.n_held_out} held out")
+    for col in ("held-out residual", "before", "after"):
+        t.add_column(col, justify="right")
+    for k in result.before:
+        t.add_row(k, f"{result.before[k]:.3f}", f"{result.after[k]:.3f}")
+    console.print(t)
+    console.print(", ".join(f"{k}={v:.3g}" for k, v in extra.items()))
+    if version:
+        console.print(f"registered {network}-aligned version {version} as @{alias}")
+    else:
+        console.print("[yellow]the head did not lower the held-out residual: nothing registered[/]")

@@ -75,6 +75,23 @@ def _aliases(client, name: str) -> dict[str, str]:
     return dict(client.get_registered_model(name).aliases)
 
 
+def version_of(name: str, alias: str) -> str:
+    """The version behind `name@alias`; RegistryError saying what exists when there is none."""
+    client = _client()
+    try:
+        aliases = _aliases(client, name)
+    except Exception:  # noqa: BLE001  (MLflow raises its own exception types)
+        raise RegistryError(
+            f"no registered model {name!r}; `dampeml models list` shows what exists"
+        ) from None
+    if alias not in aliases:
+        raise RegistryError(
+            f"{name} has no alias {alias!r} (aliases: {', '.join(sorted(aliases)) or 'none'}); "
+            f"`dampeml models promote {name} VERSION --alias {alias}` sets it"
+        )
+    return str(aliases[alias])
+
+
 def promote(name: str, version: str, alias: str = "production", force: bool = False) -> str:
     """Point `alias` at `version` if its test metric is not worse than the current holder's."""
     client = _client()

@@ -1,0 +1,31 @@
+"""`dampeml evaluate`: the physics report of the registered chain on held-out MC."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dampeml.cli.errors import clean_errors, console
+
+
+@clean_errors
+def evaluate(
+    input: Annotated[str, typer.Option(help="MC event files: a path or a quoted glob ('mc/*.root')")],
+    out: Annotated[Path, typer.Option(help="report folder (report.md, PNGs, metrics.json)")],
+    alias: Annotated[str, typer.Option(help="registry alias of the chain's models")] = "production",
+    runtime: Annotated[str, typer.Option(help="tensorflow or onnx")] = "tensorflow",
+    max_events: Annotated[int | None, typer.Option(help="stop after this many events")] = None,
+    batch_size: Annotated[int, typer.Option(help="events per chain call")] = 2000,
+) -> None:
+    """Run the CNN chain and the standard reconstruction on MC; write the physics report."""
+    from dampeml.evaluation.report import collect, write_report
+    from dampeml.io.datasource import expand_paths
+    from dampeml.reconstruction.chain import Chain
+
+    files = expand_paths(input)
+    chain = Chain.from_registry(alias=alias, flight=False, runtime=runtime)
+    sample = collect(files, chain, batch_size=batch_size, max_events=max_events)
+    path = write_report(sample, out)
+    console.print(f"report of {sample.n_events} events: {path}")
