@@ -1,0 +1,503 @@
+"""The CNN reconstruction chain (paper sections 4-7; DESIGN.md section 3), vectorized over batches.
+
+Per batch of events, each stage runs once over all the events it applies to:
+
+1. BGO image -> BGO direction network, the energy-range model chosen per event by the
+   deposited energy (low < 300 GeV <= mid < 20 TeV <= high); with `flight=True` the
+   `bgo-direction-<range>-aligned` models (alignment head) where registered.
+2. Coarse Hough network (400 um, +-80 mm) around the BGO track, below ~1 TeV deposited.
+3. Precise Hough network (50 um, +-10 mm) around the current track: the final track.
+4. Hit assignment (0.3 mm, one hit per layer) and the STK charge (reconstruction.hits).
+5. Inelastic classifier: P(no inelastic) = raw-STK network x Hough network (400 um image
+   around the final track, as the inelastic-hough datasets are built).
+6. Electron/proton network (HAMF) on the BGO image and the shower variables.
+
+Network inputs are made by the same feature functions, with the same arguments, as the
+training input pipeline (datasets.loader / datasets.columns): bgo_image + to_float, the
+shower variables as float32, render_stk_image, select_roi_hits + render_hough with
+cos_theta of the float32 RoI centre. tests/test_chain.py checks them against the loader.
+
+Decisions of ours (the paper is silent):
+- An event with no STK hit inside a Hough RoI keeps its track from the previous stage: the
+  Hough regression datasets require RoI hits (`require_hough_hits`), so the networks never
+  saw an empty image, and an empty image has no track to find.
+- Events are never read for truth: `run` drops every MC-only branch (`true_*`, `stk_is_primary`,
+  io.schema.MC_ONLY) before anything else, so
+  MC and flight files go through the identical code.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from dampeml.features import (
+    COARSE,
+    PRECISE,
+    ZTHR,
+    HoughGeometry,
+    RoiHits,
+    bgo_image,
+    render_hough,
+    render_stk_image,
+    select_roi_hits,
+    shower_variables,
+    to_float,
+)
+from dampeml.features.hough import apply_offsets
+from dampeml.features.jagged import flatten
+from dampeml.features.tracks import cos_theta, slopes
+from dampeml.io.schema import MC_ONLY
+from dampeml.models.catalog import ALIGNED_SUFFIX
+from dampeml.reconstruction.hits import ASSIGN_WINDOW_MM, stk_charge
+from dampeml.registry.models import RegistryError
+
+ENERGY_RANGES = ("low", "mid", "high")
+RUNTIMES = ("tensorflow", "onnx")
+TRACK_COLUMNS = ("track_x_top", "track_y_top", "track_x_bot", "track_y_bot")
+BGO_COLUMNS = ("bgo_x_top", "bgo_y_top", "bgo_x_bot", "bgo_y_bot")
+OUTPUT_COLUMNS = (
+    *TRACK_COLUMNS,
+    *BGO_COLUMNS,
+    "theta",
+    "phi",
+    "stk_charge",
+    "n_track_hits",
+    "inelastic_score",
+    "electron_score",
+    "bgo_model",
+)
+STK_BRANCHES = ("stk_layer", "stk_half", "stk_channel", "stk_pos", "stk_signal")
+
+
+@dataclass(frozen=True)
+class ChainConfig:
+    """Every constant of the chain, with where it comes from (Tykhonov et al. 2023 = 'paper').
+
+    Energies are deposited BGO energies in MeV (the sum of `bgo_energy`), what flight data has.
+    """
+
+    #: paper sec. 4: low/mid models switch at 300 GeV deposited, mid/high at 20 TeV.
+    low_mid_switch_mev: float = 300e3
+    mid_high_switch_mev: float = 20e6
+    #: paper sec. 5, footnote 15: the coarse Hough step runs below ~1 TeV deposited.
+    coarse_below_mev: float = 1e6
+    #: paper sec. 5: coarse 400 um pixels +-80 mm, precise 50 um +-10 mm (features.hough).
+    coarse: HoughGeometry = COARSE
+    precise: HoughGeometry = PRECISE
+    #: paper sec. 6: the inelastic Hough network reads a 400 um image; datasets/inelastic-hough.yaml
+    #: centres it on the precise network's track (roi.geometry: coarse).
+    inelastic: HoughGeometry = COARSE
+    #: paper sec. 5: charge split of the Hough channels at Zthr = sqrt(2) (dataset specs' roi.zthr).
+    zthr: float | None = ZTHR
+    #: paper sec. 2: one hit per layer within 0.3 mm of the track.
+    assign_window_mm: float = ASSIGN_WINDOW_MM
+    #: events per network call; Hough images are rendered per chunk too (640 kB each, and a
+    #: full-preset first convolution holds ~10 MB of activations per event).
+    hough_chunk: int = 64
+    chunk: int = 1024
+
+
+@dataclass
+class ChainModels:
+    """The networks of the chain: tf-keras models, onnxruntime sessions, or any :class:`Runner`."""
+
+    bgo_low: Any
+    bgo_mid: Any
+    bgo_high: Any
+    hough_coarse: Any
+    hough_precise: Any
+    inelastic_raw_stk: Any
+    inelastic_hough: Any
+    electron_proton: Any
+
+    def bgo(self, energy_range: str) -> Any:
+        return getattr(self, f"bgo_{energy_range}")
+
+
+#: ChainModels field -> catalog network name (the registered model name).
+NETWORK_OF_FIELD = {
+    "bgo_low": "bgo-direction-low",
+    "bgo_mid": "bgo-direction-mid",
+    "bgo_high": "bgo-direction-high",
+    "hough_coarse": "stk-hough-coarse",
+    "hough_precise": "stk-hough-precise",
+    "inelastic_raw_stk": "inelastic-raw-stk",
+    "inelastic_hough": "inelastic-hough",
+    "electron_proton": "electron-proton",
+}
+
+
+class Runner:
+    """One network behind one call: inputs by name -> (N, k) float32 outputs, in chunks.
+
+    A tf-keras model runs through one tf.function traced once with a free batch dimension
+    (Keras' own predict function retraces for every new batch size, i.e. per energy range
+    and last chunk); an onnxruntime session runs as it is.
+    """
+
+    def __init__(self, model: Any, chunk: int) -> None:
+        self.chunk = max(1, int(chunk))
+        self.model = model
+        if hasattr(model, "predict_on_batch"):
+            import tensorflow as tf
+
+            self.input_names = tuple(model.input_names)
+            specs = [
+                tf.TensorSpec((None, *t.shape[1:]), t.dtype, name=n)
+                for t, n in zip(model.inputs, model.input_names, strict=True)
+            ]
+            single = len(specs) == 1
+
+            @tf.function(input_signature=specs)
+            def forward(*x):
+                return model(x[0] if single else list(x), training=False)
+
+            self._forward = forward
+            self._call = self._keras
+        elif hasattr(model, "get_inputs") and hasattr(model, "run"):
+            self.input_names = tuple(i.name for i in model.get_inputs())
+            self._call = self._onnx
+        else:
+            raise TypeError(f"not a tf-keras model or onnxruntime session: {type(model).__name__}")
+
+    def _keras(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        return self._forward(*(inputs[k] for k in self.input_names)).numpy()
+
+    def _onnx(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        return self.model.run(None, inputs)[0]
+
+    def __call__(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+        missing = set(self.input_names) - set(inputs)
+        if missing:
+            raise ValueError(f"network inputs {sorted(missing)} not given (has {sorted(inputs)})")
+        n = len(inputs[self.input_names[0]])
+        out = [
+            self._call({k: np.ascontiguousarray(inputs[k][s : s + self.chunk]) for k in self.input_names})
+            for s in range(0, n, self.chunk)
+        ]
+        return np.concatenate(out).astype(np.float32) if out else np.zeros((0, 1), np.float32)
+
+
+# --------------------------------------------------------------------------- registry
+
+
+def _client():
+    import mlflow
+
+    from dampeml.registry.tracking import setup_mlflow
+
+    setup_mlflow()
+    return mlflow.MlflowClient()
+
+
+def _what_to_do(name: str, alias: str) -> str:
+    return (
+        f"`dampeml models list` shows what is registered; register a trained {name} "
+        f"(`dampeml train ...`) and point the alias at it: `dampeml models promote {name} VERSION "
+        f"--alias {alias}`"
+    )
+
+
+def resolve_version(name: str, alias: str, client: Any = None) -> str:
+    """The version of registered model `name` that `alias` points at; RegistryError if none."""
+    from mlflow.exceptions import MlflowException
+
+    client = client or _client()
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        raise RegistryError(
+            f"no registered model {name!r} (the chain needs it): {_what_to_do(name, alias)}"
+        ) from None
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        raise RegistryError(
+            f"registered model {name!r} has no alias @{alias}: {_what_to_do(name, alias)}"
+        ) from None
+
+
+def load_keras(uri: str) -> Any:
+    """A registered tf-keras model (`models:/NAME@ALIAS` or `models:/NAME/VERSION`), safe_mode, uncompiled."""
+    import mlflow
+
+    from dampeml.registry.tracking import setup_mlflow
+
+    if not uri.startswith("models:/"):
+        raise RegistryError(f"{uri!r} is not a registry URI: use models:/NAME@ALIAS")
+    setup_mlflow()
+    try:
+        return mlflow.tensorflow.load_model(uri, keras_model_kwargs={"safe_mode": True, "compile": False})
+    except mlflow.exceptions.MlflowException as exc:
+        raise RegistryError(
+            f"cannot load {uri}: {exc.message.splitlines()[0]}; "
+            "`dampeml models list` shows the registered models and aliases"
+        ) from None
+
+
+def _is_registered(client: Any, name: str, alias: str) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------- the chain
+
+
+def _finite_rows(a: np.ndarray) -> np.ndarray:
+    return np.isfinite(a).all(axis=1)
+
+
+class Chain:
+    """The reconstruction chain over batches of events: `Chain.from_registry(...).run(events)`."""
+
+    def __init__(
+        self,
+        models: ChainModels,
+        versions: Mapping[str, str],
+        flight: bool = False,
+        config: ChainConfig | None = None,
+        runtime: str = "tensorflow",
+    ) -> None:
+        self.config = config or ChainConfig()
+        self.flight = flight
+        self.runtime = runtime
+        self.versions: dict[str, str] = dict(versions)
+        self.models = models
+        c = self.config
+        self._runners = {
+            f.name: Runner(
+                getattr(models, f.name),
+                c.hough_chunk if f.name.startswith(("hough", "inelastic_h")) else c.chunk,
+            )
+            for f in fields(models)
+        }
+        self.timings: dict[str, float] = {}
+        self.n_events = 0
+
+    # -- construction from the registry
+
+    @classmethod
+    def from_registry(
+        cls,
+        alias: str = "production",
+        flight: bool = False,
+        runtime: str = "tensorflow",
+        config: ChainConfig | None = None,
+        onnx_threads: int = 0,
+    ) -> Chain:
+        """Load every network at `alias` (MLFLOW_TRACKING_URI's store), once.
+
+        With `flight`, each BGO range uses `bgo-direction-<range>-aligned@alias` where it is
+        registered and the base model otherwise; `versions` names the one used. With
+        runtime="onnx" every network is converted and parity-checked (onnx_export) and runs in
+        onnxruntime (`onnx_threads` > 0 fixes its threads).
+        """
+        if runtime not in RUNTIMES:
+            raise ValueError(f"unknown runtime {runtime!r}: use one of {list(RUNTIMES)}")
+        client = _client()
+        chosen: dict[str, str] = {}
+        for fname, name in NETWORK_OF_FIELD.items():
+            if flight and fname.startswith("bgo_") and _is_registered(client, name + ALIGNED_SUFFIX, alias):
+                name = name + ALIGNED_SUFFIX
+            chosen[fname] = name
+        versions = {
+            name: resolve_version(name, alias, client) for name in chosen.values()
+        }  # all errors first
+        loaded = {f: load_keras(f"models:/{n}/{versions[n]}") for f, n in chosen.items()}
+        if runtime == "onnx":
+            from dampeml.reconstruction.onnx_export import export, session
+
+            loaded = {f: session(export(m).onnx, onnx_threads) for f, m in loaded.items()}
+        return cls(ChainModels(**loaded), versions, flight=flight, config=config, runtime=runtime)
+
+    # -- bookkeeping
+
+    def _timed(self, stage: str, t0: float) -> float:
+        t1 = time.perf_counter()
+        self.timings[stage] = self.timings.get(stage, 0.0) + (t1 - t0)
+        return t1
+
+    def reset_timings(self) -> None:
+        self.timings = {}
+        self.n_events = 0
+
+    # -- stages
+
+    @staticmethod
+    def bgo_range(deposit_mev: np.ndarray, config: ChainConfig) -> np.ndarray:
+        """0/1/2 (low/mid/high) per event from the deposited energy (MeV)."""
+        return np.searchsorted(
+            [config.low_mid_switch_mev, config.mid_high_switch_mev], deposit_mev, side="right"
+        )
+
+    def _hough_step(
+        self,
+        runner: Runner,
+        stk: tuple,
+        track: np.ndarray,
+        rows: np.ndarray,
+        geometry: HoughGeometry,
+        stage: str,
+    ) -> np.ndarray:
+        """Refine `track` for events `rows` with a Hough regression network around it (returns a copy)."""
+        counts, layer, pos, signal = stk
+        t0 = time.perf_counter()
+        out = track.copy()
+        rows = rows[_finite_rows(track[rows])]
+        roi = track[rows].astype(np.float32)  # the stored float32 RoI centre of the training sets
+        hits = _select(counts, layer, pos, signal, roi, geometry, rows)
+        has = hits.counts > 0  # empty RoI: keep the previous track (see the module doc)
+        rows, roi = rows[has], roi[has]
+        hits = RoiHits(hits.counts[has], hits.layer, hits.offset, hits.signal)  # empty events hold no hits
+        t0 = self._timed(f"{stage}_select", t0)
+        c = self.config.hough_chunk
+        offsets = np.zeros((len(rows), 4), dtype=np.float32)
+        cos = cos_theta(roi)
+        for s in range(0, len(rows), c):
+            img = render_hough(hits.events(s, s + c), cos[s : s + c], geometry, self.config.zthr)
+            t0 = self._timed(f"{stage}_render", t0)
+            offsets[s : s + c] = runner({runner.input_names[0]: img})
+            t0 = self._timed(f"{stage}_network", t0)
+        out[rows] = apply_offsets(roi, offsets, geometry)
+        return out
+
+    def run(self, events: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Reconstruct a batch: `events` as read by io.root_reader.read_events; OUTPUT_COLUMNS -> (N,)."""
+        events = {k: v for k, v in events.items() if not _is_truth(k)}  # MC and flight alike
+        c = self.config
+        t0 = time.perf_counter()
+        energy = np.asarray(events["bgo_energy"], dtype=np.float32)
+        n = len(energy)
+        stk = _flat_stk(events, n)
+        counts, layer, pos, signal, half, channel = stk
+        hough_stk = (counts, layer, pos, signal)
+        t0 = self._timed("read_flatten", t0)
+
+        # 1. BGO image -> energy-range network
+        deposit = energy.sum(axis=(1, 2), dtype=np.float64)
+        image = to_float(bgo_image(energy))[..., None]
+        which = self.bgo_range(deposit, c)
+        t0 = self._timed("bgo_image", t0)
+        bgo = np.full((n, 4), np.nan)
+        for i, r in enumerate(ENERGY_RANGES):
+            rows = np.flatnonzero(which == i)
+            if len(rows):
+                runner = self._runners[f"bgo_{r}"]
+                bgo[rows] = runner({runner.input_names[0]: image[rows]})
+        t0 = self._timed("bgo_network", t0)
+
+        # 2-3. coarse Hough below ~1 TeV, then precise Hough
+        track = self._hough_step(
+            self._runners["hough_coarse"],
+            hough_stk,
+            bgo,
+            np.flatnonzero(deposit < c.coarse_below_mev),
+            c.coarse,
+            "coarse",
+        )
+        track = self._hough_step(
+            self._runners["hough_precise"], hough_stk, track, np.arange(n), c.precise, "precise"
+        )
+
+        # 4. hits and charge
+        t0 = time.perf_counter()
+        charge, assigned = stk_charge(layer, pos, signal, track, counts=counts, window_mm=c.assign_window_mm)
+        t0 = self._timed("hits_charge", t0)
+
+        # 5. inelastic classifier: raw STK x Hough (400 um around the final track)
+        raw = render_stk_image(layer, half, channel, signal, counts=counts)[..., None]
+        t0 = self._timed("inelastic_stk_image", t0)
+        runner = self._runners["inelastic_raw_stk"]
+        p_raw = runner({runner.input_names[0]: raw})[:, 0]
+        t0 = self._timed("inelastic_stk_network", t0)
+        del raw
+        p_hough = self._inelastic_hough(hough_stk, track)
+        t0 = time.perf_counter()
+
+        # 6. electron/proton
+        variables, _ = shower_variables(energy)
+        t0 = self._timed("shower_variables", t0)
+        runner = self._runners["electron_proton"]
+        p_electron = runner({"x_image": image, "x_vars": variables.astype(np.float32)})[:, 0]
+        t0 = self._timed("electron_network", t0)
+
+        tx, ty = slopes(track)
+        out: dict[str, np.ndarray] = {}
+        for i, name in enumerate(TRACK_COLUMNS):
+            out[name] = track[:, i]
+        for i, name in enumerate(BGO_COLUMNS):
+            out[name] = bgo[:, i]
+        out["theta"] = np.arccos(cos_theta(track))
+        out["phi"] = np.arctan2(ty, tx)
+        out["stk_charge"] = charge
+        out["n_track_hits"] = assigned.n_hits.astype(np.int32)
+        out["inelastic_score"] = (p_raw * p_hough).astype(np.float32)
+        out["electron_score"] = p_electron.astype(np.float32)
+        out["bgo_model"] = np.asarray(ENERGY_RANGES)[which]
+        self.n_events += n
+        self._timed("outputs", t0)
+        return out
+
+    def _inelastic_hough(self, stk: tuple, track: np.ndarray) -> np.ndarray:
+        """P(no inelastic) of the Hough network: every event (the dataset keeps empty RoIs too)."""
+        counts, layer, pos, signal = stk
+        c = self.config
+        t0 = time.perf_counter()
+        roi = track.astype(np.float32)
+        hits = select_roi_hits(layer, pos, signal, roi, c.inelastic, counts=counts)
+        cos = cos_theta(roi)
+        t0 = self._timed("inelastic_select", t0)
+        runner = self._runners["inelastic_hough"]
+        p = np.zeros(len(track), dtype=np.float32)
+        for s in range(0, len(track), c.hough_chunk):
+            img = render_hough(
+                hits.events(s, s + c.hough_chunk), cos[s : s + c.hough_chunk], c.inelastic, c.zthr
+            )
+            t0 = self._timed("inelastic_render", t0)
+            p[s : s + c.hough_chunk] = runner({runner.input_names[0]: img})[:, 0]
+            t0 = self._timed("inelastic_hough_network", t0)
+        return p
+
+
+def _is_truth(branch: str) -> bool:
+    return branch in MC_ONLY or branch.startswith("true_")
+
+
+def _flat_stk(events: Mapping[str, Any], n: int) -> tuple[np.ndarray, ...]:
+    """(counts, layer, pos, signal, half, channel) flat, from jagged branches or flat ones + `nstk`."""
+    missing = [b for b in ("bgo_energy", *STK_BRANCHES) if b not in events]
+    if missing:
+        raise KeyError(f"events lack branches {missing}: the chain needs bgo_energy and {list(STK_BRANCHES)}")
+    arrays = [events[b] for b in ("stk_layer", "stk_pos", "stk_signal", "stk_half", "stk_channel")]
+    counts = events.get("nstk") if isinstance(arrays[0], np.ndarray) else None
+    counts, flat = flatten(arrays, counts)
+    if len(counts) != n:
+        raise ValueError(f"{len(counts)} events of STK hits for {n} BGO events")
+    return (counts, *flat)
+
+
+def _select(counts, layer, pos, signal, roi, geometry, rows):
+    """select_roi_hits for the events `rows` only (flat hits of those events gathered first)."""
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    sub_counts = counts[rows]
+    idx = _gather_index(starts[rows], sub_counts)
+    return select_roi_hits(layer[idx], pos[idx], signal[idx], roi, geometry, counts=sub_counts)
+
+
+def _gather_index(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Flat indices of the hits [start, start + count) of each selected event, in order."""
+    total = int(counts.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    offsets = np.repeat(starts - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
+    return np.arange(total, dtype=np.int64) + offsets
