@@ -1,0 +1,363 @@
+"""The standard track reconstruction (baseline): BGO-seeded combinatorial track finding in the STK.
+
+As the paper's standard method (section 3): the BGO shower axis (:func:`fit_shower_axis`)
+gives the region of interest and the seed direction; track finding is a combinatorial
+search with straight-line fits, run per projection (x layers, y layers) because every
+STK layer is single-sided:
+
+1. Road: hits within ``road_mm`` of the axis in their layer, at most
+   ``max_road_hits_per_layer`` per layer (the closest to the axis: bounds the
+   combinatorics of PeV events, at the cost of losing the track when the axis is far off).
+2. Seeds: every pair of road hits in two outer planes of the projection (``seed_planes``)
+   whose slope agrees with the axis within ``seed_slope_tol``.
+3. Extension (Kalman-like, two passes): the closest hit in each layer of the projection
+   within ``window_mm`` of the seed line, a least-squares line through them, then the
+   closest hits within ``refit_window_mm`` of that line and a final fit.
+4. Cleaning: duplicates dropped, ghosts (half or more of their hits owned by a better
+   candidate: more hits, lower chi2) removed, the ``max_candidates_2d`` best kept per
+   projection; every x candidate is combined with every y candidate of the event.
+
+Selections:
+- standard (:func:`select_standard`): among candidates passing the quality criteria
+  (hits per projection, chi2, match to the BGO axis) the one with the highest signal
+  (the STK charge of its own hits), the helium-analysis choice of the paper ([13]);
+- ideal (:func:`select_ideal`): the candidate closest to the MC truth. Comparison only:
+  it is the only function here that reads truth.
+
+Everything runs on flat hit arrays of all events at once (numpy); no per-event loops.
+Tracks are (N, 4) in the :mod:`dampeml.features.tracks` convention, NaN where none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dampeml.detector import geometry as geo
+from dampeml.features.jagged import event_index, flatten
+from dampeml.features.shower_axis import fit_shower_axis
+from dampeml.features.tracks import LEVER_ARM, cos_theta, position_at_layer, slopes
+from dampeml.reconstruction.hits import charge_from_signals
+
+N_PLANES = geo.STK_N_LAYERS // 2
+_KEY_SCALE = 4096.0  # sort key = slot * scale + (pos + offset): positions stay inside one slot
+_KEY_OFFSET = 2000.0
+
+
+@dataclass(frozen=True)
+class StandardConfig:
+    """Parameters of the standard reconstruction (mm, slopes dx/dz). Chosen from the detector, not tuned."""
+
+    #: Road around the BGO axis: ~2x the axis' 95% error at the STK planes below 100 TeV (~23 mm).
+    road_mm: float = 50.0
+    max_road_hits_per_layer: int = 12
+    #: Plane pairs (0 = top) that seed tracks: outer planes first, spans of >= 3 planes.
+    seed_planes: tuple[tuple[int, int], ...] = ((0, 5), (0, 4), (1, 5), (1, 4), (0, 3), (2, 5))
+    #: Seed slope vs axis slope: the axis direction is good to ~0.05 in slope below 100 TeV.
+    seed_slope_tol: float = 0.2
+    window_mm: float = 1.0  # hit collection around the seed line
+    refit_window_mm: float = 0.5  # around the fitted line (resolution 50 um + scattering)
+    hit_sigma_mm: float = 0.1  # per-hit error in chi2: resolution and scattering of ~10 GeV particles
+    min_hits_2d: int = 3
+    max_candidates_2d: int = 6
+    # quality criteria of the standard selection
+    quality_min_hits_2d: int = 4
+    quality_max_chi2_ndf: float = 10.0
+    #: Match to the BGO axis at the BGO top (its best-measured point) and in slope.
+    match_mm: float = 30.0
+    match_slope: float = 0.15
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """3D track candidates of all events, flat; sorted by event."""
+
+    event: np.ndarray  # (C,) event index
+    track: np.ndarray  # (C, 4) x_top, y_top, x_bot, y_bot
+    n_hits: np.ndarray  # (C, 2) hits in the x and y projection
+    chi2_ndf: np.ndarray  # (C,)
+    signal: np.ndarray  # (C,) STK charge of the candidate's own hits (abnormal layers excluded)
+    match_mm: np.ndarray  # (C,) distance to the BGO axis at the BGO top
+    match_slope: np.ndarray  # (C,) largest slope difference to the axis (x or y)
+    quality: np.ndarray  # (C,) passes the standard quality criteria
+
+    def __len__(self) -> int:
+        return len(self.event)
+
+
+@dataclass(frozen=True)
+class StandardResult:
+    """Output of :func:`reconstruct`: the standard track, the axis seed and the candidate pool."""
+
+    track: np.ndarray  # (N, 4) standard selection, NaN where no candidate passes
+    axis: np.ndarray  # (N, 4) BGO shower axis used as seed
+    candidates: Candidates
+    n_candidates: np.ndarray = field(repr=False)  # (N,) candidates per event
+
+
+def ragged_arange(counts: np.ndarray) -> np.ndarray:
+    """Concatenation of arange(c) for each c in counts."""
+    counts = np.asarray(counts, dtype=np.int64)
+    total = int(counts.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    starts = np.repeat(np.cumsum(counts) - counts, counts)
+    return np.arange(total, dtype=np.int64) - starts
+
+
+def _first_per_group(group: np.ndarray, *keys: np.ndarray) -> np.ndarray:
+    """Indices of the first element of each group after sorting by keys (last key most significant)."""
+    order = np.lexsort((*keys, group))
+    g = group[order]
+    first = np.ones(len(g), dtype=bool)
+    first[1:] = g[1:] != g[:-1]
+    return order[first]
+
+
+@dataclass
+class _Road:
+    """Road hits sorted by (event, layer, position), with per-slot offsets for lookups."""
+
+    pos: np.ndarray
+    signal: np.ndarray
+    slot: np.ndarray
+    key: np.ndarray
+    start: np.ndarray  # (N, 12)
+    count: np.ndarray  # (N, 12)
+
+
+def _road(
+    counts: np.ndarray, layer: np.ndarray, pos: np.ndarray, signal: np.ndarray, axis: np.ndarray, cfg
+) -> _Road:
+    n = len(counts)
+    ev = event_index(counts)
+    layer = layer.astype(np.int64)
+    pos = pos.astype(np.float64)
+    dist = np.abs(pos - position_at_layer(axis, ev, layer))
+    inside = np.flatnonzero(dist <= cfg.road_mm)  # NaN axis: nothing inside
+    slot = ev[inside] * geo.STK_N_LAYERS + layer[inside]
+    order = np.lexsort((dist[inside], slot))
+    rank = ragged_arange(np.bincount(slot, minlength=n * geo.STK_N_LAYERS))
+    keep = inside[order][rank < cfg.max_road_hits_per_layer]
+    slot = ev[keep] * geo.STK_N_LAYERS + layer[keep]
+    order = np.lexsort((pos[keep], slot))
+    keep, slot = keep[order], slot[order]
+    cnt = np.bincount(slot, minlength=n * geo.STK_N_LAYERS)
+    start = np.cumsum(cnt) - cnt
+    shape = (n, geo.STK_N_LAYERS)
+    return _Road(
+        pos[keep],
+        signal[keep].astype(np.float64),
+        slot,
+        slot * _KEY_SCALE + (pos[keep] + _KEY_OFFSET),
+        start.reshape(shape),
+        cnt.reshape(shape),
+    )
+
+
+def _nearest(road: _Road, slot: np.ndarray, u: np.ndarray, window: float) -> np.ndarray:
+    """Road index of the hit closest to u in each slot, -1 if none within window."""
+    q = slot * _KEY_SCALE + (np.clip(np.nan_to_num(u, nan=1e4), -1900.0, 1900.0) + _KEY_OFFSET)
+    best = np.full(len(q), -1, dtype=np.int64)
+    if len(road.key) == 0:
+        return best
+    i = np.searchsorted(road.key, q)
+    best_d = np.full(len(q), np.inf)
+    for c in (i - 1, i):
+        cc = np.clip(c, 0, len(road.key) - 1)
+        d = np.where(road.slot[cc] == slot, np.abs(road.pos[cc] - u), np.inf)
+        better = d < best_d
+        best = np.where(better, cc, best)
+        best_d = np.where(better, d, best_d)
+    return np.where(best_d <= window, best, -1)
+
+
+def _fit(z: np.ndarray, u: np.ndarray, has: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Least-squares line u = a + b (z - Z_TOP) through the rows' hits: (a, b), NaN if < 2 hits."""
+    w = has.astype(np.float64)
+    zz = z - geo.Z_TOP
+    uu = np.where(has, u, 0.0)
+    s, sz, szz = w.sum(1), (w * zz).sum(1), (w * zz * zz).sum(1)
+    su, szu = (w * uu).sum(1), (w * zz * uu).sum(1)
+    det = s * szz - sz * sz
+    ok = (s >= 2) & (det > 0)
+    det = np.where(ok, det, 1.0)
+    b = np.where(ok, (s * szu - sz * su) / det, np.nan)
+    a = np.where(ok, (su - b * sz) / np.where(ok, s, 1.0), np.nan)
+    return a, b
+
+
+def _candidates_2d(road: _Road, axis: np.ndarray, cfg: StandardConfig) -> dict[str, np.ndarray]:
+    """Track candidates per projection: event, proj, hits (M, 6) road indices, a, b, n, chi2."""
+    n = road.start.shape[0]
+    ax_tx, ax_ty = slopes(axis)
+    out = []
+    for proj in (0, 1):
+        layers = 2 * np.arange(N_PLANES) + proj
+        z_l = geo.STK_LAYER_Z[layers]
+        ax_slope = ax_tx if proj == 0 else ax_ty
+        seeds = []
+        for pa, pb in cfg.seed_planes:
+            la, lb = layers[pa], layers[pb]
+            na, nb = road.count[:, la], road.count[:, lb]
+            npair = na * nb
+            e = np.repeat(np.arange(n), npair)
+            k = ragged_arange(npair)
+            ia = road.start[e, la] + k // nb[e]
+            ib = road.start[e, lb] + k % nb[e]
+            slope = (road.pos[ib] - road.pos[ia]) / (geo.STK_LAYER_Z[lb] - geo.STK_LAYER_Z[la])
+            ok = np.abs(slope - ax_slope[e]) <= cfg.seed_slope_tol
+            a = road.pos[ia] - slope * (geo.STK_LAYER_Z[la] - geo.Z_TOP)
+            seeds.append((e[ok], a[ok], slope[ok]))
+        e = np.concatenate([s[0] for s in seeds])
+        a = np.concatenate([s[1] for s in seeds])
+        b = np.concatenate([s[2] for s in seeds])
+        slot = e[:, None] * geo.STK_N_LAYERS + layers[None, :]
+        for window in (cfg.window_mm, cfg.refit_window_mm):
+            u = a[:, None] + b[:, None] * (z_l[None, :] - geo.Z_TOP)
+            hits = _nearest(road, slot.ravel(), u.ravel(), window).reshape(slot.shape)
+            has = hits >= 0
+            a, b = _fit(z_l[None, :], road.pos[np.maximum(hits, 0)], has)
+        u = a[:, None] + b[:, None] * (z_l[None, :] - geo.Z_TOP)
+        res = np.where(has, road.pos[np.maximum(hits, 0)] - u, 0.0)
+        nh = has.sum(1)
+        chi2 = (res**2).sum(1) / cfg.hit_sigma_mm**2
+        ok = (nh >= cfg.min_hits_2d) & np.isfinite(a)
+        out.append(
+            {
+                "event": e[ok],
+                "proj": np.full(int(ok.sum()), proj),
+                "hits": hits[ok],
+                "a": a[ok],
+                "b": b[ok],
+                "n": nh[ok],
+                "chi2": chi2[ok],
+            }
+        )
+    return {k: np.concatenate([o[k] for o in out]) for k in out[0]}
+
+
+def _clean_2d(c: dict[str, np.ndarray], n_road: int, cfg: StandardConfig) -> dict[str, np.ndarray]:
+    """Drop duplicates and ghosts; keep the best max_candidates_2d per event and projection."""
+    if len(c["event"]) == 0:
+        return c
+    rows = np.column_stack([c["event"], c["proj"], c["hits"]])
+    _, uniq = np.unique(rows, axis=0, return_index=True)
+    c = {k: v[uniq] for k, v in c.items()}
+    group = c["event"] * 2 + c["proj"]
+    order = np.lexsort((c["chi2"], -c["n"], group))  # best first within a group
+    c = {k: v[order] for k, v in c.items()}
+    group = group[order]
+    rank = np.arange(len(group))
+    # owner of each road hit: the best candidate using it
+    m = len(rank)
+    hit_flat = c["hits"].ravel()
+    used = hit_flat >= 0
+    owner = np.full(n_road, m, dtype=np.int64)
+    np.minimum.at(owner, hit_flat[used], np.repeat(rank, c["hits"].shape[1])[used])
+    shared = np.where(c["hits"] >= 0, owner[np.maximum(c["hits"], 0)] < rank[:, None], False).sum(1)
+    keep = 2 * shared < c["n"]
+    c = {k: v[keep] for k, v in c.items()}
+    group = group[keep]
+    within = ragged_arange(np.unique(group, return_counts=True)[1]) if len(group) else group
+    keep = within < cfg.max_candidates_2d
+    return {k: v[keep] for k, v in c.items()}
+
+
+def find_candidates(
+    events: Mapping, counts: np.ndarray | None = None, config: StandardConfig | None = None
+) -> tuple[Candidates, np.ndarray]:
+    """Track candidates of all events and the BGO axis seed; no truth is read.
+
+    `events` needs bgo_energy (N, 14, 22) and stk_layer / stk_pos / stk_signal (jagged,
+    or flat with `counts`).
+    """
+    cfg = config or StandardConfig()
+    axis, _ = fit_shower_axis(np.asarray(events["bgo_energy"]))
+    counts, (layer, pos, signal) = flatten(
+        [events["stk_layer"], events["stk_pos"], events["stk_signal"]], counts
+    )
+    if len(counts) != len(axis):
+        raise ValueError(f"{len(axis)} BGO events but {len(counts)} STK hit lists")
+    road = _road(counts, layer, pos, signal, axis, cfg)
+    c2 = _clean_2d(_candidates_2d(road, axis, cfg), len(road.pos), cfg)
+    return _combine(c2, road, axis, len(counts), cfg), axis
+
+
+def _combine(
+    c: dict[str, np.ndarray], road: _Road, axis: np.ndarray, n: int, cfg: StandardConfig
+) -> Candidates:
+    """Every x candidate with every y candidate of its event: 3D candidates and their features."""
+    is_x = c["proj"] == 0
+    ix, iy = np.flatnonzero(is_x), np.flatnonzero(~is_x)
+    cx = np.bincount(c["event"][ix], minlength=n)
+    cy = np.bincount(c["event"][iy], minlength=n)
+    sx, sy = np.cumsum(cx) - cx, np.cumsum(cy) - cy
+    npair = cx * cy
+    e = np.repeat(np.arange(n), npair)
+    k = ragged_arange(npair)
+    px = ix[sx[e] + k // np.maximum(cy[e], 1)]
+    py = iy[sy[e] + k % np.maximum(cy[e], 1)]
+    a, b = c["a"], c["b"]
+    track = np.column_stack([a[px], a[py], a[px] + b[px] * LEVER_ARM, a[py] + b[py] * LEVER_ARM])
+    hits = np.empty((len(e), geo.STK_N_LAYERS), dtype=np.int64)
+    hits[:, 0::2], hits[:, 1::2] = c["hits"][px], c["hits"][py]
+    sig = np.where(hits >= 0, road.signal[np.maximum(hits, 0)], np.nan) * cos_theta(track)[:, None]
+    n_hits = np.column_stack([c["n"][px], c["n"][py]])
+    chi2_ndf = (c["chi2"][px] + c["chi2"][py]) / np.maximum(n_hits.sum(1) - 4, 1)
+    f_bgo = (geo.BGO_Z_TOP - geo.Z_TOP) / LEVER_ARM
+    ax = axis[e]
+    dx = (track[:, [0, 1]] - ax[:, [0, 1]]) * (1 - f_bgo) + (track[:, [2, 3]] - ax[:, [2, 3]]) * f_bgo
+    match = np.hypot(dx[:, 0], dx[:, 1])
+    dslope = np.abs(np.column_stack([b[px], b[py]]) - np.column_stack(slopes(ax)))
+    match_slope = dslope.max(1)
+    quality = (
+        (n_hits.min(1) >= cfg.quality_min_hits_2d)
+        & (chi2_ndf <= cfg.quality_max_chi2_ndf)
+        & (match <= cfg.match_mm)
+        & (match_slope <= cfg.match_slope)
+    )
+    return Candidates(e, track, n_hits, chi2_ndf, charge_from_signals(sig), match, match_slope, quality)
+
+
+def select_standard(cands: Candidates, n_events: int) -> np.ndarray:
+    """(N, 4): per event, the quality candidate with the highest signal; NaN where none passes."""
+    out = np.full((n_events, 4), np.nan)
+    q = np.flatnonzero(cands.quality & np.isfinite(cands.signal))
+    if len(q):
+        best = q[_first_per_group(cands.event[q], -cands.signal[q])]
+        out[cands.event[best]] = cands.track[best]
+    return out
+
+
+def select_ideal(cands: Candidates, true_track: np.ndarray) -> np.ndarray:
+    """(N, 4): per event, the candidate closest to the true track (sum of squared offsets). MC only."""
+    truth = np.asarray(true_track, dtype=np.float64)
+    out = np.full(truth.shape, np.nan)
+    if len(cands):
+        d = ((cands.track - truth[cands.event]) ** 2).sum(1)
+        best = _first_per_group(cands.event, d)
+        out[cands.event[best]] = cands.track[best]
+    return out
+
+
+def reconstruct(
+    events: Mapping, counts: np.ndarray | None = None, config: StandardConfig | None = None
+) -> StandardResult:
+    """The standard reconstruction with the standard selection; no truth is read."""
+    cands, axis = find_candidates(events, counts, config)
+    n = len(axis)
+    return StandardResult(select_standard(cands, n), axis, cands, np.bincount(cands.event, minlength=n))
+
+
+__all__ = [
+    "Candidates",
+    "StandardConfig",
+    "StandardResult",
+    "find_candidates",
+    "reconstruct",
+    "select_ideal",
+    "select_standard",
+]
