@@ -1,0 +1,80 @@
+"""The paper's Table 2 efficiency metric on known inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dampeml.detector.simulation import SimulationConfig, simulate
+from dampeml.evaluation.efficiency import (
+    PAPER_ENERGY_BINS,
+    containment_window,
+    efficiency_table,
+    format_table,
+    paper_value,
+)
+from dampeml.features.tracks import truth_track
+from dampeml.reconstruction.hits import stk_charge
+
+
+@pytest.fixture(scope="module")
+def events() -> dict:
+    ev = {}
+    for particle, seed in (("proton", 41), ("helium", 42)):
+        b, _ = simulate(SimulationConfig(particle, 600, 56.2, 1000.0, seed=seed))
+        ev[particle] = b
+    return ev
+
+
+def _charge(ev: dict, track: np.ndarray) -> np.ndarray:
+    return stk_charge(ev["stk_layer"], ev["stk_pos"], ev["stk_signal"], track)[0]
+
+
+def test_containment_window_of_a_gaussian():
+    x = np.random.default_rng(0).normal(1.0, 0.1, 200_000)
+    for frac, z in ((0.85, 1.4395), (0.95, 1.96)):
+        lo, hi = containment_window(x, frac)
+        print(f"\n{frac:.0%}: [{lo:.4f}, {hi:.4f}], expected 1 -+ {z * 0.1:.4f}")
+        assert abs(lo - (1 - z * 0.1)) < 0.003 and abs(hi - (1 + z * 0.1)) < 0.003
+    assert np.isnan(containment_window(np.array([np.nan]), 0.85)[0])
+    with pytest.raises(ValueError, match="containment"):
+        containment_window(x, 1.5)
+
+
+def test_true_track_is_fully_efficient_and_a_shifted_track_is_not(events):
+    rows = []
+    for particle, ev in events.items():
+        truth = truth_track(ev)
+        shifted = truth + np.array([5.0, 5.0, 5.0, 5.0])
+        rows += efficiency_table(
+            particle,
+            ev["true_energy"],
+            _charge(ev, truth),
+            {
+                "true": _charge(ev, truth),
+                "shifted 5 mm": _charge(ev, shifted),
+                "none": np.full(len(truth), np.nan),
+            },
+            energy_bins=[(56.2, 100.0), (100.0, 1000.0)],
+        )
+    print("\n" + format_table(rows, paper=False))
+    for r in rows:
+        assert r["n_true"] > 0.8 * r["containment"] * r["n_events"]
+        if r["method"] == "true":
+            assert r["efficiency"] == 1.0
+        elif r["method"] == "shifted 5 mm":
+            assert r["efficiency"] < 0.05
+        else:
+            assert r["efficiency"] == 0.0
+
+
+def test_table_rows_and_input_checks(events):
+    ev = events["proton"]
+    q = _charge(ev, truth_track(ev))
+    rows = efficiency_table("proton", ev["true_energy"], q, {"m": q})
+    assert len(rows) == len(PAPER_ENERGY_BINS) * 2
+    assert {"particle", "e_min", "e_max", "containment", "method", "efficiency", "n_true"} <= set(rows[0])
+    assert paper_value("proton", "standard", 56.2, 100.0, 0.85) == 75.4
+    assert paper_value("helium", "ideal", 562340.0, 1e6, 0.95) == 56.1
+    with pytest.raises(ValueError, match="one per event"):
+        efficiency_table("proton", ev["true_energy"], q, {"m": q[:-1]})

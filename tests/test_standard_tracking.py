@@ -1,0 +1,135 @@
+"""The standard track reconstruction (baseline) and the PSD charge-consistency cut, on simulated events.
+
+Each test prints its numbers (run with `pytest -s`) so the margin to the limits is visible.
+"""
+
+from __future__ import annotations
+
+import awkward as ak
+import numpy as np
+import pytest
+
+from dampeml.detector.simulation import SimulationConfig, simulate
+from dampeml.features.tracks import truth_track
+from dampeml.reconstruction.hits import stk_charge
+from dampeml.reconstruction.psd_charge import psd_charge, psd_consistency_cut
+from dampeml.reconstruction.standard import (
+    StandardConfig,
+    find_candidates,
+    reconstruct,
+    select_ideal,
+    select_standard,
+)
+
+
+def _sim(particle: str, n: int, e_min: float, e_max: float, seed: int, mode: str = "mc") -> dict:
+    return simulate(SimulationConfig(particle, n, e_min, e_max, mode=mode, seed=seed))[0]
+
+
+def _primary_only(ev: dict) -> dict:
+    """The same events with every non-primary STK cluster removed: no backsplash, noise or secondaries."""
+    keep = ev["stk_is_primary"]
+    return {**ev, **{k: ev[k][keep] for k in ("stk_layer", "stk_pos", "stk_signal", "stk_is_primary")}}
+
+
+def _max_offset(track: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Largest |offset| of the four track coordinates (mm); inf where no track."""
+    return np.nan_to_num(np.abs(track - truth).max(axis=1), nan=np.inf)
+
+
+@pytest.fixture(scope="module")
+def low() -> dict:
+    return _sim("proton", 400, 100, 300, seed=31)
+
+
+@pytest.fixture(scope="module")
+def high() -> dict:
+    return _sim("proton", 300, 2e5, 5e5, seed=32)
+
+
+def test_clean_low_energy_tracks_are_found_precisely(low):
+    ev = _primary_only(low)
+    clean = ~np.asarray(low["true_inelastic"])
+    truth = truth_track(low)
+    d = _max_offset(reconstruct(ev).track, truth)[clean]
+    found = np.isfinite(d).mean()
+    med, p90 = np.median(d), np.percentile(d, 90)
+    print(f"\nclean 100-300 GeV protons: found {found:.1%}, max offset median {med:.3f} mm, 90% {p90:.3f} mm")
+    assert found > 0.97
+    assert med < 0.05 and p90 < 0.15  # hit resolution 50 um over 12 layers
+
+
+def test_backsplash_degrades_the_standard_selection_at_high_energy(low, high):
+    frac = {}
+    for name, ev in (
+        ("low, all hits", low),
+        ("high, primary hits", _primary_only(high)),
+        ("high, all hits", high),
+    ):
+        clean = ~np.asarray(ev["true_inelastic"])  # the primary crosses the whole STK
+        d = _max_offset(reconstruct(ev).track, truth_track(ev))[clean]
+        n_cl = ak.mean(ak.num(ev["stk_pos"]))
+        frac[name] = np.mean(d < 0.3)
+        print(f"\n{name}: {n_cl:.0f} clusters/event, standard track within 0.3 mm: {frac[name]:.1%}")
+    assert frac["high, primary hits"] > 0.9, "without albedo the high-energy track is as easy as a low one"
+    assert frac["high, all hits"] < frac["high, primary hits"] - 0.15
+    assert frac["high, all hits"] < frac["low, all hits"] - 0.15
+
+
+def test_ideal_selection_is_never_worse_than_standard(high):
+    cands, _ = find_candidates(high)
+    truth = truth_track(high)
+    std, ideal = select_standard(cands, len(truth)), select_ideal(cands, truth)
+    d_std = np.nan_to_num(((std - truth) ** 2).sum(1), nan=np.inf)
+    d_ideal = np.nan_to_num(((ideal - truth) ** 2).sum(1), nan=np.inf)
+    f_std, f_ideal = np.mean(_max_offset(std, truth) < 0.3), np.mean(_max_offset(ideal, truth) < 0.3)
+    print(f"\n200-500 TeV protons, within 0.3 mm: ideal {f_ideal:.1%}, standard {f_std:.1%}")
+    assert np.all(d_ideal <= d_std + 1e-9)
+    assert f_ideal > f_std + 0.1, "at high energy the standard selection must lose tracks the pool holds"
+
+
+def test_standard_selection_prefers_the_highest_signal_candidate(low):
+    """Among quality candidates the highest signal wins: adding a brighter copy of a track moves the pick."""
+    cands, _ = find_candidates(low)
+    n = len(low["true_energy"])
+    std = select_standard(cands, n)
+    q = cands.quality & np.isfinite(cands.signal)
+    # per event, the largest signal among quality candidates must be the selected one's
+    best = np.full(n, -np.inf)
+    np.maximum.at(best, cands.event[q], cands.signal[q])
+    sel = np.isfinite(std[:, 0])
+    picked = np.full(n, np.nan)
+    match = (np.abs(cands.track - std[cands.event]).max(1) == 0) & q
+    picked[cands.event[match]] = cands.signal[match]
+    print(f"\nevents with a standard track: {sel.mean():.1%}, candidates per event {len(cands) / n:.1f}")
+    assert sel.mean() > 0.9
+    np.testing.assert_allclose(picked[sel], best[sel])
+    assert np.all(~sel == ~np.isfinite(best))
+
+
+def test_reconstruction_reads_no_truth():
+    ev = _sim("proton", 100, 100, 1000, seed=33, mode="flight")
+    assert not any(k.startswith("true_") for k in ev)
+    res = reconstruct(ev, config=StandardConfig())
+    print(f"\nflight-like run: standard track in {np.isfinite(res.track[:, 0]).mean():.0%} of events")
+    assert res.track.shape == (100, 4) and np.isfinite(res.track[:, 0]).mean() > 0.9
+
+
+def test_psd_charge_and_consistency_cut_reject_inelastic_events():
+    rates = {}
+    for particle, z, seed in (("proton", 1.0, 34), ("helium", 2.0, 35)):
+        ev = _sim(particle, 1500, 100, 1000, seed=seed)
+        truth = truth_track(ev)
+        q_stk, _ = stk_charge(ev["stk_layer"], ev["stk_pos"], ev["stk_signal"], truth)
+        inel = np.asarray(ev["true_inelastic"])
+        q_psd = psd_charge(ev["psd_energy"], truth)
+        cut = psd_consistency_cut(ev["psd_energy"], truth, q_stk)
+        med = np.nanmedian(q_psd[~inel])
+        rates[particle] = (cut[~inel].mean(), cut[inel].mean())
+        print(
+            f"\n{particle}: PSD charge median {med:.2f} (Z = {z:g}); consistency cut keeps "
+            f"{rates[particle][0]:.1%} of clean and {rates[particle][1]:.1%} of inelastic events"
+        )
+        assert abs(med - z) < 0.15 * z
+        assert rates[particle][0] > 0.85
+        assert rates[particle][1] < rates[particle][0] - 0.15
