@@ -80,29 +80,35 @@ def latest_checkpoint(storage: str, run_name: str):
     return Checkpoint.from_directory(str(found[-1])) if found else None
 
 
-def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
-    """Run one training of `cfg.network` on `cfg.dataset` through Ray Train; register the model."""
+def check_cpus(cfg: TrainConfig, concurrent: int = 1, extra: float = 0.0) -> None:
+    """Fail fast (instead of hanging) when Ray has too few logical CPUs for the workers and the feed.
+
+    `concurrent` runs of `cfg` at once (Tune trials), each needing `extra` CPUs beside its workers.
+    """
     import ray
+
+    if not ray.is_initialized():
+        raise TrainingError("Ray is not running: call dampeml.runtime.init_ray() first")
+    n_cpus = ray.cluster_resources().get("CPU", 0)
+    per_run = cfg.workers * cfg.cpus_per_worker + 1 + extra  # Ray Data needs CPUs beside the workers
+    if n_cpus < concurrent * per_run:
+        runs = f"{concurrent} concurrent runs x " if concurrent > 1 else ""
+        raise TrainingError(
+            f"{runs}{cfg.workers} workers x {cfg.cpus_per_worker} CPU need at least "
+            f"{concurrent * per_run:g} logical CPUs (one per run for the Ray Data feed"
+            f"{', plus the trial itself' if extra else ''}), the cluster has {n_cpus:g}: "
+            "start Ray with more --num-cpus"
+        )
+
+
+def make_trainer(
+    cfg: TrainConfig, net, manifest: dict, run_name: str, storage: str, resume_from=None, callbacks=()
+):
+    """The TensorflowTrainer of one run and its loop config (shared by `train` and Tune trials)."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.tensorflow import TensorflowTrainer
 
     from dampeml.runtime import RUNTIME_ENV
-
-    net, manifest = check_inputs(cfg)
-    if not ray.is_initialized():
-        raise TrainingError("Ray is not running: call dampeml.runtime.init_ray() first")
-    n_cpus = ray.cluster_resources().get("CPU", 0)
-    if n_cpus < cfg.workers * cfg.cpus_per_worker + 1:  # Ray Data needs CPUs beside the workers
-        raise TrainingError(
-            f"{cfg.workers} workers x {cfg.cpus_per_worker} CPU need at least "
-            f"{cfg.workers * cfg.cpus_per_worker + 1} logical CPUs (one for the Ray Data "
-            f"feed), the cluster has {n_cpus:g}: start Ray with more --num-cpus"
-        )
-    storage = str(Path(cfg.storage).resolve()) if "://" not in cfg.storage else cfg.storage
-    run_name = cfg.run_name or f"{cfg.network}-{dt.datetime.now():%Y%m%d-%H%M%S}"
-    resume_from = latest_checkpoint(storage, run_name) if resume else None
-    if resume and resume_from is None:
-        raise TrainingError(f"no checkpoint of run {run_name!r} under {storage} to resume from")
 
     n_train = manifest["splits"]["train"]["events"]
     n_val = manifest["splits"]["val"]["events"]
@@ -127,12 +133,32 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
             failure_config=FailureConfig(max_failures=cfg.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
             worker_runtime_env=RUNTIME_ENV,
+            callbacks=list(callbacks),
         ),
         datasets={
             s: network_dataset(cfg.dataset, s, cache=_fits_cache(manifest, s)) for s in ("train", "val")
         },
         resume_from_checkpoint=resume_from,
     )
+    return trainer, loop_cfg
+
+
+def storage_path(cfg: TrainConfig) -> str:
+    """Absolute local path (workers run elsewhere) or the URI as given."""
+    return str(Path(cfg.storage).resolve()) if "://" not in cfg.storage else cfg.storage
+
+
+def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
+    """Run one training of `cfg.network` on `cfg.dataset` through Ray Train; register the model."""
+    net, manifest = check_inputs(cfg)
+    check_cpus(cfg)
+    storage = storage_path(cfg)
+    run_name = cfg.run_name or f"{cfg.network}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    resume_from = latest_checkpoint(storage, run_name) if resume else None
+    if resume and resume_from is None:
+        raise TrainingError(f"no checkpoint of run {run_name!r} under {storage} to resume from")
+
+    trainer, loop_cfg = make_trainer(cfg, net, manifest, run_name, storage, resume_from)
     try:
         result = trainer.fit()
     except Exception as exc:  # TrainingFailedError and friends: keep the cause readable

@@ -1,0 +1,50 @@
+"""`dampeml tune CAMPAIGN.yaml`: an ablation campaign with Ray Tune (each trial a Ray Train run)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dampeml.cli.errors import clean_errors, console
+
+
+@clean_errors
+def tune(
+    campaign: Annotated[Path, typer.Argument(help="campaign file (the shipped ones are in campaigns/)")],
+    workdir: Annotated[
+        Path, typer.Option(help="datasets cache, Tune and Train storage, comparison (shared on a cluster)")
+    ] = Path("dampeml-campaigns"),
+    resume: Annotated[bool, typer.Option(help="continue an interrupted campaign in --workdir")] = False,
+    address: Annotated[str | None, typer.Option(help="Ray cluster address (default: local Ray)")] = None,
+    num_cpus: Annotated[
+        int | None, typer.Option(help="logical CPUs of a local Ray (default: enough for the trials)")
+    ] = None,
+) -> None:
+    """Run an ablation campaign; log it to MLflow (one parent run, a child per trial) and compare."""
+    import math
+
+    from dampeml.runtime import init_ray
+    from dampeml.tuning.campaign import load_campaign
+    from dampeml.tuning.report import rich_table
+    from dampeml.tuning.run import run_campaign
+
+    c = load_campaign(campaign)  # every check that needs no Ray
+    r = c.resources
+    need = r.max_concurrent_trials * (r.workers_per_trial * r.cpus_per_worker + 1 + r.trial_cpus)
+    if address is None:
+        init_ray(num_cpus=num_cpus or max(6, math.ceil(need) + 1))
+    else:
+        init_ray(address=address)
+    result = run_campaign(
+        c, workdir, resume=resume, log=lambda s: console.print(s, markup=False, highlight=False)
+    )
+    console.print(rich_table(c, result.groups))
+    console.print(f"comparison: {', '.join(str(p) for p in result.artifacts)}")
+    console.print(f"MLflow parent run {result.parent_run_id} (experiment dampeml-campaigns)")
+    if result.n_failed:
+        console.print(
+            f"[bold red]{result.n_failed} trial(s) failed[/]: `dampeml tune {campaign} --resume` retries them"
+        )
+        raise typer.Exit(1)
