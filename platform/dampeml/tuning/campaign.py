@@ -113,7 +113,9 @@ class Campaign(_Strict):
     mode: Literal["min", "max"] = "min"
     compare: list[str] = Field(default_factory=list, description="further metrics shown in the table")
     epochs: int = Field(3, ge=1)
-    steps_per_epoch: int | None = Field(None, ge=1)
+    steps_per_epoch: int | None = Field(None, ge=1, description="default: one pass over the train split")
+    batch_per_worker: int = Field(32, ge=1, description="the paper's 32; smaller for tiny test datasets")
+    base_lr: float | None = Field(None, gt=0, description="default: the network preset's rate")
     resources: Resources = Resources()
 
     # filled in by load_campaign: absolute paths and the file it came from

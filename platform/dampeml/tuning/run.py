@@ -100,6 +100,11 @@ def decode_params(c: Campaign, params: dict[str, Any]) -> dict[str, Any]:
     return {k: json.loads(v) if c.search_space[k].values is not None else v for k, v in params.items()}
 
 
+def dataset_assignment(values: dict[str, Any]) -> dict[str, Any]:
+    """The dataset keys of a trial's values (which dataset variant it trains on)."""
+    return {k: v for k, v in values.items() if k == "dataset" or k.startswith("dataset.")}
+
+
 def train_config(c: Campaign, values: dict[str, Any], uri: str, seed: int, run_name: str, storage: str):
     from dampeml.training.config import TrainConfig
 
@@ -117,7 +122,11 @@ def train_config(c: Campaign, values: dict[str, Any], uri: str, seed: int, run_n
         run_name=run_name,
         seed=seed,
         register=False,
-        **{k[len("train.") :]: v for k, v in values.items() if k.startswith("train.")},
+        **{
+            "batch_per_worker": c.batch_per_worker,
+            "base_lr": c.base_lr,
+            **{k[len("train.") :]: v for k, v in values.items() if k.startswith("train.")},
+        },
     )
 
 
@@ -139,9 +148,7 @@ def run_trial(
 
     c = Campaign.model_validate_json(campaign_json)
     values = decode_params(c, config["params"])
-    uri = datasets[
-        variant_key({k: v for k, v in values.items() if k == "dataset" or k.startswith("dataset.")})
-    ]
+    uri = datasets[variant_key(dataset_assignment(values))]
     run_name = f"train-{ray.tune.get_context().get_trial_id()}"
     cfg = train_config(c, values, uri, int(config["seed"]), run_name, train_storage)
     net, manifest = check_inputs(cfg)
@@ -156,15 +163,25 @@ def run_trial(
     with open(os.path.join(checkpoint.path, TRAIN_STATE)) as f:
         history = json.load(f)["history"]
     test, *_ = evaluate_test(load_checkpoint_model(checkpoint.path), test_uri or uri, net)
-    ray.tune.report({**history[-1], **test, "epochs_done": len(history), "train_checkpoint": checkpoint.path})
+    ray.tune.report(
+        {
+            **history[-1],
+            **test,
+            "epochs_done": len(history),
+            "train_checkpoint": checkpoint.path,
+        }
+    )
 
 
 # --- MLflow (driver only) ---------------------------------------------------------------------
 class ChildLogger:
     """Logs a finished trial as a child of the campaign's parent run, once."""
 
-    def __init__(self, c: Campaign, tracking_uri: str, parent_run_id: str, train_storage: str):
+    def __init__(
+        self, c: Campaign, tracking_uri: str, parent_run_id: str, train_storage: str, datasets: dict[str, str]
+    ):
         self.campaign_json = c.model_dump_json()
+        self.datasets = datasets
         self.tracking_uri = tracking_uri
         self.parent_run_id = parent_run_id
         self.train_storage = train_storage
@@ -202,6 +219,7 @@ class ChildLogger:
         values = decode_params(c, trial.config["params"])
         result = trial.last_result or {}
         run_name = f"train-{trial.trial_id}"
+        ds_uri = self.datasets.get(variant_key(dataset_assignment(values)), "")
         ckpt = latest_checkpoint(self.train_storage, run_name)
         history = []
         if ckpt is not None:
@@ -213,6 +231,8 @@ class ChildLogger:
             "campaign": c.name,
             "network": c.network,
             "ray_train_run": run_name,
+            "dataset_uri": ds_uri,
+            "dataset_version": _dataset_version(ds_uri),
             "stopped_early": str(status == "FINISHED" and len(history) < c.epochs).lower(),
         }
         if trial.status == "ERROR":
@@ -235,6 +255,15 @@ class ChildLogger:
             metrics.append(Metric("epochs_done", float(len(history)), ts, 0))
         client.log_batch(run.info.run_id, metrics=metrics, params=params)
         client.set_terminated(run.info.run_id, status)
+
+
+def _dataset_version(uri: str) -> str:
+    from dampeml.datasets.loader import DatasetError, load_manifest
+
+    try:
+        return load_manifest(uri)["dataset_version"] if uri else ""
+    except DatasetError:
+        return ""
 
 
 class MlflowChildCallback(ray.tune.Callback):
@@ -349,7 +378,7 @@ def run_campaign(
     state_path.write_text(json.dumps(state, indent=1))
 
     train_storage = str(root / "train-runs")
-    logger = ChildLogger(c, uri, state["parent_run_id"], train_storage)
+    logger = ChildLogger(c, uri, state["parent_run_id"], train_storage, datasets)
     trainable = ray.tune.with_resources(
         ray.tune.with_parameters(
             run_trial,
