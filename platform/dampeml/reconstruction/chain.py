@@ -354,7 +354,7 @@ class Chain:
         t0 = time.perf_counter()
         out = track.copy()
         rows = rows[_finite_rows(track[rows])]
-        roi = track[rows].astype(np.float32)  # the stored float32 RoI centre of the training sets
+        roi = track[rows]
         hits = _select(counts, layer, pos, signal, roi, geometry, rows)
         has = hits.counts > 0  # empty RoI: keep the previous track (see the module doc)
         rows, roi = rows[has], roi[has]
@@ -362,9 +362,8 @@ class Chain:
         t0 = self._timed(f"{stage}_select", t0)
         c = self.config.hough_chunk
         offsets = np.zeros((len(rows), 4), dtype=np.float32)
-        cos = cos_theta(roi)
         for s in range(0, len(rows), c):
-            img = render_hough(hits.events(s, s + c), cos[s : s + c], geometry, self.config.zthr)
+            img = hough_input(hits.events(s, s + c), roi[s : s + c], geometry, self.config.zthr)
             t0 = self._timed(f"{stage}_render", t0)
             offsets[s : s + c] = runner({runner.input_names[0]: img})
             t0 = self._timed(f"{stage}_network", t0)
@@ -373,7 +372,7 @@ class Chain:
 
     def run(self, events: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Reconstruct a batch: `events` as read by io.root_reader.read_events; OUTPUT_COLUMNS -> (N,)."""
-        events = {k: v for k, v in events.items() if not _is_truth(k)}  # MC and flight alike
+        events = {k: events[k] for k in events if not _is_truth(k)}  # MC and flight alike: no truth read
         c = self.config
         t0 = time.perf_counter()
         energy = np.asarray(events["bgo_energy"], dtype=np.float32)
@@ -385,7 +384,7 @@ class Chain:
 
         # 1. BGO image -> energy-range network
         deposit = energy.sum(axis=(1, 2), dtype=np.float64)
-        image = to_float(bgo_image(energy))[..., None]
+        image = bgo_input(energy)
         which = self.bgo_range(deposit, c)
         t0 = self._timed("bgo_image", t0)
         bgo = np.full((n, 4), np.nan)
@@ -415,7 +414,7 @@ class Chain:
         t0 = self._timed("hits_charge", t0)
 
         # 5. inelastic classifier: raw STK x Hough (400 um around the final track)
-        raw = render_stk_image(layer, half, channel, signal, counts=counts)[..., None]
+        raw = raw_stk_input(layer, half, channel, signal, counts)
         t0 = self._timed("inelastic_stk_image", t0)
         runner = self._runners["inelastic_raw_stk"]
         p_raw = runner({runner.input_names[0]: raw})[:, 0]
@@ -425,10 +424,10 @@ class Chain:
         t0 = time.perf_counter()
 
         # 6. electron/proton
-        variables, _ = shower_variables(energy)
+        variables = shower_input(energy)
         t0 = self._timed("shower_variables", t0)
         runner = self._runners["electron_proton"]
-        p_electron = runner({"x_image": image, "x_vars": variables.astype(np.float32)})[:, 0]
+        p_electron = runner({"x_image": image, "x_vars": variables})[:, 0]
         t0 = self._timed("electron_network", t0)
 
         tx, ty = slopes(track)
@@ -453,20 +452,48 @@ class Chain:
         counts, layer, pos, signal = stk
         c = self.config
         t0 = time.perf_counter()
-        roi = track.astype(np.float32)
+        roi = track
         hits = select_roi_hits(layer, pos, signal, roi, c.inelastic, counts=counts)
-        cos = cos_theta(roi)
         t0 = self._timed("inelastic_select", t0)
         runner = self._runners["inelastic_hough"]
         p = np.zeros(len(track), dtype=np.float32)
         for s in range(0, len(track), c.hough_chunk):
-            img = render_hough(
-                hits.events(s, s + c.hough_chunk), cos[s : s + c.hough_chunk], c.inelastic, c.zthr
+            img = hough_input(
+                hits.events(s, s + c.hough_chunk), roi[s : s + c.hough_chunk], c.inelastic, c.zthr
             )
             t0 = self._timed("inelastic_render", t0)
             p[s : s + c.hough_chunk] = runner({runner.input_names[0]: img})[:, 0]
             t0 = self._timed("inelastic_hough_network", t0)
         return p
+
+
+# --------------------------------------------------------------------------- network inputs
+# Each is what datasets.loader feeds the network in training, from event branches instead of
+# stored columns (same feature functions, same arguments; tests/test_chain.py compares them).
+
+
+def bgo_input(bgo_energy: np.ndarray) -> np.ndarray:
+    """(N, 14, 22, 1) float32: the BGO direction networks' and HAMF's image ('x', 'x_image')."""
+    return to_float(bgo_image(bgo_energy))[..., None]
+
+
+def shower_input(bgo_energy: np.ndarray) -> np.ndarray:
+    """(N, 34) float32 shower variables, HAMF's 'x_vars' (stored as float32 in the datasets)."""
+    return shower_variables(bgo_energy)[0].astype(np.float32)
+
+
+def raw_stk_input(layer, half, channel, signal, counts: np.ndarray) -> np.ndarray:
+    """(N, 24, 3072, 1) uint8 raw STK image of the inelastic raw-STK network."""
+    return render_stk_image(layer, half, channel, signal, counts=counts)[..., None]
+
+
+def hough_input(hits: RoiHits, centre: np.ndarray, geometry: HoughGeometry, zthr: float | None) -> np.ndarray:
+    """(B, n, n, 4) uint8 Hough images of the RoI hits selected around `centre` (B, 4).
+
+    As in the datasets: hits selected (and offsets taken) around the float64 centre, the path
+    length correction from the centre as stored (float32 `roi_*` columns) and read by the loader.
+    """
+    return render_hough(hits, cos_theta(np.asarray(centre).astype(np.float32)), geometry, zthr)
 
 
 def _is_truth(branch: str) -> bool:

@@ -1,0 +1,353 @@
+"""The reconstruction chain: inputs as in training, stage logic, known tracks recovered, registry, flight."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+import awkward as ak
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import dampeml  # noqa: F401  (tf-keras before TensorFlow)
+from dampeml.datasets.columns import feature_columns, roi_centre
+from dampeml.datasets.loader import network_batch
+from dampeml.datasets.spec import load_spec
+from dampeml.detector.simulation import SimulationConfig, simulate
+from dampeml.features import COARSE, PRECISE, select_roi_hits, truth_track
+from dampeml.io.root_reader import read_events
+from dampeml.io.schema import MC_ONLY
+from dampeml.models.catalog import build
+from dampeml.models.common import tf_keras
+from dampeml.reconstruction.chain import (
+    ENERGY_RANGES,
+    NETWORK_OF_FIELD,
+    OUTPUT_COLUMNS,
+    TRACK_COLUMNS,
+    Chain,
+    ChainConfig,
+    ChainModels,
+    bgo_input,
+    hough_input,
+    raw_stk_input,
+    shower_input,
+)
+from dampeml.registry.models import RegistryError
+
+DATASETS = "datasets"
+
+
+def _sim(particle: str, n: int, seed: int, e_min: float = 100.0, e_max: float = 1e4) -> dict:
+    return simulate(SimulationConfig(particle, n, e_min, e_max, seed=seed))[0]
+
+
+def _concat(*batches: dict) -> dict:
+    out = {}
+    for k in batches[0]:
+        v = [b[k] for b in batches]
+        out[k] = ak.concatenate(v) if isinstance(v[0], ak.Array) else np.concatenate(v)
+    return out
+
+
+def _track(out: dict) -> np.ndarray:
+    return np.stack([out[c] for c in TRACK_COLUMNS], axis=1)
+
+
+def _constant(name: str, values) -> object:
+    """Catalog network `name` (small) whose output is the constant `values` (zero last kernel)."""
+    model = build(name, preset="small", compile=False)
+    last = [layer for layer in model.layers if layer.weights][-1]
+    kernel, bias = last.get_weights()
+    last.set_weights([np.zeros_like(kernel), np.asarray(values, dtype=bias.dtype)])
+    return model
+
+
+def _untrained() -> dict:
+    return {f: build(n, preset="small", compile=False) for f, n in NETWORK_OF_FIELD.items()}
+
+
+class NoTruth(Mapping):
+    """Events that raise on any read of an MC-only branch: proves the chain never touches truth."""
+
+    def __init__(self, events: dict) -> None:
+        self._events = events
+
+    def __getitem__(self, key: str):
+        if key in MC_ONLY or key.startswith("true_"):
+            raise AssertionError(f"the chain read the truth branch {key!r}")
+        return self._events[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._events)
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+
+# --------------------------------------------------------------------------- inputs as in training
+
+
+@pytest.fixture(scope="module")
+def mixed_events() -> dict:
+    """Protons and helium over the whole range, electrons: every BGO range and the coarse step."""
+    return _concat(
+        _sim("proton", 150, 41, 10, 1e6), _sim("helium", 100, 42, 10, 1e6), _sim("electron", 50, 43, 10, 1e4)
+    )
+
+
+@pytest.mark.parametrize(
+    "spec_name",
+    [
+        "bgo-direction-low-small",
+        "electron-proton-small",
+        "inelastic-raw-stk-small",
+        "stk-hough-precise-small",
+        "stk-hough-coarse-small",
+        "inelastic-hough-small",
+    ],
+)
+def test_chain_inputs_equal_training_inputs(mixed_events, spec_name):
+    """For the same events, the chain's network inputs are bit-identical to the training loader's."""
+    spec = load_spec(f"{DATASETS}/{spec_name}.yaml")
+    cols, _keep, _ = feature_columns(mixed_events, spec)
+    batch = network_batch(pa.table(cols), {"kind": spec.kind, "spec": spec.model_dump(mode="json")})
+    e = mixed_events["bgo_energy"]
+    if spec.kind in ("bgo-direction", "electron-proton"):
+        key = "x" if spec.kind == "bgo-direction" else "x_image"
+        np.testing.assert_array_equal(bgo_input(e), batch[key])
+        if spec.kind == "electron-proton":
+            np.testing.assert_array_equal(shower_input(e), batch["x_vars"])
+        return
+    counts = ak.num(mixed_events["stk_layer"]).to_numpy()
+    flat = {k: ak.flatten(mixed_events[k]).to_numpy() for k in ("stk_layer", "stk_half", "stk_channel")}
+    flat.update({k: ak.flatten(mixed_events[k]).to_numpy() for k in ("stk_pos", "stk_signal")})
+    if spec.kind == "inelastic-raw-stk":
+        mine = raw_stk_input(
+            flat["stk_layer"], flat["stk_half"], flat["stk_channel"], flat["stk_signal"], counts
+        )
+        np.testing.assert_array_equal(mine, batch["x"])
+        return
+    # Hough: the chain's rendering around the dataset's stored RoI centre (chain geometry constants)
+    config = ChainConfig()
+    stored = {"coarse": COARSE, "precise": PRECISE}[spec.roi.geometry]
+    geometry = config.inelastic if spec.kind == "inelastic-hough" else stored
+    assert geometry == stored, "the chain renders this network's image as its dataset did"
+    assert spec.roi.zthr == config.zthr
+    roi, _ = roi_centre(mixed_events, spec.roi)  # the float64 centre the dataset selected hits around
+    hits = select_roi_hits(
+        flat["stk_layer"], flat["stk_pos"], flat["stk_signal"], roi, geometry, counts=counts
+    )
+    mine = hough_input(hits, roi, geometry, config.zthr)
+    assert mine.shape == batch["x"].shape
+    assert np.array_equal(mine, batch["x"]), f"{np.count_nonzero(mine != batch['x'])} pixels differ"
+    print(f"{spec_name}: {int(np.count_nonzero(mine))} lit pixels identical over {len(mine)} events")
+
+
+def test_chain_constants_match_dataset_specs():
+    """The chain's RoI geometries and switches are the ones its networks' datasets were built with."""
+    config = ChainConfig()
+    coarse = load_spec(f"{DATASETS}/stk-hough-coarse.yaml")
+    precise = load_spec(f"{DATASETS}/stk-hough-precise.yaml")
+    inelastic = load_spec(f"{DATASETS}/inelastic-hough.yaml")
+    assert {"coarse": COARSE}[coarse.roi.geometry] == config.coarse
+    assert {"precise": PRECISE}[precise.roi.geometry] == config.precise
+    assert {"coarse": COARSE}[inelastic.roi.geometry] == config.inelastic
+    assert inelastic.roi.model_uri.startswith("models:/stk-hough-precise@"), "inelastic RoI = final track"
+    assert coarse.selection.deposit_gev.max * 1e3 == config.coarse_below_mev
+    assert (config.low_mid_switch_mev, config.mid_high_switch_mev) == (300e3, 20e6)
+
+
+# --------------------------------------------------------------------------- stage logic, exact
+
+
+def test_energy_ranges_and_coarse_step_per_event(mixed_events):
+    """Each event goes to its energy-range model; the coarse step only below 1 TeV and only with RoI hits.
+
+    BGO models output a distinct constant track per range; the coarse network says "the track
+    is 20 pixels (8 mm) further in every coordinate", the precise one "the track is where you
+    put it" (the image centre). So the final track tells which stages an event went through.
+    """
+    models = _untrained()
+    bgo_tracks = {"low": [1.0, 2.0, 3.0, 4.0], "mid": [-5.0, 5.0, -5.0, 5.0], "high": [10.0, 0.0, 0.0, 10.0]}
+    for r in ENERGY_RANGES:  # the BGO model's output is Rescaling(100 mm) of the last Dense
+        models[f"bgo_{r}"] = _constant(NETWORK_OF_FIELD[f"bgo_{r}"], np.array(bgo_tracks[r]) / 100.0)
+    models["hough_coarse"] = _constant("stk-hough-coarse", [220.0] * 4)
+    models["hough_precise"] = _constant("stk-hough-precise", [200.0] * 4)
+    chain = Chain(ChainModels(**models), {n: "test" for n in NETWORK_OF_FIELD.values()})
+    out = chain.run(mixed_events)
+
+    deposit = mixed_events["bgo_energy"].sum(axis=(1, 2), dtype=np.float64)
+    expected_range = np.where(deposit < 300e3, "low", np.where(deposit < 20e6, "mid", "high"))
+    np.testing.assert_array_equal(out["bgo_model"], expected_range)
+    counts = {r: int((expected_range == r).sum()) for r in ENERGY_RANGES}
+    print("events per range", counts)
+    assert all(counts.values()), "the sample must exercise all three ranges"
+    bgo = np.stack([out[c] for c in ("bgo_x_top", "bgo_y_top", "bgo_x_bot", "bgo_y_bot")], axis=1)
+    np.testing.assert_allclose(bgo, np.array([bgo_tracks[r] for r in expected_range]), atol=1e-5)
+
+    # which events had hits in the coarse RoI around their BGO track
+    roi = bgo.astype(np.float32)
+    hits = select_roi_hits(
+        mixed_events["stk_layer"], mixed_events["stk_pos"], mixed_events["stk_signal"], roi, COARSE
+    )
+    coarse = (deposit < 1e6) & (hits.counts > 0)
+    shift = _track(out) - bgo
+    print(f"coarse step applied to {coarse.sum()} of {len(coarse)} events")
+    assert 0 < coarse.sum() < len(coarse)
+    np.testing.assert_allclose(shift[coarse], 8.0, atol=1e-3)  # 20 pixels x 0.4 mm
+    np.testing.assert_allclose(shift[~coarse], 0.0, atol=1e-3)  # precise: zero offset
+
+
+# --------------------------------------------------------------------------- known tracks recovered
+
+
+def _hough_peak_finder(n: int = 400, smooth: int = 3):
+    """The classical Hough answer as a Keras model: the densest crossing of lines per projection.
+
+    Not trained: sums the two charge channels of each projection, smooths over smooth x smooth
+    pixels and returns the argmax's pixel centre as (x_top, y_top, x_bot, y_bot) image coordinates,
+    the Hough networks' output convention.
+    """
+    import tensorflow as tf
+
+    keras = tf_keras()
+    inp = keras.Input((n, n, 4), dtype="uint8", name="x")
+    h = keras.layers.Rescaling(1.0 / 42)(inp)
+    projections = keras.layers.Conv2D(2, 1, use_bias=False, name="projections")
+    h = projections(h)
+    projections.set_weights([np.array([[1, 0], [1, 0], [0, 1], [0, 1]], np.float32).reshape(1, 1, 4, 2)])
+    h = keras.layers.AveragePooling2D(smooth, strides=1, padding="same")(h)
+    idx = tf.argmax(keras.layers.Reshape((n * n, 2))(h), axis=1)
+    top = tf.cast(idx // n, tf.float32) + 0.5
+    bot = tf.cast(idx % n, tf.float32) + 0.5
+    return keras.Model(inp, tf.stack([top[:, 0], top[:, 1], bot[:, 0], bot[:, 1]], axis=1))
+
+
+@pytest.mark.timeout(600)
+def test_chain_recovers_injected_tracks():
+    """Simulated p/He events (known tracks): the chain puts the track within 0.3 mm and measures Z.
+
+    Learned part: the BGO direction network (small preset) trained here for ~30 s, far from the
+    paper's precision, so the coarse step runs at every energy (coarse_below_mev=inf). Hough stages:
+    the classical peak finder above, standing in for the Hough networks (their quality is the
+    training tests' business); RoI placement, rendering, offsets -> track, the coarse -> precise
+    hand-off, hit assignment and charge are the chain's own and must recover the truth. The
+    truth is used only to score; the chain gets the events without it.
+    """
+    train = _concat(_sim("proton", 4000, 1), _sim("helium", 2000, 2))
+    test = _concat(_sim("proton", 300, 3), _sim("helium", 200, 4))
+    bgo = build("bgo-direction-low", preset="small")
+    bgo.fit(
+        bgo_input(train["bgo_energy"]),
+        truth_track(train).astype(np.float32),
+        batch_size=128,
+        epochs=25,
+        verbose=0,
+    )
+
+    models = _untrained()
+    models.update(bgo_low=bgo, bgo_mid=bgo, bgo_high=bgo)
+    models.update(hough_coarse=_hough_peak_finder(), hough_precise=_hough_peak_finder())
+    chain = Chain(ChainModels(**models), {}, config=ChainConfig(coarse_below_mev=np.inf))
+    out = chain.run(NoTruth(test))
+
+    truth = truth_track(test)
+    clean = ~np.asarray(test["true_inelastic"])
+    bgo_err = np.abs(
+        np.stack([out[c] for c in ("bgo_x_top", "bgo_y_top", "bgo_x_bot", "bgo_y_bot")], 1) - truth
+    )
+    seeded = clean & (bgo_err.max(axis=1) < 0.8 * COARSE.half_window_mm)  # true track well inside the RoI
+    within = (np.abs(_track(out) - truth) <= 0.3).all(axis=1)
+    print(
+        f"BGO network: median |error| {np.median(bgo_err, axis=0).round(1)} mm; "
+        f"{seeded.sum()}/{clean.sum()} clean events seeded within 64 mm"
+    )
+    print(
+        f"track within 0.3 mm: {within[seeded].mean():.3f} of seeded clean events, "
+        f"{within[clean].mean():.3f} of clean, {within.mean():.3f} of all"
+    )
+    z = np.where(np.asarray(test["true_pdg"]) == 2212, 1, 2)
+    ok = seeded & within
+    for charge in (1, 2):
+        q = out["stk_charge"][ok & (z == charge)]
+        hits = out["n_track_hits"][ok & (z == charge)]
+        print(f"Z={charge}: median STK charge {np.median(q):.3f}, median hits {np.median(hits)}")
+        assert abs(np.median(q) - charge) < 0.15 * charge
+    assert seeded.sum() >= 0.4 * clean.sum(), "the in-test BGO network should seed most clean events"
+    assert within[seeded].mean() >= 0.9
+    assert np.median(out["n_track_hits"][ok]) >= 10
+
+
+# --------------------------------------------------------------------------- registry, flight, outputs
+
+
+def _check_outputs(out: dict, n: int) -> None:
+    assert tuple(out) == OUTPUT_COLUMNS
+    for k, v in out.items():
+        assert v.shape == (n,), k
+    for k in OUTPUT_COLUMNS:
+        if k in ("bgo_model", "stk_charge"):
+            continue
+        assert np.isfinite(out[k]).all(), f"{k} has non-finite values"
+    has = out["n_track_hits"] > 0
+    assert np.isfinite(out["stk_charge"][has]).all() and np.isnan(out["stk_charge"][~has]).all()
+    for k in ("inelastic_score", "electron_score"):
+        assert ((out[k] >= 0) & (out[k] <= 1)).all()
+    assert set(out["bgo_model"]) <= set(ENERGY_RANGES)
+
+
+def test_registry_chain_on_flight_and_mc_files(registered_models, sample_files, monkeypatch):
+    """Registered models by alias; flight files (no truth branches) and MC files with truth hidden."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", registered_models)
+    chain = Chain.from_registry(alias="production", flight=True)
+    print("versions", chain.versions)
+    assert set(chain.versions) == {
+        n + ("-aligned" if n.startswith("bgo-") else "") for n in NETWORK_OF_FIELD.values()
+    }
+    assert all(v == "1" for v in chain.versions.values())
+    flight = read_events(sample_files["flight"])
+    assert not any(k.startswith("true_") for k in flight)
+    out = chain.run(flight)
+    _check_outputs(out, len(flight["event_id"]))
+    mc = read_events(sample_files["proton"])
+    out_mc = Chain.from_registry(alias="production").run(NoTruth(mc))
+    _check_outputs(out_mc, len(mc["event_id"]))
+    stages = set(chain.timings)
+    print({k: round(v, 3) for k, v in chain.timings.items()})
+    assert {
+        "bgo_network",
+        "precise_network",
+        "hits_charge",
+        "inelastic_hough_network",
+        "electron_network",
+    } <= stages
+    assert chain.n_events == len(flight["event_id"])
+
+
+def test_flight_falls_back_to_base_bgo_models(registered_models, monkeypatch):
+    """Without aligned models at the alias, flight processing uses the base models and says so."""
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", registered_models)
+    client = mlflow.MlflowClient(tracking_uri=registered_models)
+    for name in NETWORK_OF_FIELD.values():
+        client.set_registered_model_alias(name, "base-only", "1")
+    chain = Chain.from_registry(alias="base-only", flight=True)
+    assert set(chain.versions) == set(NETWORK_OF_FIELD.values())
+
+
+def test_missing_alias_or_model_is_a_clear_registry_error(registered_models, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", registered_models)
+    with pytest.raises(RegistryError) as err:
+        Chain.from_registry(alias="no-such-alias")
+    message = str(err.value)
+    print(message)
+    assert "bgo-direction-low" in message and "@no-such-alias" in message
+    assert "dampeml models list" in message and "dampeml models promote" in message
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'empty.db'}")
+    from dampeml.registry.bootstrap import ensure_experiment
+
+    ensure_experiment(tmp_path / "artifacts")
+    with pytest.raises(RegistryError, match="no registered model 'bgo-direction-low'"):
+        Chain.from_registry(alias="production")
