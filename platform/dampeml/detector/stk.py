@@ -6,11 +6,13 @@ into clusters where two particles fall within one readout cluster, and finally t
 into readout coordinates (half, channel). No per-hit Python loops.
 
 Backsplash (albedo) from the calorimeter is what makes tracking hard at high energy:
-its mean multiplicity grows as a power of the BGO deposited energy (~0.5 x (E_dep /
-10 GeV)^0.65: ~1 at 100 GeV, ~100 at 30 TeV deposited, ~500 at 300 TeV), concentrated
-in the layers nearest the BGO, spread widely around the shower's entry point, and some
-of it (slow, stopping particles, oblique paths) gives signals well above the primary's.
-Those numbers are not published; the paper's standard-method efficiencies calibrate them.
+its mean multiplicity grows as a power of the BGO deposited energy (~0.4 x (E_dep /
+10 GeV)^0.72: ~2 at 100 GeV, ~130 at 30 TeV deposited, ~670 at 300 TeV), emitted from
+around the shower's entry point with a cosine law about the upward vertical. Most of it
+leaves single clusters (soft photons, electrons); 30% is charged hadrons crossing the STK
+upwards as straight tracks until they range out, half of them slow and heavily ionising,
+so they make track candidates with signals well above a proton's. Those numbers are not
+published; the paper's standard-method efficiencies calibrate them (docs/simulation.md).
 """
 
 from __future__ import annotations
@@ -22,10 +24,18 @@ import numpy as np
 from dampeml.detector import geometry as geo
 from dampeml.detector.physics import landau_signal
 
-BACKSPLASH_NORM = 0.5
-BACKSPLASH_INDEX = 0.65
+BACKSPLASH_NORM = 0.4
+BACKSPLASH_INDEX = 0.72
 BACKSPLASH_DEPTH_MM = 150.0  # layer weight ~ exp(-(z_BGO - z_layer) / this)
 BACKSPLASH_SLOW_FRACTION = 0.12  # stopping particles: large signals
+#: Share of albedo particles that are charged hadrons crossing several layers (tracks).
+BACKSPLASH_CHARGED_FRACTION = 0.3
+BACKSPLASH_COSINE_LAW = True
+#: Charged albedo of hadronic showers is mostly slow protons (evaporation, tens-hundreds MeV): heavy ionisers.
+BACKSPLASH_TRACK_SLOW_FRACTION = 0.5
+BACKSPLASH_TRACK_SPREAD_MM = 10.0  # origin spread around the shower entry point
+BACKSPLASH_STOP_FAST = 0.15  # probability to stop before the next layer up
+BACKSPLASH_STOP_SLOW = 0.5
 #: Albedo reaching the PSD, relative to the STK's: the PSD bars (28 x 884 mm) are large
 #: targets, so at 100 TeV several particles cross the bars on the primary's path and
 #: spoil the PSD charge (paper, Fig. 2 left).
@@ -235,15 +245,42 @@ def backsplash(
     planes: np.ndarray,
     scale: float = 1.0,
 ) -> Hits:
-    """Albedo hits: upward particles from the shower's entry point into the given planes."""
+    """Albedo hits: upward particles from the shower's entry point into the given planes.
+
+    Most albedo is soft photons and electrons that leave one cluster each (single hits);
+    a fraction BACKSPLASH_CHARGED_FRACTION is charged hadrons that cross the STK upwards
+    as straight tracks through successive layers until they range out (only for the STK
+    planes; the PSD keeps single hits).
+    """
     n_per = rng.poisson(scale * backsplash_multiplicity(bgo_deposit_gev))
     ev = np.repeat(np.arange(len(n_per)), n_per)
+    k = len(ev)
+    charged = np.zeros(k, dtype=bool)
+    if np.all(planes >= 0) and BACKSPLASH_CHARGED_FRACTION > 0:
+        charged = rng.random(k) < BACKSPLASH_CHARGED_FRACTION
+    singles = _backsplash_singles(rng, ev[~charged], x_entry, y_entry, planes)
+    if not charged.any():
+        return singles
+    return Hits.concat([singles, _backsplash_tracks(rng, ev[charged], x_entry, y_entry)])
+
+
+def _albedo_cos(rng: np.random.Generator, k: int) -> np.ndarray:
+    """cos of the angle to the upward vertical: uniform (BACKSPLASH_COSINE_LAW off) or cosine law."""
+    if BACKSPLASH_COSINE_LAW:
+        return np.sqrt(rng.uniform(0.08**2, 1.0, k))
+    return rng.uniform(0.08, 1.0, k)
+
+
+def _backsplash_singles(
+    rng: np.random.Generator, ev: np.ndarray, x_entry: np.ndarray, y_entry: np.ndarray, planes: np.ndarray
+) -> Hits:
+    """One cluster per albedo particle, in a plane drawn with the depth weighting."""
     k = len(ev)
     z_planes = PLANE_Z[planes + geo.PSD_N_LAYERS]
     w = np.exp(-(geo.BGO_Z_TOP - z_planes) / BACKSPLASH_DEPTH_MM)
     plane = planes[rng.choice(len(planes), size=k, p=w / w.sum())]
     zp = PLANE_Z[plane + geo.PSD_N_LAYERS]
-    cos_up = rng.uniform(0.08, 1.0, k)
+    cos_up = _albedo_cos(rng, k)
     r = (geo.BGO_Z_TOP - zp) * np.sqrt(1.0 - cos_up**2) / cos_up
     phi = rng.uniform(0, 2 * np.pi, k)
     x = x_entry[ev] + rng.normal(0, 20.0, k) + r * np.cos(phi)
@@ -253,6 +290,36 @@ def backsplash(
     slow = rng.random(k) < BACKSPLASH_SLOW_FRACTION
     sig = np.where(slow, sig * (2.0 + rng.exponential(4.0, k)), sig)
     return Hits(ev, plane, pos, other, sig, np.zeros(k, dtype=bool))
+
+
+def _backsplash_tracks(
+    rng: np.random.Generator, ev: np.ndarray, x_entry: np.ndarray, y_entry: np.ndarray
+) -> Hits:
+    """Charged albedo: straight upward tracks from near the shower entry, layer by layer until they stop.
+
+    Directions follow a cosine law about the upward vertical (emission from the BGO top
+    face); a particle crosses the next layer up with probability 1 - stop (slow, heavily
+    ionising ones stop sooner).
+    """
+    k = len(ev)
+    cos_up = _albedo_cos(rng, k)
+    phi = rng.uniform(0, 2 * np.pi, k)
+    tan_t = np.sqrt(1.0 - cos_up**2) / cos_up
+    tx, ty = tan_t * np.cos(phi), tan_t * np.sin(phi)  # displacement per mm travelled upward
+    x0 = x_entry[ev] + rng.normal(0, BACKSPLASH_TRACK_SPREAD_MM, k)
+    y0 = y_entry[ev] + rng.normal(0, BACKSPLASH_TRACK_SPREAD_MM, k)
+    slow = rng.random(k) < BACKSPLASH_TRACK_SLOW_FRACTION
+    stop = np.where(slow, BACKSPLASH_STOP_SLOW, BACKSPLASH_STOP_FAST)
+    n_layers = np.minimum(rng.geometric(stop), geo.STK_N_LAYERS)  # layers crossed, from the bottom
+    from_bottom = np.arange(geo.STK_N_LAYERS)[::-1]  # layer 11 is the first one reached
+    t, layer = np.nonzero(from_bottom[None, :] < n_layers[:, None])
+    height = geo.BGO_Z_TOP - geo.STK_LAYER_Z[layer]
+    x = x0[t] + tx[t] * height
+    y = y0[t] + ty[t] * height
+    pos, other = measured_pair(layer, x, y)
+    boost = np.where(slow, 2.0 + rng.exponential(4.0, k), 1.0)
+    sig = landau_signal(rng, np.ones(len(t)), np.minimum(1.0 / cos_up[t], 4.0)) * boost[t]
+    return Hits(ev[t], layer, pos, other, sig, np.zeros(len(t), dtype=bool))
 
 
 def noise_clusters(rng: np.random.Generator, n: int) -> Hits:
