@@ -26,11 +26,18 @@ app = typer.Typer(
 
 def _register_subcommands() -> None:
     from dampeml.cli.dataset import app as dataset_app
-    from dampeml.cli.training import models_app, train
+    from dampeml.cli.evaluate import evaluate
+    from dampeml.cli.reprocess import reprocess
+    from dampeml.cli.training import align, models_app, train
+    from dampeml.cli.tune import tune
 
     app.add_typer(dataset_app, name="dataset")
     app.add_typer(models_app, name="models")
     app.command()(train)
+    app.command()(align)
+    app.command()(evaluate)
+    app.command()(reprocess)
+    app.command()(tune)
 
 
 @app.command()
@@ -96,12 +103,17 @@ def sim_plots(
 def demo(
     workdir: Annotated[Path, typer.Option(help="where every output of the demo goes")] = Path("dampeml-work"),
     events: Annotated[int, typer.Option(help="events per MC particle sample")] = 2000,
+    epochs: Annotated[int, typer.Option(help="training epochs per network")] = 6,
 ) -> None:
-    """Run the platform end to end, small, on this machine (the README's first command)."""
+    """Run the platform end to end, small, on this machine (the README's first command).
+
+    Simulate, build datasets, train and register all networks, align to a flight-like run,
+    reprocess it, and write the physics report on held-out MC. Rerunning resumes.
+    """
     from dampeml.pipeline.demo import run_demo
 
-    report = run_demo(workdir, events_per_particle=events, console=console)
-    console.print(f"[bold green]demo done[/]: outputs in {workdir}, plots in {report}")
+    report = run_demo(workdir, events_per_particle=events, epochs=epochs, console=console)
+    console.print(f"[bold green]demo done[/]: outputs in {workdir}, physics report {report}")
 
 
 @app.command("simulate-production")

@@ -1,0 +1,128 @@
+"""`dampeml reprocess`: the reconstruction chain over event files, with Ray Data, into Parquet."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from dampeml.cli.errors import clean_errors, console
+
+
+@clean_errors
+def reprocess(
+    input_glob: Annotated[
+        str, typer.Option("--input", help="event files: a path or a quoted glob ('runs/*.root')")
+    ],
+    out: Annotated[str, typer.Option(help="output directory or pyarrow URI (s3://..., gs://...)")],
+    alias: Annotated[str, typer.Option(help="registry alias of every network of the chain")] = "production",
+    runtime: Annotated[str, typer.Option(help="tensorflow or onnx")] = "tensorflow",
+    actors: Annotated[int, typer.Option(help="chain actors (each loads the models once)")] = 1,
+    gpus_per_actor: Annotated[float, typer.Option(help="GPUs per actor (0: CPU)")] = 0.0,
+    cpus_per_actor: Annotated[float, typer.Option(help="CPUs per actor")] = 1.0,
+    batch_size: Annotated[int, typer.Option(help="events per chain call")] = 512,
+    events_per_block: Annotated[
+        int, typer.Option(help="events per read task (a file is split in ranges)")
+    ] = 2000,
+    overwrite: Annotated[
+        bool, typer.Option(help="replace outputs that --out holds from other model versions or runtime")
+    ] = False,
+    address: Annotated[str | None, typer.Option(help="Ray cluster address (default: local Ray)")] = None,
+    num_cpus: Annotated[int | None, typer.Option(help="logical CPUs of a local Ray")] = None,
+) -> None:
+    """Reconstruct events with the registered chain; one Parquet file per input file, every event
+    accounted for (written or quarantined). A rerun with the same arguments finishes a killed job."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from dampeml.inference.predictor import ReprocessError
+    from dampeml.inference.reprocess import ReprocessConfig
+    from dampeml.inference.reprocess import reprocess as run
+    from dampeml.runtime import init_ray
+
+    cfg = ReprocessConfig(
+        inputs=input_glob,
+        out=out,
+        alias=alias,
+        runtime=runtime,  # type: ignore[arg-type]
+        actors=actors,
+        gpus_per_actor=gpus_per_actor,
+        cpus_per_actor=cpus_per_actor,
+        batch_size=batch_size,
+        events_per_block=events_per_block,
+        overwrite=overwrite,
+    )
+    cfg.check()  # before starting Ray
+    if address is None and num_cpus is None:
+        num_cpus = max(4, int(actors * cpus_per_actor) + 2)
+    init_ray(address=address, num_cpus=num_cpus)
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[events]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("files", total=None, events="")
+
+        def show(p) -> None:
+            progress.update(
+                task,
+                completed=p.files_done,
+                total=p.files_total,
+                events=f"{p.events_done}/{p.events_total} events",
+            )
+
+        try:
+            result = run(cfg, progress=show)
+        except ReprocessError as exc:
+            progress.stop()
+            console.print(f"[bold red]error:[/] {exc}")
+            raise typer.Exit(1) from None
+    print_summary(result.summary)
+    if result.files_done_before:
+        console.print(
+            f"resumed: {result.files_done_before} of {result.files_done_before + result.files_processed} "
+            "files were already done"
+        )
+
+
+def print_summary(summary: dict) -> None:
+    """Per-file table and totals of a reprocessing summary."""
+    t = Table(title=f"reprocessed with @{summary['alias']} ({summary['runtime']}) into {summary['out']}")
+    for col in ("input", "mode", "events", "written", "quarantined", "status"):
+        t.add_column(col, justify="left" if col in ("input", "status", "mode") else "right")
+    for f in summary["files"]:
+        q = sum(f.get("quarantined", {}).values())
+        status = f["status"] if f["status"] == "done" else f"[red]{f['status']}[/]: {f.get('reason', '')}"
+        t.add_row(
+            f["input"].rsplit("/", 1)[-1],
+            f.get("mode", "?"),
+            str(f.get("events", "?")),
+            str(f.get("written", 0)),
+            str(q),
+            status,
+        )
+    console.print(t)
+    tot = summary["totals"]
+    console.print(
+        f"events {tot['events']}: written {tot['written']}, quarantined {tot['quarantined']}"
+        + (f" {summary['quarantined_by_reason']}" if summary["quarantined_by_reason"] else "")
+        + (
+            f"; unreadable files {tot['unreadable_files']} (see quarantine.jsonl)"
+            if tot["unreadable_files"]
+            else ""
+        )
+    )
+    run = summary["run"]
+    if run["events_processed"]:
+        console.print(
+            f"{run['events_processed']} events in {run['pipeline_seconds']:.1f} s "
+            f"({run['events_per_second']:.1f} events/s, {run['actors']} actors)"
+        )
+    versions = "; ".join(
+        f"{mode}: " + ", ".join(f"{k} v{v}" for k, v in sorted(vs.items()))
+        for mode, vs in summary["versions"].items()
+    )
+    console.print(f"models: {versions}")

@@ -1,0 +1,403 @@
+"""Full-mission reprocessing: event files in, one Parquet file of reconstructed events per input file.
+
+The pipeline: plan the inputs on the driver (bad files found here are quarantined whole), pin the
+model versions the alias resolves to (a missing alias or model fails here, before any work), read
+the files with Ray Data (`dampeml.io.datasource`, truth branches never read), run the chain in an
+actor pool (`ChainPredictor`: models loaded once per actor, CPU or GPU), and commit each input
+file on the driver as soon as all its rows are back.
+
+Layout at `out` (a local path or a pyarrow URI):
+
+    events/<stem>-<hash>.parquet  reconstructed events of one input file: run_id, event_id, the
+                                  chain's OUTPUT_COLUMNS, and per network `model_<role>` holding
+                                  'registered name/version' (e.g. model_bgo_direction_low =
+                                  'bgo-direction-low-aligned/3' for flight data); one schema for
+                                  flight and MC files, so `events/` reads as one table
+    _files/<stem>-<hash>.json     the commit marker of that input file: its accounting, written last
+    quarantine.jsonl              one line per quarantined event (file, entry, run_id, event_id,
+                                  reason), or per unreadable file (entry null: its events are unknown)
+    summary.json                  counts per file and totals, versions, runtime, throughput
+    _job.json                     what the outputs were made with (runtime, pinned versions)
+
+Exactly-once output (Ray Data writes are not: a retried task rewrites its file without a commit
+step): Ray Data only computes; the driver writes each output into a private attempt file
+(`_tmp/<uuid>.tmp`), publishes it by rename, then writes the file's marker. An input file is done
+if and only if its marker exists. A killed job rerun with the same arguments skips the done files
+and redoes the rest (overwriting any half-published output). A rerun whose alias resolves to other
+versions, or with another runtime, is refused unless `overwrite=True`, which removes the previous
+outputs first; to keep both, write to a new `out`. New input files can be added to an existing
+`out` by a rerun with the same models. One job at a time may write to an `out`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import platform as stdlib_platform
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from dampeml import __version__
+from dampeml.datasets.storage import QUARANTINE, TMP_DIR, Store
+from dampeml.inference.predictor import MODES, ChainPredictor, ReprocessError
+from dampeml.io.datasource import EventFilePlan, PathsOrGlob, plan_event_files, read_event_files
+from dampeml.io.root_reader import EventFileInfo
+from dampeml.io.schema import required_branches
+
+Runtime = Literal["tensorflow", "onnx"]
+RUNTIMES = ("tensorflow", "onnx")
+JOB_FILE = "_job.json"
+MARKERS_DIR = "_files"
+EVENTS_DIR = "events"
+SUMMARY = "summary.json"
+BRANCHES = required_branches("flight")  # what the chain may see: never the MC truth
+
+
+@dataclass(frozen=True)
+class ReprocessConfig:
+    """Arguments of one reprocessing job (the CLI's options)."""
+
+    inputs: PathsOrGlob
+    out: str
+    alias: str = "production"
+    runtime: Runtime = "tensorflow"
+    actors: int = 1
+    gpus_per_actor: float = 0.0
+    cpus_per_actor: float = 1.0
+    batch_size: int = 512
+    events_per_block: int = 2000
+    overwrite: bool = False
+
+    def check(self) -> None:
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {RUNTIMES}, got {self.runtime!r}")
+        for name in ("actors", "batch_size", "events_per_block"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.gpus_per_actor < 0 or self.cpus_per_actor < 0:
+            raise ValueError("gpus_per_actor and cpus_per_actor must be >= 0")
+
+
+@dataclass
+class Progress:
+    """What the driver has committed so far (for progress bars)."""
+
+    files_done: int
+    files_total: int
+    events_done: int
+    events_total: int
+
+
+@dataclass
+class ReprocessResult:
+    summary: dict
+    files_done_before: int
+    files_processed: int
+    seconds: float
+    quarantine_path: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+
+def file_key(path: str) -> str:
+    """Output name of an input file: its stem (readable) plus a hash of its full path (unique)."""
+    base = os.path.basename(path.rstrip("/"))
+    stem = base[: -len(".root")] if base.endswith(".root") else base
+    return f"{stem}-{hashlib.sha1(path.encode()).hexdigest()[:10]}"
+
+
+def model_column(network: str) -> str:
+    """Column of a network's model: named by its role, so flight and MC outputs share one schema."""
+    return "model_" + network.removesuffix("-aligned").replace("-", "_")
+
+
+def model_columns(versions: dict[str, str]) -> dict[str, str]:
+    """{column: 'registered name/version'} (as in models:/NAME/VERSION) for one chain's versions."""
+    cols = {model_column(n): f"{n}/{v}" for n, v in sorted(versions.items())}
+    if len(cols) != len(versions):
+        raise ReprocessError(f"two networks of the chain share a role: {sorted(versions)}")
+    return cols
+
+
+def pin_versions(alias: str, modes: Sequence[str]) -> dict[str, dict[str, str]]:
+    """The registered versions `alias` resolves to, per data mode; RegistryError if any is missing.
+
+    Resolved without loading a model, by the chain's rule (flight data: the `-aligned` BGO models
+    where registered). Every actor checks that its loaded chain has exactly these versions.
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from dampeml.models.catalog import ALIGNED_SUFFIX
+    from dampeml.reconstruction.chain import NETWORK_OF_FIELD, resolve_version
+    from dampeml.registry.tracking import setup_mlflow
+
+    setup_mlflow()
+    client = mlflow.MlflowClient()
+    pinned = {}
+    for mode in modes:
+        names = list(NETWORK_OF_FIELD.values())
+        for i, name in enumerate(names):
+            if mode == "flight" and name.startswith("bgo-"):
+                try:
+                    client.get_model_version_by_alias(name + ALIGNED_SUFFIX, alias)
+                    names[i] = name + ALIGNED_SUFFIX
+                except MlflowException:
+                    pass
+        pinned[mode] = {name: resolve_version(name, alias, client) for name in names}
+    return pinned
+
+
+def _prepare_out(store: Store, params: dict, overwrite: bool) -> dict:
+    """Check what `out` holds against this job; returns the params to record (modes merged)."""
+    if store.exists(JOB_FILE):
+        previous = store.read_json(JOB_FILE)
+        same_runtime = previous.get("runtime") == params["runtime"]
+        shared = set(previous.get("versions", {})) & set(params["versions"])
+        same_models = all(previous["versions"][m] == params["versions"][m] for m in shared)
+        if same_runtime and same_models and not overwrite:
+            return {**params, "versions": {**previous["versions"], **params["versions"]}}
+        if not overwrite:
+            diff = {
+                m: {"there": previous["versions"][m], "now": params["versions"][m]}
+                for m in sorted(shared)
+                if previous["versions"][m] != params["versions"][m]
+            }
+            what = (
+                f"runtime {previous.get('runtime')} (now {params['runtime']})"
+                if not same_runtime
+                else f"other model versions {diff}"
+            )
+            raise ReprocessError(
+                f"{store.uri} holds outputs made with @{previous.get('alias')}, {what}: pass --overwrite "
+                "to replace them, or choose another --out to keep both"
+            )
+        for rel in (EVENTS_DIR, MARKERS_DIR, TMP_DIR):
+            store.delete_dir(rel)
+        for rel in (QUARANTINE, SUMMARY, JOB_FILE):
+            if store.exists(rel):
+                store.fs.delete_file(store.path(rel))
+    elif not store.is_empty():
+        raise ReprocessError(
+            f"{store.uri} is not empty and holds no reprocessing output: choose another --out"
+        )
+    return params
+
+
+def commit_file(
+    store: Store,
+    info: EventFileInfo,
+    table: pa.Table,
+    versions: dict[str, str],
+    output_columns: Sequence[str],
+) -> dict:
+    """Publish one input file's rows: its events Parquet (atomic), then its marker. Returns the marker."""
+    key = file_key(info.path)
+    table = table.sort_by("entry")
+    entries = table.column("entry").to_numpy()
+    if len(entries) != info.n_events or not np.array_equal(entries, np.arange(info.n_events)):
+        raise ReprocessError(
+            f"{info.path}: got {len(entries)} rows ({len(np.unique(entries))} distinct entries) for "
+            f"{info.n_events} events: a bug in the pipeline, nothing of this file was written"
+        )
+    reasons = table.column("quarantine_reason")
+    good = pc.equal(reasons, "")
+    written = table.filter(good).select(["run_id", "event_id", *output_columns])
+    for column, value in model_columns(versions).items():
+        written = written.append_column(column, pa.array([value] * written.num_rows, pa.string()))
+    output = None
+    nbytes = 0
+    if written.num_rows:
+        output = f"{EVENTS_DIR}/{key}.parquet"
+        nbytes = store.write_parquet(output, written)
+    bad = table.filter(pc.invert(good)).select(["entry", "run_id", "event_id", "quarantine_reason"])
+    quarantine = [
+        {"file": info.path, "entry": e, "run_id": r, "event_id": i, "reason": why}
+        for e, r, i, why in zip(*(bad.column(c).to_pylist() for c in bad.column_names), strict=True)
+    ]
+    marker = {
+        "input": info.path,
+        "output": output,
+        "mode": info.mode,
+        "events": info.n_events,
+        "written": written.num_rows,
+        "quarantined": dict(Counter(q["reason"] for q in quarantine)),
+        "quarantine_list": quarantine,
+        "bytes": nbytes,
+        "versions": versions,
+        "committed": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    if marker["written"] + len(quarantine) != info.n_events:
+        raise ReprocessError(f"{info.path}: accounting does not close (a bug): {marker}")
+    store.write_json(f"{MARKERS_DIR}/{key}.json", marker)
+    return marker
+
+
+def _check_resources(cfg: ReprocessConfig) -> None:
+    """Refuse a pool the cluster cannot hold: Ray would wait for it forever."""
+    import ray
+
+    have = ray.cluster_resources()
+    need_cpu = cfg.actors * cfg.cpus_per_actor + 1  # + 1 for the read tasks
+    if have.get("CPU", 0) < need_cpu:
+        raise ReprocessError(
+            f"{cfg.actors} actors x {cfg.cpus_per_actor} CPU plus the readers need {need_cpu:g} CPUs, "
+            f"the Ray cluster has {have.get('CPU', 0):g}: use fewer --actors (or a larger --num-cpus locally)"
+        )
+    if cfg.gpus_per_actor and have.get("GPU", 0) < cfg.actors * cfg.gpus_per_actor:
+        raise ReprocessError(
+            f"{cfg.actors} actors x {cfg.gpus_per_actor} GPU need {cfg.actors * cfg.gpus_per_actor:g} GPUs, "
+            f"the Ray cluster has {have.get('GPU', 0):g}: use --gpus-per-actor 0 or fewer --actors"
+        )
+
+
+def run_pipeline(
+    cfg: ReprocessConfig,
+    plan: EventFilePlan,
+    versions: dict[str, dict[str, str]],
+    on_file: Callable[[EventFileInfo, pa.Table], None],
+) -> None:
+    """Stream the planned files through the actor pool; hand each complete file's rows to `on_file`."""
+    import ray
+
+    from dampeml.reconstruction.chain import OUTPUT_COLUMNS  # noqa: F401  (fail here, not in an actor)
+    from dampeml.registry.tracking import tracking_uri
+
+    _check_resources(cfg)
+    flight_files = [i.path for i in plan.good if i.mode == "flight"]
+    ds = read_event_files(plan, events_per_block=cfg.events_per_block, on_bad_file="quarantine")
+    ds = ds.map_batches(
+        ChainPredictor,
+        fn_constructor_kwargs={
+            "alias": cfg.alias,
+            "runtime": cfg.runtime,
+            "versions": versions,
+            "flight_files": flight_files,
+            "branches": list(plan.branches),
+            "tracking_uri": tracking_uri(),
+        },
+        compute=ray.data.ActorPoolStrategy(size=cfg.actors),
+        batch_size=cfg.batch_size,
+        batch_format="pyarrow",
+        num_cpus=cfg.cpus_per_actor,
+        num_gpus=cfg.gpus_per_actor or None,
+    )
+    infos = {i.path: i for i in plan.good}
+    parts: dict[str, list[pa.Table]] = {}
+    counts: Counter = Counter()
+    for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+        files = batch.column("source_file")
+        for path in pc.unique(files).to_pylist():
+            part = batch.filter(pc.equal(files, path))
+            parts.setdefault(path, []).append(part)
+            counts[path] += part.num_rows
+            if counts[path] > infos[path].n_events:
+                raise ReprocessError(f"{path}: more rows than events (a bug); nothing of it was written")
+            if counts[path] == infos[path].n_events:
+                on_file(infos[path], pa.concat_tables(parts.pop(path)))
+    if parts:
+        raise ReprocessError(f"the pipeline ended with incomplete files (a bug): {sorted(parts)}")
+
+
+def write_summary(store: Store, plan: EventFilePlan, params: dict, run: dict) -> tuple[dict, list[dict]]:
+    """summary.json and quarantine.jsonl from the markers of the planned files plus the bad files."""
+    import json
+
+    files, lines = [], []
+    totals = {"files": 0, "unreadable_files": 0, "events": 0, "written": 0, "quarantined": 0}
+    reasons: Counter = Counter()
+    for info in plan.good:
+        m = store.read_json(f"{MARKERS_DIR}/{file_key(info.path)}.json")
+        nq = sum(m["quarantined"].values())
+        files.append(
+            {k: m[k] for k in ("input", "output", "mode", "events", "written", "quarantined", "versions")}
+            | {"status": "done"}
+        )
+        lines.extend(m["quarantine_list"])
+        reasons.update(m["quarantined"])
+        totals["files"] += 1
+        totals["events"] += m["events"]
+        totals["written"] += m["written"]
+        totals["quarantined"] += nq
+    for path, reason in plan.bad:
+        files.append({"input": path, "output": None, "status": "unreadable", "reason": reason})
+        lines.append({"file": path, "entry": None, "run_id": None, "event_id": None, "reason": reason})
+        totals["unreadable_files"] += 1
+    if totals["written"] + totals["quarantined"] != totals["events"]:
+        raise ReprocessError(f"accounting does not close (a bug): {totals}")
+    summary = {
+        "out": store.uri,
+        "alias": params["alias"],
+        "runtime": params["runtime"],
+        "versions": params["versions"],
+        "package_version": __version__,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "host": stdlib_platform.node(),
+        "totals": totals,
+        "quarantined_by_reason": dict(reasons.most_common()),
+        "run": run,
+        "files": files,
+    }
+    store.write_text(QUARANTINE, "".join(json.dumps(x) + "\n" for x in lines))
+    store.write_json(SUMMARY, summary)
+    return summary, lines
+
+
+def reprocess(cfg: ReprocessConfig, progress: Callable[[Progress], None] | None = None) -> ReprocessResult:
+    """Run (or finish) a reprocessing job; Ray must be initialized (`dampeml.runtime.init_ray`)."""
+    cfg.check()
+    t0 = time.perf_counter()
+    plan = plan_event_files(cfg.inputs, branches=BRANCHES)
+    modes = [m for m in MODES if any(i.mode == m for i in plan.good)] or ["mc"]  # check the alias anyway
+    versions = pin_versions(cfg.alias, modes)  # RegistryError before any work
+    params = {"alias": cfg.alias, "runtime": cfg.runtime, "versions": versions}
+    store = Store.open(cfg.out)
+    params = _prepare_out(store, params, cfg.overwrite)
+    store.write_json(JOB_FILE, params)
+
+    done = {name[: -len(".json")] for name in store.list(MARKERS_DIR, ".json")}
+    todo = [i for i in plan.good if file_key(i.path) not in done]
+    total_events = plan.n_events
+    state = Progress(len(plan.good) - len(todo), len(plan.good), 0, total_events)
+    state.events_done = total_events - sum(i.n_events for i in todo)
+    if progress:
+        progress(state)
+    t_run = time.perf_counter()
+    if todo:
+        from dampeml.reconstruction.chain import OUTPUT_COLUMNS
+
+        def on_file(info: EventFileInfo, table: pa.Table) -> None:
+            commit_file(store, info, table, versions[info.mode], OUTPUT_COLUMNS)
+            state.files_done += 1
+            state.events_done += info.n_events
+            if progress:
+                progress(state)
+
+        sub = EventFilePlan(todo, [], plan.branches, plan.bytes_per_event)
+        run_pipeline(cfg, sub, versions, on_file)
+    seconds = time.perf_counter() - t_run
+    processed = sum(i.n_events for i in todo)
+    run = {
+        "files_done_before": len(plan.good) - len(todo),
+        "files_processed": len(todo),
+        "events_processed": processed,
+        "pipeline_seconds": round(seconds, 3),
+        "events_per_second": round(processed / seconds, 2) if processed and seconds > 0 else None,
+        "actors": cfg.actors,
+        "cpus_per_actor": cfg.cpus_per_actor,
+        "gpus_per_actor": cfg.gpus_per_actor,
+        "batch_size": cfg.batch_size,
+        "total_seconds": None,
+    }
+    run["total_seconds"] = round(time.perf_counter() - t0, 3)
+    summary, _ = write_summary(store, plan, params, run)
+    return ReprocessResult(
+        summary, len(plan.good) - len(todo), len(todo), time.perf_counter() - t0, store.path(QUARANTINE)
+    )
