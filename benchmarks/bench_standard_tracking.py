@@ -1,0 +1,140 @@
+"""Standard track reconstruction: events per second per core per energy bin, and its Table 2 calibration.
+
+Run: `.venv/bin/python benchmarks/bench_standard_tracking.py [--events 2000] [--seed 7]`.
+One process with BLAS pinned to one thread, so every rate is per core. For each particle
+and each of the paper's Table 2 energy bins it simulates events (E^-1 within the bin, not
+timed), times the standard reconstruction (BGO axis fit, road, seeds, extension,
+cleaning, x/y combination, standard selection), then prints the track efficiency of the
+standard and the ideal selection beside the paper's Table 2. Events with an inelastic
+interaction in the PSD (MC truth) are left out of the efficiency, as in the paper's
+selection (section 3).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform as stdlib_platform
+import time
+
+import awkward as ak
+import numpy as np
+
+from dampeml.detector import geometry as geo
+from dampeml.detector.simulation import SimulationConfig, simulate
+from dampeml.evaluation.efficiency import PAPER_ENERGY_BINS, efficiency_table, paper_value
+from dampeml.features.tracks import truth_track
+from dampeml.reconstruction.hits import stk_charge
+from dampeml.reconstruction.standard import reconstruct, select_ideal
+
+PAPER_SECONDS_PER_EVENT = 3.4  # the paper's standard reconstruction on one CPU core
+
+
+def one_thread():
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(1)
+
+
+def cpu_busy(seconds: float = 1.0) -> float:
+    """Cores busy system-wide over `seconds` (from /proc/stat), to flag a loaded machine."""
+
+    def read() -> tuple[float, float]:
+        with open("/proc/stat") as f:
+            v = [float(x) for x in f.readline().split()[1:]]
+        return sum(v), v[3] + v[4]
+
+    t0, i0 = read()
+    time.sleep(seconds)
+    t1, i1 = read()
+    return (os.cpu_count() or 1) * (1 - (i1 - i0) / max(t1 - t0, 1e-9))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=2000, help="events per particle and energy bin")
+    ap.add_argument("--seed", type=int, default=7)
+    args = ap.parse_args()
+    print(f"machine: {stdlib_platform.processor() or stdlib_platform.machine()}, {os.cpu_count()} cores")
+    print(f"cores busy before: {cpu_busy():.2f}")
+    speed, rows = [], []
+    with one_thread():
+        for p_i, particle in enumerate(("proton", "helium")):
+            for b_i, (lo, hi) in enumerate(PAPER_ENERGY_BINS):
+                cfg = SimulationConfig(particle, args.events, lo, hi, seed=args.seed + 10 * p_i + b_i)
+                ev, _ = simulate(cfg)
+                reconstruct(_head(ev, 50))  # warm-up
+                t0 = time.perf_counter()
+                res = reconstruct(ev)
+                dt = time.perf_counter() - t0
+                truth = truth_track(ev)
+                ideal = select_ideal(res.candidates, truth)
+                hits = (ev["stk_layer"], ev["stk_pos"], ev["stk_signal"])
+                q_true, q_std, q_ideal = (stk_charge(*hits, t)[0] for t in (truth, res.track, ideal))
+                in_psd = np.asarray(ev["true_inelastic"]) & (np.asarray(ev["true_interaction_z"]) < geo.Z_TOP)
+                rows += efficiency_table(
+                    particle,
+                    ev["true_energy"],
+                    q_true,
+                    {"standard": q_std, "ideal": q_ideal},
+                    energy_bins=[(lo, hi)],
+                    mask=~in_psd,
+                )
+                speed.append(
+                    (
+                        particle,
+                        lo,
+                        hi,
+                        args.events / dt,
+                        float(ak.mean(ak.num(ev["stk_pos"]))),
+                        float(res.n_candidates.mean()),
+                    )
+                )
+                print(
+                    f"  {particle} {lo / 1e3:g}-{hi / 1e3:g} TeV: {args.events / dt:.0f} events/s", flush=True
+                )
+    print(f"cores busy after: {cpu_busy():.2f}")
+
+    print("\n## Speed (one core)\n")
+    print(
+        "| particle | E (TeV) | STK clusters/event | candidates/event | events/s | ms/event "
+        "| vs paper (3.4 s/event) |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for particle, lo, hi, rate, n_cl, n_c in speed:
+        print(
+            f"| {particle} | {lo / 1e3:g}-{hi / 1e3:g} | {n_cl:.0f} | {n_c:.1f} | {rate:.0f} "
+            f"| {1e3 / rate:.2f} | {rate * PAPER_SECONDS_PER_EVENT:.0f}x |"
+        )
+
+    print("\n## Track efficiency (%), ours vs the paper's Table 2\n")
+    print(
+        "| particle | E (TeV) | standard 85% | paper | standard 95% | paper "
+        "| ideal 85% | paper | ideal 95% | paper |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    table = {(r["particle"], r["e_min"], r["method"], r["containment"]): r for r in rows}
+    for particle in ("proton", "helium"):
+        for lo, hi in PAPER_ENERGY_BINS:
+            cells = []
+            for method in ("standard", "ideal"):
+                for c in (0.85, 0.95):
+                    r = table[(particle, lo, method, c)]
+                    cells += [
+                        f"{100 * r['efficiency']:.1f}",
+                        f"{paper_value(particle, method, lo, hi, c):.1f}",
+                    ]
+            print(f"| {particle} | {lo / 1e3:g}-{hi / 1e3:g} | " + " | ".join(cells) + " |")
+    n_true = [r["n_true"] for r in rows]
+    print(f"\nevents in the true-track window per row: {min(n_true)}-{max(n_true)}")
+
+
+def _head(ev: dict, n: int) -> dict:
+    return {k: v[:n] for k, v in ev.items()}
+
+
+if __name__ == "__main__":
+    main()
