@@ -103,7 +103,9 @@ def simulate_chunk(
     parts = [
         stk.primary_hits(rng, traj.x_stk, traj.y_stk, charge, cos_t, z_inel),
         psd.primary_psd_hits(rng, traj.x_psd, traj.y_psd, charge, cos_t),
-        stk.backsplash(rng, deposit_gev, x_entry, y_entry, planes=stk.STK_PLANES),
+        stk.backsplash(
+            rng, deposit_gev, x_entry, y_entry, planes=stk.STK_PLANES, hadronic=cfg.particle != "electron"
+        ),
         stk.backsplash(
             rng, deposit_gev, x_entry, y_entry, planes=stk.PSD_PLANES, scale=stk.PSD_BACKSPLASH_SCALE
         ),

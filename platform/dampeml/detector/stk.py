@@ -244,19 +244,21 @@ def backsplash(
     y_entry: np.ndarray,
     planes: np.ndarray,
     scale: float = 1.0,
+    hadronic: bool = True,
 ) -> Hits:
     """Albedo hits: upward particles from the shower's entry point into the given planes.
 
     Most albedo is soft photons and electrons that leave one cluster each (single hits);
-    a fraction BACKSPLASH_CHARGED_FRACTION is charged hadrons that cross the STK upwards
-    as straight tracks through successive layers until they range out (only for the STK
-    planes; the PSD keeps single hits).
+    in hadronic showers a fraction BACKSPLASH_CHARGED_FRACTION is charged hadrons that
+    cross the STK upwards as straight tracks through successive layers until they range
+    out (STK planes only; the PSD keeps single hits). Electromagnetic showers
+    (`hadronic=False`) send back no hadrons.
     """
     n_per = rng.poisson(scale * backsplash_multiplicity(bgo_deposit_gev))
     ev = np.repeat(np.arange(len(n_per)), n_per)
     k = len(ev)
     charged = np.zeros(k, dtype=bool)
-    if np.all(planes >= 0) and BACKSPLASH_CHARGED_FRACTION > 0:
+    if hadronic and np.all(planes >= 0) and BACKSPLASH_CHARGED_FRACTION > 0:
         charged = rng.random(k) < BACKSPLASH_CHARGED_FRACTION
     singles = _backsplash_singles(rng, ev[~charged], x_entry, y_entry, planes)
     if not charged.any():
