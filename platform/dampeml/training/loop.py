@@ -40,6 +40,8 @@ def train_loop_per_worker(cfg: dict) -> None:
     rank = ctx.get_world_rank()
     state = {"epoch": 0, "lr": cfg["learning_rate"], "best_val": None, "wait": 0, "history": []}
     checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None and cfg.get("resume_from"):  # a restarted driver's explicit restore
+        checkpoint = ray.train.Checkpoint(cfg["resume_from"])
     with strategy.scope():
         if checkpoint is not None:
             with checkpoint.as_directory() as d:

@@ -118,6 +118,8 @@ def make_trainer(
         "x_keys": list(net.input_keys),
         "steps_per_epoch": cfg.steps_per_epoch or max(1, n_train // cfg.global_batch),
         "val_steps": max(1, n_val // cfg.global_batch),
+        # Train V2 refuses `resume_from_checkpoint`: the loop restores this one when Ray has none newer
+        "resume_from": resume_from.path if resume_from is not None else None,
     }
     use_gpu = cfg.gpus_per_worker > 0
     resources = {"CPU": cfg.cpus_per_worker, **({"GPU": cfg.gpus_per_worker} if use_gpu else {})}
@@ -138,7 +140,6 @@ def make_trainer(
         datasets={
             s: network_dataset(cfg.dataset, s, cache=_fits_cache(manifest, s)) for s in ("train", "val")
         },
-        resume_from_checkpoint=resume_from,
     )
     return trainer, loop_cfg
 
