@@ -78,3 +78,20 @@ def test_table_rows_and_input_checks(events):
     assert paper_value("helium", "ideal", 562340.0, 1e6, 0.95) == 56.1
     with pytest.raises(ValueError, match="one per event"):
         efficiency_table("proton", ev["true_energy"], q, {"m": q[:-1]})
+
+
+def test_peak_mask_keeps_the_window_on_the_peak():
+    """A 10% tail of interacting events stretches a 95% window over all events; the clean peak's does not."""
+    rng = np.random.default_rng(1)
+    n = 20_000
+    tail = rng.random(n) < 0.1
+    q = np.where(tail, rng.uniform(1.5, 3.0, n), rng.normal(1.0, 0.03, n))
+    rows_all = efficiency_table("proton", np.full(n, 80.0), q, {"true": q}, containments=[0.95])
+    rows_peak = efficiency_table(
+        "proton", np.full(n, 80.0), q, {"true": q}, containments=[0.95], peak_mask=~tail
+    )
+    hi_all = [r for r in rows_all if r["n_events"]][0]["window_hi"]
+    hi_peak = [r for r in rows_peak if r["n_events"]][0]["window_hi"]
+    print(f"\n95% window upper edge: all events {hi_all:.2f}, clean peak {hi_peak:.3f}")
+    assert hi_all > 1.5
+    assert abs(hi_peak - (1.0 + 1.96 * 0.03)) < 0.01

@@ -68,13 +68,17 @@ def efficiency_table(
     energy_bins: Sequence[tuple[float, float]] = PAPER_ENERGY_BINS,
     containments: Sequence[float] = CONTAINMENTS,
     mask: np.ndarray | None = None,
+    peak_mask: np.ndarray | None = None,
 ) -> list[dict]:
     """Table 2 rows: one per (particle, energy bin, containment, method).
 
     `particle` is a per-event array of names (or one name for all), `energy` the kinetic
     energy (GeV), `true_charge` the STK charge along the true track, `method_charges`
     the charge along each method's track (NaN where it has none), `mask` an optional
-    event selection (e.g. no interaction in the PSD). Each row: particle, e_min, e_max,
+    event selection (e.g. no interaction in the PSD), `peak_mask` the events whose true-track
+    charge defines the windows (e.g. no inelastic interaction before the BGO: the clean peak
+    of Fig. 2; by default every selected event, so a tail of interacting events above a few
+    % stretches the 95% window). Each row: particle, e_min, e_max,
     containment, window_lo, window_hi, method, n_true (events in the window with the true
     track), n_method, efficiency (n_method / n_true, NaN if n_true = 0) and its binomial error.
     """
@@ -86,12 +90,15 @@ def efficiency_table(
         if len(arr) != n:
             raise ValueError(f"{name} has {len(arr)} entries, energy has {n}: one per event needed")
     sel = np.ones(n, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+    peak = np.ones(n, dtype=bool) if peak_mask is None else np.asarray(peak_mask, dtype=bool)
+    if len(sel) != n or len(peak) != n:
+        raise ValueError(f"mask and peak_mask need one entry per event ({n})")
     rows = []
     for p in dict.fromkeys(names.tolist()):
         for e_min, e_max in energy_bins:
             ev = sel & (names == p) & (energy >= e_min) & (energy < e_max)
             for frac in containments:
-                window = containment_window(true_charge[ev], frac)
+                window = containment_window(true_charge[ev & peak], frac)
                 ok_true = ev & in_window(true_charge, window)
                 n_true = int(ok_true.sum())
                 for method, charge in method_charges.items():
