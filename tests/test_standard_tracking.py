@@ -133,3 +133,18 @@ def test_psd_charge_and_consistency_cut_reject_inelastic_events():
         assert abs(med - z) < 0.15 * z
         assert rates[particle][0] > 0.85
         assert rates[particle][1] < rates[particle][0] - 0.15
+
+
+def test_flat_input_empty_events_and_bad_shapes(low):
+    ev = {k: low[k] for k in ("bgo_energy", "stk_layer", "stk_pos", "stk_signal")}
+    counts = ak.to_numpy(ak.num(low["stk_pos"]))
+    flat = {**ev, **{k: ak.to_numpy(ak.flatten(low[k])) for k in ("stk_layer", "stk_pos", "stk_signal")}}
+    np.testing.assert_array_equal(reconstruct(ev).track, reconstruct(flat, counts=counts).track)
+    empty = {**flat, "stk_layer": flat["stk_layer"][:0], "stk_pos": flat["stk_pos"][:0]}
+    empty["stk_signal"] = flat["stk_signal"][:0]
+    res = reconstruct(empty, counts=np.zeros_like(counts))
+    assert np.isnan(res.track).all() and res.n_candidates.sum() == 0
+    with pytest.raises(ValueError, match="bgo_energy must be"):
+        reconstruct({**ev, "bgo_energy": np.asarray(ev["bgo_energy"])[:, :7]})
+    with pytest.raises(ValueError, match="STK hit lists"):
+        reconstruct({**ev, "bgo_energy": np.asarray(ev["bgo_energy"])[:-1]})

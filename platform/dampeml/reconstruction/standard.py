@@ -283,6 +283,17 @@ def _clean_2d(c: dict[str, np.ndarray], n_road: int, cfg: StandardConfig) -> dic
     return {k: v[keep] for k, v in c.items()}
 
 
+_EMPTY_2D = {
+    "event": np.zeros(0, dtype=np.int64),
+    "proj": np.zeros(0, dtype=np.int64),
+    "hits": np.zeros((0, N_PLANES), dtype=np.int64),
+    "a": np.zeros(0),
+    "b": np.zeros(0),
+    "n": np.zeros(0, dtype=np.int64),
+    "chi2": np.zeros(0),
+}
+
+
 def find_candidates(
     events: Mapping, counts: np.ndarray | None = None, config: StandardConfig | None = None
 ) -> tuple[Candidates, np.ndarray]:
@@ -292,14 +303,23 @@ def find_candidates(
     or flat with `counts`).
     """
     cfg = config or StandardConfig()
-    axis, _ = fit_shower_axis(np.asarray(events["bgo_energy"]))
+    bgo = np.asarray(events["bgo_energy"])
+    if bgo.ndim != 3 or bgo.shape[1:] != (geo.BGO_N_LAYERS, geo.BGO_N_BARS):
+        raise ValueError(
+            f"bgo_energy must be (N, {geo.BGO_N_LAYERS}, {geo.BGO_N_BARS}) MeV per bar, got {bgo.shape}"
+        )
+    axis, _ = fit_shower_axis(bgo)
     counts, (layer, pos, signal) = flatten(
         [events["stk_layer"], events["stk_pos"], events["stk_signal"]], counts
     )
     if len(counts) != len(axis):
         raise ValueError(f"{len(axis)} BGO events but {len(counts)} STK hit lists")
     offsets = np.concatenate([[0], np.cumsum(counts)])
-    parts = []
+    parts = [
+        _combine(
+            _EMPTY_2D, _road(counts[:0], layer[:0], pos[:0], signal[:0], axis[:0], cfg), axis[:0], 0, cfg
+        )
+    ]
     for lo in range(0, len(counts), cfg.batch_events):
         hi = min(lo + cfg.batch_events, len(counts))
         a, b = offsets[lo], offsets[hi]
