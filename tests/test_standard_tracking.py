@@ -89,7 +89,7 @@ def test_ideal_selection_is_never_worse_than_standard(high):
 
 
 def test_standard_selection_prefers_the_highest_signal_candidate(low):
-    """Among quality candidates the highest signal wins: adding a brighter copy of a track moves the pick."""
+    """Per event, the selected candidate is the quality candidate with the highest signal."""
     cands, _ = find_candidates(low)
     n = len(low["true_energy"])
     std = select_standard(cands, n)
