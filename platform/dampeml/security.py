@@ -1,0 +1,321 @@
+"""Checks at the platform's edges: storage locations, model URIs, artifact paths, model files.
+
+Jobs on a shared cluster take paths and URIs from dataset specs, campaign files and command
+lines; each is checked against the allowed storage roots before anything is read or written.
+Model files can carry code (a Keras `Lambda` layer holds marshalled Python bytecode, MLflow
+models can ship pickles and `code/` directories), so registry models are loaded only through
+:func:`safe_load_model`, which inspects the artifact before Keras sees it.
+
+Allowed storage: `DAMPEML_ALLOWED_STORAGE`, a comma-separated list of roots (local paths or
+URIs such as `s3://bucket/prefix`). Unset, nothing is restricted (one machine, one user); the
+cluster sets it (cluster.yaml). Local paths are compared after resolving `..` and symlinks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+ALLOWED_STORAGE_VAR = "DAMPEML_ALLOWED_STORAGE"
+GLOB_CHARS = re.compile(r"[*?\[]")
+
+
+class StorageNotAllowedError(PermissionError):
+    """A path or URI outside the allowed storage roots; the message names both."""
+
+
+class UnsafeModelError(RuntimeError):
+    """A model artifact that could run code when loaded (Lambda layer, pickle, bundled code)."""
+
+
+class ArtifactPathError(ValueError):
+    """An artifact path that would escape its artifact directory."""
+
+
+# ---- storage roots
+
+
+def allowed_roots(roots: Iterable[str] | None = None) -> list[str] | None:
+    """The allowed roots, normalised; None when unrestricted (DAMPEML_ALLOWED_STORAGE unset)."""
+    if roots is None:
+        raw = os.environ.get(ALLOWED_STORAGE_VAR, "").strip()
+        if not raw:
+            return None
+        roots = [r for r in raw.split(",") if r.strip()]
+    return [_normalise(r.strip(), what="allowed root") for r in roots]
+
+
+def _normalise(location: str, what: str) -> str:
+    """`scheme://netloc/path` with `.` and `..` resolved; local paths absolute and real."""
+    if "\x00" in location:
+        raise StorageNotAllowedError(f"{what} {location!r} contains a NUL byte")
+    parts = urlsplit(location)
+    if parts.scheme in ("", "file") or len(parts.scheme) == 1:  # a local path (or C:\ on Windows)
+        path = unquote(parts.path) if parts.scheme == "file" else location
+        literal = GLOB_CHARS.split(path, maxsplit=1)[0]  # a glob is judged by its literal prefix
+        real = os.path.realpath(os.path.expanduser(literal or "."))
+        return real.rstrip("/") or "/"
+    path = unquote(parts.path)
+    if ".." in path.split("/"):
+        raise StorageNotAllowedError(f"{what} {location!r} contains '..': name the location directly")
+    literal = GLOB_CHARS.split(path, maxsplit=1)[0]
+    clean = posixpath.normpath("/" + literal.lstrip("/")) if literal else "/"
+    return f"{parts.scheme}://{parts.netloc}{clean.rstrip('/')}"
+
+
+def _under(location: str, root: str) -> bool:
+    if location == root:
+        return True
+    return location.startswith(root.rstrip("/") + "/")
+
+
+def check_storage(
+    location: str | os.PathLike, what: str = "location", roots: Iterable[str] | None = None
+) -> str:
+    """Refuse `location` (path, URI or glob) outside the allowed roots; return it unchanged.
+
+    `what` names it in the error (e.g. "--out", "dataset spec sources[0].glob").
+    """
+    location = os.fspath(location)
+    allowed = allowed_roots(roots)
+    if allowed is None:
+        return location
+    norm = _normalise(location, what)
+    if not any(_under(norm, r) for r in allowed):
+        raise StorageNotAllowedError(
+            f"{what} {location!r} (resolved: {norm}) is outside the allowed storage "
+            f"({', '.join(allowed)}); use a location under one of them, or ask the cluster admin to "
+            f"add its root to {ALLOWED_STORAGE_VAR}"
+        )
+    return location
+
+
+def check_spec_storage(spec: Any, spec_path: str | os.PathLike | None = None) -> None:
+    """Every file source of a dataset spec (a DatasetSpec) must be under the allowed roots."""
+    where = f"dataset spec {os.fspath(spec_path)}" if spec_path else f"dataset spec {spec.name}"
+    for i, source in enumerate(spec.sources):
+        glob = getattr(source, "glob", None)
+        if glob is not None:
+            check_storage(glob, what=f"{where}: sources[{i}].glob")
+
+
+def check_job_paths(**locations: str | os.PathLike | None) -> None:
+    """Check a job's path arguments by name (`check_job_paths(out=..., dataset=...)`); None skipped."""
+    for name, loc in locations.items():
+        if loc is not None:
+            check_storage(loc, what=f"--{name.replace('_', '-')}")
+
+
+# ---- artifact paths
+
+
+def check_artifact_path(path: str) -> str:
+    """A relative artifact path that stays inside its artifact directory; returned normalised."""
+    decoded = unquote(unquote(path))  # catch %2e%2e and a doubly encoded %252e
+    if not path or "\x00" in decoded or "\\" in decoded:
+        raise ArtifactPathError(f"artifact path {path!r} is empty or has NUL/backslash characters")
+    if decoded.startswith("/") or re.match(r"^[A-Za-z]:", decoded) or urlsplit(decoded).scheme:
+        raise ArtifactPathError(f"artifact path {path!r} must be relative to the artifact directory")
+    if ".." in decoded.split("/"):
+        raise ArtifactPathError(f"artifact path {path!r} leaves the artifact directory ('..')")
+    return posixpath.normpath(decoded)
+
+
+def check_artifact_tree(root: str | os.PathLike) -> None:
+    """No file of a downloaded artifact is a link leading outside it."""
+    root = os.path.realpath(root)
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = os.path.join(dirpath, name)
+            if os.path.islink(p) and not _under(os.path.realpath(p), root):
+                raise UnsafeModelError(f"{p} links outside the model artifact ({os.readlink(p)})")
+
+
+# ---- models
+
+
+def check_model_uri(uri: str) -> tuple[str, str]:
+    """`models:/NAME@ALIAS` or `models:/NAME/VERSION` that exists in the registry; (name, version).
+
+    Raises dampeml.registry.models.RegistryError saying what exists otherwise.
+    """
+    from dampeml.registry.models import RegistryError, list_versions, version_of
+
+    m = re.fullmatch(r"models:/([A-Za-z0-9][A-Za-z0-9._-]*)(?:@([A-Za-z0-9_-]+)|/(\d+))", uri or "")
+    if not m:
+        raise RegistryError(f"{uri!r} is not a registry URI: use models:/NAME@ALIAS or models:/NAME/VERSION")
+    name, alias, version = m.groups()
+    if alias:
+        return name, version_of(name, alias)
+    versions = [v.version for v in list_versions(name)]
+    if version not in versions:
+        raise RegistryError(
+            f"{name} has no version {version} (versions: {', '.join(versions)}); `dampeml models show {name}`"
+        )
+    return name, version
+
+
+def model_exists(uri: str) -> bool:
+    from dampeml.registry.models import RegistryError
+
+    try:
+        check_model_uri(uri)
+    except RegistryError:
+        return False
+    return True
+
+
+# Layers whose config holds code, and MLflow files that are unpickled or put on sys.path.
+CODE_LAYERS = {"Lambda", "TFOpLambda", "SlicingOpLambda"}
+# TF ops called on Keras tensors are stored by name (e.g. "math.log1p") and resolved in `tf` at
+# load: harmless for math, not for `io.write_file` or `py_function`. Only pure element-wise and
+# shape ops pass.
+TF_OP_LAYERS = {"TFOpLambda", "SlicingOpLambda"}
+PURE_TF_OPS = {
+    "where",
+    "zeros_like",
+    "ones_like",
+    "maximum",
+    "minimum",
+    "clip_by_value",
+    "reshape",
+    "concat",
+    "stack",
+    "unstack",
+    "cast",
+    "expand_dims",
+    "squeeze",
+    "transpose",
+    "gather",
+    "abs",
+    "exp",
+    "sqrt",
+    "__operators__.add",
+    "__operators__.getitem",
+    "nn.relu",
+    "nn.softmax",
+    "nn.sigmoid",
+    "split",
+}
+IMPURE_TF_PREFIXES = ("io.", "compat.", "py_function", "numpy_function", "debugging.", "print", "summary.")
+
+
+def _pure_tf_op(function: object) -> bool:
+    if not isinstance(function, str) or function.startswith(IMPURE_TF_PREFIXES):
+        return False
+    return function in PURE_TF_OPS or (function.startswith("math.") and function.count(".") == 1)
+
+
+SAFE_MODULE_PREFIXES = ("keras", "tf_keras", "tensorflow", "builtins")
+PICKLE_SUFFIXES = (".pkl", ".pickle", ".cloudpickle", ".joblib")
+IGNORED_PICKLE = "global_custom_objects.cloudpickle"  # written by MLflow for every tf-keras model
+
+
+def audit_keras_config(config: Any, where: str) -> None:
+    """Refuse a Keras model config with Lambda layers or classes from modules outside Keras.
+
+    TFOpLambda/SlicingOpLambda (tf ops called on Keras tensors) name a TF symbol: only pure math
+    and shape ops pass (PURE_TF_OPS, `math.*`), so a tampered `io.write_file` op is refused.
+    """
+    stack = [config]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            cls = node.get("class_name")
+            conf = node.get("config") if isinstance(node.get("config"), dict) else {}
+            if cls in TF_OP_LAYERS and _pure_tf_op(conf.get("function")):
+                stack.extend(node.values())
+                continue
+            if cls in CODE_LAYERS or "function_type" in conf:
+                raise UnsafeModelError(
+                    f"{where}: the model holds a {cls or 'function'} layer (Python code); refused. "
+                    "Register the model again from trusted code"
+                )
+            module = node.get("module")
+            if isinstance(cls, str) and isinstance(module, str) and module:
+                if not module.startswith(SAFE_MODULE_PREFIXES):
+                    raise UnsafeModelError(f"{where}: class {cls} comes from module {module!r}; refused")
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
+def keras_file_config(path: str | os.PathLike) -> Any:
+    """The model config inside a Keras v3 `.keras` file (a zip holding config.json)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            return json.loads(z.read("config.json"))
+    except (OSError, KeyError, zipfile.BadZipFile, ValueError) as exc:
+        raise UnsafeModelError(f"{path}: not a readable Keras v3 model file ({exc}); refused") from None
+
+
+def audit_model_dir(local: str | os.PathLike) -> Path:
+    """Inspect a downloaded MLflow tf-keras model; return its `.keras` file. Refuses pickles,
+    bundled code, links out of the artifact, other flavors and formats, code-carrying layers."""
+    import yaml
+
+    local = Path(local)
+    check_artifact_tree(local)
+    mlmodel = local / "MLmodel"
+    if not mlmodel.exists():
+        raise UnsafeModelError(f"{local}: no MLmodel file; not an MLflow model")
+    conf = yaml.safe_load(mlmodel.read_text()) or {}
+    flavors = conf.get("flavors") or {}
+    flavor = flavors.get("tensorflow") or flavors.get("keras")
+    if not flavor or flavor.get("model_type", "keras") != "keras":
+        raise UnsafeModelError(f"{local}: not a tf-keras model (flavors: {sorted(flavors)}); refused")
+    if flavor.get("code") or any((f or {}).get("code") for f in flavors.values() if isinstance(f, dict)):
+        raise UnsafeModelError(f"{local}: the model bundles code directories (put on sys.path); refused")
+    if flavor.get("keras_module", "tensorflow.keras") not in ("tensorflow.keras", "tf_keras", "keras"):
+        raise UnsafeModelError(f"{local}: keras_module {flavor.get('keras_module')!r}; refused")
+    # MLflow writes Keras' global custom-object registry as a pickle beside every tf-keras model and
+    # its own loader unpickles it (MLFLOW_ALLOW_PICKLE_DESERIALIZATION defaults to true): this
+    # loader never reads it. Any other pickle means the model needs pickled code: refused.
+    pickles = [p for p in local.rglob("*") if p.name.endswith(PICKLE_SUFFIXES) and p.name != IGNORED_PICKLE]
+    if pickles:
+        raise UnsafeModelError(f"{local}: pickled files {[p.name for p in pickles]} (code on load); refused")
+    data = local / check_artifact_path(flavor.get("data", "data"))
+    path = data / "model.keras"
+    if not path.is_file():
+        others = sorted(p.name for p in data.iterdir()) if data.is_dir() else []
+        raise UnsafeModelError(
+            f"{local}: no data/model.keras (found {others}); only the Keras v3 format is loaded, the one "
+            "Keras' safe_mode checks (a SavedModel or HDF5 file loads Lambda layers even with safe_mode)"
+        )
+    audit_keras_config(keras_file_config(path), str(path))
+    return path
+
+
+def safe_load_model(uri: str, dst_path: str | os.PathLike | None = None):
+    """Load a registered tf-keras model (`models:/NAME@ALIAS`) without running code from it.
+
+    The URI must exist (RegistryError otherwise), the artifact passes :func:`audit_model_dir`,
+    and Keras loads it with `safe_mode=True`. Use it instead of
+    `mlflow.tensorflow.load_model`, which unpickles the model's global_custom_objects.cloudpickle
+    (code execution from a tampered artifact) and loads SavedModel Lambda layers despite safe_mode.
+    """
+    import mlflow
+    import tf_keras as keras
+
+    from dampeml.registry.tracking import setup_mlflow
+
+    setup_mlflow()
+    check_model_uri(uri)
+    local = mlflow.artifacts.download_artifacts(
+        artifact_uri=uri, dst_path=None if dst_path is None else str(dst_path)
+    )
+    path = audit_model_dir(local)
+    try:
+        return keras.models.load_model(str(path), safe_mode=True, compile=False)
+    except ValueError as exc:
+        if "Lambda" in str(exc) or "safe_mode" in str(exc):
+            raise UnsafeModelError(f"{uri}: {str(exc).splitlines()[0]}") from None
+        raise

@@ -1,0 +1,307 @@
+"""Checks at the edges: storage roots, artifact paths, model URIs and tampered model artifacts.
+
+The tampered-model tests register a real model in a private MLflow store, then change its files on
+disk the way an attacker with write access to the artifact store would.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from dampeml.registry.models import RegistryError
+from dampeml.security import (
+    ArtifactPathError,
+    StorageNotAllowedError,
+    UnsafeModelError,
+    check_artifact_path,
+    check_job_paths,
+    check_model_uri,
+    check_spec_storage,
+    check_storage,
+    model_exists,
+    safe_load_model,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+# ---- storage roots
+
+
+@pytest.fixture
+def roots(tmp_path, monkeypatch):
+    allowed = tmp_path / "data"
+    allowed.mkdir()
+    monkeypatch.setenv("DAMPEML_ALLOWED_STORAGE", f"{allowed},s3://dampeml-bucket/prod")
+    return allowed
+
+
+def test_locations_inside_the_allowed_roots_pass(roots):
+    for loc in (roots, roots / "ds" / "x", f"{roots}/mc/*.root", f"file://{roots}/out",
+                "s3://dampeml-bucket/prod/datasets/a", "s3://dampeml-bucket/prod"):  # fmt: skip
+        assert check_storage(loc) == os.fspath(loc)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "/etc/passwd",
+        "{root}/../elsewhere",  # .. out of the root
+        "{root}-sibling/ds",  # a prefix of the name is not a parent directory
+        "{root}/link/secret",  # a symlink out of the root
+        "/tmp/*/ds",
+        "s3://dampeml-bucket/production/x",
+        "s3://other-bucket/prod/x",
+        "s3://dampeml-bucket/prod/../private",
+        "gs://dampeml-bucket/prod/x",
+        "file:///etc/shadow",
+    ],
+)
+def test_locations_outside_the_allowed_roots_are_refused_by_name(roots, bad):
+    (roots / "link").symlink_to("/etc")
+    loc = bad.format(root=roots)
+    with pytest.raises(StorageNotAllowedError, match="--out") as err:
+        check_storage(loc, what="--out")
+    print(f"\n{err.value}")
+    assert "DAMPEML_ALLOWED_STORAGE" in str(err.value) or ".." in str(err.value)
+
+
+def test_unset_allowed_storage_restricts_nothing(monkeypatch):
+    monkeypatch.delenv("DAMPEML_ALLOWED_STORAGE", raising=False)
+    assert check_storage("/etc/passwd") == "/etc/passwd"
+
+
+def test_a_dataset_spec_reading_outside_the_roots_is_refused(roots, tmp_path):
+    from dampeml.datasets.spec import load_spec
+
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(
+        "name: x\nkind: bgo-direction\nsources:\n- type: files\n  glob: '/home/*/flight/*.root'\n"
+        "features: [bgo_image]\ntargets: [track]\n"
+    )
+    with pytest.raises(StorageNotAllowedError, match=r"spec\.yaml: sources\[0\]\.glob"):
+        check_spec_storage(load_spec(spec_path), spec_path)
+    # the shipped specs simulate in the pipeline: nothing to refuse
+    for shipped in sorted((REPO / "datasets").glob("*.yaml")):
+        check_spec_storage(load_spec(shipped), shipped)
+
+
+def test_job_arguments_are_checked_by_name(roots):
+    check_job_paths(out=roots / "reco", dataset=roots / "ds", storage=None)
+    with pytest.raises(StorageNotAllowedError, match="--storage '/var/tmp/runs'"):
+        check_job_paths(out=roots / "reco", storage="/var/tmp/runs")
+
+
+# ---- artifact paths
+
+
+@pytest.mark.parametrize("good", ["model/MLmodel", "data/model/variables/variables.index", "a/./b"])
+def test_relative_artifact_paths_pass(good):
+    assert not check_artifact_path(good).startswith(("/", ".."))
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "../x",
+        "a/../../x",
+        "/etc/passwd",
+        "%2e%2e/x",
+        "%252e%252e/secret",
+        "a\\..\\b",
+        "s3://b/k",
+        "C:/x",
+        "a\x00b",
+        "",
+    ],  # fmt: skip
+)
+def test_escaping_artifact_paths_are_refused(bad):
+    with pytest.raises(ArtifactPathError):
+        check_artifact_path(bad)
+
+
+# ---- models: URIs that do not exist, tampered artifacts
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """A private store with one small real network registered as `bgo-direction-low` v1 @production."""
+    from dampeml.registry.bootstrap import ensure_experiment, register_catalog
+
+    d = tmp_path_factory.mktemp("sec-registry")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{d / 'mlflow.db'}")
+    ensure_experiment(d / "artifacts")
+    register_catalog(aliases=("production",), networks=["bgo-direction-low"], aligned=False)
+    yield d
+    mp.undo()
+
+
+@pytest.fixture
+def artifact(store):
+    """The registered model's artifact directory on disk, restored after each test."""
+    (mlmodel,) = list((store / "artifacts").rglob("MLmodel"))
+    root = mlmodel.parent
+    backup = store / "backup"
+    if not backup.exists():
+        shutil.copytree(root, backup, symlinks=True)
+    yield root
+    shutil.rmtree(root)
+    shutil.copytree(backup, root, symlinks=True)
+
+
+def test_model_uris_that_do_not_exist_are_refused(store):
+    assert check_model_uri("models:/bgo-direction-low@production") == ("bgo-direction-low", "1")
+    assert model_exists("models:/bgo-direction-low/1")
+    for uri, message in [
+        ("models:/bgo-direction-low@staging", "no alias 'staging'"),
+        ("models:/bgo-direction-low/7", "no version 7"),
+        ("models:/no-such-net@production", "no registered model 'no-such-net'"),
+        ("runs:/abc/model", "not a registry URI"),
+        ("models:/../../etc@production", "not a registry URI"),
+    ]:
+        assert not model_exists(uri)
+        with pytest.raises(RegistryError, match=message):
+            check_model_uri(uri)
+
+
+@pytest.mark.timeout(300)
+def test_the_untampered_model_loads_and_every_catalog_network_passes_the_audit(store, artifact, tmp_path):
+    import numpy as np
+
+    from dampeml.models.catalog import NETWORK_NAMES, build
+
+    model = safe_load_model("models:/bgo-direction-low@production")
+    assert model.count_params() > 0
+    # every network of the catalog, saved as MLflow saves it (.keras), passes the audit
+    from dampeml.security import audit_keras_config, keras_file_config
+
+    for name in NETWORK_NAMES:
+        path = tmp_path / f"{name}.keras"
+        build(name, preset="small", compile=False).save(path)
+        audit_keras_config(keras_file_config(path), name)
+    print(f"\naudited {len(NETWORK_NAMES)} networks, params of the loaded one {model.count_params()}")
+    assert np.isfinite(model.count_params())
+
+
+def test_tf_op_layers_pass_only_for_pure_math():
+    from dampeml.security import audit_keras_config
+
+    def layer(fn):
+        return {"class_name": "Functional", "config": {"layers": [{"class_name": "TFOpLambda",
+                "config": {"function": fn}, "module": "tf_keras.src.layers.core.tf_op_layer"}]}}  # fmt: skip
+
+    for ok in ("math.log1p", "where", "zeros_like"):
+        audit_keras_config(layer(ok), ok)
+    for bad in ("io.write_file", "py_function", "compat.v1.py_func", "math.x.y"):
+        with pytest.raises(UnsafeModelError, match="TFOpLambda"):
+            audit_keras_config(layer(bad), bad)
+    with pytest.raises(UnsafeModelError, match="module 'evil.layers'"):
+        audit_keras_config({"class_name": "Dense", "module": "evil.layers", "config": {}}, "x")
+
+
+def _with_lambda(model):
+    import tf_keras as keras
+
+    out = keras.layers.Lambda(lambda t: t + float(len(open("/etc/hostname").read())))(model.output)
+    return keras.Model(model.inputs, out)
+
+
+@pytest.mark.timeout(300)
+def test_a_lambda_layer_injected_as_a_saved_model_is_refused(store, artifact):
+    """Replace the registry's model.keras by a SavedModel with a Lambda layer: MLflow's loader falls
+    back to the SavedModel and Keras loads the Lambda despite safe_mode; safe_load_model refuses."""
+    import mlflow
+
+    model = safe_load_model("models:/bgo-direction-low@production")
+    (artifact / "data" / "model.keras").unlink()
+    _with_lambda(model).save(artifact / "data" / "model", save_format="tf")
+    with pytest.raises(UnsafeModelError, match="only the Keras v3 format"):
+        safe_load_model("models:/bgo-direction-low@production")
+    loaded = mlflow.tensorflow.load_model(
+        "models:/bgo-direction-low@production", keras_model_kwargs={"safe_mode": True, "compile": False}
+    )
+    kinds = [type(layer).__name__ for layer in loaded.layers]
+    print(f"\nmlflow.tensorflow.load_model(safe_mode=True) loaded the tampered SavedModel: {kinds[-1]}")
+    assert "Lambda" in kinds
+
+
+@pytest.mark.timeout(300)
+def test_a_lambda_or_file_writing_op_in_the_keras_file_is_refused(store, artifact):
+    import zipfile
+
+    import tensorflow as tf
+    import tf_keras as keras
+
+    model = safe_load_model("models:/bgo-direction-low@production")
+    target = artifact / "data" / "model.keras"
+    _with_lambda(model).save(target)
+    with pytest.raises(UnsafeModelError, match="Lambda layer"):
+        safe_load_model("models:/bgo-direction-low@production")
+    # a TF op on Keras tensors is stored by name and resolved in `tf` at load: edit a harmless one
+    # into tf.io.write_file in the file's config.json, as an attacker would
+    out = model.output if not isinstance(model.output, list) else model.output[0]
+    keras.Model(model.inputs, tf.math.abs(out)).save(target)
+    with zipfile.ZipFile(target) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    assert b'"math.abs"' in members["config.json"]
+    members["config.json"] = members["config.json"].replace(b'"math.abs"', b'"io.write_file"')
+    with zipfile.ZipFile(target, "w") as z:
+        for n, data in members.items():
+            z.writestr(n, data)
+    with pytest.raises(UnsafeModelError, match="TFOpLambda"):
+        safe_load_model("models:/bgo-direction-low@production")
+
+
+@pytest.mark.timeout(300)
+class _Payload:
+    """Unpickling this creates a file: a harmless stand-in for code run from a model artifact."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+@pytest.mark.timeout(300)
+def test_a_pickle_planted_in_the_artifact_is_never_unpickled(store, artifact, tmp_path):
+    import pickle
+
+    import mlflow
+
+    marker = tmp_path / "pwned"
+    (artifact / "data" / "global_custom_objects.cloudpickle").write_bytes(pickle.dumps(_Payload(str(marker))))
+    model = safe_load_model("models:/bgo-direction-low@production")
+    assert model.count_params() > 0 and not marker.exists()
+    # MLflow's own loader runs it (MLFLOW_ALLOW_PICKLE_DESERIALIZATION defaults to true in 3.17)
+    with pytest.raises(Exception):  # noqa: B017  (the payload's return value breaks MLflow afterwards)
+        mlflow.tensorflow.load_model("models:/bgo-direction-low@production")
+    print(f"\nmlflow.tensorflow.load_model ran the planted pickle: {marker.exists()}")
+    assert marker.exists()
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("tamper", ["pickle", "code", "link", "flavor"])
+def test_pickles_bundled_code_links_and_other_flavors_are_refused(store, artifact, tamper):
+    if tamper == "pickle":
+        (artifact / "data" / "custom_objects.cloudpickle").write_bytes(b"\x80\x04K\x01.")
+        match = "pickled"
+    elif tamper == "code":
+        text = (artifact / "MLmodel").read_text()
+        assert "    code: null\n" in text
+        text = text.replace("    code: null\n", "    code: code\n")
+        (artifact / "MLmodel").write_text(text)
+        match = "bundles code"
+    elif tamper == "link":
+        (artifact / "data" / "extra").symlink_to("/etc")
+        match = "links outside"
+    else:
+        text = (artifact / "MLmodel").read_text().replace("model_type: keras", "model_type: tf2-module")
+        (artifact / "MLmodel").write_text(text)
+        match = "not a tf-keras model"
+    with pytest.raises(UnsafeModelError, match=match):
+        safe_load_model("models:/bgo-direction-low@production")
