@@ -136,7 +136,12 @@ class _Road:
 
 
 def _road(
-    counts: np.ndarray, layer: np.ndarray, pos: np.ndarray, signal: np.ndarray, axis: np.ndarray, cfg
+    counts: np.ndarray,
+    layer: np.ndarray,
+    pos: np.ndarray,
+    signal: np.ndarray,
+    axis: np.ndarray,
+    cfg: StandardConfig,
 ) -> _Road:
     n = len(counts)
     ev = event_index(counts)
@@ -315,6 +320,7 @@ def find_candidates(
     if len(counts) != len(axis):
         raise ValueError(f"{len(axis)} BGO events but {len(counts)} STK hit lists")
     offsets = np.concatenate([[0], np.cumsum(counts)])
+    # an empty pool first, so that zero events still give typed, correctly shaped arrays
     parts = [
         _combine(
             _EMPTY_2D, _road(counts[:0], layer[:0], pos[:0], signal[:0], axis[:0], cfg), axis[:0], 0, cfg
