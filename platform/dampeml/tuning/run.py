@@ -253,7 +253,9 @@ class ChildLogger:
                 metrics.append(Metric(k, float(v), ts, 0))
         if history:
             metrics.append(Metric("epochs_done", float(len(history)), ts, 0))
-        client.log_batch(run.info.run_id, metrics=metrics, params=params)
+        client.log_batch(run.info.run_id, params=params)
+        for i in range(0, len(metrics), 900):  # MLflow takes at most 1000 metrics per batch
+            client.log_batch(run.info.run_id, metrics=metrics[i : i + 900])
         client.set_terminated(run.info.run_id, status)
 
 
