@@ -29,12 +29,16 @@ def default_num_cpus() -> int:
 def init_ray(address: str | None = None, num_cpus: int | None = None, **kwargs):
     """Join the cluster at `address` (or `RAY_ADDRESS`), else start a local Ray; return its context.
 
-    Locally: `num_cpus` logical CPUs (default `default_num_cpus()`), no dashboard. Calling it again
+    Locally: `num_cpus` logical CPUs (default `default_num_cpus()`), no dashboard; ignored when
+    joining the cluster of `RAY_ADDRESS`, an error with an explicit `address`. Calling it again
     in the same process returns the running instance's context. `kwargs` go to `ray.init`.
     """
     for key, value in RUNTIME_ENV["env_vars"].items():
         os.environ.setdefault(key, value)  # for this driver too (before TensorFlow is imported)
-    address = address or os.environ.get("RAY_ADDRESS") or None
+    if not address and os.environ.get("RAY_ADDRESS"):
+        # A driver started by `ray job submit` (or a shell with RAY_ADDRESS) joins that cluster:
+        # a CLI's local default for num_cpus does not apply there (the nodes declare their CPUs).
+        address, num_cpus = os.environ["RAY_ADDRESS"], None
     args: dict = {
         "ignore_reinit_error": True,
         "log_to_driver": True,
