@@ -143,6 +143,7 @@ class Runner:
     def __init__(self, model: Any, chunk: int) -> None:
         self.chunk = max(1, int(chunk))
         self.model = model
+        self.n_events = 0  # events this network has run on (FLOPs per event in the benchmark)
         if hasattr(model, "predict_on_batch"):
             import tensorflow as tf
 
@@ -176,6 +177,7 @@ class Runner:
         if missing:
             raise ValueError(f"network inputs {sorted(missing)} not given (has {sorted(inputs)})")
         n = len(inputs[self.input_names[0]])
+        self.n_events += n
         out = [
             self._call({k: np.ascontiguousarray(inputs[k][s : s + self.chunk]) for k in self.input_names})
             for s in range(0, n, self.chunk)
@@ -330,6 +332,13 @@ class Chain:
     def reset_timings(self) -> None:
         self.timings = {}
         self.n_events = 0
+        for runner in self._runners.values():
+            runner.n_events = 0
+
+    @property
+    def network_events(self) -> dict[str, int]:
+        """Events each network ran on since the last reset (ChainModels field -> count)."""
+        return {name: runner.n_events for name, runner in self._runners.items()}
 
     # -- stages
 

@@ -1,0 +1,217 @@
+"""Reconstruction chain throughput per core, per stage, TensorFlow vs onnxruntime; FLOPs vs the core's limit.
+
+Run: `.venv/bin/python benchmarks/bench_chain.py [--events 512] [--presets small full]`.
+
+One process pinned to one CPU core, with TensorFlow, onnxruntime and numpy each on one thread,
+so every rate is events per second per core (the issue's goal: >= 230 for the whole chain).
+Untrained networks of the catalog presets: timing does not depend on the weights (no early exits
+anywhere), only on the architectures and on which events reach which stage, which depends on
+the events (the coarse step below 1 TeV deposited, Hough networks only for events with RoI
+hits). Events: protons and helium 10 GeV - 1 PeV and electrons 10 GeV - 10 TeV (E^-1), the
+simulation's flight-like mix of energies. The BGO networks are untrained, so the RoIs sit
+around the detector centre rather than the track; the RoI hit counts, hence the rendering
+times, are those of a RoI placed about as far from the track as a poor low-energy BGO seed.
+
+The machine's limit: FLOPs per event of each network (Conv2D and Dense multiply-adds x 2,
+counted from the layer shapes, times the fraction of events it runs on), against the
+measured throughput of a large Conv2D on the same core in both runtimes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
+os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+
+import platform as stdlib_platform  # noqa: E402
+import time  # noqa: E402
+
+import awkward as ak  # noqa: E402
+import numpy as np  # noqa: E402
+
+import dampeml  # noqa: E402, F401  (tf-keras before TensorFlow)
+from dampeml.detector.simulation import SimulationConfig, simulate  # noqa: E402
+from dampeml.models.catalog import build  # noqa: E402
+from dampeml.reconstruction.chain import NETWORK_OF_FIELD, Chain, ChainModels  # noqa: E402
+
+
+def one_core() -> str:
+    """Pin this process to one core and every runtime to one thread; returns a description."""
+    import tensorflow as tf
+
+    cpu = sorted(os.sched_getaffinity(0))[-1]
+    os.sched_setaffinity(0, {cpu})
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    return f"pinned to CPU {cpu}"
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return f"{model}, {os.cpu_count()} logical CPUs, {stdlib_platform.python_version()}, load avg {load:.1f}"
+
+
+def events_sample(n: int, seed: int = 7) -> dict:
+    parts = [
+        simulate(SimulationConfig("proton", int(n * 0.5), 10, 1e6, seed=seed))[0],
+        simulate(SimulationConfig("helium", int(n * 0.3), 10, 1e6, seed=seed + 1))[0],
+        simulate(SimulationConfig("electron", n - int(n * 0.5) - int(n * 0.3), 10, 1e4, seed=seed + 2))[0],
+    ]
+    out = {}
+    for k in parts[0]:
+        v = [p[k] for p in parts]
+        out[k] = ak.concatenate(v) if isinstance(v[0], ak.Array) else np.concatenate(v)
+    return out
+
+
+def flops(model) -> int:
+    """2 x multiply-adds of the Conv2D and Dense layers of one inference (nested models included)."""
+    total = 0
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if hasattr(layer, "layers"):
+            total += flops(layer)
+        elif kind == "Conv2D":
+            _, h, w, c_out = layer.output_shape
+            kh, kw = layer.kernel_size
+            total += 2 * h * w * c_out * kh * kw * layer.input_shape[-1]
+        elif kind == "Dense":
+            total += 2 * int(np.prod(layer.input_shape[1:])) * layer.units
+    return total
+
+
+def conv_throughput(runtime: str, repeats: int = 3) -> float:
+    """GFLOP/s of a large 3x3 Conv2D (8 x 200 x 200 x 32 -> 64) on this core."""
+    from dampeml.models.common import tf_keras
+
+    keras = tf_keras()
+    inp = keras.Input((200, 200, 32), name="x")
+    model = keras.Model(inp, keras.layers.Conv2D(64, 3, padding="same")(inp))
+    x = np.random.default_rng(0).random((8, 200, 200, 32), dtype=np.float32)
+    work = flops(model) * len(x)
+    if runtime == "onnx":
+        from dampeml.reconstruction.onnx_export import session, to_onnx
+
+        sess = session(to_onnx(model), threads=1)
+
+        def run():
+            sess.run(None, {"x": x})
+    else:
+        import tensorflow as tf
+
+        fn = tf.function(lambda t: model(t, training=False))
+
+        def run():
+            fn(x).numpy()
+
+    run()
+    best = min(_timed(run) for _ in range(repeats))
+    return work / best / 1e9
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def build_chain(preset: str, runtime: str) -> tuple[Chain, dict[str, float]]:
+    keras_models = {f: build(n, preset=preset, compile=False) for f, n in NETWORK_OF_FIELD.items()}
+    network_flops = {f: float(flops(m)) for f, m in keras_models.items()}
+    models = keras_models
+    if runtime == "onnx":
+        from dampeml.reconstruction.onnx_export import export, session
+
+        models = {f: session(export(m).onnx, threads=1) for f, m in keras_models.items()}
+    chain = Chain(ChainModels(**models), {n: f"untrained-{preset}" for n in NETWORK_OF_FIELD.values()})
+    chain.runtime = runtime
+    return chain, network_flops
+
+
+def measure(chain: Chain, events: dict, warmup: dict) -> tuple[float, dict[str, float], dict[str, int]]:
+    chain.run(warmup)  # traces / session warm-up
+    chain.reset_timings()
+    t0 = time.perf_counter()
+    chain.run(events)
+    total = time.perf_counter() - t0
+    return total, dict(chain.timings), chain.network_events
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=512)
+    parser.add_argument("--presets", nargs="+", default=["small", "full"])
+    parser.add_argument("--runtimes", nargs="+", default=["tensorflow", "onnx"])
+    args = parser.parse_args()
+
+    pinned = one_core()
+    print(f"machine: {machine()}; {pinned}; one thread per runtime")
+    events = events_sample(args.events)
+    warmup = events_sample(64, seed=99)
+    n = len(events["event_id"])
+    deposit = events["bgo_energy"].sum(axis=(1, 2))
+    print(f"{n} events: {np.mean(deposit < 1e6):.0%} below 1 TeV deposited (coarse step)")
+
+    conv = {rt: conv_throughput(rt) for rt in args.runtimes}
+    print("large Conv2D, one core: " + ", ".join(f"{rt} {g:.1f} GFLOP/s" for rt, g in conv.items()))
+
+    for preset in args.presets:
+        results = {}
+        for runtime in args.runtimes:
+            chain, network_flops = build_chain(preset, runtime)
+            results[runtime] = measure(chain, events, warmup)
+        print(f"\n== preset {preset}: ms per event per core (lower is better)")
+        header = f"{'stage':26s}" + "".join(f"{rt:>12s}" for rt in args.runtimes)
+        if len(args.runtimes) == 2:
+            header += f"{'ratio':>9s}"
+        print(header)
+        stages = list(results[args.runtimes[0]][1])
+        for stage in stages:
+            vals = [results[rt][1].get(stage, 0.0) * 1e3 / n for rt in args.runtimes]
+            line = f"{stage:26s}" + "".join(f"{v:12.3f}" for v in vals)
+            if len(vals) == 2 and vals[1] > 0:
+                line += f"{vals[0] / vals[1]:9.2f}"
+            print(line)
+        totals = [results[rt][0] for rt in args.runtimes]
+        line = f"{'whole chain':26s}" + "".join(f"{t * 1e3 / n:12.3f}" for t in totals)
+        if len(totals) == 2:
+            line += f"{totals[0] / totals[1]:9.2f}"
+        print(line)
+        print(
+            "events/s/core: "
+            + ", ".join(f"{rt} {n / t:.1f}" for rt, t in zip(args.runtimes, totals, strict=True))
+        )
+
+        counts = results[args.runtimes[0]][2]
+        print(f"FLOPs per event ({preset}): network (runs on fraction of events) -> MFLOP/event")
+        chain_flops = 0.0
+        for field, f in network_flops.items():
+            frac = counts[field] / n
+            chain_flops += f * frac
+            print(
+                f"  {NETWORK_OF_FIELD[field]:22s} {f / 1e6:10.1f} MFLOP x {frac:5.2f} = {f * frac / 1e6:9.1f}"
+            )
+        for rt in args.runtimes:
+            limit = conv[rt] * 1e9 / chain_flops
+            net_s = sum(v for k, v in results[rt][1].items() if k.endswith("_network"))
+            print(
+                f"  {rt}: {chain_flops / 1e9:.3f} GFLOP/event -> at most {limit:.0f} events/s/core at the "
+                f"large-conv rate; the networks ran at {chain_flops * n / net_s / 1e9:.1f} GFLOP/s"
+            )
+
+
+if __name__ == "__main__":
+    main()
