@@ -14,16 +14,20 @@ Per batch of events, each stage runs once over all the events it applies to:
 
 Network inputs are made by the same feature functions, with the same arguments, as the
 training input pipeline (datasets.loader / datasets.columns): bgo_image + to_float, the
-shower variables as float32, render_stk_image, select_roi_hits + render_hough with
-cos_theta of the float32 RoI centre. tests/test_chain.py checks them against the loader.
+shower variables as float32, render_stk_image, select_roi_hits around the float64 centre +
+render_hough with cos_theta of the float32 stored centre. tests/test_chain.py checks them
+bit for bit against the loader.
 
 Decisions of ours (the paper is silent):
 - An event with no STK hit inside a Hough RoI keeps its track from the previous stage: the
   Hough regression datasets require RoI hits (`require_hough_hits`), so the networks never
   saw an empty image, and an empty image has no track to find.
 - Events are never read for truth: `run` drops every MC-only branch (`true_*`, `stk_is_primary`,
-  io.schema.MC_ONLY) before anything else, so
-  MC and flight files go through the identical code.
+  io.schema.MC_ONLY) before anything else, so MC and flight files go through identical code.
+- `versions` is keyed by the registered model actually used, so a flight chain names
+  `bgo-direction-low-aligned` where it used the alignment model, `bgo-direction-low` otherwise.
+- Outputs of an event with no assigned hit: stk_charge NaN, n_track_hits 0; every other
+  column is finite for any event with a finite BGO image.
 """
 
 from __future__ import annotations
@@ -99,12 +103,13 @@ class ChainConfig:
     #: events per network call; Hough images are rendered per chunk too (640 kB each, and a
     #: full-preset first convolution holds ~10 MB of activations per event).
     hough_chunk: int = 64
+    raw_stk_chunk: int = 128
     chunk: int = 1024
 
 
 @dataclass
 class ChainModels:
-    """The networks of the chain: tf-keras models, onnxruntime sessions, or any :class:`Runner`."""
+    """The networks of the chain: tf-keras models or onnxruntime sessions (see :class:`Runner`)."""
 
     bgo_low: Any
     bgo_mid: Any
@@ -279,7 +284,9 @@ class Chain:
         self._runners = {
             f.name: Runner(
                 getattr(models, f.name),
-                c.hough_chunk if f.name.startswith(("hough", "inelastic_h")) else c.chunk,
+                {"inelastic_raw_stk": c.raw_stk_chunk}.get(
+                    f.name, c.hough_chunk if f.name.startswith(("hough", "inelastic_h")) else c.chunk
+                ),
             )
             for f in fields(models)
         }
@@ -423,12 +430,16 @@ class Chain:
         t0 = self._timed("hits_charge", t0)
 
         # 5. inelastic classifier: raw STK x Hough (400 um around the final track)
-        raw = raw_stk_input(layer, half, channel, signal, counts)
-        t0 = self._timed("inelastic_stk_image", t0)
         runner = self._runners["inelastic_raw_stk"]
-        p_raw = runner({runner.input_names[0]: raw})[:, 0]
-        t0 = self._timed("inelastic_stk_network", t0)
-        del raw
+        p_raw = np.zeros(n, dtype=np.float32)
+        starts = np.concatenate([[0], np.cumsum(counts)])
+        for s in range(0, n, c.raw_stk_chunk):  # 74 kB images, ~2.4 MB of full-preset activations each
+            e = min(n, s + c.raw_stk_chunk)
+            h = slice(starts[s], starts[e])
+            raw = raw_stk_input(layer[h], half[h], channel[h], signal[h], counts[s:e])
+            t0 = self._timed("inelastic_stk_image", t0)
+            p_raw[s:e] = runner({runner.input_names[0]: raw})[:, 0]
+            t0 = self._timed("inelastic_stk_network", t0)
         p_hough = self._inelastic_hough(hough_stk, track)
         t0 = time.perf_counter()
 
