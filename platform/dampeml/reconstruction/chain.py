@@ -159,7 +159,7 @@ class Runner:
             ]
             single = len(specs) == 1
 
-            @tf.function(input_signature=specs)
+            @tf.function(input_signature=specs, autograph=False)
             def forward(*x):
                 return model(x[0] if single else list(x), training=False)
 
