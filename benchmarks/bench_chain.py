@@ -131,13 +131,8 @@ def _timed(fn) -> float:
 def build_chain(preset: str, runtime: str) -> tuple[Chain, dict[str, float]]:
     keras_models = {f: build(n, preset=preset, compile=False) for f, n in NETWORK_OF_FIELD.items()}
     network_flops = {f: float(flops(m)) for f, m in keras_models.items()}
-    models = keras_models
-    if runtime == "onnx":
-        from dampeml.reconstruction.onnx_export import export, session
-
-        models = {f: session(export(m).onnx, threads=1) for f, m in keras_models.items()}
-    chain = Chain(ChainModels(**models), {n: f"untrained-{preset}" for n in NETWORK_OF_FIELD.values()})
-    chain.runtime = runtime
+    versions = {n: f"untrained-{preset}" for n in NETWORK_OF_FIELD.values()}
+    chain = Chain(ChainModels(**keras_models), versions, runtime=runtime, onnx_threads=1)
     return chain, network_flops
 
 

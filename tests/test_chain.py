@@ -214,6 +214,11 @@ def test_chunking_does_not_change_outputs(mixed_events):
     assert chunked.network_events["inelastic_raw_stk"] == n and chunked.network_events["electron_proton"] == n
 
 
+def test_unknown_runtime_is_refused():
+    with pytest.raises(ValueError, match="unknown runtime 'torch'"):
+        Chain(ChainModels(**_untrained()), {}, runtime="torch")
+
+
 # --------------------------------------------------------------------------- known tracks recovered
 
 

@@ -274,7 +274,16 @@ class Chain:
         flight: bool = False,
         config: ChainConfig | None = None,
         runtime: str = "tensorflow",
+        onnx_threads: int = 0,
     ) -> None:
+        """`models` as given; with runtime="onnx", tf-keras models among them are exported to ONNX
+        (parity-checked against TensorFlow, onnx_export) and run in onnxruntime sessions
+        (`onnx_threads` > 0 fixes their threads). `runtime` records which runtime ran the chain.
+        """
+        if runtime not in RUNTIMES:
+            raise ValueError(f"unknown runtime {runtime!r}: use one of {list(RUNTIMES)}")
+        if runtime == "onnx":
+            models = _to_onnx(models, onnx_threads)
         self.config = config or ChainConfig()
         self.flight = flight
         self.runtime = runtime
@@ -311,7 +320,7 @@ class Chain:
         runtime="onnx" every network is converted and parity-checked (onnx_export) and runs in
         onnxruntime (`onnx_threads` > 0 fixes its threads).
         """
-        if runtime not in RUNTIMES:
+        if runtime not in RUNTIMES:  # before any loading
             raise ValueError(f"unknown runtime {runtime!r}: use one of {list(RUNTIMES)}")
         client = _client()
         chosen: dict[str, str] = {}
@@ -323,11 +332,7 @@ class Chain:
             name: resolve_version(name, alias, client) for name in chosen.values()
         }  # all errors first
         loaded = {f: load_keras(f"models:/{n}/{versions[n]}") for f, n in chosen.items()}
-        if runtime == "onnx":
-            from dampeml.reconstruction.onnx_export import export, session
-
-            loaded = {f: session(export(m).onnx, onnx_threads) for f, m in loaded.items()}
-        return cls(ChainModels(**loaded), versions, flight=flight, config=config, runtime=runtime)
+        return cls(ChainModels(**loaded), versions, flight, config, runtime, onnx_threads)
 
     # -- bookkeeping
 
@@ -514,6 +519,17 @@ def hough_input(hits: RoiHits, centre: np.ndarray, geometry: HoughGeometry, zthr
     length correction from the centre as stored (float32 `roi_*` columns) and read by the loader.
     """
     return render_hough(hits, cos_theta(np.asarray(centre).astype(np.float32)), geometry, zthr)
+
+
+def _to_onnx(models: ChainModels, threads: int) -> ChainModels:
+    """Every tf-keras model of `models` as a parity-checked onnxruntime session."""
+    from dampeml.reconstruction.onnx_export import export, session
+
+    out = {}
+    for f in fields(models):
+        model = getattr(models, f.name)
+        out[f.name] = session(export(model).onnx, threads) if hasattr(model, "predict_on_batch") else model
+    return ChainModels(**out)
 
 
 def _is_truth(branch: str) -> bool:
