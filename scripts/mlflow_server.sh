@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# MLflow tracking server for a cluster: PostgreSQL backend (system packages), basic-auth, artifacts
+# served over HTTP (workers never touch the store directly), no default admin password.
+#
+#   scripts/mlflow_server.sh start STATE_DIR [PORT]   # start PostgreSQL + MLflow, wait until up
+#   scripts/mlflow_server.sh stop STATE_DIR           # stop both
+#   source STATE_DIR/client.env                       # MLFLOW_TRACKING_URI/_USERNAME/_PASSWORD
+#
+# First start: generates the PostgreSQL password, the MLflow admin password and the Flask secret
+# key into STATE_DIR/secrets.env (mode 600), initialises a PostgreSQL cluster and two databases
+# (mlflow: runs and registry; mlflow_auth: users and permissions). The admin user is created with
+# the generated password (MLflow 3.17 ships none); unknown users get NO_PERMISSIONS.
+# Environment: MLFLOW_HOST (bind address, default 127.0.0.1: put a TLS proxy or tunnel in front
+# for other machines), MLFLOW_ARTIFACTS_DESTINATION (default STATE_DIR/artifacts; s3://... on a
+# cluster), MLFLOW_BIN (default: the mlflow next to this venv or on PATH).
+set -euo pipefail
+
+cmd=${1:-}; state=${2:-}
+if [[ -z "$cmd" || -z "$state" ]]; then sed -n '2,16p' "$0"; exit 2; fi
+mkdir -p "$state"; state=$(cd "$state" && pwd)
+port=${3:-5000}
+here=$(cd "$(dirname "$0")/.." && pwd)
+mlflow_bin=${MLFLOW_BIN:-$( [[ -x "$here/.venv/bin/mlflow" ]] && echo "$here/.venv/bin/mlflow" || command -v mlflow )}
+
+pg_bin() {  # PostgreSQL's server binaries: on PATH, else Debian's versioned directory
+  if command -v pg_ctl >/dev/null && command -v initdb >/dev/null; then dirname "$(command -v pg_ctl)"; return; fi
+  local d; d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+  [[ -n "$d" ]] || { echo "PostgreSQL not found: apt-get install -y postgresql" >&2; exit 1; }
+  echo "$d"
+}
+PG=$(pg_bin)
+as_pg() {  # PostgreSQL refuses to run as root: use the postgres system user then
+  if [[ $(id -u) == 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# PostgreSQL's files live where the postgres user can reach them (not under a private /tmp/pytest-*).
+pgdir_file="$state/pgdir"
+if [[ -f "$pgdir_file" ]]; then pgdir=$(cat "$pgdir_file"); fi
+
+stop() {
+  if [[ -f "$state/mlflow.pid" ]]; then
+    pid=$(cat "$state/mlflow.pid")
+    kill -TERM -- "-$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    kill -KILL -- "-$pid" 2>/dev/null || true
+    rm -f "$state/mlflow.pid"
+  fi
+  if [[ -n "${pgdir:-}" && -f "$pgdir/data/postmaster.pid" ]]; then
+    as_pg "$PG/pg_ctl" -D "$pgdir/data" -m fast -w stop >/dev/null || true
+  fi
+}
+
+if [[ "$cmd" == stop ]]; then stop; exit 0; fi
+[[ "$cmd" == start ]] || { echo "usage: $0 start|stop STATE_DIR [PORT]" >&2; exit 2; }
+
+umask 077
+if [[ ! -f "$state/secrets.env" ]]; then
+  gen() { python3 -c 'import secrets; print(secrets.token_urlsafe(24))'; }
+  {
+    echo "PG_PASSWORD=$(gen)"
+    echo "MLFLOW_AUTH_ADMIN_PASSWORD=$(gen)"
+    echo "MLFLOW_FLASK_SERVER_SECRET_KEY=$(gen)"
+    echo "PG_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+  } > "$state/secrets.env"
+fi
+# shellcheck disable=SC1091
+source "$state/secrets.env"
+
+if [[ -z "${pgdir:-}" ]]; then
+  pgdir=$(mktemp -d /tmp/dampeml-pg.XXXXXX)
+  echo "$pgdir" > "$pgdir_file"
+  [[ $(id -u) == 0 ]] && chown postgres: "$pgdir"
+fi
+if [[ ! -f "$pgdir/data/PG_VERSION" ]]; then
+  pwfile=$(mktemp "$pgdir/pw.XXXXXX"); echo "$PG_PASSWORD" > "$pwfile"
+  [[ $(id -u) == 0 ]] && chown postgres: "$pwfile"
+  as_pg "$PG/initdb" -D "$pgdir/data" -U postgres --auth=scram-sha-256 --pwfile="$pwfile" >"$state/initdb.log"
+  rm -f "$pwfile"
+fi
+if [[ ! -f "$pgdir/data/postmaster.pid" ]]; then
+  as_pg "$PG/pg_ctl" -D "$pgdir/data" -l "$pgdir/postgres.log" -w \
+    -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $pgdir" start >/dev/null
+fi
+export PGPASSWORD=$PG_PASSWORD
+psql=(psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -v ON_ERROR_STOP=1 -qtA)
+for db in mlflow mlflow_auth; do
+  if [[ -z $("${psql[@]}" -c "SELECT 1 FROM pg_database WHERE datname='$db'") ]]; then
+    "${psql[@]}" -c "CREATE DATABASE $db" >/dev/null
+  fi
+done
+unset PGPASSWORD
+pg_uri="postgresql+psycopg2://postgres:$PG_PASSWORD@127.0.0.1:$PG_PORT"
+
+cat > "$state/basic_auth.ini" <<INI
+[mlflow]
+default_permission = NO_PERMISSIONS
+database_uri = $pg_uri/mlflow_auth
+admin_username = admin
+authorization_function = mlflow.server.auth:authenticate_request_basic_auth
+INI
+
+host=${MLFLOW_HOST:-127.0.0.1}
+artifacts=${MLFLOW_ARTIFACTS_DESTINATION:-$state/artifacts}
+if [[ -f "$state/mlflow.pid" ]] && kill -0 "$(cat "$state/mlflow.pid")" 2>/dev/null; then
+  echo "mlflow server already running (pid $(cat "$state/mlflow.pid"))"
+else
+  MLFLOW_AUTH_CONFIG_PATH="$state/basic_auth.ini" \
+  MLFLOW_AUTH_ADMIN_PASSWORD="$MLFLOW_AUTH_ADMIN_PASSWORD" \
+  MLFLOW_FLASK_SERVER_SECRET_KEY="$MLFLOW_FLASK_SERVER_SECRET_KEY" \
+  setsid "$mlflow_bin" server --app-name basic-auth \
+    --backend-store-uri "$pg_uri/mlflow" --artifacts-destination "$artifacts" \
+    --host "$host" --port "$port" --workers 1 >"$state/mlflow.log" 2>&1 &
+  echo $! > "$state/mlflow.pid"
+fi
+
+cat > "$state/client.env" <<ENV
+export MLFLOW_TRACKING_URI=http://$host:$port
+export MLFLOW_TRACKING_USERNAME=admin
+export MLFLOW_TRACKING_PASSWORD=$MLFLOW_AUTH_ADMIN_PASSWORD
+ENV
+
+for _ in $(seq 300); do
+  code=$(curl -s -o /dev/null -w '%{http_code}' "http://$host:$port/health" || true)
+  [[ "$code" == 200 ]] && { echo "mlflow server up at http://$host:$port (client env: $state/client.env)"; exit 0; }
+  kill -0 "$(cat "$state/mlflow.pid")" 2>/dev/null || { tail -30 "$state/mlflow.log" >&2; exit 1; }
+  sleep 0.5
+done
+echo "mlflow server did not come up; see $state/mlflow.log" >&2; stop; exit 1

@@ -1,0 +1,105 @@
+"""The cluster's MLflow: scripts/mlflow_server.sh (PostgreSQL from the system packages, basic-auth,
+artifacts served over HTTP); a model registered and loaded through it, and refused credentials."""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import subprocess
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.cluster_harness import free_port
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "scripts" / "mlflow_server.sh"
+pytestmark = pytest.mark.slow
+
+
+def _postgres_installed() -> bool:
+    return bool(shutil.which("initdb") or list(Path("/usr/lib/postgresql").glob("*/bin/initdb")))
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    if not _postgres_installed():
+        pytest.skip("PostgreSQL is not installed (apt-get install -y postgresql)")
+    state = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    env = {**os.environ, "MLFLOW_BIN": str(REPO / ".venv" / "bin" / "mlflow")}
+    if not Path(env["MLFLOW_BIN"]).exists():
+        env["MLFLOW_BIN"] = shutil.which("mlflow") or "mlflow"
+    start = subprocess.run(
+        [str(SCRIPT), "start", str(state), str(port)], env=env, capture_output=True, text=True, timeout=240
+    )
+    try:
+        assert start.returncode == 0, start.stdout + start.stderr
+        client = dict(
+            line.removeprefix("export ").split("=", 1)
+            for line in (state / "client.env").read_text().splitlines()
+            if line.startswith("export ")
+        )
+        yield state, client
+    finally:
+        subprocess.run([str(SCRIPT), "stop", str(state)], env=env, timeout=120)
+        pgdir = state / "pgdir"
+        if pgdir.exists():
+            shutil.rmtree(pgdir.read_text().strip(), ignore_errors=True)
+
+
+def _get(url: str, user: str | None = None, password: str | None = None) -> int:
+    req = urllib.request.Request(url)
+    if user is not None:
+        req.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
+    try:
+        with urllib.request.urlopen(req, timeout=20) as r:
+            return r.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+@pytest.mark.timeout(300)
+def test_the_server_refuses_missing_wrong_and_default_credentials(server):
+    state, client = server
+    api = f"{client['MLFLOW_TRACKING_URI']}/api/2.0/mlflow/experiments/search?max_results=1"
+    codes = {
+        "none": _get(api),
+        "wrong": _get(api, "admin", "wrong"),
+        "old default": _get(api, "admin", "password1234"),
+        "generated": _get(api, "admin", client["MLFLOW_TRACKING_PASSWORD"]),
+    }
+    print(f"\nHTTP status by credentials: {codes}")
+    assert codes == {"none": 401, "wrong": 401, "old default": 401, "generated": 200}
+    assert (state / "secrets.env").stat().st_mode & 0o077 == 0, "secrets must be private to their owner"
+    assert "127.0.0.1" in client["MLFLOW_TRACKING_URI"]  # loopback unless MLFLOW_HOST says otherwise
+
+
+@pytest.mark.timeout(300)
+def test_a_model_is_registered_and_loaded_through_the_server(server, monkeypatch, tmp_path):
+    state, client = server
+    for k, v in client.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.chdir(tmp_path)  # nothing may land in a local store
+    from dampeml.registry.bootstrap import register_catalog
+    from dampeml.registry.models import list_versions
+    from dampeml.security import safe_load_model
+
+    versions = register_catalog(aliases=("production",), networks=["bgo-direction-low"], aligned=False)
+    model = safe_load_model("models:/bgo-direction-low@production", dst_path=tmp_path)
+    listed = [(v.name, v.version, v.aliases) for v in list_versions("bgo-direction-low")]
+    print(f"\nregistered {versions}, listed {listed}, params {model.count_params()}")
+    assert listed == [("bgo-direction-low", versions["bgo-direction-low"], ["production"])]
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlartifacts").exists()
+    # the registry lives in PostgreSQL, the artifacts in the server's destination
+    secrets = dict(line.split("=", 1) for line in (state / "secrets.env").read_text().splitlines())
+    rows = subprocess.run(
+        ["psql", "-h", "127.0.0.1", "-p", secrets["PG_PORT"], "-U", "postgres", "-d", "mlflow", "-tAc",
+         "SELECT name FROM registered_models"],
+        env={**os.environ, "PGPASSWORD": secrets["PG_PASSWORD"]}, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert rows.stdout.split() == ["bgo-direction-low"], rows.stderr
+    assert list((state / "artifacts").rglob("model.keras"))
