@@ -172,7 +172,7 @@ def model_exists(uri: str) -> bool:
 
 
 # Layers whose config holds code, and MLflow files that are unpickled or put on sys.path.
-CODE_LAYERS = {"Lambda", "TFOpLambda", "SlicingOpLambda"}
+CODE_LAYERS = {"Lambda", "TFOpLambda", "SlicingOpLambda", "TFSMLayer"}  # TFSMLayer: an outside SavedModel
 # TF ops called on Keras tensors are stored by name (e.g. "math.log1p") and resolved in `tf` at
 # load: harmless for math, not for `io.write_file` or `py_function`. Only pure element-wise and
 # shape ops pass.
