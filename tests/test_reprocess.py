@@ -199,6 +199,7 @@ def test_missing_alias_fails_before_any_work(tmp_path, mixed_inputs, ray_local, 
     assert not out.exists()
 
 
+@pytest.mark.timeout(600)  # three pipelines (reference, killed, resumed): ~200 s on a busy 2-core VM
 def test_killed_job_resumes_to_the_same_output(tmp_path, ray_local, registry):
     src = tmp_path / "in"
     for i in range(6):
@@ -234,6 +235,8 @@ def test_killed_job_resumes_to_the_same_output(tmp_path, ray_local, registry):
     print(f"\nkilled after {done} of 6 files")
     assert 1 <= done < 6, "the kill must land mid-job"
     assert not (out / "summary.json").exists()
+    stray = out / EVENTS_DIR / "published-but-no-marker.parquet"  # as if killed between the two
+    stray.write_bytes(b"PAR1")
     result = reprocess(ReprocessConfig(str(src / "*.root"), str(out), **args))
     assert result.files_done_before >= done and result.files_processed == 6 - result.files_done_before
     a, b = _outputs(ref), _outputs(out)
@@ -246,6 +249,7 @@ def test_killed_job_resumes_to_the_same_output(tmp_path, ray_local, registry):
             )
         else:
             assert a[col].equals(b[col]), col
+    assert not stray.exists() and not (out / "_tmp").exists()
     assert sorted(p.name for p in (out / EVENTS_DIR).iterdir()) == sorted(
         f"{file_key(str(p))}.parquet" for p in src.glob("*.root")
     )

@@ -56,6 +56,9 @@ def reprocess(
     if address is None and num_cpus is None:
         num_cpus = max(4, int(actors * cpus_per_actor) + 2)
     init_ray(address=address, num_cpus=num_cpus)
+    import ray
+
+    ray.data.DataContext.get_current().enable_progress_bars = False  # ours below, per committed file
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),

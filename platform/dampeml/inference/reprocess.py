@@ -35,6 +35,7 @@ import datetime as dt
 import hashlib
 import os
 import platform as stdlib_platform
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -58,6 +59,7 @@ JOB_FILE = "_job.json"
 MARKERS_DIR = "_files"
 EVENTS_DIR = "events"
 SUMMARY = "summary.json"
+_RANGE = re.compile(r"events \d+-\d+")  # the reader names the range; the summary groups by cause
 BRANCHES = required_branches("flight")  # what the chain may see: never the MC truth
 
 
@@ -184,11 +186,28 @@ def _prepare_out(store: Store, params: dict, overwrite: bool) -> dict:
         for rel in (QUARANTINE, SUMMARY, JOB_FILE):
             if store.exists(rel):
                 store.fs.delete_file(store.path(rel))
-    elif not store.is_empty():
+    elif any(name != TMP_DIR for name in _entries(store)):
         raise ReprocessError(
             f"{store.uri} is not empty and holds no reprocessing output: choose another --out"
         )
     return params
+
+
+def _entries(store: Store) -> list[str]:
+    import pyarrow.fs as pafs
+
+    if store.fs.get_file_info(store.root).type == pafs.FileType.NotFound:
+        return []
+    return [i.base_name for i in store.fs.get_file_info(pafs.FileSelector(store.root))]
+
+
+def remove_orphans(store: Store) -> list[str]:
+    """Delete outputs without a marker (published by a job killed before writing the marker)."""
+    markers = {n[: -len(".json")] for n in store.list(MARKERS_DIR, ".json")}
+    orphans = [n for n in store.list(EVENTS_DIR, ".parquet") if n[: -len(".parquet")] not in markers]
+    for name in orphans:
+        store.fs.delete_file(store.path(EVENTS_DIR, name))
+    return orphans
 
 
 def commit_file(
@@ -321,7 +340,7 @@ def write_summary(store: Store, plan: EventFilePlan, params: dict, run: dict) ->
             | {"status": "done"}
         )
         lines.extend(m["quarantine_list"])
-        reasons.update(m["quarantined"])
+        reasons.update({_RANGE.sub("events A-B", k): v for k, v in m["quarantined"].items()})
         totals["files"] += 1
         totals["events"] += m["events"]
         totals["written"] += m["written"]
@@ -388,7 +407,7 @@ def reprocess(cfg: ReprocessConfig, progress: Callable[[Progress], None] | None 
         "files_done_before": len(plan.good) - len(todo),
         "files_processed": len(todo),
         "events_processed": processed,
-        "pipeline_seconds": round(seconds, 3),
+        "pipeline_seconds": round(seconds, 3),  # including the actors' start (loading the models)
         "events_per_second": round(processed / seconds, 2) if processed and seconds > 0 else None,
         "actors": cfg.actors,
         "cpus_per_actor": cfg.cpus_per_actor,
@@ -396,8 +415,10 @@ def reprocess(cfg: ReprocessConfig, progress: Callable[[Progress], None] | None 
         "batch_size": cfg.batch_size,
         "total_seconds": None,
     }
+    run["orphans_removed"] = remove_orphans(store)
     run["total_seconds"] = round(time.perf_counter() - t0, 3)
     summary, _ = write_summary(store, plan, params, run)
+    store.delete_dir(TMP_DIR)  # attempt files of killed jobs (this job's were all moved into place)
     return ReprocessResult(
         summary, len(plan.good) - len(todo), len(todo), time.perf_counter() - t0, store.path(QUARANTINE)
     )
