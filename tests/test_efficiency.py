@@ -15,6 +15,7 @@ from dampeml.evaluation.efficiency import (
 )
 from dampeml.features.tracks import truth_track
 from dampeml.reconstruction.hits import stk_charge
+from dampeml.reconstruction.standard import reconstruct, select_ideal
 
 
 @pytest.fixture(scope="module")
@@ -95,3 +96,34 @@ def test_peak_mask_keeps_the_window_on_the_peak():
     print(f"\n95% window upper edge: all events {hi_all:.2f}, clean peak {hi_peak:.3f}")
     assert hi_all > 1.5
     assert abs(hi_peak - (1.0 + 1.96 * 0.03)) < 0.01
+
+
+def test_standard_reconstruction_collapses_towards_pev_as_in_table_2():
+    """End to end on protons: the standard selection loses the track near 1 PeV, the ideal one less."""
+    eff = {}
+    for lo, hi, seed in ((56.2, 100.0, 43), (562340.0, 1e6, 44)):
+        ev, _ = simulate(SimulationConfig("proton", 500, lo, hi, seed=seed))
+        truth = truth_track(ev)
+        res = reconstruct(ev)
+        charges = {
+            "standard": _charge(ev, res.track),
+            "ideal": _charge(ev, select_ideal(res.candidates, truth)),
+        }
+        rows = efficiency_table(
+            "proton",
+            ev["true_energy"],
+            _charge(ev, truth),
+            charges,
+            energy_bins=[(lo, hi)],
+            containments=[0.85],
+            peak_mask=~np.asarray(ev["true_inelastic"]),
+        )
+        eff[lo] = {r["method"]: r["efficiency"] for r in rows}
+        paper = {m: paper_value("proton", m, lo, hi, 0.85) for m in charges}
+        print(f"\nprotons {lo / 1e3:g}-{hi / 1e3:g} TeV, 85% window: {eff[lo]} (paper, %: {paper})")
+    low, high = eff[56.2], eff[562340.0]
+    assert low["ideal"] > 0.95 and low["standard"] > 0.7
+    assert high["standard"] < low["standard"] - 0.25, (
+        "backsplash must spoil the standard selection near 1 PeV"
+    )
+    assert high["ideal"] > high["standard"] + 0.2
