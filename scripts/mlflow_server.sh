@@ -12,11 +12,12 @@
 # the generated password (MLflow 3.17 ships none); unknown users get NO_PERMISSIONS.
 # Environment: MLFLOW_HOST (bind address, default 127.0.0.1: put a TLS proxy or tunnel in front
 # for other machines), MLFLOW_ARTIFACTS_DESTINATION (default STATE_DIR/artifacts; s3://... on a
-# cluster), MLFLOW_BIN (default: the mlflow next to this venv or on PATH).
+# cluster), MLFLOW_PG_DIR (PostgreSQL's files; default a new /tmp/dampeml-pg.* directory),
+# MLFLOW_BIN (default: the mlflow next to this venv or on PATH).
 set -euo pipefail
 
 cmd=${1:-}; state=${2:-}
-if [[ -z "$cmd" || -z "$state" ]]; then sed -n '2,16p' "$0"; exit 2; fi
+if [[ -z "$cmd" || -z "$state" ]]; then sed -n '2,18p' "$0"; exit 2; fi
 mkdir -p "$state"; state=$(cd "$state" && pwd)
 port=${3:-5000}
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -66,14 +67,18 @@ fi
 # shellcheck disable=SC1091
 source "$state/secrets.env"
 
+if [[ -z "${pgdir:-}" && -n "${MLFLOW_PG_DIR:-}" ]]; then  # a persistent place (a cluster's head)
+  pgdir=$MLFLOW_PG_DIR; mkdir -p "$pgdir"; echo "$pgdir" > "$pgdir_file"
+  if [[ $(id -u) == 0 ]]; then chown postgres: "$pgdir"; fi
+fi
 if [[ -z "${pgdir:-}" ]]; then
   pgdir=$(mktemp -d /tmp/dampeml-pg.XXXXXX)
   echo "$pgdir" > "$pgdir_file"
-  [[ $(id -u) == 0 ]] && chown postgres: "$pgdir"
+  if [[ $(id -u) == 0 ]]; then chown postgres: "$pgdir"; fi
 fi
 if [[ ! -f "$pgdir/data/PG_VERSION" ]]; then
   pwfile=$(mktemp "$pgdir/pw.XXXXXX"); echo "$PG_PASSWORD" > "$pwfile"
-  [[ $(id -u) == 0 ]] && chown postgres: "$pwfile"
+  if [[ $(id -u) == 0 ]]; then chown postgres: "$pwfile"; fi
   as_pg "$PG/initdb" -D "$pgdir/data" -U postgres --auth=scram-sha-256 --pwfile="$pwfile" >"$state/initdb.log"
   rm -f "$pwfile"
 fi
