@@ -317,6 +317,7 @@ def _check_outputs(out: dict, n: int) -> None:
     assert set(out["bgo_model"]) <= set(ENERGY_RANGES)
 
 
+@pytest.mark.timeout(600)  # the session registry fixture may be set up here (~1-2 min)
 def test_registry_chain_on_flight_and_mc_files(registered_models, sample_files, monkeypatch):
     """Registered models by alias; flight files (no truth branches) and MC files with truth hidden."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", registered_models)
