@@ -11,12 +11,12 @@ The same MC proton files (100 GeV - 10 TeV, E^-1) go through:
    value: read tasks, the actor pool, the driver's per-file commits.
 
 For Ray it prints the wall time (planning, actor start with model loading, commits, summary) and
-the steady rate: events committed after the first file divided by the time from the first to the
-last commit, which leaves out the actors' start. The ratio is the steady rate over the in-process
-rate. Models: untrained small-preset networks registered in a private MLflow store
-(`registry.bootstrap`; registering them takes minutes), or the store of --tracking-uri, whose
-@production must hold every network of the chain. Rates of untrained networks equal those of
-trained ones (same architectures), not their physics.
+the steady rate: events back from the actors after the first batch, divided by the time from the
+first to the last batch, which leaves out the actors' start (model loading). The ratio is the
+steady rate over the in-process rate. Models: untrained small-preset networks registered in a
+private MLflow store (`registry.bootstrap`; registering them takes minutes), or the store of
+--tracking-uri, whose @production must hold every network of the chain. Rates of untrained
+networks equal those of trained ones (same architectures); their outputs mean nothing.
 """
 
 from __future__ import annotations
@@ -65,17 +65,17 @@ def through_ray(paths: list[Path], out: Path, actors: int, batch_size: int) -> t
     """(wall seconds, steady events/s, events)."""
     from dampeml.inference.reprocess import ReprocessConfig, reprocess
 
-    commits: list[tuple[float, int]] = []
+    seen: list[tuple[float, int]] = []
 
     def progress(p) -> None:
-        commits.append((time.perf_counter(), p.events_done))
+        seen.append((time.perf_counter(), p.events_seen))
 
     t0 = time.perf_counter()
     cfg = ReprocessConfig([str(p) for p in paths], str(out), actors=actors, batch_size=batch_size)
     result = reprocess(cfg, progress=progress)
     wall = time.perf_counter() - t0
-    done = [c for c in commits if c[1] > 0]
-    steady = (done[-1][1] - done[0][1]) / (done[-1][0] - done[0][0]) if len(done) > 1 else float("nan")
+    back = [c for c in seen if c[1] > 0]
+    steady = (back[-1][1] - back[0][1]) / (back[-1][0] - back[0][0]) if len(back) > 1 else float("nan")
     return wall, steady, result.summary["totals"]["events"]
 
 
@@ -126,7 +126,7 @@ def main() -> None:
     print(f"{'path':<26} {'start':>12} {'wall s':>8} {'events/s':>10} {'ratio':>7}")
     for r in rows:
         print(f"{r[0]:<26} {r[1]:>12} {r[2]:>8} {r[3]:>10} {r[4]:>7}")
-    print("Ray events/s: steady rate, from the first to the last file committed (actor start left out)")
+    print("Ray events/s: steady rate, from the first to the last batch back from the actors (start left out)")
     if max(load_before, load_after) > 0.5 * (os.cpu_count() or 1):
         print(f"warning: load average {load_before:.1f} before, {load_after:.1f} after: the machine was busy")
 

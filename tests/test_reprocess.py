@@ -199,6 +199,15 @@ def test_missing_alias_fails_before_any_work(tmp_path, mixed_inputs, ray_local, 
     assert not out.exists()
 
 
+def test_pool_larger_than_the_cluster_is_refused_before_any_work(tmp_path, mixed_inputs, ray_local, registry):
+    out = tmp_path / "reco"
+    for kwargs, message in (({"gpus_per_actor": 1.0}, "GPUs"), ({"actors": 8}, "CPUs")):
+        with pytest.raises(ReprocessError, match=message) as err:
+            reprocess(ReprocessConfig(str(mixed_inputs / "a_mc.root"), str(out), **kwargs))
+        print(f"\n{err.value}")
+    assert not out.exists()
+
+
 @pytest.mark.timeout(600)  # three pipelines (reference, killed, resumed): ~200 s on a busy 2-core VM
 def test_killed_job_resumes_to_the_same_output(tmp_path, ray_local, registry):
     src = tmp_path / "in"

@@ -74,7 +74,7 @@ def reprocess(
                 task,
                 completed=p.files_done,
                 total=p.files_total,
-                events=f"{p.events_done}/{p.events_total} events",
+                events=f"{p.events_done}/{p.events_total} events committed ({p.events_seen} run now)",
             )
 
         try:
@@ -122,7 +122,7 @@ def print_summary(summary: dict) -> None:
     if run["events_processed"]:
         console.print(
             f"{run['events_processed']} events in {run['pipeline_seconds']:.1f} s "
-            f"({run['events_per_second']:.1f} events/s, {run['actors']} actors)"
+            f"({run['events_per_second']:.1f} events/s with the actors' start, {run['actors']} actors)"
         )
     versions = "; ".join(
         f"{mode}: " + ", ".join(f"{k} v{v}" for k, v in sorted(vs.items()))

@@ -94,8 +94,9 @@ class Progress:
 
     files_done: int
     files_total: int
-    events_done: int
+    events_done: int  # in committed files
     events_total: int
+    events_seen: int = 0  # back from the actors in this run, committed or not
 
 
 @dataclass
@@ -282,6 +283,7 @@ def run_pipeline(
     plan: EventFilePlan,
     versions: dict[str, dict[str, str]],
     on_file: Callable[[EventFileInfo, pa.Table], None],
+    on_batch: Callable[[int], None] | None = None,
 ) -> None:
     """Stream the planned files through the actor pool; hand each complete file's rows to `on_file`."""
     import ray
@@ -289,7 +291,6 @@ def run_pipeline(
     from dampeml.reconstruction.chain import OUTPUT_COLUMNS  # noqa: F401  (fail here, not in an actor)
     from dampeml.registry.tracking import tracking_uri
 
-    _check_resources(cfg)
     flight_files = [i.path for i in plan.good if i.mode == "flight"]
     ds = read_event_files(plan, events_per_block=cfg.events_per_block, on_bad_file="quarantine")
     ds = ds.map_batches(
@@ -312,6 +313,8 @@ def run_pipeline(
     parts: dict[str, list[pa.Table]] = {}
     counts: Counter = Counter()
     for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+        if on_batch:
+            on_batch(batch.num_rows)
         files = batch.column("source_file")
         for path in pc.unique(files).to_pylist():
             part = batch.filter(pc.equal(files, path))
@@ -376,6 +379,7 @@ def reprocess(cfg: ReprocessConfig, progress: Callable[[Progress], None] | None 
     plan = plan_event_files(cfg.inputs, branches=BRANCHES)
     modes = [m for m in MODES if any(i.mode == m for i in plan.good)] or ["mc"]  # check the alias anyway
     versions = pin_versions(cfg.alias, modes)  # RegistryError before any work
+    _check_resources(cfg)
     params = {"alias": cfg.alias, "runtime": cfg.runtime, "versions": versions}
     store = Store.open(cfg.out)
     params = _prepare_out(store, params, cfg.overwrite)
@@ -399,8 +403,13 @@ def reprocess(cfg: ReprocessConfig, progress: Callable[[Progress], None] | None 
             if progress:
                 progress(state)
 
+        def on_batch(rows: int) -> None:
+            state.events_seen += rows
+            if progress:
+                progress(state)
+
         sub = EventFilePlan(todo, [], plan.branches, plan.bytes_per_event)
-        run_pipeline(cfg, sub, versions, on_file)
+        run_pipeline(cfg, sub, versions, on_file, on_batch)
     seconds = time.perf_counter() - t_run
     processed = sum(i.n_events for i in todo)
     run = {
