@@ -305,3 +305,26 @@ def test_pickles_bundled_code_links_and_other_flavors_are_refused(store, artifac
         match = "not a tf-keras model"
     with pytest.raises(UnsafeModelError, match=match):
         safe_load_model("models:/bgo-direction-low@production")
+
+
+@pytest.mark.timeout(200)
+def test_a_local_ray_started_by_init_ray_has_token_auth(tmp_path):
+    """Ray >= 2.59 turns token auth on for a new local instance (a token in ~/.ray/auth_token)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import dampeml; from dampeml.runtime import init_ray; import ray\n"
+        "init_ray(num_cpus=1)\n"
+        "from ray._private.authentication.authentication_utils import get_authentication_mode_name\n"
+        "from ray._raylet import get_authentication_mode\n"
+        "print('MODE=' + get_authentication_mode_name(get_authentication_mode()))\n"
+        "ray.shutdown()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env["HOME"] = str(tmp_path)  # a fresh home: the token is generated there
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180)
+    modes = [line for line in out.stdout.splitlines() if line.startswith("MODE=")]
+    print(f"\n{modes}, token file: {(tmp_path / '.ray' / 'auth_token').exists()}")
+    assert modes == ["MODE=token"], out.stderr[-2000:]
+    assert (tmp_path / ".ray" / "auth_token").stat().st_size >= 32
