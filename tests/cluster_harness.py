@@ -114,6 +114,7 @@ class LocalCluster:
             self.token_path.chmod(0o600)
         # A short temp dir: Ray's unix socket paths must stay under ~107 characters.
         self.temp_dir = Path(f"/tmp/rayh-{os.getpid()}-{secrets.token_hex(3)}")
+        self.temp_dirs: list[str] = []
 
     # -- environment ---------------------------------------------------------------------------
 
@@ -140,15 +141,22 @@ class LocalCluster:
 
     def _node_env(self) -> dict[str, str]:
         env = self.env()
-        env.pop("RAY_ADDRESS")
-        # ray start's worker processes must not reuse a client's address
+        env.pop("RAY_ADDRESS")  # ray start's worker processes must not reuse a client's address
+        # Ray's memory monitor counts every process of the machine: on a shared test machine another
+        # user's big process gets our tasks killed. The kernel's OOM killer still applies.
+        env["RAY_memory_monitor_refresh_ms"] = "0"
         return env
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     def _start(self, name: str, args: list[str], num_cpus: int, resources: dict[str, float]) -> Node:
         log = self.root / f"{name}.log"
+        # Each node its own temp dir: nodes sharing one would share runtime_resources/, and a node
+        # unpacking a job's working_dir replaces the directory a driver on another node runs in.
+        temp = f"{self.temp_dir}-{name}"
+        self.temp_dirs.append(temp)
         ports = [
+            f"--temp-dir={temp}",
             f"--dashboard-agent-listen-port={free_port()}",
             f"--dashboard-agent-grpc-port={free_port()}",
             f"--metrics-export-port={free_port()}",
@@ -194,7 +202,6 @@ class LocalCluster:
                 "--include-dashboard=true",
                 "--dashboard-host=127.0.0.1",
                 f"--dashboard-port={self.dashboard_port}",
-                f"--temp-dir={self.temp_dir}",
             ],
             self.head_cpus,
             {"head": 1.0},
@@ -265,12 +272,71 @@ class LocalCluster:
             time.sleep(0.5)
         raise TimeoutError(f"fewer than {n} nodes alive after {timeout:.0f} s; logs in {self.root}")
 
+    def ray_worker_pids(self, node: Node, pattern: str = "ray::") -> list[int]:
+        """PIDs of the Ray worker processes (tasks, actors) of one node: its process group."""
+        try:
+            pgid = os.getpgid(node.proc.pid)
+        except ProcessLookupError:
+            return []
+        pids = []
+        for p in Path("/proc").iterdir():
+            try:
+                if p.name.isdigit() and os.getpgid(int(p.name)) == pgid:
+                    if (p / "cmdline").read_bytes().startswith(pattern.encode()):
+                        pids.append(int(p.name))
+            except (OSError, ProcessLookupError):
+                continue
+        return sorted(pids)
+
+    def kill_node(self, node: Node) -> None:
+        """Take a whole worker node away at once (SIGKILL to its process group: no clean shutdown)."""
+        node.kill(grace=0.0, sig=signal.SIGKILL)
+
+    def replace_node(self, node: Node, timeout: float = 180.0) -> Node:
+        """A fresh node with the resources of a killed one (as an autoscaler would start)."""
+        self.nodes.remove(node)
+        return self.add_worker(node.name + "r", node.num_cpus, node.resources, timeout=timeout)
+
+    def submit_async(
+        self,
+        entrypoint: list[str],
+        working_dir: str | Path,
+        env_vars: dict[str, str] | None = None,
+        submission_id: str | None = None,
+    ) -> subprocess.Popen:
+        """`ray job submit` in the background (it waits for the job and streams its logs)."""
+        runtime_env = {"env_vars": {"TF_USE_LEGACY_KERAS": "1", **(env_vars or {})}}
+        cmd = [
+            RAY,
+            "job",
+            "submit",
+            *([f"--submission-id={submission_id}"] if submission_id else []),
+            f"--address={self.dashboard_url}",
+            f"--working-dir={working_dir}",
+            f"--runtime-env-json={json.dumps(runtime_env)}",
+            "--",
+            *entrypoint,
+        ]
+        return subprocess.Popen(
+            cmd, env=self.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+
+    def stop_job(self, submission_id: str) -> None:
+        """`ray job stop`: the driver and its tasks are killed (as when a driver dies)."""
+        subprocess.run(
+            [RAY, "job", "stop", f"--address={self.dashboard_url}", submission_id],
+            env=self.env(),
+            capture_output=True,
+            timeout=120,
+        )
+
     def stop(self) -> None:
         """Workers first, then the head; each by its process group (SIGTERM, then SIGKILL)."""
         for node in reversed(self.nodes):
             node.kill()
         self.nodes.clear()
-        subprocess.run(["rm", "-rf", str(self.temp_dir)], check=False)
+        for temp in self.temp_dirs:
+            subprocess.run(["rm", "-rf", temp], check=False)
 
     def submit(
         self,
@@ -311,7 +377,7 @@ def main(argv: list[str]) -> int:
     state = root / "cluster.json"
     if argv[0] == "up":
         c = LocalCluster(root).start()
-        state.write_text(json.dumps({"pids": [n.proc.pid for n in c.nodes], "temp": str(c.temp_dir)}))
+        state.write_text(json.dumps({"pids": [n.proc.pid for n in c.nodes], "temp": c.temp_dirs}))
         print(f"export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH={c.token_path} RAY_ADDRESS={c.dashboard_url}")
         return 0
     info = json.loads(state.read_text())
@@ -322,7 +388,7 @@ def main(argv: list[str]) -> int:
             except ProcessLookupError:
                 break
             time.sleep(3)
-    subprocess.run(["rm", "-rf", info["temp"]], check=False)
+    subprocess.run(["rm", "-rf", *info["temp"]], check=False)
     return 0
 
 

@@ -1,0 +1,401 @@
+"""Jobs on a real local multi-node Ray cluster (head + two workers, `ray start`, token auth on),
+submitted with `ray job submit --working-dir . -- python jobs/<job>.py ...`, and the outputs
+checked afterwards; and what happens without the right token.
+
+The cluster is tiny (logical CPUs 1 + 3 + 3 on a 2-core machine) and so are the jobs: these
+tests check plumbing, accounting and security, not speed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from tests.cluster_harness import LocalCluster
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    c = LocalCluster(tmp_path_factory.mktemp("cluster"))
+    c.start()
+    yield c
+    c.stop()
+
+
+@pytest.fixture(scope="module")
+def mlflow_uri(tmp_path_factory):
+    """A private registry store for the module; jobs and this process share it (one machine)."""
+    from dampeml.registry.bootstrap import ensure_experiment
+
+    d = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{d / 'mlflow.db'}"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLFLOW_TRACKING_URI", uri)
+    ensure_experiment(d / "artifacts")
+    yield uri
+    mp.undo()
+
+
+def submit_ok(cluster: LocalCluster, args: list[str], env_vars: dict[str, str] | None = None, timeout=400):
+    res = cluster.submit(["python", *args], REPO, env_vars=env_vars, timeout=timeout)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0 and "succeeded" in out, f"job {args[0]} failed:\n{out[-4000:]}"
+    return out
+
+
+@pytest.fixture(scope="module")
+def sim_files(cluster, tmp_path_factory):
+    """Two simulated proton files (400 events), made by the simulation job on the cluster."""
+    from dampeml.io.root_reader import read_events
+
+    sim = tmp_path_factory.mktemp("sim")
+    submit_ok(
+        cluster,
+        ["jobs/simulate.py", "--particle", "proton", "--events", "400", "--energy-min", "10",
+         "--energy-max", "1e4", "--out", str(sim), "--events-per-shard", "200", "--no-progress"],
+    )  # fmt: skip
+    files = sorted(sim.glob("*.root"))
+    n_events = sum(len(read_events(f)["event_id"]) for f in files)
+    print(f"\nsimulated {n_events} events in {len(files)} files")
+    assert len(files) == 2 and n_events == 400
+    return sim, n_events
+
+
+def write_spec(path: Path, sim: Path, events_per_unit: int) -> Path:
+    path.write_text(
+        "name: cluster-bgo\nkind: bgo-direction\n"
+        f"sources:\n- type: files\n  glob: '{sim}/*.root'\n  events_per_unit: {events_per_unit}\n"
+        "features: [bgo_image]\ntargets: [track, particle]\nmax_quarantine_fraction: 0.05\n"
+        "split: {train: 0.6, val: 0.2, test: 0.2}\n"
+    )
+    return path
+
+
+def register_missing_chain() -> None:
+    """Untrained stand-ins (plumbing, not physics) @production for every network that has none."""
+    from dampeml.models.catalog import NETWORK_NAMES
+    from dampeml.registry.bootstrap import register_catalog
+    from dampeml.registry.models import RegistryError, version_of
+
+    missing = []
+    for name in NETWORK_NAMES:
+        try:
+            version_of(name, "production")
+        except RegistryError:
+            missing.append(name)
+    if missing:
+        register_catalog(aliases=("production",), networks=missing, aligned=False)
+
+
+# ---- token authentication
+
+
+@pytest.mark.timeout(300)
+def test_cluster_has_three_nodes_with_their_own_resources(cluster):
+    out = submit_ok(
+        cluster,
+        [
+            "-c",
+            "import json, ray; ray.init(); "
+            "print('RES=' + json.dumps({k: v for k, v in ray.cluster_resources().items() "
+            "if k in ('CPU', 'head', 'worker_a', 'worker_b')}))",
+        ],
+    )
+    (line,) = [x for x in out.splitlines() if x.startswith("RES={")]  # not the echoed command
+    res = json.loads(line[4:])
+    print(f"\ncluster resources: {res}")
+    assert res == {"CPU": 7.0, "head": 1.0, "worker_a": 1.0, "worker_b": 1.0}
+    assert cluster.alive_nodes() == 3
+
+
+@pytest.mark.timeout(200)
+def test_jobs_without_the_right_token_are_refused_with_a_clear_message(cluster, tmp_path):
+    missing = cluster.submit(["python", "-c", "print('ran')"], REPO, token=False, timeout=120)
+    out = missing.stdout + missing.stderr
+    assert missing.returncode != 0 and "ran" not in missing.stdout
+    assert "couldn't find an authentication token" in out and "RAY_AUTH_TOKEN_PATH" in out, out[-2000:]
+
+    wrong = tmp_path / "wrong_token"
+    wrong.write_text("0" * 64)
+    bad = cluster.submit(
+        ["python", "-c", "print('ran')"], REPO, extra_env={"RAY_AUTH_TOKEN_PATH": str(wrong)}, timeout=120
+    )
+    out = bad.stdout + bad.stderr
+    assert bad.returncode != 0 and "ran" not in bad.stdout
+    assert "Invalid authentication token" in out, out[-2000:]
+
+    # the dashboard's HTTP API refuses a request without the token too
+    import urllib.error
+    import urllib.request
+
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(f"{cluster.dashboard_url}/api/jobs/", timeout=10)
+    assert err.value.code in (401, 403)
+
+
+# ---- the chain of jobs, end to end
+
+
+@pytest.mark.timeout(900)
+def test_simulate_build_train_register_reprocess_as_submitted_jobs(cluster, sim_files, mlflow_uri, tmp_path):
+    from dampeml.registry.models import list_versions, promote
+
+    env = {"MLFLOW_TRACKING_URI": mlflow_uri}
+    sim, n_events = sim_files
+    spec = write_spec(tmp_path / "spec.yaml", sim, events_per_unit=100)
+    ds = tmp_path / "ds"
+    submit_ok(cluster, ["jobs/build_dataset.py", str(spec), "--out", str(ds)])
+    manifest = json.loads((ds / "manifest.json").read_text())
+    acc = manifest["accounting"]
+    rows = sum(pq.read_table(p).num_rows for p in ds.rglob("*.parquet") if "_tmp" not in p.parts)
+    print(f"dataset accounting {acc}, rows on disk {rows}")
+    assert acc["read"] == n_events
+    assert rows == sum(s["events"] for s in manifest["splits"].values())
+    assert rows + sum(acc["filtered"].values()) + sum(acc["quarantined"].values()) == n_events
+
+    submit_ok(
+        cluster,
+        ["jobs/train.py", "bgo-direction-low", "--dataset", str(ds), "--workers", "2", "--epochs", "2",
+         "--steps-per-epoch", "2", "--storage", str(tmp_path / "runs"), "--run-name", "cluster-e2e"],
+        env_vars=env,
+    )  # fmt: skip
+    versions = list_versions("bgo-direction-low")
+    print(f"registered: {[(v.name, v.version, v.run_id) for v in versions]}")
+    assert [v.version for v in versions] == ["1"] and versions[0].run_id
+
+    # the rest of the chain: untrained stand-ins (plumbing), then the trained one to production
+    promote("bgo-direction-low", "1", "production")
+    register_missing_chain()
+
+    reco = tmp_path / "reco"
+    submit_ok(
+        cluster,
+        ["jobs/reprocess.py", "--input", f"{sim}/*.root", "--out", str(reco), "--alias", "production",
+         "--actors", "2", "--batch-size", "128"],
+        env_vars=env,
+    )  # fmt: skip
+    summary = json.loads((reco / "summary.json").read_text())
+    table = pq.read_table(sorted((reco / "events").glob("*.parquet")))
+    keys = np.stack([table["run_id"].to_numpy(), table["event_id"].to_numpy()], axis=1)
+    quarantined = summary["totals"]["quarantined"]
+    print(f"reprocessed: {summary['totals']}, rows {table.num_rows}")
+    assert table.num_rows == n_events - quarantined
+    assert len(np.unique(keys, axis=0)) == table.num_rows
+    assert set(table["model_bgo-direction-low"].to_pylist()) == {"1"}
+    assert not list((reco / "_tmp").glob("*")) if (reco / "_tmp").exists() else True
+
+
+@pytest.mark.timeout(120)
+def test_harness_teardown_leaves_no_process(tmp_path):
+    """Stopping a node by its process group takes its raylet and agents with it."""
+    c = LocalCluster(tmp_path / "c", workers=[])
+    c.start()
+    pgids = [os.getpgid(n.proc.pid) for n in c.nodes]
+    c.stop()
+    left = subprocess.run(["ps", "-eo", "pgid,cmd"], capture_output=True, text=True).stdout.splitlines()
+    leftovers = [line for line in left[1:] if int(line.split()[0]) in pgids]
+    assert not leftovers, leftovers
+
+
+# ---- chaos: kills during the jobs, then the data is checked, not only the exit status
+
+
+def _wait_for(predicate, timeout: float, proc: subprocess.Popen | None = None) -> bool:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        if proc is not None and proc.poll() is not None:
+            return predicate()
+        time.sleep(0.2)
+    return False
+
+
+def _kill_a_ray_worker(cluster: LocalCluster, node, rng, pattern: str = "ray::") -> str | None:
+    pids = cluster.ray_worker_pids(node, pattern)
+    if not pids:
+        return None
+    pid = int(rng.choice(pids))
+    name = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+    os.kill(pid, signal.SIGKILL)
+    return f"process {name} on {node.name}"
+
+
+def _published_files_are_committed(root: Path, listed: set[str], dirs: list[str]) -> list[str]:
+    """Published Parquet files that no commit marker lists (half-written or orphaned outputs)."""
+    bad = []
+    for d in dirs:
+        for f in sorted((root / d).glob("*")):
+            rel = f"{d}/{f.name}"
+            if rel not in listed:
+                bad.append(rel)
+            else:
+                pq.read_metadata(f)  # readable to the footer: not half-written
+    return bad
+
+
+@pytest.mark.timeout(900)
+def test_chaos_dataset_build_loses_and_duplicates_nothing(cluster, sim_files, tmp_path):
+    """Kill a whole worker node and a Ray worker process at random points of a dataset build."""
+    rng = np.random.default_rng(int(time.time()))
+    sim, n_events = sim_files
+    spec = write_spec(tmp_path / "spec.yaml", sim, events_per_unit=20)  # 20 units
+    ds = tmp_path / "ds"
+
+    def markers() -> int:
+        return len(list((ds / "_units").glob("*.json")))
+
+    proc = cluster.submit_async(["python", "jobs/build_dataset.py", str(spec), "--out", str(ds)], REPO)
+    kills: list[str] = []
+    at = int(rng.integers(1, 5))
+    assert _wait_for(lambda: markers() >= at, 400, proc), "build made no progress"
+    done_at_kill = markers()
+    victim = cluster.nodes[1]
+    cluster.kill_node(victim)
+    kills.append(f"node {victim.name} after {done_at_kill} units")
+    replacement = threading.Thread(target=cluster.replace_node, args=(victim,))
+    replacement.start()
+    if _wait_for(lambda: markers() >= done_at_kill + 2, 300, proc) and proc.poll() is None:
+        what = _kill_a_ray_worker(cluster, cluster.nodes[1], rng)
+        if what:
+            kills.append(what)
+    out, _ = proc.communicate(timeout=600)
+    replacement.join(timeout=300)
+    restarts = 0
+    if proc.returncode != 0:  # the driver gave up: restart it, it restores from the markers
+        restarts += 1
+        submit_ok(cluster, ["jobs/build_dataset.py", str(spec), "--out", str(ds), "--resume"])
+
+    manifest = json.loads((ds / "manifest.json").read_text())
+    acc = manifest["accounting"]
+    listed = set()
+    for m in (ds / "_units").glob("*.json"):
+        listed.update(sh["file"] for sh in json.loads(m.read_text())["shards"].values())
+    orphans = _published_files_are_committed(ds, listed, ["train", "val", "test"])
+    tables = [pq.read_table(ds / f, columns=["run_id", "event_id"]) for f in sorted(listed)]
+    keys = np.concatenate([np.stack([t["run_id"].to_numpy(), t["event_id"].to_numpy()], 1) for t in tables])
+    duplicates = len(keys) - len(np.unique(keys, axis=0))
+    quarantined = sum(acc["quarantined"].values()) + sum(acc["filtered"].values())
+    lost = n_events - quarantined - len(keys)
+    print(f"\nchaos dataset build: kills {kills}, driver restarts {restarts}, units {markers()}, "
+          f"events in {n_events}, out {len(keys)}, quarantined+filtered {quarantined}, "
+          f"duplicates {duplicates}, lost {lost}, orphan files {orphans}")  # fmt: skip
+    assert done_at_kill < 20, "the node kill must land mid-build"
+    assert acc["read"] == n_events and markers() == 20
+    assert duplicates == 0 and lost == 0 and not orphans
+    assert len(keys) == sum(s["events"] for s in manifest["splits"].values())
+
+
+@pytest.mark.timeout(900)
+def test_chaos_reprocessing_loses_and_duplicates_nothing(cluster, sim_files, mlflow_uri, tmp_path):
+    """Stop the driver after its first committed file, restart it, and kill an actor and a whole
+    node during the restarted job: every event comes out exactly once."""
+    rng = np.random.default_rng(int(time.time()) + 1)
+    sim, n_events = sim_files
+    register_missing_chain()
+    reco = tmp_path / "reco"
+    args = ["python", "jobs/reprocess.py", "--input", f"{sim}/*.root", "--out", str(reco), "--alias",
+            "production", "--actors", "2", "--events-per-block", "25", "--batch-size", "25"]  # fmt: skip
+    env = {"MLFLOW_TRACKING_URI": mlflow_uri}
+
+    def committed() -> int:
+        return len(list((reco / "_files").glob("*.json")))
+
+    kills: list[str] = []
+    sid_a = f"reco-a-{int(time.time())}"
+    first = cluster.submit_async(args, REPO, env, submission_id=sid_a)
+    assert _wait_for(lambda: committed() >= 1, 500, first), "no file committed"
+    cluster.stop_job(sid_a)
+    first.communicate(timeout=120)
+    kills.append(f"driver (ray job stop) after {committed()} of 2 files")
+
+    second = cluster.submit_async(args, REPO, env, submission_id=f"reco-b-{int(time.time())}")
+    time.sleep(float(rng.uniform(5, 15)))  # actors starting or running
+    what = _kill_a_ray_worker(cluster, cluster.nodes[2], rng, "ray::")
+    if what and second.poll() is None:
+        kills.append(what)
+    victim = cluster.nodes[1]
+    if second.poll() is None:
+        cluster.kill_node(victim)
+        kills.append(f"node {victim.name}")
+    out, _ = second.communicate(timeout=700)
+    restarts = 1
+    if second.returncode != 0:
+        restarts += 1
+        submit_ok(cluster, args[1:], env)
+    if not victim.alive:
+        cluster.replace_node(victim)
+
+    summary = json.loads((reco / "summary.json").read_text())
+    listed = {json.loads(m.read_text())["output"] for m in (reco / "_files").glob("*.json")}
+    orphans = _published_files_are_committed(reco, listed, ["events"])
+    table = pq.read_table(sorted(reco / f for f in listed), columns=["run_id", "event_id"])
+    keys = np.stack([table["run_id"].to_numpy(), table["event_id"].to_numpy()], axis=1)
+    duplicates = len(keys) - len(np.unique(keys, axis=0))
+    quarantined = summary["totals"]["quarantined"]
+    lost = n_events - quarantined - len(keys)
+    print(f"\nchaos reprocessing: kills {kills}, driver restarts {restarts}, files done before the "
+          f"last run {summary['run']['files_done_before']}, events in {n_events}, out {len(keys)}, "
+          f"quarantined {quarantined}, duplicates {duplicates}, lost {lost}, orphans {orphans}")  # fmt: skip
+    assert summary["totals"]["events"] == n_events
+    assert duplicates == 0 and lost == 0 and not orphans
+    assert summary["run"]["files_done_before"] >= 1  # the restarted driver kept the committed file
+
+
+TRAIN_TOLERANCE = 0.35  # relative difference of the final validation loss, killed vs uninterrupted
+
+
+@pytest.mark.timeout(1200)
+def test_chaos_training_resumes_from_its_checkpoint_and_matches_an_uninterrupted_run(
+    cluster, sim_files, mlflow_uri, tmp_path
+):
+    """Kill a whole worker node (and so a Ray Train worker) after a few epoch checkpoints: the run
+    restores its last checkpoint on the nodes left, runs every epoch once, and ends within
+    TRAIN_TOLERANCE of the same seeded run without a kill."""
+    sim, _ = sim_files
+    ds = tmp_path / "ds"
+    submit_ok(
+        cluster, ["jobs/build_dataset.py", str(write_spec(tmp_path / "s.yaml", sim, 100)), "--out", str(ds)]
+    )
+    env = {"MLFLOW_TRACKING_URI": mlflow_uri}
+    runs = tmp_path / "runs"
+    epochs = 6
+
+    def args(name):
+        return ["python", "jobs/train.py", "bgo-direction-low", "--dataset", str(ds), "--workers", "2",
+                "--epochs", str(epochs), "--steps-per-epoch", "3", "--storage", str(runs),
+                "--run-name", name]  # fmt: skip
+
+    def final_state(name):
+        ckpts = sorted((runs / name).glob("checkpoint_*/state.json"))
+        return json.loads(ckpts[-1].read_text())
+
+    submit_ok(cluster, args("calm")[1:], env, timeout=900)
+    proc = cluster.submit_async(args("killed"), REPO, env)
+    assert _wait_for(lambda: len(list((runs / "killed").glob("checkpoint_*/state.json"))) >= 2, 600, proc)
+    time.sleep(3)  # the controller registers the checkpoint
+    victim = next(n for n in cluster.nodes[1:] if cluster.ray_worker_pids(n, "ray::RayTrainWorker"))
+    cluster.kill_node(victim)
+    out, _ = proc.communicate(timeout=900)
+    cluster.replace_node(victim)
+    assert proc.returncode == 0, out[-3000:]
+    calm, killed = final_state("calm"), final_state("killed")
+    a, b = calm["history"][-1]["val_loss"], killed["history"][-1]["val_loss"]
+    print(f"\nchaos training: killed node {victim.name}, restored from epochs "
+          f"{killed.get('restored_from_epoch')}, final val_loss {b:.4f} vs uninterrupted {a:.4f} "
+          f"({abs(b - a) / a:.1%}, tolerance {TRAIN_TOLERANCE:.0%})")  # fmt: skip
+    assert [h["epoch"] for h in killed["history"]] == list(range(1, epochs + 1))
+    assert killed.get("restored_from_epoch") and killed["restored_from_epoch"][0] >= 2
+    assert abs(b - a) <= TRAIN_TOLERANCE * a
