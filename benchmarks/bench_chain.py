@@ -16,7 +16,8 @@ times, are those of a RoI placed about as far from the track as a poor low-energ
 
 The machine's limit: FLOPs per event of each network (Conv2D and Dense multiply-adds x 2,
 counted from the layer shapes, times the fraction of events it runs on), against the
-measured throughput of a large Conv2D on the same core in both runtimes.
+measured throughput of a large Conv2D on the same core in both runtimes. The standard track
+reconstruction (reconstruction.standard) is timed on the same events for comparison.
 """
 
 from __future__ import annotations
@@ -186,6 +187,15 @@ def busy_cores(seconds: float = 2.0) -> float:
     return (b1 - b0) / max(t1 - t0, 1) * (os.cpu_count() or 1)
 
 
+def standard_cpu_seconds(events: dict, repeats: int) -> float:
+    """Best CPU seconds of the standard reconstruction (axis fit, track finding, selection)."""
+    from dampeml.reconstruction.standard import reconstruct
+
+    view = {k: v for k, v in events.items() if not k.startswith("true_") and k != "stk_is_primary"}
+    reconstruct(view)
+    return min(_timed(lambda: reconstruct(view)) for _ in range(repeats))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=512)
@@ -204,6 +214,11 @@ def main() -> None:
     print(f"{n} events: {np.mean(deposit < 1e6):.0%} below 1 TeV deposited (coarse step)")
 
     conv = {rt: 0.0 for rt in args.runtimes}
+    standard = standard_cpu_seconds(events, args.repeats)
+    print(
+        f"standard track reconstruction (reconstruction.standard), same events: "
+        f"{n / standard:.0f} events per CPU-second"
+    )
 
     for preset in args.presets:
         chains = {}
@@ -249,6 +264,10 @@ def main() -> None:
             print(
                 f"  {NETWORK_OF_FIELD[field]:22s} {f / 1e6:10.1f} MFLOP x {frac:5.2f} = {f * frac / 1e6:9.1f}"
             )
+        print(
+            "chain / standard reconstruction time: "
+            + ", ".join(f"{rt} {t / standard:.1f}x" for rt, t in zip(args.runtimes, totals, strict=True))
+        )
         for rt in args.runtimes:
             limit = conv[rt] * 1e9 / chain_flops
             net_s = sum(v for k, v in results[rt][1].items() if k.endswith("_network"))
