@@ -104,6 +104,7 @@ def test_every_event_is_written_or_quarantined_once(tmp_path, mixed_inputs, ray_
     # 200 (mc) + 150 (flight) + 200 (nan) + 150 (corrupt, all quarantined) events in readable files
     assert s["totals"]["events"] == 700
     assert s["totals"]["unreadable_files"] == 3
+    assert sum(s["quarantined_by_reason"].values()) == s["totals"]["quarantined"]
     unreadable = {
         f["input"].rsplit("/", 1)[1]: f["reason"] for f in s["files"] if f["status"] == "unreadable"
     }

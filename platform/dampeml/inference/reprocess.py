@@ -39,7 +39,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -106,7 +106,6 @@ class ReprocessResult:
     files_processed: int
     seconds: float
     quarantine_path: str = ""
-    warnings: list[str] = field(default_factory=list)
 
 
 def file_key(path: str) -> str:
@@ -168,15 +167,16 @@ def _prepare_out(store: Store, params: dict, overwrite: bool) -> dict:
         if same_runtime and same_models and not overwrite:
             return {**params, "versions": {**previous["versions"], **params["versions"]}}
         if not overwrite:
-            diff = {
-                m: {"there": previous["versions"][m], "now": params["versions"][m]}
-                for m in sorted(shared)
-                if previous["versions"][m] != params["versions"][m]
-            }
+            changes = sorted(
+                f"{m}: {net} {previous['versions'][m].get(net, '-')} -> {params['versions'][m].get(net, '-')}"
+                for m in shared
+                for net in set(previous["versions"][m]) | set(params["versions"][m])
+                if previous["versions"][m].get(net) != params["versions"][m].get(net)
+            )
             what = (
                 f"runtime {previous.get('runtime')} (now {params['runtime']})"
                 if not same_runtime
-                else f"other model versions {diff}"
+                else f"other model versions ({'; '.join(changes)})"
             )
             raise ReprocessError(
                 f"{store.uri} holds outputs made with @{previous.get('alias')}, {what}: pass --overwrite "
@@ -343,7 +343,8 @@ def write_summary(store: Store, plan: EventFilePlan, params: dict, run: dict) ->
             | {"status": "done"}
         )
         lines.extend(m["quarantine_list"])
-        reasons.update({_RANGE.sub("events A-B", k): v for k, v in m["quarantined"].items()})
+        for why, k in m["quarantined"].items():
+            reasons[_RANGE.sub("events A-B", why)] += k
         totals["files"] += 1
         totals["events"] += m["events"]
         totals["written"] += m["written"]
@@ -409,7 +410,8 @@ def reprocess(cfg: ReprocessConfig, progress: Callable[[Progress], None] | None 
                 progress(state)
 
         sub = EventFilePlan(todo, [], plan.branches, plan.bytes_per_event)
-        run_pipeline(cfg, sub, versions, on_file, on_batch)
+        needed = {m: v for m, v in versions.items() if any(i.mode == m for i in todo)}  # chains to load
+        run_pipeline(cfg, sub, needed, on_file, on_batch)
     seconds = time.perf_counter() - t_run
     processed = sum(i.n_events for i in todo)
     run = {
