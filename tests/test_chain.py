@@ -214,9 +214,14 @@ def test_chunking_does_not_change_outputs(mixed_events):
     assert chunked.network_events["inelastic_raw_stk"] == n and chunked.network_events["electron_proton"] == n
 
 
-def test_unknown_runtime_is_refused():
+def test_empty_batch_and_unknown_runtime(mixed_events):
+    """A batch of no events gives empty columns (a job may hand one over); a bad runtime is refused."""
+    models = ChainModels(**_untrained())
+    empty = {k: v[:0] for k, v in mixed_events.items()}
+    out = Chain(models, {}).run(empty)
+    assert tuple(out) == OUTPUT_COLUMNS and all(v.shape == (0,) for v in out.values())
     with pytest.raises(ValueError, match="unknown runtime 'torch'"):
-        Chain(ChainModels(**_untrained()), {}, runtime="torch")
+        Chain(models, {}, runtime="torch")
 
 
 # --------------------------------------------------------------------------- known tracks recovered
