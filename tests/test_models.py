@@ -138,9 +138,9 @@ def test_raw_stk_full_preset_is_the_papers_layer_list():
 
 
 def test_filter_shape_override_changes_the_kernel():
-    default = build("bgo-direction-low", compile=False)
+    default = build("bgo-direction-low", preset="full", compile=False)
     assert default.get_layer("conv_1").kernel.shape[:2] == (4, 4)
-    model = build("bgo-direction-low", overrides={"kernel_size": [3, 5]}, compile=False)
+    model = build("bgo-direction-low", preset="full", overrides={"kernel_size": [3, 5]}, compile=False)
     assert model.get_layer("conv_1").kernel.shape[:2] == (3, 5)
     assert get_network("bgo-direction-low").config_for("full", {"kernel_size": [3, 5]}).kernel_size == (3, 5)
 
