@@ -51,9 +51,41 @@ class Node:
         return self.proc.poll() is None
 
     def kill(self, grace: float = 3.0, sig: int = signal.SIGTERM) -> None:
-        """Stop the whole process group of this node (raylet, workers, agents)."""
+        """Stop this node: its process group (raylet, agents) and every descendant (Ray puts
+        each worker process in a group of its own)."""
         self.killed = True
+        workers = descendants(self.proc.pid)
+        if sig == signal.SIGKILL:
+            for pid in workers:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
         _kill_group(self.proc, grace=grace, first=sig)
+        for pid in workers:  # whatever outlived its raylet
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def descendants(root: int) -> list[int]:
+    """Every living descendant of process `root` (from /proc's parent links)."""
+    children: dict[int, list[int]] = {}
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            ppid = int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(p.name))
+    out, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
 
 
 def _kill_group(proc: subprocess.Popen, grace: float, first: int = signal.SIGTERM) -> None:
@@ -273,18 +305,14 @@ class LocalCluster:
         raise TimeoutError(f"fewer than {n} nodes alive after {timeout:.0f} s; logs in {self.root}")
 
     def ray_worker_pids(self, node: Node, pattern: str = "ray::") -> list[int]:
-        """PIDs of the Ray worker processes (tasks, actors) of one node: its process group."""
-        try:
-            pgid = os.getpgid(node.proc.pid)
-        except ProcessLookupError:
-            return []
+        """PIDs of the Ray processes (tasks, actors, agents) of one node: the descendants of its
+        `ray start` (Ray puts each worker in a process group of its own, so not by group)."""
         pids = []
-        for p in Path("/proc").iterdir():
+        for pid in descendants(node.proc.pid):
             try:
-                if p.name.isdigit() and os.getpgid(int(p.name)) == pgid:
-                    if (p / "cmdline").read_bytes().startswith(pattern.encode()):
-                        pids.append(int(p.name))
-            except (OSError, ProcessLookupError):
+                if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(pattern.encode()):
+                    pids.append(pid)
+            except OSError:
                 continue
         return sorted(pids)
 

@@ -57,19 +57,19 @@ def submit_ok(cluster: LocalCluster, args: list[str], env_vars: dict[str, str] |
 
 @pytest.fixture(scope="module")
 def sim_files(cluster, tmp_path_factory):
-    """Two simulated proton files (400 events), made by the simulation job on the cluster."""
+    """Eight simulated proton files (400 events), made by the simulation job on the cluster."""
     from dampeml.io.root_reader import read_events
 
     sim = tmp_path_factory.mktemp("sim")
     submit_ok(
         cluster,
         ["jobs/simulate.py", "--particle", "proton", "--events", "400", "--energy-min", "10",
-         "--energy-max", "1e4", "--out", str(sim), "--events-per-shard", "200", "--no-progress"],
+         "--energy-max", "1e4", "--out", str(sim), "--events-per-shard", "50", "--no-progress"],
     )  # fmt: skip
     files = sorted(sim.glob("*.root"))
     n_events = sum(len(read_events(f)["event_id"]) for f in files)
     print(f"\nsimulated {n_events} events in {len(files)} files")
-    assert len(files) == 2 and n_events == 400
+    assert len(files) == 8 and n_events == 400
     return sim, n_events
 
 
@@ -225,8 +225,19 @@ def _wait_for(predicate, timeout: float, proc: subprocess.Popen | None = None) -
     return False
 
 
+SYSTEM_PROCESSES = ("ray::RuntimeEnvAgent", "ray::DashboardAgent", "ray::IDLE")
+
+
 def _kill_a_ray_worker(cluster: LocalCluster, node, rng, pattern: str = "ray::") -> str | None:
-    pids = cluster.ray_worker_pids(node, pattern)
+    """SIGKILL one task or actor process of `node` (not its agents, not an idle worker)."""
+    pids = []
+    for pid in cluster.ray_worker_pids(node, pattern):
+        try:
+            title = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if not title.startswith(SYSTEM_PROCESSES):
+            pids.append(pid)
     if not pids:
         return None
     pid = int(rng.choice(pids))
@@ -253,7 +264,9 @@ def test_chaos_dataset_build_loses_and_duplicates_nothing(cluster, sim_files, tm
     """Kill a whole worker node and a Ray worker process at random points of a dataset build."""
     rng = np.random.default_rng(int(time.time()))
     sim, n_events = sim_files
-    spec = write_spec(tmp_path / "spec.yaml", sim, events_per_unit=20)  # 20 units
+    from dampeml.io.root_reader import read_events
+
+    spec = write_spec(tmp_path / "spec.yaml", sim, events_per_unit=20)  # 24 units
     ds = tmp_path / "ds"
 
     def markers() -> int:
@@ -294,8 +307,9 @@ def test_chaos_dataset_build_loses_and_duplicates_nothing(cluster, sim_files, tm
     print(f"\nchaos dataset build: kills {kills}, driver restarts {restarts}, units {markers()}, "
           f"events in {n_events}, out {len(keys)}, quarantined+filtered {quarantined}, "
           f"duplicates {duplicates}, lost {lost}, orphan files {orphans}")  # fmt: skip
-    assert done_at_kill < 20, "the node kill must land mid-build"
-    assert acc["read"] == n_events and markers() == 20
+    units = sum(-(-len(read_events(f)["event_id"]) // 20) for f in sim.glob("*.root"))
+    assert done_at_kill < units, "the node kill must land mid-build"
+    assert acc["read"] == n_events and markers() == units
     assert duplicates == 0 and lost == 0 and not orphans
     assert len(keys) == sum(s["events"] for s in manifest["splits"].values())
 
@@ -321,17 +335,19 @@ def test_chaos_reprocessing_loses_and_duplicates_nothing(cluster, sim_files, mlf
     assert _wait_for(lambda: committed() >= 1, 500, first), "no file committed"
     cluster.stop_job(sid_a)
     first.communicate(timeout=120)
-    kills.append(f"driver (ray job stop) after {committed()} of 2 files")
+    stopped_at = committed()
+    kills.append(f"driver (ray job stop) after {stopped_at} of 8 files")
 
     second = cluster.submit_async(args, REPO, env, submission_id=f"reco-b-{int(time.time())}")
-    time.sleep(float(rng.uniform(5, 15)))  # actors starting or running
-    what = _kill_a_ray_worker(cluster, cluster.nodes[2], rng, "ray::")
-    if what and second.poll() is None:
+    _wait_for(lambda: committed() > stopped_at, 500, second)  # the restarted job is working
+    what = _kill_a_ray_worker(cluster, cluster.nodes[2], rng, "ray::") if second.poll() is None else None
+    if what:
         kills.append(what)
+    time.sleep(float(rng.uniform(0, 3)))
     victim = cluster.nodes[1]
     if second.poll() is None:
         cluster.kill_node(victim)
-        kills.append(f"node {victim.name}")
+        kills.append(f"node {victim.name} after {committed()} files")
     out, _ = second.communicate(timeout=700)
     restarts = 1
     if second.returncode != 0:
@@ -353,7 +369,9 @@ def test_chaos_reprocessing_loses_and_duplicates_nothing(cluster, sim_files, mlf
           f"quarantined {quarantined}, duplicates {duplicates}, lost {lost}, orphans {orphans}")  # fmt: skip
     assert summary["totals"]["events"] == n_events
     assert duplicates == 0 and lost == 0 and not orphans
-    assert summary["run"]["files_done_before"] >= 1  # the restarted driver kept the committed file
+    assert 1 <= stopped_at < 8, "the driver stop must land mid-job"
+    assert summary["run"]["files_done_before"] >= stopped_at  # the restarted driver kept what was committed
+    assert len(kills) >= 2, f"the restarted job finished before a kill landed: {kills}"
 
 
 TRAIN_TOLERANCE = 0.35  # relative difference of the final validation loss, killed vs uninterrupted
