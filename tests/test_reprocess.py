@@ -92,6 +92,7 @@ def _quarantine(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "quarantine.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.timeout(900)  # when first, its setup registers the session's models (minutes on a busy VM)
 def test_every_event_is_written_or_quarantined_once(tmp_path, mixed_inputs, ray_local, registry):
     out = tmp_path / "reco"
     cfg = ReprocessConfig(
