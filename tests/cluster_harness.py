@@ -223,22 +223,30 @@ class LocalCluster:
             self.stop()
             raise
 
-    def _start_all(self, timeout: float) -> LocalCluster:
-        self.gcs_port, self.dashboard_port = free_port(), free_port()
-        self._start(
-            "head",
-            [
-                "--head",
-                "--node-ip-address=127.0.0.1",
-                f"--port={self.gcs_port}",
-                "--include-dashboard=true",
-                "--dashboard-host=127.0.0.1",
-                f"--dashboard-port={self.dashboard_port}",
-            ],
-            self.head_cpus,
-            {"head": 1.0},
-        )
-        self._wait_dashboard(timeout)
+    def _start_all(self, timeout: float, tries: int = 3) -> LocalCluster:
+        for attempt in range(tries):  # the head too can miss Ray's 30 s window on a loaded machine
+            self.gcs_port, self.dashboard_port = free_port(), free_port()
+            head = self._start(
+                "head",
+                [
+                    "--head",
+                    "--node-ip-address=127.0.0.1",
+                    f"--port={self.gcs_port}",
+                    "--include-dashboard=true",
+                    "--dashboard-host=127.0.0.1",
+                    f"--dashboard-port={self.dashboard_port}",
+                ],
+                self.head_cpus,
+                {"head": 1.0},
+            )
+            try:
+                self._wait_dashboard(timeout)
+                break
+            except RuntimeError:
+                head.kill(grace=1)
+                self.nodes.remove(head)
+                if attempt == tries - 1:
+                    raise
         self.wait_nodes(1, timeout)
         for i, (cpus, res) in enumerate(self.workers):
             self.add_worker(f"worker{i}", cpus, res, timeout=timeout)
