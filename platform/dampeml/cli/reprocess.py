@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
@@ -53,7 +54,7 @@ def reprocess(
         overwrite=overwrite,
     )
     cfg.check()  # before starting Ray
-    if address is None and num_cpus is None:
+    if num_cpus is None and not (address or os.environ.get("RAY_ADDRESS")):  # a local Ray: room for the pool
         num_cpus = max(4, int(actors * cpus_per_actor) + 2)
     init_ray(address=address, num_cpus=num_cpus)
     import ray
