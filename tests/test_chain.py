@@ -54,11 +54,14 @@ def _track(out: dict) -> np.ndarray:
 
 
 def _constant(name: str, values) -> object:
-    """Catalog network `name` (small) whose output is the constant `values` (zero last kernel)."""
-    model = build(name, preset="small", compile=False)
-    last = [layer for layer in model.layers if layer.weights][-1]
-    kernel, bias = last.get_weights()
-    last.set_weights([np.zeros_like(kernel), np.asarray(values, dtype=bias.dtype)])
+    """A stand-in for catalog network `name` (same input) whose output is the constant `values`."""
+    keras = tf_keras()
+    reference = build(name, preset="small", compile=False)
+    inp = keras.Input(reference.inputs[0].shape[1:], dtype=reference.inputs[0].dtype, name="x")
+    pooled = keras.layers.GlobalMaxPooling2D()(keras.layers.Rescaling(1.0)(inp))
+    head = keras.layers.Dense(len(values), kernel_initializer="zeros")
+    model = keras.Model(inp, head(pooled))
+    head.set_weights([np.zeros_like(head.get_weights()[0]), np.asarray(values, dtype=np.float32)])
     return model
 
 
@@ -169,8 +172,8 @@ def test_energy_ranges_and_coarse_step_per_event(mixed_events):
     """
     models = _untrained()
     bgo_tracks = {"low": [1.0, 2.0, 3.0, 4.0], "mid": [-5.0, 5.0, -5.0, 5.0], "high": [10.0, 0.0, 0.0, 10.0]}
-    for r in ENERGY_RANGES:  # the BGO model's output is Rescaling(100 mm) of the last Dense
-        models[f"bgo_{r}"] = _constant(NETWORK_OF_FIELD[f"bgo_{r}"], np.array(bgo_tracks[r]) / 100.0)
+    for r in ENERGY_RANGES:
+        models[f"bgo_{r}"] = _constant(NETWORK_OF_FIELD[f"bgo_{r}"], bgo_tracks[r])
     models["hough_coarse"] = _constant("stk-hough-coarse", [220.0] * 4)
     models["hough_precise"] = _constant("stk-hough-precise", [200.0] * 4)
     chain = Chain(ChainModels(**models), {n: "test" for n in NETWORK_OF_FIELD.values()})
