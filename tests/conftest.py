@@ -10,8 +10,9 @@ from dampeml.detector.simulation import SimulationConfig, simulate
 from dampeml.io.root_writer import write_event_file
 
 
-def make_file(path: Path, particle: str, n: int, e_min: float, e_max: float, mode: str = "mc",
-              seed: int = 1) -> Path:
+def make_file(
+    path: Path, particle: str, n: int, e_min: float, e_max: float, mode: str = "mc", seed: int = 1
+) -> Path:
     branches, metadata = simulate(SimulationConfig(particle, n, e_min, e_max, mode=mode, seed=seed))
     return write_event_file(path, branches, metadata)
 
@@ -54,3 +55,11 @@ def registered_models(tmp_path_factory) -> str:
         else:
             os.environ["MLFLOW_TRACKING_URI"] = previous
     return uri
+
+
+@pytest.fixture(scope="session")
+def trained_bgo_mid():
+    """The small bgo-direction-mid trained on MC p/He once per session: (model, info)."""
+    from tests.trained_bgo import train_bgo_mid
+
+    return train_bgo_mid()

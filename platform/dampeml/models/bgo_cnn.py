@@ -251,7 +251,11 @@ def conv_features(
 
 
 def with_alignment_head(
-    model: Any, trainable_backbone: bool = False, learning_rate: float | None = None, compile: bool = True
+    model: Any,
+    trainable_backbone: bool = False,
+    learning_rate: float | None = None,
+    compile: bool = True,
+    scale_mm: float = 100.0,
 ) -> Any:
     """`model` followed by the paper's data/MC alignment layer: Dense(4), linear, identity-initialised.
 
@@ -261,6 +265,10 @@ def with_alignment_head(
     for regression (MSE, Adam at `learning_rate`, default 1e-4) unless `compile=False`.
     Training it on the flight-data clean selection is the training code's job. Note that
     `model` itself is frozen in place (its `trainable` flag is set), as Keras shares the layers.
+
+    Our choice: the Dense layer works in units of `scale_mm` (fixed rescalings around it), so
+    its bias (a shift of ~1 mm) and kernel (a tilt of ~1e-3) are both O(1e-2) and one Adam
+    rate fits them; on raw mm the bias would need ~1000x the kernel's rate.
     """
     keras = tf_keras()
     n_out = model.outputs[0].shape[-1]
@@ -278,9 +286,9 @@ def with_alignment_head(
         bias_initializer="zeros",
         name=ALIGNMENT_LAYER,
     )
-    aligned = keras.Model(
-        inputs[0] if len(inputs) == 1 else inputs, head(features), name=f"{model.name}_aligned"
-    )
+    scaled = keras.layers.Rescaling(1.0 / scale_mm, name="alignment_in")(features)
+    out = keras.layers.Rescaling(scale_mm, name="alignment_out")(head(scaled))
+    aligned = keras.Model(inputs[0] if len(inputs) == 1 else inputs, out, name=f"{model.name}_aligned")
     if compile:
         compile_model(aligned, "regression", learning_rate)
     return aligned
