@@ -1,1 +1,6 @@
-"""Evaluation: physics figures of merit on MC (efficiency.py: the paper's Table 2 track efficiency)."""
+"""Evaluation on MC: the physics figures of merit and the report.
+
+- :mod:`.efficiency`: the paper's Table 2 track efficiency (charge windows of the true track).
+- :mod:`.performance`: direction containment vs deposited energy, ROC curves and AUCs.
+- :mod:`.report`: every method on the same held-out events -> Markdown + PNGs + metrics.json.
+"""
