@@ -49,6 +49,9 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, **kwargs):
             raise ValueError("num_cpus is for a local Ray only: the cluster's nodes declare their CPUs")
         args["address"] = address
     else:
+        # "local": always a new instance of our own. Without it ray.init joins whatever cluster
+        # `ray start` left running on this machine, and then refuses num_cpus.
+        args["address"] = "local"
         args["num_cpus"] = num_cpus if num_cpus is not None else default_num_cpus()
         args["include_dashboard"] = False
     args.update(kwargs)
