@@ -5,7 +5,7 @@ chain, the reprocessing job and the benchmarks need to exercise is a registry th
 model of the right architecture under each name and alias. :func:`register_catalog` builds
 each network (small or full preset, optionally with given weights) and logs it the way
 :func:`dampeml.registry.logging.log_training` does (tf-keras flavour, inferred signature,
-the tf-keras pin; requirements given rather than inferred, see `_requirements`), tagged
+the tf-keras pin; requirements given rather than inferred), tagged
 `untrained=true` so nobody mistakes it for a physics model.
 Numbers produced with such models test accounting and speed, never physics.
 """
@@ -17,10 +17,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from dampeml.models.catalog import NETWORK_NAMES, Preset, aligned_name, build, get_network
-from dampeml.registry.logging import TF_KERAS_PIN, _example_inputs
+from dampeml.registry.logging import log_keras_model
 from dampeml.registry.tracking import EXPERIMENT, setup_mlflow
 
 BGO_NETWORKS = ("bgo-direction-low", "bgo-direction-mid", "bgo-direction-high")
@@ -41,43 +39,15 @@ def ensure_experiment(artifact_dir: str | Path, experiment: str = EXPERIMENT) ->
     return client.create_experiment(experiment, artifact_location=Path(artifact_dir).resolve().as_uri())
 
 
-def _requirements() -> list[str]:
-    """The logged model's pip requirements, given explicitly.
-
-    log_training lets MLflow infer them (plus the tf-keras pin), which loads the model again in a
-    subprocess: ~1 s idle, 20 s on a loaded 2-core machine, per model. Here they are the same
-    packages pinned to what is installed, with the same tf-keras pin.
-    """
-    import mlflow
-    import tensorflow as tf
-
-    return [
-        f"mlflow=={mlflow.__version__}",
-        f"tensorflow=={tf.__version__}",
-        TF_KERAS_PIN,
-        f"numpy=={np.__version__}",
-    ]
-
-
 def log_model(name: str, model: Any, aliases: Iterable[str], tags: Mapping[str, str] | None = None) -> str:
     """Log `model` as a new version of registered model `name`, point `aliases` at it; the version."""
     import mlflow
-    from mlflow.models import infer_signature
 
     setup_mlflow()
     client = mlflow.MlflowClient()
     with mlflow.start_run(run_name=f"bootstrap-{name}"):
         mlflow.set_tags({"network": name, **(tags or {})})
-        example = _example_inputs(model)
-        signature = infer_signature(example, model.predict(example, verbose=0))
-        info = mlflow.tensorflow.log_model(
-            model,
-            name="model",
-            signature=signature,
-            registered_model_name=name,
-            pip_requirements=_requirements(),
-        )
-    version = str(info.registered_model_version)
+        version = log_keras_model(model, name)
     for k, v in (tags or {}).items():
         client.set_model_version_tag(name, version, k, str(v))
     for alias in aliases:
