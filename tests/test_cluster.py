@@ -195,7 +195,8 @@ def test_simulate_build_train_register_reprocess_as_submitted_jobs(cluster, sim_
     assert len(np.unique(keys, axis=0)) == table.num_rows
     from dampeml.inference.reprocess import model_column
 
-    assert set(table[model_column("bgo-direction-low")].to_pylist()) == {"1"}  # the trained version
+    used = set(table[model_column("bgo-direction-low")].to_pylist())  # e.g. {"bgo-direction-low/1"}
+    assert {str(v).rsplit("/", 1)[-1] for v in used} == {"1"}  # the trained, registered version
     assert not list((reco / "_tmp").glob("*")) if (reco / "_tmp").exists() else True
 
 
