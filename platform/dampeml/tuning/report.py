@@ -83,7 +83,16 @@ def comparison(c: Campaign, trials) -> list[Group]:
         g.epochs.append(row["epochs"])
         for m in c.compare:
             g.compare[m].append(float(row["metrics"].get(m, float("nan"))))
-    return list(groups.values())
+    return sorted(groups.values(), key=lambda g: _order(c, g.point))
+
+
+def _order(c: Campaign, point: dict) -> tuple:
+    """Search-space order: a grid/choice value by its position in the file, a sampled value by itself."""
+    key = []
+    for k, s in c.search_space.items():
+        v = point.get(k)
+        key.append(s.values.index(v) if s.values is not None and v in s.values else v)
+    return tuple(key)
 
 
 def _header(c: Campaign) -> list[str]:
