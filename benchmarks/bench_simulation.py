@@ -50,11 +50,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=4000, help="events per timing point")
     args = ap.parse_args()
-    print(f"machine: {stdlib_platform.processor() or stdlib_platform.machine()}, "
-          f"{os.cpu_count()} logical CPUs, python {stdlib_platform.python_version()}")
+    print(
+        f"machine: {stdlib_platform.processor() or stdlib_platform.machine()}, "
+        f"{os.cpu_count()} logical CPUs, python {stdlib_platform.python_version()}"
+    )
     gen_rate, acc = rejection_rate()
-    print(f"generation+rejection: {gen_rate:,.0f} candidates/s/core (chunk {GENERATION_CHUNK}), "
-          f"acceptance {acc:.3%}")
+    print(
+        f"generation+rejection: {gen_rate:,.0f} candidates/s/core (chunk {GENERATION_CHUNK}), "
+        f"acceptance {acc:.3%}"
+    )
     rows = []
     for particle in ("proton", "helium", "electron"):
         for e in (100.0, 1e4, 1e5):
@@ -70,8 +74,10 @@ def main() -> None:
     n_gen = 1e8
     t_2core = (n_gen / gen_rate + n_gen * acc / mix_rate) / 2
     print(f"proton 10 GeV-1 PeV (E^-1): {mix_rate:,.0f} events/s/core, {mix_bpe:,.0f} bytes/event")
-    print(f"projected: 1e8 generated ({n_gen * acc:,.0f} accepted) on 2 cores: {t_2core / 60:.1f} min "
-          f"(target < 60 min: {'met' if t_2core < 3600 else 'NOT met'})")
+    print(
+        f"projected: 1e8 generated ({n_gen * acc:,.0f} accepted) on 2 cores: {t_2core / 60:.1f} min "
+        f"(target < 60 min: {'met' if t_2core < 3600 else 'NOT met'})"
+    )
 
 
 if __name__ == "__main__":

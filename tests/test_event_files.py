@@ -45,8 +45,9 @@ def test_round_trip_keeps_every_branch_exactly(tmp_path):
 
 def test_stk_fields_are_in_range_and_consistent(tmp_path):
     branches, _ = _sim(n_events=300, energy_max=1e5)
-    layer, half, chan, pos = (ak.flatten(branches[k]).to_numpy() for k in
-                              ("stk_layer", "stk_half", "stk_channel", "stk_pos"))
+    layer, half, chan, pos = (
+        ak.flatten(branches[k]).to_numpy() for k in ("stk_layer", "stk_half", "stk_channel", "stk_pos")
+    )
     assert layer.min() >= 0 and layer.max() == geo.STK_N_LAYERS - 1
     assert set(np.unique(half)) == {0, 1}
     assert chan.min() >= 0 and chan.max() < geo.STK_CHANNELS_PER_HALF
@@ -171,8 +172,7 @@ def test_nans_are_reported_per_event(tmp_path, good_file):
     bgo[7, 3, 4] = np.nan
     sig = ak.to_list(events["stk_signal"])
     sig[11][0] = float("nan")
-    bad = _rewrite(tmp_path, good_file, "nan.root",
-                   replace={"bgo_energy": bgo, "stk_signal": ak.Array(sig)})
+    bad = _rewrite(tmp_path, good_file, "nan.root", replace={"bgo_energy": bgo, "stk_signal": ak.Array(sig)})
     _expect_error(bad, "2 bad events, e.g. event_id 7: non-finite values in bgo_energy")
     reasons = bad_events(read_events(bad))
     assert list(np.flatnonzero(reasons != "")) == [7, 11]
