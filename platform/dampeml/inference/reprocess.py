@@ -134,27 +134,9 @@ def pin_versions(alias: str, modes: Sequence[str]) -> dict[str, dict[str, str]]:
     Resolved without loading a model, by the chain's rule (flight data: the `-aligned` BGO models
     where registered). Every actor checks that its loaded chain has exactly these versions.
     """
-    import mlflow
-    from mlflow.exceptions import MlflowException
+    from dampeml.reconstruction.chain import chosen_models
 
-    from dampeml.models.catalog import ALIGNED_SUFFIX
-    from dampeml.reconstruction.chain import NETWORK_OF_FIELD, resolve_version
-    from dampeml.registry.tracking import setup_mlflow
-
-    setup_mlflow()
-    client = mlflow.MlflowClient()
-    pinned = {}
-    for mode in modes:
-        names = list(NETWORK_OF_FIELD.values())
-        for i, name in enumerate(names):
-            if mode == "flight" and name.startswith("bgo-"):
-                try:
-                    client.get_model_version_by_alias(name + ALIGNED_SUFFIX, alias)
-                    names[i] = name + ALIGNED_SUFFIX
-                except MlflowException:
-                    pass
-        pinned[mode] = {name: resolve_version(name, alias, client) for name in names}
-    return pinned
+    return {mode: dict(chosen_models(alias, mode == "flight").values()) for mode in modes}
 
 
 def _prepare_out(store: Store, params: dict, overwrite: bool) -> dict:

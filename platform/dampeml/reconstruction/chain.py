@@ -193,68 +193,24 @@ class Runner:
 # --------------------------------------------------------------------------- registry
 
 
-def _client():
-    import mlflow
+def chosen_models(alias: str, flight: bool) -> dict[str, tuple[str, str]]:
+    """ChainModels field -> (registered name, version) behind `alias`, every one checked first.
 
-    from dampeml.registry.tracking import setup_mlflow
+    On flight data a BGO range uses `<name>-aligned@alias` where it is registered, the base
+    model otherwise. A missing model or alias raises RegistryError saying what to do.
+    """
+    from dampeml.registry.models import version_of
 
-    setup_mlflow()
-    return mlflow.MlflowClient()
-
-
-def _what_to_do(name: str, alias: str) -> str:
-    return (
-        f"`dampeml models list` shows what is registered; register a trained {name} "
-        f"(`dampeml train ...`) and point the alias at it: `dampeml models promote {name} VERSION "
-        f"--alias {alias}`"
-    )
-
-
-def resolve_version(name: str, alias: str, client: Any = None) -> str:
-    """The version of registered model `name` that `alias` points at; RegistryError if none."""
-    from mlflow.exceptions import MlflowException
-
-    client = client or _client()
-    try:
-        client.get_registered_model(name)
-    except MlflowException:
-        raise RegistryError(
-            f"no registered model {name!r} (the chain needs it): {_what_to_do(name, alias)}"
-        ) from None
-    try:
-        return str(client.get_model_version_by_alias(name, alias).version)
-    except MlflowException:
-        raise RegistryError(
-            f"registered model {name!r} has no alias @{alias}: {_what_to_do(name, alias)}"
-        ) from None
-
-
-def load_keras(uri: str) -> Any:
-    """A registered tf-keras model (`models:/NAME@ALIAS` or `models:/NAME/VERSION`), safe_mode, uncompiled."""
-    import mlflow
-
-    from dampeml.registry.tracking import setup_mlflow
-
-    if not uri.startswith("models:/"):
-        raise RegistryError(f"{uri!r} is not a registry URI: use models:/NAME@ALIAS")
-    setup_mlflow()
-    try:
-        return mlflow.tensorflow.load_model(uri, keras_model_kwargs={"safe_mode": True, "compile": False})
-    except mlflow.exceptions.MlflowException as exc:
-        raise RegistryError(
-            f"cannot load {uri}: {exc.message.splitlines()[0]}; "
-            "`dampeml models list` shows the registered models and aliases"
-        ) from None
-
-
-def _is_registered(client: Any, name: str, alias: str) -> bool:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        client.get_model_version_by_alias(name, alias)
-    except MlflowException:
-        return False
-    return True
+    chosen: dict[str, tuple[str, str]] = {}
+    for fname, name in NETWORK_OF_FIELD.items():
+        if flight and fname.startswith("bgo_"):
+            try:
+                chosen[fname] = (name + ALIGNED_SUFFIX, version_of(name + ALIGNED_SUFFIX, alias))
+                continue
+            except RegistryError:
+                pass
+        chosen[fname] = (name, version_of(name, alias))
+    return chosen
 
 
 # --------------------------------------------------------------------------- the chain
@@ -324,16 +280,11 @@ class Chain:
         """
         if runtime not in RUNTIMES:  # before any loading
             raise ValueError(f"unknown runtime {runtime!r}: use one of {list(RUNTIMES)}")
-        client = _client()
-        chosen: dict[str, str] = {}
-        for fname, name in NETWORK_OF_FIELD.items():
-            if flight and fname.startswith("bgo_") and _is_registered(client, name + ALIGNED_SUFFIX, alias):
-                name = name + ALIGNED_SUFFIX
-            chosen[fname] = name
-        versions = {
-            name: resolve_version(name, alias, client) for name in chosen.values()
-        }  # all errors first
-        loaded = {f: load_keras(f"models:/{n}/{versions[n]}") for f, n in chosen.items()}
+        from dampeml.registry.models import load_model
+
+        chosen = chosen_models(alias, flight)  # all errors before any loading
+        loaded = {f: load_model(f"models:/{name}/{version}") for f, (name, version) in chosen.items()}
+        versions = dict(chosen.values())
         return cls(ChainModels(**loaded), versions, flight, config, runtime, onnx_threads)
 
     # -- bookkeeping

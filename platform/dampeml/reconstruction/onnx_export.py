@@ -153,9 +153,9 @@ def export(
 ) -> OnnxExport:
     """Convert `source` (a registry URI or a tf-keras model) to ONNX, check parity, save to `path`."""
     if isinstance(source, str):
-        from dampeml.reconstruction.chain import load_keras
+        from dampeml.registry.models import load_model
 
-        model, label = load_keras(source), source
+        model, label = load_model(source), source
     else:
         model, label = source, getattr(source, "name", "model")
     onnx = to_onnx(model, opset)

@@ -86,8 +86,9 @@ def version_of(name: str, alias: str) -> str:
         ) from None
     if alias not in aliases:
         raise RegistryError(
-            f"{name} has no alias {alias!r} (aliases: {', '.join(sorted(aliases)) or 'none'}); "
-            f"`dampeml models promote {name} VERSION --alias {alias}` sets it"
+            f"registered model {name!r} has no alias {alias!r} (aliases: "
+            f"{', '.join(sorted(aliases)) or 'none'}): register a trained {name} (`dampeml train ...`) "
+            f"and point the alias at it: `dampeml models promote {name} VERSION --alias {alias}`"
         )
     return str(aliases[alias])
 
@@ -122,14 +123,21 @@ def promote(name: str, version: str, alias: str = "production", force: bool = Fa
 
 
 def load_model(uri: str):
-    """Load `models:/NAME@ALIAS` (or `models:/NAME/VERSION`) as a tf-keras model."""
+    """Load `models:/NAME@ALIAS` (or `models:/NAME/VERSION`) as an uncompiled tf-keras model, safely.
+
+    dampeml.security.safe_load_model audits the artifact and loads it in Keras' safe mode
+    (`mlflow.tensorflow.load_model` would unpickle files of the artifact).
+    """
     import mlflow
 
-    setup_mlflow()
+    from dampeml.security import safe_load_model
+
     if not uri.startswith("models:/"):
         raise RegistryError(f"{uri!r} is not a registry URI: use models:/NAME@ALIAS")
     try:
-        return mlflow.tensorflow.load_model(uri)
+        return safe_load_model(uri)
+    except RegistryError as exc:
+        raise RegistryError(f"cannot load {uri}: {exc}") from None
     except mlflow.exceptions.MlflowException as exc:
         raise RegistryError(
             f"cannot load {uri}: {exc.message.splitlines()[0]}; "
