@@ -153,21 +153,31 @@ class DatasetSpec(_Strict):
         return hashlib.sha256(canon.encode()).hexdigest()[:16]
 
 
-def load_spec(path: str | Path) -> DatasetSpec:
-    """Load and validate a spec; errors name the file and each offending field."""
-    path = Path(path)
+def validation_problems(exc: ValidationError) -> str:
+    """Every problem of a pydantic validation as 'field.path: message', joined."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}" for e in exc.errors()
+    )
+
+
+def read_yaml_mapping(path: Path, what: str, error: type[Exception], hint: str) -> dict:
+    """The YAML mapping in `path`; `error`, naming the file and `hint`, if missing, invalid or no mapping."""
     if not path.exists():
-        raise SpecError(f"{path}: no such dataset spec (the shipped ones are in datasets/)")
+        raise error(f"{path}: no such {what} ({hint})")
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not valid YAML ({exc})") from exc
+        raise error(f"{path}: not valid YAML ({exc})") from exc
     if not isinstance(raw, dict):
-        raise SpecError(f"{path}: a dataset spec is a YAML mapping, got {type(raw).__name__}")
+        raise error(f"{path}: a {what} is a YAML mapping, got {type(raw).__name__}")
+    return raw
+
+
+def load_spec(path: str | Path) -> DatasetSpec:
+    """Load and validate a spec; errors name the file and each offending field."""
+    path = Path(path)
+    raw = read_yaml_mapping(path, "dataset spec", SpecError, "the shipped ones are in datasets/")
     try:
         return DatasetSpec.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}" for e in exc.errors()
-        )
-        raise SpecError(f"{path}: invalid dataset spec: {problems}") from exc
+        raise SpecError(f"{path}: invalid dataset spec: {validation_problems(exc)}") from exc

@@ -166,7 +166,7 @@ def build_demo_datasets(root: Path, console: Console) -> dict[str, str]:
     from dampeml.datasets.spec import load_spec
     from dampeml.runtime import init_ray
 
-    init_ray()
+    init_ray(log_to_driver=False)  # the demo prints its own summary; failures still raise here
     out = {}
     for spec_path in sorted(SPEC_DIR.glob("*-small.yaml")):
         spec = load_spec(spec_path)

@@ -22,10 +22,9 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from dampeml.datasets.spec import DatasetSpec, SpecError, load_spec
+from dampeml.datasets.spec import DatasetSpec, SpecError, load_spec, read_yaml_mapping, validation_problems
 
 #: Training settings a campaign may search over (the rest belong to the campaign itself).
 TRAIN_FIELDS = ("base_lr", "batch_per_worker", "lr_patience")
@@ -189,32 +188,19 @@ def apply_spec_changes(spec: DatasetSpec, changes: dict[str, Any]) -> DatasetSpe
     try:
         return DatasetSpec.model_validate(data)
     except ValidationError as exc:
-        raise SpecError(f"dataset fields {changes}: {_problems(exc)}") from None
-
-
-def _problems(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}" for e in exc.errors()
-    )
+        raise SpecError(f"dataset fields {changes}: {validation_problems(exc)}") from None
 
 
 def load_campaign(path: str | Path) -> Campaign:
     """Load and check a campaign: schema, network, every search value, metric; errors name file and field."""
     path = Path(path)
-    if not path.exists():
-        raise CampaignError(f"{path}: no such campaign file (the shipped ones are in campaigns/)")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise CampaignError(f"{path}: not valid YAML ({exc})") from exc
-    if not isinstance(raw, dict):
-        raise CampaignError(f"{path}: a campaign is a YAML mapping, got {type(raw).__name__}")
+    raw = read_yaml_mapping(path, "campaign file", CampaignError, "the shipped ones are in campaigns/")
     if "source" in raw:
         raise CampaignError(f"{path}: source: unknown field (set by the loader)")
     try:
         campaign = Campaign.model_validate({**raw, "source": str(path.resolve())})
     except ValidationError as exc:
-        raise CampaignError(f"{path}: invalid campaign: {_problems(exc)}") from None
+        raise CampaignError(f"{path}: invalid campaign: {validation_problems(exc)}") from None
     try:
         check_campaign(campaign)
     except (SpecError, ValueError) as exc:
