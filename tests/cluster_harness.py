@@ -256,7 +256,8 @@ class LocalCluster:
         self, name: str, num_cpus: int, resources: dict[str, float], timeout: float = 180.0, tries: int = 3
     ) -> Node:
         """Start a worker node and wait until the cluster counts it (retried if its start times out)."""
-        expected = self.alive_nodes() + 1
+        # count our own living nodes: the GCS lists a just-killed node as alive for a while
+        expected = sum(1 for n in self.nodes if n.alive and not n.killed) + 1
         for attempt in range(tries):
             node = self._start(
                 name, [f"--address={self.address}", "--node-ip-address=127.0.0.1"], num_cpus, resources
