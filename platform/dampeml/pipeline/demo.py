@@ -124,10 +124,20 @@ def simulate_file(
 
 def align_demo(flight_files: list[str], console: Console) -> None:
     """Alignment head of every BGO network on the flight-like run, where it has enough clean events."""
+    from dampeml.models.catalog import aligned_name
     from dampeml.pipeline.training import DATASET_OF
+    from dampeml.registry.models import RegistryError, list_versions, version_of
     from dampeml.training.alignment import AlignmentError, align_registered
 
     for network in (n for n in DATASET_OF if n.startswith("bgo-direction")):
+        base = f"{network} v{version_of(network, 'production')}"
+        try:
+            done = [v for v in list_versions(aligned_name(network)) if "production" in v.aliases]
+        except RegistryError:
+            done = []
+        if done and done[0].metrics.get("base_model") == base:
+            console.print(f"{network}: {aligned_name(network)} v{done[0].version} aligns {base}: reused")
+            continue
         try:
             result, version, _ = align_registered(network, flight_files)
         except AlignmentError as exc:
