@@ -157,7 +157,7 @@ def reprocess_demo(flight_files: list[str], out: Path, console: Console) -> None
     result = reprocess(ReprocessConfig(inputs=flight_files, out=str(out), actors=2))
     totals = result.summary["totals"]
     console.print(
-        f"reprocessed {totals['events_written']} events ({totals['events_quarantined']} quarantined) -> {out}"
+        f"reprocessed {totals['written']} events ({totals['quarantined']} quarantined) -> {out}"
     )
 
 
