@@ -86,9 +86,10 @@ def version_of(name: str, alias: str) -> str:
         ) from None
     if alias not in aliases:
         raise RegistryError(
-            f"registered model {name!r} has no alias {alias!r} (aliases: "
-            f"{', '.join(sorted(aliases)) or 'none'}): register a trained {name} (`dampeml train ...`) "
-            f"and point the alias at it: `dampeml models promote {name} VERSION --alias {alias}`"
+            f"registered model {name!r} has no alias {alias!r} (@{alias}; aliases: "
+            f"{', '.join(sorted(aliases)) or 'none'}): `dampeml models list` shows what is registered; "
+            f"register a trained {name} (`dampeml train ...`) and point the alias at it: "
+            f"`dampeml models promote {name} VERSION --alias {alias}`"
         )
     return str(aliases[alias])
 
