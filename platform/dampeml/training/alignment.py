@@ -169,8 +169,8 @@ def align(base, events: Mapping, epochs: int = 30, seed: int = 0) -> AlignmentRe
     )
 
 
-def read_flight_events(files: list[str]) -> dict:
-    """All good events of flight files (bad events are counted and reported by the caller)."""
+def read_flight_events(files: list[str]) -> tuple[dict, int]:
+    """All good events of flight files, and how many bad ones (NaNs, out of range) were left out."""
     from dampeml.io.root_reader import bad_events, read_events
     from dampeml.io.schema import MC_ONLY
 
@@ -193,8 +193,7 @@ def read_flight_events(files: list[str]) -> dict:
         )
         for k in parts[0]
     }
-    events["_n_bad"] = n_bad
-    return events
+    return events, n_bad
 
 
 def align_registered(
@@ -215,8 +214,7 @@ def align_registered(
     name = aligned_name(network)  # refuses networks without an alignment head
     base_version = version_of(network, alias)
     base = load_model(f"models:/{network}@{alias}")
-    events = read_flight_events(flight_files)
-    n_bad = events.pop("_n_bad")
+    events, n_bad = read_flight_events(flight_files)
     result = align(base, events, epochs=epochs)
     extra: dict[str, float] = {"n_bad_events": float(n_bad), "head_seconds": result.seconds}
     if compare_full_training:
