@@ -156,9 +156,7 @@ def reprocess_demo(flight_files: list[str], out: Path, console: Console) -> None
 
     result = reprocess(ReprocessConfig(inputs=flight_files, out=str(out), actors=2))
     totals = result.summary["totals"]
-    console.print(
-        f"reprocessed {totals['written']} events ({totals['quarantined']} quarantined) -> {out}"
-    )
+    console.print(f"reprocessed {totals['written']} events ({totals['quarantined']} quarantined) -> {out}")
 
 
 def evaluate_demo(files: list[str], out: Path, console: Console) -> Path:
