@@ -334,16 +334,16 @@ class LocalCluster:
         self.nodes.remove(node)
         return self.add_worker(node.name + "r", node.num_cpus, node.resources, timeout=timeout)
 
-    def submit_async(
+    def _submit_cmd(
         self,
         entrypoint: list[str],
         working_dir: str | Path,
-        env_vars: dict[str, str] | None = None,
+        env_vars: dict[str, str] | None,
         submission_id: str | None = None,
-    ) -> subprocess.Popen:
-        """`ray job submit` in the background (it waits for the job and streams its logs)."""
+    ) -> list[str]:
+        """The `ray job submit` command line of `submit` and `submit_async`."""
         runtime_env = {"env_vars": {"TF_USE_LEGACY_KERAS": "1", **(env_vars or {})}}
-        cmd = [
+        return [
             RAY,
             "job",
             "submit",
@@ -354,6 +354,16 @@ class LocalCluster:
             "--",
             *entrypoint,
         ]
+
+    def submit_async(
+        self,
+        entrypoint: list[str],
+        working_dir: str | Path,
+        env_vars: dict[str, str] | None = None,
+        submission_id: str | None = None,
+    ) -> subprocess.Popen:
+        """`ray job submit` in the background (it waits for the job and streams its logs)."""
+        cmd = self._submit_cmd(entrypoint, working_dir, env_vars, submission_id)
         return subprocess.Popen(
             cmd, env=self.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
@@ -385,17 +395,7 @@ class LocalCluster:
         timeout: float = 600.0,
     ) -> subprocess.CompletedProcess:
         """`ray job submit --working-dir DIR -- ENTRYPOINT` and wait for the job (its logs stream)."""
-        runtime_env = {"env_vars": {"TF_USE_LEGACY_KERAS": "1", **(env_vars or {})}}
-        cmd = [
-            RAY,
-            "job",
-            "submit",
-            f"--address={self.dashboard_url}",
-            f"--working-dir={working_dir}",
-            f"--runtime-env-json={json.dumps(runtime_env)}",
-            "--",
-            *entrypoint,
-        ]
+        cmd = self._submit_cmd(entrypoint, working_dir, env_vars)
         env = {**self.env(token=token), **(extra_env or {})}
         return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
 
