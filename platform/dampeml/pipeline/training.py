@@ -35,18 +35,15 @@ class Trained:
     note: str
 
 
-def current_version(name: str, alias: str) -> tuple[str, str] | None:
-    """(version, dataset_version tag) behind `name@alias`, or None when there is none."""
+def current_version(name: str, alias: str):
+    """The registry's VersionInfo (version, tags) behind `name@alias`, or None when there is none."""
     from dampeml.registry.models import RegistryError, list_versions
 
     try:
         versions = list_versions(name)
     except RegistryError:
         return None
-    for v in versions:
-        if alias in v.aliases:
-            return v.version, v.metrics.get("dataset_version", "")
-    return None
+    return next((v for v in versions if alias in v.aliases), None)
 
 
 def train_and_promote(
@@ -69,9 +66,9 @@ def train_and_promote(
         uri = datasets[spec_name]
         dataset_version = load_manifest(uri)["dataset_version"]
         current = current_version(network, alias)
-        if current and current[1] == dataset_version:
-            out[network] = Trained(network, current[0], True, "reused")
-            console.print(f"{network}: @{alias} is v{current[0]}, trained on {dataset_version}: reused")
+        if current and current.metrics.get("dataset_version") == dataset_version:
+            out[network] = Trained(network, current.version, True, "reused")
+            console.print(f"{network}: @{alias} is v{current.version}, trained on {dataset_version}: reused")
             continue
         cfg = TrainConfig(
             network=network,
