@@ -20,10 +20,11 @@ def _runtime_errors() -> tuple[type[Exception], ...]:
     """The project's own "cannot go on" errors (RuntimeError subclasses); other RuntimeErrors are bugs."""
     from dampeml.datasets.build import DatasetBuildError
     from dampeml.detector.production import ProductionError
+    from dampeml.inference.predictor import ReprocessError
     from dampeml.registry.models import PromotionRefusedError
     from dampeml.training.trainer import TrainingError
 
-    return (DatasetBuildError, ProductionError, PromotionRefusedError, TrainingError)
+    return (DatasetBuildError, ProductionError, PromotionRefusedError, ReprocessError, TrainingError)
 
 
 def clean_errors(fn):

@@ -14,6 +14,7 @@ outputs), so an interrupted demo resumes.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
@@ -125,18 +126,15 @@ def simulate_file(
 def align_demo(flight_files: list[str], console: Console) -> None:
     """Alignment head of every BGO network on the flight-like run, where it has enough clean events."""
     from dampeml.models.catalog import aligned_name
-    from dampeml.pipeline.training import DATASET_OF
-    from dampeml.registry.models import RegistryError, list_versions, version_of
+    from dampeml.pipeline.training import DATASET_OF, current_version
+    from dampeml.registry.models import version_of
     from dampeml.training.alignment import AlignmentError, align_registered
 
     for network in (n for n in DATASET_OF if n.startswith("bgo-direction")):
         base = f"{network} v{version_of(network, 'production')}"
-        try:
-            done = [v for v in list_versions(aligned_name(network)) if "production" in v.aliases]
-        except RegistryError:
-            done = []
-        if done and done[0].metrics.get("base_model") == base:
-            console.print(f"{network}: {aligned_name(network)} v{done[0].version} aligns {base}: reused")
+        done = current_version(aligned_name(network), "production")
+        if done and done.metrics.get("base_model") == base:
+            console.print(f"{network}: {aligned_name(network)} v{done.version} aligns {base}: reused")
             continue
         try:
             result, version, _ = align_registered(network, flight_files)
@@ -152,9 +150,15 @@ def align_demo(flight_files: list[str], console: Console) -> None:
 
 
 def reprocess_demo(flight_files: list[str], out: Path, console: Console) -> None:
+    from dampeml.inference.predictor import ReprocessError
     from dampeml.inference.reprocess import ReprocessConfig, reprocess
 
-    result = reprocess(ReprocessConfig(inputs=flight_files, out=str(out), actors=2))
+    cfg = ReprocessConfig(inputs=flight_files, out=str(out), actors=2)
+    try:
+        result = reprocess(cfg)
+    except ReprocessError as exc:  # outputs of models that are no longer @production: redo them
+        console.print(f"replacing stale outputs: {exc}")
+        result = reprocess(replace(cfg, overwrite=True))
     totals = result.summary["totals"]
     console.print(f"reprocessed {totals['written']} events ({totals['quarantined']} quarantined) -> {out}")
 
