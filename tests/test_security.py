@@ -95,6 +95,186 @@ def test_job_arguments_are_checked_by_name(roots):
         check_job_paths(out=roots / "reco", storage="/var/tmp/runs")
 
 
+# ---- the entry points refuse outside storage before any work (and accept what is inside)
+
+SPEC = (
+    "name: x\nkind: {kind}\nsources:\n- type: files\n  glob: '{glob}'\n"
+    "features: [{features}]\ntargets: [{targets}]\n"
+)
+
+
+def _spec(
+    path: Path, glob: str | Path, kind="bgo-direction", features="bgo_image", targets="track", extra=""
+):
+    path.write_text(SPEC.format(kind=kind, glob=glob, features=features, targets=targets) + extra)
+    return path
+
+
+def _cli(*args: str):
+    """Run the CLI in-process; (exit code, its output as one line: Rich wraps long lines)."""
+    from typer.testing import CliRunner
+
+    from dampeml.cli.main import app
+
+    r = CliRunner().invoke(app, list(args))
+    return r.exit_code, " ".join(r.output.split())
+
+
+def _refused(code: int, out: str, *names) -> None:
+    print(f"\n{out}")
+    assert code == 1 and "Traceback" not in out and out.count("error:") == 1, out
+    assert "outside the allowed storage" in out and "DAMPEML_ALLOWED_STORAGE" in out, out
+    for name in names:
+        assert str(name) in out, (name, out)
+
+
+@pytest.mark.timeout(60)
+def test_dataset_build_refuses_outside_storage_before_any_work(roots, tmp_path):
+    from dampeml.datasets.build import build_dataset, check_build_inputs
+    from dampeml.datasets.spec import load_spec
+
+    outside = tmp_path / "outside"
+    bad_spec = _spec(tmp_path / "bad.yaml", outside / "*.root")
+    good_spec = _spec(tmp_path / "good.yaml", roots / "mc" / "*.root")
+    # a source outside: the spec file, the field, the glob and the allowed root are named
+    code, out = _cli("dataset", "build", str(bad_spec), "--out", str(roots / "ds"))
+    _refused(code, out, bad_spec, "sources[0].glob", outside, roots)
+    # --out outside
+    code, out = _cli("dataset", "build", str(good_spec), "--out", str(outside / "ds"))
+    _refused(code, out, "--out", outside / "ds", roots)
+    with pytest.raises(StorageNotAllowedError, match="--out"):
+        build_dataset(load_spec(good_spec), str(outside / "ds"), spec_path=good_spec)
+    assert not (roots / "ds").exists() and not outside.exists()  # nothing written, Ray not needed
+    check_build_inputs(load_spec(good_spec), str(roots / "ds"), good_spec)  # inside: accepted
+    check_build_inputs(load_spec(good_spec), "s3://dampeml-bucket/prod/datasets/x", good_spec)
+
+
+@pytest.mark.timeout(60)
+def test_training_refuses_a_dataset_or_storage_outside(roots, tmp_path):
+    from dampeml.datasets.loader import DatasetError
+    from dampeml.training.config import TrainConfig
+    from dampeml.training.trainer import check_inputs
+
+    outside = tmp_path / "outside"
+    inside = {"dataset": str(roots / "ds"), "storage": str(roots / "runs")}
+    for arg in ("dataset", "storage"):
+        args = {**inside, arg: str(outside / arg)}
+        with pytest.raises(StorageNotAllowedError, match=f"--{arg} '{outside / arg}'"):
+            check_inputs(TrainConfig(network="bgo-direction-low", **args))
+        code, out = _cli("train", "bgo-direction-low", *(f"--{k}={v}" for k, v in args.items()))
+        _refused(code, out, f"--{arg}", outside / arg, roots)
+    assert not outside.exists() and not (roots / "runs").exists()
+    # inside: the storage check passes, the (unbuilt) dataset is what is missing
+    with pytest.raises(DatasetError, match="dataset build"):
+        check_inputs(TrainConfig(network="bgo-direction-low", **inside))
+
+
+@pytest.mark.timeout(60)
+def test_reprocessing_refuses_inputs_or_out_outside(roots, tmp_path):
+    from dampeml.inference.reprocess import ReprocessConfig
+
+    outside = tmp_path / "outside"
+    good_in, good_out = f"{roots}/flight/*.root", str(roots / "reco")
+    ReprocessConfig(good_in, good_out).check()
+    ReprocessConfig([roots / "a.root", str(roots / "b.root")], "s3://dampeml-bucket/prod/reco").check()
+    for inputs, out, name, bad in [
+        (f"{outside}/*.root", good_out, "--input", f"{outside}/*.root"),
+        ([str(roots / "a.root"), "/etc/passwd"], good_out, "--input", "/etc/passwd"),
+        (good_in, str(outside / "reco"), "--out", outside / "reco"),
+    ]:
+        with pytest.raises(StorageNotAllowedError, match=name) as err:
+            ReprocessConfig(inputs, out).check()
+        assert str(bad) in str(err.value) and str(roots) in str(err.value)
+    code, out = _cli("reprocess", "--input", f"{outside}/*.root", "--out", good_out)
+    _refused(code, out, "--input", outside, roots)
+    code, out = _cli("reprocess", "--input", good_in, "--out", str(outside / "reco"))
+    _refused(code, out, "--out", outside / "reco", roots)
+    assert not outside.exists() and not (roots / "reco").exists()
+
+
+@pytest.mark.timeout(60)
+def test_campaigns_refuse_datasets_or_a_workdir_outside(roots, tmp_path):
+    import yaml
+
+    from dampeml.tuning.campaign import load_campaign
+
+    outside = tmp_path / "outside"
+    _spec(tmp_path / "spec-good.yaml", roots / "mc" / "*.root")
+    bad_spec = _spec(tmp_path / "spec-bad.yaml", outside / "*.root")
+
+    def campaign(name: str, **fields) -> Path:
+        path = tmp_path / f"{name}.yaml"
+        base = {"name": name, "network": "bgo-direction-low", "dataset": "spec-good.yaml"}
+        path.write_text(
+            yaml.safe_dump({**base, "search_space": {"model.dropout": {"grid": [0.1]}}, **fields})
+        )
+        return path
+
+    good = campaign("good")
+    assert load_campaign(good).dataset == "spec-good.yaml"  # inside: accepted
+    bad = {
+        "spec": campaign("spec", dataset="spec-bad.yaml"),
+        "test": campaign("test", test_dataset="spec-bad.yaml"),
+        "choice": campaign(
+            "choice", search_space={"dataset": {"choice": ["spec-good.yaml", "spec-bad.yaml"]}}
+        ),
+        "glob": campaign(
+            "glob", search_space={"dataset.sources.0.glob": {"grid": [f"{roots}/a/*", f"{outside}/*.root"]}}
+        ),
+    }
+    for path in bad.values():
+        with pytest.raises(StorageNotAllowedError, match="sources.0..glob") as err:
+            load_campaign(path)
+        print(f"\n{err.value}")
+        assert str(path) in str(err.value) and str(outside) in str(err.value) and str(roots) in str(err.value)
+    assert str(bad_spec) in str(pytest.raises(StorageNotAllowedError, load_campaign, bad["spec"]).value)
+    code, out = _cli("tune", str(bad["glob"]), "--workdir", str(roots / "w"))
+    _refused(code, out, bad["glob"], outside, roots)
+    code, out = _cli("tune", str(good), "--workdir", str(outside / "w"))  # refused before Ray starts
+    _refused(code, out, "--workdir", outside / "w", roots)
+    assert not outside.exists() and not (roots / "w").exists()
+
+
+@pytest.mark.timeout(60)
+def test_a_hough_roi_model_that_is_no_registry_uri_is_refused_before_any_work(roots, tmp_path):
+    from dampeml.datasets.build import check_build_inputs
+    from dampeml.datasets.spec import load_spec
+
+    def roi_spec(uri: str) -> Path:
+        roi = f"roi:\n  source: model\n  model_uri: '{uri}'\n"
+        return _spec(tmp_path / "roi.yaml", roots / "*.root", "stk-hough", "hough_hits", "hough_offsets", roi)
+
+    for uri in (f"{tmp_path}/outside/model", "s3://other-bucket/model", "models:/../../etc@production"):
+        with pytest.raises(RegistryError, match="not a registry URI"):
+            check_build_inputs(load_spec(roi_spec(uri)), str(roots / "ds"))
+    code, out = _cli("dataset", "build", str(roi_spec("runs:/abc/model")), "--out", str(roots / "ds"))
+    print(f"\n{out}")
+    assert code == 1 and "Traceback" not in out and "'runs:/abc/model' is not a registry URI" in out
+    assert not (roots / "ds").exists()
+
+
+@pytest.mark.timeout(300)
+def test_a_hough_roi_model_must_be_registered(store, roots, tmp_path):
+    from dampeml.datasets.build import check_build_inputs
+    from dampeml.datasets.spec import load_spec
+
+    spec = tmp_path / "roi.yaml"
+    for uri, message in [
+        ("models:/bgo-direction-low@production", None),
+        ("models:/bgo-direction-low/1", None),
+        ("models:/bgo-direction-low@staging", "no alias 'staging'"),
+        ("models:/no-such-net@production", "no registered model 'no-such-net'"),
+    ]:
+        roi = f"roi:\n  source: model\n  model_uri: '{uri}'\n"
+        _spec(spec, roots / "*.root", "stk-hough", "hough_hits", "hough_offsets", roi)
+        if message is None:
+            check_build_inputs(load_spec(spec), str(roots / "ds"), spec)
+        else:
+            with pytest.raises(RegistryError, match=message):
+                check_build_inputs(load_spec(spec), str(roots / "ds"), spec)
+    assert not (roots / "ds").exists()
+
+
 # ---- artifact paths
 
 

@@ -10,8 +10,10 @@ import functools
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from dampeml.io.root_reader import EventFileError
+from dampeml.security import StorageNotAllowedError, UnsafeModelError
 
 console = Console(stderr=True)
 
@@ -24,7 +26,14 @@ def _runtime_errors() -> tuple[type[Exception], ...]:
     from dampeml.registry.models import PromotionRefusedError
     from dampeml.training.trainer import TrainingError
 
-    return (DatasetBuildError, ProductionError, PromotionRefusedError, ReprocessError, TrainingError)
+    return (
+        DatasetBuildError,
+        ProductionError,
+        PromotionRefusedError,
+        ReprocessError,
+        TrainingError,
+        UnsafeModelError,
+    )
 
 
 def clean_errors(fn):
@@ -34,8 +43,15 @@ def clean_errors(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (EventFileError, ValueError, LookupError, FileExistsError, *_runtime_errors()) as exc:
-            console.print(f"[bold red]error:[/] {exc}")
+        except (
+            EventFileError,
+            ValueError,
+            LookupError,
+            FileExistsError,
+            StorageNotAllowedError,
+            *_runtime_errors(),
+        ) as exc:
+            console.print(f"[bold red]error:[/] {escape(str(exc))}")
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/]")

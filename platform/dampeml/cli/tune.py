@@ -26,11 +26,13 @@ def tune(
     import math
 
     from dampeml.runtime import init_ray
+    from dampeml.security import check_job_paths
     from dampeml.tuning.campaign import load_campaign
     from dampeml.tuning.report import rich_table
     from dampeml.tuning.run import run_campaign
 
     c = load_campaign(campaign)  # every check that needs no Ray
+    check_job_paths(workdir=workdir)  # run_campaign checks it too, but only after Ray starts
     r = c.resources
     need = r.max_concurrent_trials * (r.workers_per_trial * r.cpus_per_worker + 1 + r.trial_cpus)
     if address is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import platform as stdlib_platform
 from collections import Counter
 from collections.abc import Callable
@@ -67,14 +68,29 @@ def run_units(
         on_done(json.loads(row["accounting"]))
 
 
+def check_build_inputs(spec: DatasetSpec, out_uri: str, spec_path: str | os.PathLike | None = None) -> None:
+    """Fail fast, before Ray or any write: the spec's file sources and `out_uri` are under the
+    allowed storage (StorageNotAllowedError), and an RoI `model` names a registered model
+    (RegistryError saying what exists)."""
+    from dampeml.security import check_model_uri, check_spec_storage, check_storage
+
+    check_spec_storage(spec, spec_path)
+    check_storage(out_uri, what="--out")
+    if spec.roi is not None and spec.roi.source == "model":
+        assert spec.roi.model_uri is not None  # guaranteed by the spec validator
+        check_model_uri(spec.roi.model_uri)
+
+
 def build_dataset(
     spec: DatasetSpec,
     out_uri: str,
     limit_events: int | None = None,
     resume: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    spec_path: str | os.PathLike | None = None,
 ) -> BuildSummary:
     """Build (or resume) the dataset of `spec` at `out_uri`; returns the summary and manifest."""
+    check_build_inputs(spec, out_uri, spec_path)
     store = Store.open(out_uri)
     params = _build_params(spec, limit_events)
     if store.exists(BUILD_FILE):

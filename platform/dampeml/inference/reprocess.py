@@ -79,6 +79,14 @@ class ReprocessConfig:
     overwrite: bool = False
 
     def check(self) -> None:
+        """Fail fast, before Ray or any read: inputs and `out` under the allowed storage
+        (StorageNotAllowedError), the numbers in range."""
+        from dampeml.security import check_job_paths
+
+        inputs = [self.inputs] if isinstance(self.inputs, str | os.PathLike) else list(self.inputs)
+        for path in inputs:
+            check_job_paths(input=path)
+        check_job_paths(out=self.out)
         if self.runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {RUNTIMES}, got {self.runtime!r}")
         for name in ("actors", "batch_size", "events_per_block"):

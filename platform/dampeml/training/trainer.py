@@ -40,9 +40,12 @@ class TrainResult:
 
 
 def check_inputs(cfg: TrainConfig):
-    """Fail fast, before Ray starts: the network exists and the dataset is built for it."""
+    """Fail fast, before Ray starts: the dataset and checkpoint storage are under the allowed
+    storage, the network exists and the dataset is built for it."""
     from dampeml.models.catalog import get_network
+    from dampeml.security import check_job_paths
 
+    check_job_paths(dataset=cfg.dataset, storage=cfg.storage)  # StorageNotAllowedError, before any read
     net = get_network(cfg.network)  # UnknownNetworkError lists the known names
     try:
         manifest = load_manifest(cfg.dataset)

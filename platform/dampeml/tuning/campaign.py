@@ -10,7 +10,8 @@ Search-space keys say what they change:
 - ``train.<field>``: a training setting (``base_lr``, ``batch_per_worker``, ``lr_patience``).
 
 Every value of a grid or choice is checked here, before Ray starts: it must build a valid model
-config or dataset spec. Paths in a campaign file are relative to that file.
+config or dataset spec, whose file sources lie under the allowed storage
+(`dampeml.security`, DAMPEML_ALLOWED_STORAGE). Paths in a campaign file are relative to that file.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from dampeml.datasets.spec import DatasetSpec, SpecError, load_spec, read_yaml_mapping, validation_problems
+from dampeml.security import StorageNotAllowedError, check_spec_storage
 
 #: Training settings a campaign may search over (the rest belong to the campaign itself).
 TRAIN_FIELDS = ("base_lr", "batch_per_worker", "lr_patience")
@@ -205,11 +207,14 @@ def load_campaign(path: str | Path) -> Campaign:
         check_campaign(campaign)
     except (SpecError, ValueError) as exc:
         raise CampaignError(f"{path}: {exc}") from None
+    except StorageNotAllowedError as exc:
+        raise StorageNotAllowedError(f"{path}: {exc}") from None
     return campaign
 
 
 def check_campaign(c: Campaign) -> None:
-    """Everything that can be checked without Ray: the network, each search value, the metric."""
+    """Everything that can be checked without Ray: the network, each search value, the metric, the
+    storage every dataset variant reads (StorageNotAllowedError)."""
     from dampeml.models.catalog import get_network
 
     try:
@@ -219,6 +224,7 @@ def check_campaign(c: Campaign) -> None:
     for rel in (c.dataset, c.test_dataset):
         if rel is not None:
             spec = load_spec(c.spec_path(rel))
+            check_spec_storage(spec, c.spec_path(rel))
             if spec.kind != net.dataset_kind:
                 raise ValueError(
                     f"{rel} is a {spec.kind!r} dataset; {c.network} trains on {net.dataset_kind!r} datasets"
@@ -246,6 +252,9 @@ def check_campaign(c: Campaign) -> None:
                 raise ValueError(f"{where}: value {value!r}: {exc}") from None
     for assignment in c.dataset_variants():
         spec = c.variant_spec(assignment)
+        if assignment:  # a search value may point a source elsewhere (dataset.sources.0.glob)
+            spec_file = c.spec_path(assignment.get("dataset", c.dataset))
+            check_spec_storage(spec, f"{spec_file} (search_space {', '.join(assignment)})")
         if spec.kind != net.dataset_kind:
             raise ValueError(f"search_space.dataset: {assignment} gives a {spec.kind!r} dataset")
     known = EPOCH_METRICS[net.task] + TEST_METRICS[net.task]

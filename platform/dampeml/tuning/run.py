@@ -343,9 +343,11 @@ def run_campaign(
     from ray.tune.schedulers import ASHAScheduler
 
     from dampeml.registry.tracking import tracking_uri
+    from dampeml.security import check_job_paths
     from dampeml.training.trainer import check_cpus
     from dampeml.tuning.report import comparison, write_report
 
+    check_job_paths(workdir=workdir)  # StorageNotAllowedError before anything is read or written
     if not ray.is_initialized():
         raise TuneError("Ray is not running: call dampeml.runtime.init_ray() first")
     workdir = Path(workdir).resolve()
