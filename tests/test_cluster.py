@@ -392,10 +392,6 @@ def test_chaos_reprocessing_loses_and_duplicates_nothing(cluster, sim_files, mlf
 TRAIN_TOLERANCE = 0.35  # relative difference of the final validation loss, killed vs uninterrupted
 
 
-@pytest.mark.skip(
-    reason="issue #8, open: not yet passed once on the local cluster (the Train worker lookup was "
-    "fixed last and not rerun); kept out of CI until it has. Remove this mark to run it."
-)
 @pytest.mark.timeout(1200)
 def test_chaos_training_resumes_from_its_checkpoint_and_matches_an_uninterrupted_run(
     cluster, sim_files, mlflow_uri, tmp_path
