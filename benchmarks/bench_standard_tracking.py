@@ -59,13 +59,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=2000, help="events per particle and energy bin")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--particles", nargs="+", default=["proton", "helium"], choices=["proton", "helium"])
+    ap.add_argument("--bins", nargs="+", type=int, help="indices of the Table 2 energy bins to run (default: all)")
     args = ap.parse_args()
+    bins = [b for i, b in enumerate(PAPER_ENERGY_BINS) if args.bins is None or i in args.bins]
     print(f"machine: {stdlib_platform.processor() or stdlib_platform.machine()}, {os.cpu_count()} cores")
     print(f"cores busy before: {cpu_busy():.2f}")
     speed, rows = [], []
     with one_thread():
-        for p_i, particle in enumerate(("proton", "helium")):
+        for particle in args.particles:
+            p_i = ("proton", "helium").index(particle)
             for b_i, (lo, hi) in enumerate(PAPER_ENERGY_BINS):
+                if (lo, hi) not in bins:
+                    continue
                 cfg = SimulationConfig(particle, args.events, lo, hi, seed=args.seed + 10 * p_i + b_i)
                 ev, _ = simulate(cfg)
                 reconstruct(_head(ev, 50))  # warm-up
@@ -127,8 +133,8 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
     table = {(r["particle"], r["e_min"], r["method"], r["containment"]): r for r in rows}
-    for particle in ("proton", "helium"):
-        for lo, hi in PAPER_ENERGY_BINS:
+    for particle in args.particles:
+        for lo, hi in bins:
             cells = []
             for method in ("standard", "ideal"):
                 for c in (0.85, 0.95):

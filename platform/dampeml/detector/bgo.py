@@ -14,7 +14,9 @@ so the whole (N, K, 14, 22) energy tensor is a few broadcast array operations.
   generations of the cascade, each with its own small angle and offset (irregular
   shapes), plus a broad, deep hadronic component whose visible share is h/e ~ 0.6.
 - Readout: light-yield spread per bar, electronic noise, zero suppression, and the
-  saturation of the hottest bars near 4.4 TeV per bar, which matters above ~100 TeV.
+  saturation of the hottest bars near 4.4 TeV per bar, which matters above ~100 TeV: an
+  overdriven bar reads *less* the more it is overdriven (fold-back), so the core of a PeV
+  shower looks hollow, which is what spoils the standard shower axis there.
 """
 
 from __future__ import annotations
@@ -31,6 +33,11 @@ GROOM_E0_GEV, GROOM_M = 1.0, 0.85
 NOISE_MEV = 0.3
 ZERO_SUPPRESSION_MEV = 1.0
 LIGHT_YIELD_SPREAD = 0.02
+#: Fold-back of an overdriven bar: past the readout's range the front-end (charge preamplifier +
+#: shaper sampled at a fixed hold time) saturates and recovers late, so the held sample *falls* as
+#: the deposit grows: reading = S / (1 + k (E/S - 1)) for E > S. Calibrated on the paper's Table 2
+#: at PeV (docs/simulation.md, calibration log); k = 0 is a hard clip.
+SATURATION_FOLDBACK = 2.0
 #: Inelastic cross-section on Bi/Ge/O relative to the proton's: for heavy targets helium's
 #: excess is smaller than on the light nuclei before the BGO ((A_p^1/3 + A_t^1/3)^2 scaling).
 BGO_CROSS_SECTION_RATIO = {"proton": 1.0, "helium": 1.35, "electron": 1.0}
@@ -179,9 +186,16 @@ def simulate_bgo(
     return out, t0, z_int
 
 
+def saturate(e: np.ndarray, foldback: float = SATURATION_FOLDBACK) -> np.ndarray:
+    """What an overdriven bar reads: e below the range, then falling back past it (SATURATION_FOLDBACK)."""
+    s = geo.BGO_BAR_SATURATION_MEV
+    over = np.clip(e / s - 1.0, 0.0, None)
+    return np.where(e > s, s / (1.0 + foldback * over), e)
+
+
 def readout(rng: np.random.Generator, energy: np.ndarray, scale: float = 1.0) -> np.ndarray:
-    """Light-yield spread, noise, zero suppression and saturation of the hottest bars."""
+    """Light-yield spread, noise, zero suppression and saturation (with fold-back) of the hottest bars."""
     e = energy * scale * (1.0 + LIGHT_YIELD_SPREAD * rng.standard_normal(energy.shape))
     e = e + NOISE_MEV * rng.standard_normal(energy.shape)
     e = np.where(e > ZERO_SUPPRESSION_MEV, e, 0.0)
-    return np.minimum(e, geo.BGO_BAR_SATURATION_MEV).astype(np.float32)
+    return saturate(e).astype(np.float32)
