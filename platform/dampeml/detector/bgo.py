@@ -37,7 +37,7 @@ LIGHT_YIELD_SPREAD = 0.02
 #: shaper sampled at a fixed hold time) saturates and recovers late, so the held sample *falls* as
 #: the deposit grows: reading = S / (1 + k (E/S - 1)) for E > S. Calibrated on the paper's Table 2
 #: at PeV (docs/simulation.md, calibration log); k = 0 is a hard clip.
-SATURATION_FOLDBACK = 2.0
+SATURATION_FOLDBACK = 1.0
 #: Inelastic cross-section on Bi/Ge/O relative to the proton's: for heavy targets helium's
 #: excess is smaller than on the light nuclei before the BGO ((A_p^1/3 + A_t^1/3)^2 scaling).
 BGO_CROSS_SECTION_RATIO = {"proton": 1.0, "helium": 1.35, "electron": 1.0}
