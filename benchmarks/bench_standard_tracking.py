@@ -60,7 +60,9 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=2000, help="events per particle and energy bin")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--particles", nargs="+", default=["proton", "helium"], choices=["proton", "helium"])
-    ap.add_argument("--bins", nargs="+", type=int, help="indices of the Table 2 energy bins to run (default: all)")
+    ap.add_argument(
+        "--bins", nargs="+", type=int, help="indices of the Table 2 energy bins to run (default: all)"
+    )
     args = ap.parse_args()
     bins = [b for i, b in enumerate(PAPER_ENERGY_BINS) if args.bins is None or i in args.bins]
     print(f"machine: {stdlib_platform.processor() or stdlib_platform.machine()}, {os.cpu_count()} cores")

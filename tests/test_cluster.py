@@ -200,6 +200,50 @@ def test_simulate_build_train_register_reprocess_as_submitted_jobs(cluster, sim_
     assert not list((reco / "_tmp").glob("*")) if (reco / "_tmp").exists() else True
 
 
+@pytest.mark.timeout(900)
+def test_tune_campaign_as_a_submitted_job_lands_parent_and_children_in_mlflow(
+    cluster, sim_files, mlflow_uri, tmp_path
+):
+    """`ray job submit -- python jobs/tune.py CAMPAIGN`: each trial a Ray Train run on the cluster's
+    nodes, the dataset built by the campaign from the simulated files, one MLflow parent run with
+    a child per trial, and the comparison table written."""
+    import mlflow
+    import yaml
+
+    sim, _ = sim_files
+    spec = write_spec(tmp_path / "spec.yaml", sim, events_per_unit=100)
+    campaign = tmp_path / "cluster-kernel.yaml"
+    campaign.write_text(
+        yaml.safe_dump(
+            {"name": "cluster-kernel", "network": "bgo-direction-low", "dataset": str(spec),
+             "search_space": {"model.kernel_size": {"grid": [[4, 4], [3, 5]]}}, "metric": "val_loss",
+             "epochs": 2, "steps_per_epoch": 2, "batch_per_worker": 8,
+             "resources": {"workers_per_trial": 1, "max_concurrent_trials": 2}}
+        )
+    )  # fmt: skip
+    work = tmp_path / "work"
+    env = {"MLFLOW_TRACKING_URI": mlflow_uri}
+    out = submit_ok(cluster, ["jobs/tune.py", str(campaign), "--workdir", str(work)], env, 900)
+    client = mlflow.MlflowClient()
+    runs = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()], "tags.campaign = 'cluster-kernel'"
+    )
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1, f"one parent run per campaign, found {len(parents)}:\n{out[-3000:]}"
+    parent = parents[0]
+    children = client.search_runs(
+        [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
+    kernels = sorted(r.data.params["model.kernel_size"] for r in children)
+    print(f"\ncampaign on the cluster: parent {parent.info.run_id}, children kernel_size {kernels}, "
+          f"val_loss {[round(r.data.metrics['val_loss'], 1) for r in children]}")  # fmt: skip
+    assert parent.info.status == "FINISHED" and kernels == ["[3, 5]", "[4, 4]"]
+    assert all(r.info.status == "FINISHED" and "val_loss" in r.data.metrics for r in children)
+    assert len(list((work / "datasets").iterdir())) == 1  # one dataset variant, built once
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "comparison")}
+    assert "comparison/comparison.md" in artifacts
+
+
 @pytest.mark.timeout(120)
 def test_harness_teardown_leaves_no_process(tmp_path):
     """Stopping a node by its process group takes its raylet and agents with it."""

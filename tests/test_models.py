@@ -198,6 +198,8 @@ def test_unknown_or_wrong_config_keys_are_rejected():
         RawStkCnnConfig(dropout=1.5)
     with pytest.raises(ConfigError, match="shrinks"):
         RawStkCnnConfig(reduction_filters=(8,) * 12)
+    with pytest.raises(ConfigError, match="line_fit head has no dense layers"):  # an ablation of nothing
+        build("bgo-direction-low", overrides={"dropout": 0.1})
     with pytest.raises(ConfigError, match="no entry for variable 'zeta'"):
         HamfConfig(
             variable_names=("total_mev", "zeta"), variable_transform=(("total_mev", "log1p", 14.0, 4.0),)

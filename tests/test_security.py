@@ -206,7 +206,7 @@ def test_campaigns_refuse_datasets_or_a_workdir_outside(roots, tmp_path):
         path = tmp_path / f"{name}.yaml"
         base = {"name": name, "network": "bgo-direction-low", "dataset": "spec-good.yaml"}
         path.write_text(
-            yaml.safe_dump({**base, "search_space": {"model.dropout": {"grid": [0.1]}}, **fields})
+            yaml.safe_dump({**base, "search_space": {"model.learning_rate": {"grid": [0.001]}}, **fields})
         )
         return path
 

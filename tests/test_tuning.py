@@ -62,12 +62,12 @@ def _write(tmp: Path, name: str, **fields) -> Path:
         ),
         ({"search_space": {"model.dropout": {"grid": [0.1], "uniform": [0, 1]}}}, "exactly one of"),
         (
-            {"search_space": {"model.dropout": {"grid": [0.1]}}, "metric": "test_auc"},
+            {"search_space": {"model.learning_rate": {"grid": [0.001]}}, "metric": "test_auc"},
             "unknown metric 'test_auc'",
         ),
         (
             {
-                "search_space": {"model.dropout": {"grid": [0.1]}},
+                "search_space": {"model.learning_rate": {"grid": [0.001]}},
                 "metric": "test_mae",
                 "scheduler": {"type": "asha"},
             },
@@ -203,7 +203,7 @@ def test_too_small_cpu_budget_fails_fast(env):
     path = _write(
         env,
         "too-wide",
-        search_space={"model.dropout": {"grid": [0.1]}},
+        search_space={"model.learning_rate": {"grid": [0.001]}},
         resources={"workers_per_trial": 3, "max_concurrent_trials": 2},
     )
     t0 = time.time()

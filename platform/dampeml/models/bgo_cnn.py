@@ -115,6 +115,12 @@ class BgoCnnConfig(ModelConfig):
                     "BgoCnnConfig: the line_fit head needs padding='same', image_shape=[14, 22] "
                     "and n_outputs=4 (it fits the detector's own layers and bars)"
                 )
+            if self.dropout:
+                # an ablation over a field the network ignores would report seed noise as an effect
+                raise ConfigError(
+                    f"BgoCnnConfig.dropout: the line_fit head has no dense layers, so dropout "
+                    f"{self.dropout} would have no effect; use head='dense' to study dropout"
+                )
 
     @property
     def task(self) -> Task:
