@@ -193,6 +193,28 @@ def test_reprocessing_refuses_inputs_or_out_outside(roots, tmp_path):
 
 
 @pytest.mark.timeout(60)
+def test_simulation_alignment_and_evaluation_refuse_paths_outside(roots, tmp_path):
+    """The remaining job arguments: simulate --out, simulate-production --out, align --flight,
+    evaluate --input/--out; each refused by name before anything is read or written."""
+    from dampeml.detector.production import ProductionRequest
+
+    outside = tmp_path / "outside"
+    sim = ("--particle", "proton", "--events", "10", "--energy-min", "10", "--energy-max", "100")
+    code, out = _cli("simulate", *sim, "--out", str(outside / "p.root"))
+    _refused(code, out, "--out", outside / "p.root", roots)
+    code, out = _cli("simulate-production", *sim, "--out", str(outside / "prod"))
+    _refused(code, out, "--out", outside / "prod", roots)
+    ProductionRequest("proton", 10, 10.0, 100.0, str(roots / "prod"))  # inside: accepted
+    code, out = _cli("align", "bgo-direction-mid", "--flight", f"{outside}/*.root")
+    _refused(code, out, "--flight", outside, roots)
+    code, out = _cli("evaluate", "--input", f"{outside}/*.root", "--out", str(roots / "report"))
+    _refused(code, out, "--input", outside, roots)
+    code, out = _cli("evaluate", "--input", f"{roots}/mc/*.root", "--out", str(outside / "report"))
+    _refused(code, out, "--out", outside / "report", roots)
+    assert not outside.exists() and not (roots / "report").exists() and not (roots / "prod").exists()
+
+
+@pytest.mark.timeout(60)
 def test_campaigns_refuse_datasets_or_a_workdir_outside(roots, tmp_path):
     import yaml
 

@@ -23,7 +23,9 @@ def evaluate(
     from dampeml.evaluation.report import collect, write_report
     from dampeml.io.datasource import expand_paths
     from dampeml.reconstruction.chain import Chain
+    from dampeml.security import check_job_paths
 
+    check_job_paths(input=input, out=out)  # StorageNotAllowedError before any read
     files = expand_paths(input)
     chain = Chain.from_registry(alias=alias, flight=False, runtime=runtime)
     sample = collect(files, chain, batch_size=batch_size, max_events=max_events)

@@ -59,7 +59,9 @@ def simulate(
 
     from dampeml.detector.simulation import simulate as run_simulation
     from dampeml.io.root_writer import write_event_file
+    from dampeml.security import check_job_paths
 
+    check_job_paths(out=out)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists: pass --overwrite to replace it")
     cfg = SimulationConfig(

@@ -121,8 +121,10 @@ def align(
 ) -> None:
     """Train the alignment head of a BGO network on flight runs (backbone frozen); register it."""
     from dampeml.io.datasource import expand_paths
+    from dampeml.security import check_job_paths
     from dampeml.training.alignment import align_registered
 
+    check_job_paths(flight=flight)  # the glob itself, before it is expanded
     result, version, extra = align_registered(network, expand_paths(flight), alias, epochs, compare_full)
     t = Table(title=f"{network}: alignment on {result.n_fit} clean events, {result.n_held_out} held out")
     for col in ("held-out residual", "before", "after"):

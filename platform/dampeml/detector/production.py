@@ -93,6 +93,9 @@ class ProductionRequest:
     events_per_shard: int = 2000
 
     def __post_init__(self) -> None:
+        from dampeml.security import check_job_paths
+
+        check_job_paths(out=self.out_dir)  # StorageNotAllowedError before any shard runs
         # absolute: the shard tasks may run in another working directory
         object.__setattr__(self, "out_dir", os.path.abspath(os.fspath(self.out_dir)))
         if self.events_per_shard < 1:

@@ -210,7 +210,10 @@ def align_registered(
     from dampeml.models.catalog import aligned_name
     from dampeml.registry.bootstrap import log_model
     from dampeml.registry.models import load_model, version_of
+    from dampeml.security import check_job_paths
 
+    for path in flight_files:
+        check_job_paths(flight=path)  # StorageNotAllowedError before any read
     name = aligned_name(network)  # refuses networks without an alignment head
     base_version = version_of(network, alias)
     base = load_model(f"models:/{network}@{alias}")
