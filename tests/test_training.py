@@ -57,12 +57,15 @@ def datasets(env):
 
 
 def _ray_train_worker_pids() -> list[int]:
-    """PIDs of Ray Train worker processes (Ray sets their title to ray::RayTrainWorker...)."""
+    """PIDs of this test's Ray Train workers (Ray titles them ray::RayTrainWorker...): only among
+    the descendants of this process, whose local Ray started them, never another Ray's on the machine."""
+    from tests.cluster_harness import descendants
+
     pids = []
-    for proc in Path("/proc").iterdir():
+    for pid in descendants(os.getpid()):
         try:
-            if proc.name.isdigit() and b"RayTrainWorker" in (proc / "cmdline").read_bytes():
-                pids.append(int(proc.name))
+            if b"RayTrainWorker" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                pids.append(pid)
         except OSError:
             continue
     return sorted(pids)
