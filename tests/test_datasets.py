@@ -237,6 +237,16 @@ def test_rebuild_gives_the_same_content_and_mix(tmp_path, ray_local):
     assert abs(frac - 0.25) < 0.05
     with pytest.raises(DatasetBuildError, match="pass --resume"):
         build_dataset(spec, str(tmp_path / "a"))
+    # a build started under older simulation physics is never finished with today's events
+    from dampeml.datasets.build import BUILD_FILE
+    from dampeml.detector.simulation import SIMULATION_VERSION
+
+    assert a["simulation_version"] == SIMULATION_VERSION
+    build_file = tmp_path / "a" / BUILD_FILE
+    started = json.loads(build_file.read_text())
+    build_file.write_text(json.dumps({**started, "simulation_version": SIMULATION_VERSION - 1}))
+    with pytest.raises(DatasetBuildError, match="same spec, --limit-events and simulation version"):
+        build_dataset(spec, str(tmp_path / "a"), resume=True)
 
 
 def test_killed_build_resumes_to_the_same_dataset(tmp_path, ray_local):

@@ -103,6 +103,17 @@ def test_conflicting_request_is_refused_before_any_work(produced):
     with pytest.raises(ValueError, match="energy_max"):
         run_production(other, progress=False, log=None)
     assert mtimes(paths) == before
+    # shards of an older simulation version are never topped up with today's physics
+    import dampeml.detector.production as production
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(production, "SIMULATION_VERSION", production.SIMULATION_VERSION + 1)
+    try:
+        with pytest.raises(ValueError, match="simulation version"):
+            run_production(request, progress=False, log=None)
+    finally:
+        mp.undo()
+    assert mtimes(paths) == before
 
 
 def test_missing_and_corrupt_shards_are_remade_identically(produced):

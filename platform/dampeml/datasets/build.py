@@ -24,6 +24,7 @@ from dampeml.datasets.spec import DatasetSpec
 from dampeml.datasets.split import SPLITS
 from dampeml.datasets.storage import MANIFEST, QUARANTINE, UNITS_DIR, Store
 from dampeml.datasets.units import BadFile, WorkUnit, plan_units, planned_particle_counts
+from dampeml.detector.simulation import SIMULATION_VERSION
 
 BUILD_FILE = "_build.json"
 
@@ -41,7 +42,12 @@ class BuildSummary:
 
 
 def _build_params(spec: DatasetSpec, limit_events: int | None) -> dict:
-    return {"spec_hash": spec.spec_hash(), "limit_events": limit_events, "name": spec.name}
+    return {
+        "spec_hash": spec.spec_hash(),
+        "limit_events": limit_events,
+        "name": spec.name,
+        "simulation_version": SIMULATION_VERSION,  # simulation sources make events with today's physics
+    }
 
 
 def run_units(
@@ -103,7 +109,8 @@ def build_dataset(
         if previous != params:
             raise DatasetBuildError(
                 f"{out_uri} was started with {previous}, not {params}: "
-                "a resume must use the same spec and --limit-events"
+                "a resume must use the same spec, --limit-events and simulation version "
+                "(docs/simulation.md): choose another --out to build it anew"
             )
     elif not store.is_empty():
         raise DatasetBuildError(f"{out_uri} is not empty and holds no dataset: choose another --out")
@@ -181,6 +188,7 @@ def write_manifest(
         "spec_hash": spec.spec_hash(),
         "dataset_version": f"{spec.name}@{spec.spec_hash()}",
         "package_version": __version__,
+        "simulation_version": SIMULATION_VERSION,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "host": stdlib_platform.node(),
         "limit_events": limit_events,

@@ -43,7 +43,7 @@ import ray
 import uproot
 
 from dampeml import __version__
-from dampeml.detector.simulation import SimulationConfig, simulate
+from dampeml.detector.simulation import SIMULATION_VERSION, SimulationConfig, simulate
 from dampeml.io.root_reader import EventFileError, inspect_file
 from dampeml.io.root_writer import write_event_file
 
@@ -181,6 +181,14 @@ def check_shard(request: ProductionRequest, shard: Shard) -> ShardState:
             f"{path} was made with {k}={generation.get(k)!r}, this request "
             f"has {k}={want[k]!r}: write this production to another directory",
         )
+    version = info.metadata.get("simulation_version")
+    if version != SIMULATION_VERSION:
+        return ShardState(
+            shard,
+            "conflict",
+            f"{path} was made with simulation version {version}, this one is {SIMULATION_VERSION} "
+            "(docs/simulation.md): write this production to another directory",
+        )
     if info.n_events != shard.n_events:
         return ShardState(shard, "remake", f"{info.n_events} events instead of {shard.n_events}")
     return ShardState(shard, "complete", n_generated=int(info.metadata.get("n_generated", 0)))
@@ -313,6 +321,7 @@ def write_manifest(request: ProductionRequest, shards: list[dict], complete: boo
     doc = {
         "format": MANIFEST_FORMAT,
         "producer": f"dampeml {__version__}",
+        "simulation_version": SIMULATION_VERSION,
         "updated_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "request": asdict(request),
         "seed_rule": SEED_RULE,

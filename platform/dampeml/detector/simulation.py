@@ -23,6 +23,10 @@ from dampeml.io.schema import CHARGE, MC_ONLY, PDG, SCHEMA_VERSION
 
 Particle = Literal["proton", "helium", "electron"]
 CHUNK_EVENTS = 1000
+#: Version of the simulation's physics, bumped with every entry of the calibration log in
+#: docs/simulation.md (2: BGO saturation fold-back). Written into every file and dataset, so a
+#: dataset build never mixes events of two physics versions (a resume across a bump is refused).
+SIMULATION_VERSION = 2
 TRIGGER_RATE_HZ = 50.0
 
 
@@ -185,6 +189,7 @@ def simulate(cfg: SimulationConfig, progress=None) -> tuple[dict, dict]:
     metadata = {
         "schema_version": SCHEMA_VERSION,
         "producer": f"dampeml {__version__}",
+        "simulation_version": SIMULATION_VERSION,
         "mode": cfg.mode,
         "run_id": run_id,
         "n_events": cfg.n_events,
