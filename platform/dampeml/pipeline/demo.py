@@ -19,7 +19,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from dampeml.detector.simulation import SimulationConfig, simulate
+from dampeml.detector.simulation import SIMULATION_VERSION, SimulationConfig, simulate
 from dampeml.io.root_reader import EventFileError, inspect_file
 from dampeml.io.root_writer import write_event_file
 from dampeml.registry.tracking import tracking_uri
@@ -183,6 +183,7 @@ def build_demo_datasets(root: Path, console: Console) -> dict[str, str]:
     for spec_path in sorted(SPEC_DIR.glob("*-small.yaml")):
         spec = load_spec(spec_path)
         uri = str(root / spec.name)
+        _drop_if_other_physics(Path(uri), console)
         summary = build_dataset(spec, uri, resume=True)
         m = summary.manifest
         console.print(
@@ -193,8 +194,25 @@ def build_demo_datasets(root: Path, console: Console) -> dict[str, str]:
     return out
 
 
+def _drop_if_other_physics(path: Path, console: Console) -> None:
+    """The demo's own scratch dataset, started under another simulation version: build it anew."""
+    import json
+    import shutil
+
+    from dampeml.datasets.build import BUILD_FILE
+
+    build_file = path / BUILD_FILE
+    if build_file.exists():
+        version = json.loads(build_file.read_text()).get("simulation_version")
+        if version != SIMULATION_VERSION:
+            console.print(f"rebuilding {path.name}: made with simulation version {version}")
+            shutil.rmtree(path)
+
+
 def _complete(path: Path, n_events: int) -> bool:
+    """A finished file of this many events, made with today's simulation physics."""
     try:
-        return inspect_file(path).n_events == n_events
+        info = inspect_file(path)
     except EventFileError:
         return False
+    return info.n_events == n_events and info.metadata.get("simulation_version") == SIMULATION_VERSION
