@@ -436,12 +436,6 @@ def test_chaos_reprocessing_loses_and_duplicates_nothing(cluster, sim_files, mlf
 TRAIN_TOLERANCE = 0.35  # relative difference of the final validation loss, killed vs uninterrupted
 
 
-@pytest.mark.skip(
-    reason="issue #8, open: passed once (restored from epoch 2, 1.5% from the uninterrupted run), then "
-    "deadlocked in a full-module run: after the restore, rank 0 waited in the validation "
-    "streaming_split (epoch 6) while rank 1 was already in the collective model.save. Kept out of CI "
-    "until that is understood; remove this mark to run it."
-)
 @pytest.mark.timeout(1200)
 def test_chaos_training_resumes_from_its_checkpoint_and_matches_an_uninterrupted_run(
     cluster, sim_files, mlflow_uri, tmp_path

@@ -189,3 +189,28 @@ def test_bad_inputs_give_clear_errors(datasets, tmp_path):
     assert code == 1 and "is a 'electron-proton' dataset" in out
     code, out = run("train", "stk-hough-precise", "--dataset", datasets["stk-hough-coarse"])
     assert code == 1 and "needs precise" in out
+
+
+@pytest.mark.timeout(120)
+def test_each_epoch_starts_exactly_the_passes_it_needs(env):
+    """Every pass over a streaming_split shard is a barrier all workers must reach together: the
+    per-epoch dataset yields exactly `steps` batches and never starts a pass beyond them, even
+    with the read-ahead that MultiWorkerMirroredStrategy puts in front of it."""
+    from unittest import mock
+
+    import ray
+
+    from dampeml.training.loop import _tf_dataset
+
+    rows = [{"x": np.full(3, i, np.float32), "y": np.float32(i)} for i in range(8)]
+    for steps, passes in ((4, 1), (2, 1), (5, 2)):  # 4 batches of 2 per pass
+        shard = ray.data.from_items(rows).iterator()
+        with mock.patch.object(shard, "_iter_batches", wraps=shard._iter_batches) as started:
+            it = iter(_tf_dataset(shard, ["x"], 2, steps).prefetch(4))
+            got = [next(it) for _ in range(steps)]
+            time.sleep(1.0)  # room for the read-ahead to run past the last batch, if it would
+            assert started.call_count == passes, f"{steps} steps started {started.call_count} passes"
+            with pytest.raises(StopIteration):
+                next(it)
+        labels = np.concatenate([y.numpy() for _, y in got])
+        assert labels.tolist() == [float(i % 8) for i in range(2 * steps)]  # in order, no pass skipped

@@ -30,13 +30,10 @@ def build(
     """Run the Ray Data pipeline of a spec and write Parquet shards plus a manifest."""
     from rich.progress import Progress
 
-    from dampeml.datasets.build import build_dataset, check_build_inputs
+    from dampeml.datasets.build import build_dataset
     from dampeml.datasets.spec import load_spec
-    from dampeml.runtime import init_ray
 
     spec_obj = load_spec(spec)
-    check_build_inputs(spec_obj, out, spec)  # before starting Ray
-    init_ray(address=address, num_cpus=num_cpus)
     with Progress(console=console) as progress:
         task = progress.add_task(f"building {spec_obj.name}", total=None)
         summary = build_dataset(
@@ -46,6 +43,8 @@ def build(
             resume=resume,
             progress=lambda done, total: progress.update(task, completed=done, total=total),
             spec_path=spec,
+            ray_address=address,
+            num_cpus=num_cpus,
         )
     print_summary(summary.manifest, out)
     if summary.units_done_before:

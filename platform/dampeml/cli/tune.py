@@ -23,24 +23,18 @@ def tune(
     ] = None,
 ) -> None:
     """Run an ablation campaign; log it to MLflow (one parent run, a child per trial) and compare."""
-    import math
-
-    from dampeml.runtime import init_ray
-    from dampeml.security import check_job_paths
     from dampeml.tuning.campaign import load_campaign
     from dampeml.tuning.report import rich_table
     from dampeml.tuning.run import run_campaign
 
     c = load_campaign(campaign)  # every check that needs no Ray
-    check_job_paths(workdir=workdir)  # run_campaign checks it too, but only after Ray starts
-    r = c.resources
-    need = r.max_concurrent_trials * (r.workers_per_trial * r.cpus_per_worker + 1 + r.trial_cpus)
-    if address is None:
-        init_ray(num_cpus=num_cpus or max(6, math.ceil(need) + 1))
-    else:
-        init_ray(address=address)
     result = run_campaign(
-        c, workdir, resume=resume, log=lambda s: console.print(s, markup=False, highlight=False)
+        c,
+        workdir,
+        resume=resume,
+        log=lambda s: console.print(s, markup=False, highlight=False),
+        ray_address=address,
+        num_cpus=num_cpus,
     )
     console.print(rich_table(c, result.groups))
     console.print(f"comparison: {', '.join(str(p) for p in result.artifacts)}")

@@ -50,6 +50,25 @@ def _build_params(spec: DatasetSpec, limit_events: int | None) -> dict:
     }
 
 
+def dataset_version(spec: DatasetSpec) -> str:
+    """`name@spec-hash`, plus `+simN` when the spec simulates its events: models trained on a
+    dataset of other physics (`SIMULATION_VERSION`) then show a different dataset version."""
+    version = f"{spec.name}@{spec.spec_hash()}"
+    if any(s.type == "simulation" for s in spec.sources):
+        version += f"+sim{SIMULATION_VERSION}"
+    return version
+
+
+def other_physics(out_uri: str) -> int | None:
+    """The simulation version a build at `out_uri` was started under, if not today's; else None
+    (no build there, or the same physics). Such a build cannot be resumed, only made anew."""
+    store = Store.open(out_uri)
+    if not store.exists(BUILD_FILE):
+        return None
+    version = store.read_json(BUILD_FILE).get("simulation_version")
+    return None if version == SIMULATION_VERSION else version
+
+
 def run_units(
     units: list[WorkUnit],
     spec: DatasetSpec,
@@ -94,8 +113,15 @@ def build_dataset(
     resume: bool = False,
     progress: Callable[[int, int], None] | None = None,
     spec_path: str | os.PathLike | None = None,
+    ray_address: str | None = None,
+    num_cpus: int | None = None,
 ) -> BuildSummary:
-    """Build (or resume) the dataset of `spec` at `out_uri`; returns the summary and manifest."""
+    """Build (or resume) the dataset of `spec` at `out_uri`; returns the summary and manifest.
+
+    The inputs are checked first (`check_build_inputs`); Ray is started
+    (`dampeml.runtime.init_ray(ray_address, num_cpus)`) only then, if there is work and it is
+    not running yet.
+    """
     check_build_inputs(spec, out_uri, spec_path)
     store = Store.open(out_uri)
     params = _build_params(spec, limit_events)
@@ -131,6 +157,12 @@ def build_dataset(
             if progress:
                 progress(counter["n"], len(units))
 
+        import ray
+
+        if not ray.is_initialized():
+            from dampeml.runtime import init_ray
+
+            init_ray(ray_address, num_cpus)
         run_units(todo, spec, store, context, on_done)
     manifest = write_manifest(spec, store, units, bad_files, limit_events)
     share = manifest["accounting"]["quarantined_share"]
@@ -186,7 +218,7 @@ def write_manifest(
         "kind": spec.kind,
         "spec": spec.model_dump(mode="json"),
         "spec_hash": spec.spec_hash(),
-        "dataset_version": f"{spec.name}@{spec.spec_hash()}",
+        "dataset_version": dataset_version(spec),
         "package_version": __version__,
         "simulation_version": SIMULATION_VERSION,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

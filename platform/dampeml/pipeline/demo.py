@@ -196,17 +196,14 @@ def build_demo_datasets(root: Path, console: Console) -> dict[str, str]:
 
 def _drop_if_other_physics(path: Path, console: Console) -> None:
     """The demo's own scratch dataset, started under another simulation version: build it anew."""
-    import json
     import shutil
 
-    from dampeml.datasets.build import BUILD_FILE
+    from dampeml.datasets.build import other_physics
 
-    build_file = path / BUILD_FILE
-    if build_file.exists():
-        version = json.loads(build_file.read_text()).get("simulation_version")
-        if version != SIMULATION_VERSION:
-            console.print(f"rebuilding {path.name}: made with simulation version {version}")
-            shutil.rmtree(path)
+    version = other_physics(str(path))
+    if version is not None:
+        console.print(f"rebuilding {path.name}: made with simulation version {version}")
+        shutil.rmtree(path)
 
 
 def _complete(path: Path, n_events: int) -> bool:

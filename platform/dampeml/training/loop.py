@@ -2,8 +2,9 @@
 
 MultiWorkerMirroredStrategy needs every worker to do the same collectives in the same
 order: each epoch runs a fixed number of steps (computed on the driver from the
-manifest, data repeated as needed), and every worker calls `model.save` (rank 0 into the
-checkpoint, the others into a throw-away directory) and `ray.train.report`.
+manifest; data passed over as often as needed, never once more), and every worker calls
+`model.save` (rank 0 into the checkpoint, the others into a throw-away directory) and
+`ray.train.report`.
 """
 
 from __future__ import annotations
@@ -18,12 +19,20 @@ MODEL_FILE = "model.keras"
 STATE_FILE = "state.json"
 
 
-def _tf_dataset(shard, x_keys: list[str], batch: int):
+def _tf_dataset(shard, x_keys: list[str], batch: int, steps: int):
+    """Exactly `steps` batches per iteration, passing over the shard as often as needed.
+
+    Every pass over a `streaming_split` shard is an epoch of Ray's split coordinator,
+    which waits until all workers start it. A bare `.repeat()` let the prefetch of one
+    worker (but not always the other's) start a pass after the last needed batch; the
+    workers' pass counts then drifted apart and a later epoch deadlocked. `take(steps)`
+    stops asking before a pass nobody needs.
+    """
     from ray.train.tensorflow import prepare_dataset_shard
 
     features = x_keys[0] if len(x_keys) == 1 else x_keys
     ds = shard.to_tf(feature_columns=features, label_columns="y", batch_size=batch, drop_last=True)
-    return prepare_dataset_shard(ds).repeat()
+    return prepare_dataset_shard(ds.repeat().take(steps))
 
 
 def train_loop_per_worker(cfg: dict) -> None:
@@ -58,8 +67,9 @@ def train_loop_per_worker(cfg: dict) -> None:
             )
     model.optimizer.learning_rate.assign(state["lr"])
 
-    train = _tf_dataset(ray.train.get_dataset_shard("train"), cfg["x_keys"], cfg["batch_per_worker"])
-    val = _tf_dataset(ray.train.get_dataset_shard("val"), cfg["x_keys"], cfg["batch_per_worker"])
+    batch, x_keys = cfg["batch_per_worker"], cfg["x_keys"]
+    train = _tf_dataset(ray.train.get_dataset_shard("train"), x_keys, batch, cfg["steps_per_epoch"])
+    val = _tf_dataset(ray.train.get_dataset_shard("val"), x_keys, batch, cfg["val_steps"])
     for epoch in range(state["epoch"], cfg["epochs"]):
         fit = model.fit(train, epochs=1, steps_per_epoch=cfg["steps_per_epoch"], verbose=0)
         val_logs = model.evaluate(val, steps=cfg["val_steps"], verbose=0, return_dict=True)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -334,10 +335,27 @@ def param_space(c: Campaign) -> dict:
     return {"params": dims, "seed": ray.tune.grid_search(list(range(c.repeats)))}
 
 
+def local_cpus_needed(c: Campaign) -> int:
+    """Logical CPUs of a local Ray for `c`'s concurrent trials: workers, data feeds, the trials."""
+    r = c.resources
+    need = r.max_concurrent_trials * (r.workers_per_trial * r.cpus_per_worker + 1 + r.trial_cpus)
+    return max(6, math.ceil(need) + 1)
+
+
 def run_campaign(
-    c: Campaign, workdir: str | Path, resume: bool = False, log: Callable[[str], None] = print
+    c: Campaign,
+    workdir: str | Path,
+    resume: bool = False,
+    log: Callable[[str], None] = print,
+    ray_address: str | None = None,
+    num_cpus: int | None = None,
 ) -> CampaignResult:
-    """Run (or resume) campaign `c` under `workdir`; Ray must be running (dampeml.runtime.init_ray)."""
+    """Run (or resume) campaign `c` under `workdir`.
+
+    `workdir` is checked first; Ray is started only then, if it is not running yet
+    (`dampeml.runtime.init_ray(ray_address, num_cpus)`; a local Ray gets `local_cpus_needed(c)`
+    logical CPUs by default).
+    """
     import ray
     from ray.tune import FailureConfig, RunConfig, TuneConfig, Tuner
     from ray.tune.schedulers import ASHAScheduler
@@ -349,7 +367,9 @@ def run_campaign(
 
     check_job_paths(workdir=workdir)  # StorageNotAllowedError before anything is read or written
     if not ray.is_initialized():
-        raise TuneError("Ray is not running: call dampeml.runtime.init_ray() first")
+        from dampeml.runtime import init_ray
+
+        init_ray(ray_address, None if ray_address else num_cpus or local_cpus_needed(c))
     workdir = Path(workdir).resolve()
     root = workdir / c.name
     state_path = root / STATE_FILE
