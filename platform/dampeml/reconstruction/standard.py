@@ -300,12 +300,16 @@ _EMPTY_2D = {
 
 
 def find_candidates(
-    events: Mapping, counts: np.ndarray | None = None, config: StandardConfig | None = None
+    events: Mapping,
+    counts: np.ndarray | None = None,
+    config: StandardConfig | None = None,
+    seed: np.ndarray | None = None,
 ) -> tuple[Candidates, np.ndarray]:
-    """Track candidates of all events and the BGO axis seed; no truth is read.
+    """Track candidates of all events and the BGO seed they were searched around; no truth is read.
 
     `events` needs bgo_energy (N, 14, 22) and stk_layer / stk_pos / stk_signal (jagged,
-    or flat with `counts`).
+    or flat with `counts`). The seed is the shower-axis fit unless `seed` gives another
+    (N, 4) track, e.g. a BGO direction network's (the paper's Table 3, option a).
     """
     cfg = config or StandardConfig()
     bgo = np.asarray(events["bgo_energy"])
@@ -313,7 +317,12 @@ def find_candidates(
         raise ValueError(
             f"bgo_energy must be (N, {geo.BGO_N_LAYERS}, {geo.BGO_N_BARS}) MeV per bar, got {bgo.shape}"
         )
-    axis, _ = fit_shower_axis(bgo)
+    if seed is None:
+        axis, _ = fit_shower_axis(bgo)
+    else:
+        axis = np.asarray(seed, dtype=np.float64)
+        if axis.shape != (len(bgo), 4):
+            raise ValueError(f"seed must be ({len(bgo)}, 4) tracks, got {axis.shape}")
     counts, (layer, pos, signal) = flatten(
         [events["stk_layer"], events["stk_pos"], events["stk_signal"]], counts
     )
@@ -399,10 +408,16 @@ def select_ideal(cands: Candidates, true_track: np.ndarray) -> np.ndarray:
 
 
 def reconstruct(
-    events: Mapping, counts: np.ndarray | None = None, config: StandardConfig | None = None
+    events: Mapping,
+    counts: np.ndarray | None = None,
+    config: StandardConfig | None = None,
+    seed: np.ndarray | None = None,
 ) -> StandardResult:
-    """The standard reconstruction with the standard selection; no truth is read."""
-    cands, axis = find_candidates(events, counts, config)
+    """The standard reconstruction with the standard selection; no truth is read.
+
+    `seed`: (N, 4) tracks to search around instead of the shower-axis fit (see find_candidates).
+    """
+    cands, axis = find_candidates(events, counts, config, seed)
     n = len(axis)
     return StandardResult(select_standard(cands, n), axis, cands, np.bincount(cands.event, minlength=n))
 
