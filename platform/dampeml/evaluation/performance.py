@@ -57,7 +57,7 @@ def roc_curve(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     s = np.where(np.isfinite(s), s, -np.inf)
     order = np.argsort(-s, kind="mergesort")
     y, s = y[order], s[order]
-    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # one point per distinct threshold
+    last = np.r_[np.flatnonzero(s[1:] != s[:-1]), len(s) - 1]  # one point per distinct threshold
     tp = np.cumsum(y)[last]
     fp = np.cumsum(~y)[last]
     n_pos, n_neg = max(int(y.sum()), 1), max(int((~y).sum()), 1)

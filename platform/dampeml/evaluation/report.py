@@ -6,7 +6,8 @@ MC events, and keeps per-event columns with the truth. `write_report` turns them
 Markdown page with PNGs (and `metrics.json` with every number in it):
 
 - the paper's Table 2: track efficiency in the 85% and 95% charge windows, per particle
-  and energy bin, CNN chain vs standard vs ideal selection;
+  and energy bin, CNN chain vs standard vs ideal selection, and both selections seeded by
+  the chain's BGO network (the paper's Table 3, option a);
 - 68% containment angle of the BGO direction vs deposited energy (network vs axis fit);
 - STK charge distributions along the true, the chain's and the standard track;
 - ROC of the inelastic classifier vs the PSD charge-consistency cut; e/p ROC and AUC;
@@ -58,6 +59,7 @@ def _per_file_columns(events: dict, chain, timings: dict[str, float]) -> dict[st
     """Every method on one batch of good events; truth is read here only, never by the methods."""
     from dampeml.features.shower_axis import fit_shower_axis
     from dampeml.features.tracks import truth_track
+    from dampeml.reconstruction.chain import BGO_COLUMNS
     from dampeml.reconstruction.hits import stk_charge
     from dampeml.reconstruction.psd_charge import psd_charge
     from dampeml.reconstruction.standard import reconstruct, select_ideal
@@ -98,6 +100,15 @@ def _per_file_columns(events: dict, chain, timings: dict[str, float]) -> dict[st
             cols[f"{prefix}_{k}"] = c
     cols["std_charge"] = stk_charge(*stk, standard)[0]
     cols["ideal_charge"] = stk_charge(*stk, ideal)[0]
+    # the paper's Table 3 (a): the same pattern recognition around the chain's BGO network prediction
+    bgo_seed = np.stack([cols[f"cnn_{k}"] for k in BGO_COLUMNS], axis=1).astype(np.float64)
+    t0 = time.perf_counter()
+    seeded = reconstruct(events, seed=bgo_seed)
+    timings["standard reconstruction, bgo seed"] = (
+        timings.get("standard reconstruction, bgo seed", 0.0) + time.perf_counter() - t0
+    )
+    cols["seeded_std_charge"] = stk_charge(*stk, seeded.track)[0]
+    cols["seeded_ideal_charge"] = stk_charge(*stk, select_ideal(seeded.candidates, truth))[0]
     chain_track = np.stack([cols[f"cnn_track_{k}"] for k in TRACK_KEYS], axis=1)
     cols["cnn_psd_charge"] = psd_charge(events["psd_energy"], chain_track)
     return cols
@@ -163,7 +174,8 @@ MIN_EVENTS_PER_BIN = 50
 
 
 def efficiency_rows(sample: EvaluationSample) -> list[dict]:
-    """Table 2 rows for protons and helium: CNN chain, standard and ideal selection.
+    """Table 2 rows for protons and helium: CNN chain, standard and ideal selection, and both
+    selections with the chain's BGO network as the seed (the paper's Table 3, option a).
 
     As the paper's Figure 2: events that interacted in the PSD (before the STK) are left out,
     and the charge windows come from the clean peak (no inelastic interaction before the BGO).
@@ -191,6 +203,8 @@ def efficiency_rows(sample: EvaluationSample) -> list[dict]:
             "cnn": cols["cnn_stk_charge"][hadron],
             "standard": cols["std_charge"][hadron],
             "ideal": cols["ideal_charge"][hadron],
+            "standard, bgo seed": cols["seeded_std_charge"][hadron],
+            "ideal, bgo seed": cols["seeded_ideal_charge"][hadron],
         },
         energy_bins=PAPER_ENERGY_BINS if enough else DECADE_BINS,
         mask=~(cols["true_inelastic"] & (cols["true_interaction_z"] < Z_TOP))[hadron],
@@ -404,7 +418,7 @@ def write_report(
         "",
         f"{n} held-out MC events ({counts}); {len(sample.quarantined)} quarantined. Models: {versions}.",
         "",
-        "## Track efficiency (paper Table 2)",
+        "## Track efficiency (paper Table 2; `bgo seed`: Table 3, option a)",
         "",
         "Events whose STK charge along the method's track falls in the 85% (95%) containment window of",
         "the charge along the true track, over the count with the true track.",
