@@ -124,11 +124,21 @@ def network_batch(table: pa.Table, manifest: dict) -> dict[str, np.ndarray]:
     return INPUTS[manifest["kind"]](table, manifest["spec"])
 
 
-def network_dataset(uri: str, split: str = "train", expected_kind: str | None = None, cache: bool = False):
+def network_dataset(
+    uri: str,
+    split: str = "train",
+    expected_kind: str | None = None,
+    cache: bool = False,
+    shuffle: bool = False,
+):
     """The split as a Ray Data dataset of network batches (rendered lazily, per block).
 
     `cache=True` keeps the stored (compact) rows in Ray's object store after the first
     read, so later epochs only re-render; for splits that fit the cluster's memory.
+    `shuffle=True` shuffles the stored rows anew on every pass (every training epoch),
+    before rendering, where rows are small. Training needs it: the build writes one
+    particle's events per unit, so in stored order a batch (and the first steps of an
+    epoch) would hold one particle only.
     """
     import ray
 
@@ -149,4 +159,6 @@ def network_dataset(uri: str, split: str = "train", expected_kind: str | None = 
         ctx.use_datasource_v2 = previous
     if cache:
         ds = ds.materialize()
+    if shuffle:
+        ds = ds.random_shuffle()
     return ds.map_batches(network_batch, batch_format="pyarrow", fn_args=(manifest,))

@@ -18,7 +18,7 @@ class RegistryError(LookupError):
 
 
 class PromotionRefusedError(RuntimeError):
-    """The candidate is worse than the current holder of the alias."""
+    """The candidate is worse than the current holder of the alias, or a classifier at chance."""
 
 
 @dataclass
@@ -94,13 +94,24 @@ def version_of(name: str, alias: str) -> str:
     return str(aliases[alias])
 
 
+#: A classifier whose test AUC is at most this guesses: it is never promoted without `force`.
+CHANCE_AUC = 0.55
+
+
 def promote(name: str, version: str, alias: str = "production", force: bool = False) -> str:
-    """Point `alias` at `version` if its test metric is not worse than the current holder's."""
+    """Point `alias` at `version` if its test metric is not worse than the current holder's
+    (and, for a classifier, better than chance)."""
     client = _client()
     versions = {v.version: v for v in list_versions(name)}
     if version not in versions:
         raise RegistryError(f"{name} has no version {version} (versions: {', '.join(versions) or 'none'})")
     metric, higher_better = PRIMARY[_task(name)]
+    auc = versions[version].metrics.get("test_auc") if metric == "test_auc" else None
+    if auc is not None and float(auc) <= CHANCE_AUC and not force:
+        raise PromotionRefusedError(
+            f"{name} v{version} has test_auc={float(auc):.3g}, no better than chance (<= {CHANCE_AUC}): "
+            "did every training batch hold both classes? Use --force to promote anyway"
+        )
     current = _aliases(client, name).get(alias)
     current = None if current is None else str(current)
     message = f"{name} version {version} is now @{alias}"

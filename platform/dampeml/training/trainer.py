@@ -141,7 +141,8 @@ def make_trainer(
             callbacks=list(callbacks),
         ),
         datasets={
-            s: network_dataset(cfg.dataset, s, cache=_fits_cache(manifest, s)) for s in ("train", "val")
+            s: network_dataset(cfg.dataset, s, cache=_fits_cache(manifest, s), shuffle=s == "train")
+            for s in ("train", "val")
         },
     )
     return trainer, loop_cfg
