@@ -56,14 +56,15 @@ def test_report_numbers_come_from_the_events(sample, tmp_path):
     assert set(metrics["model_versions"]) >= {"bgo-direction-low", "stk-hough-precise", "electron-proton"}
 
     # Table 2, one cell recomputed by hand: ideal selection, protons, 85% window, 100 GeV - 1 TeV
-    row = next(
-        r
-        for r in metrics["efficiency"]
-        if r["particle"] == "proton"
-        and r["method"] == "ideal"
-        and r["containment"] == 0.85
-        and r["e_min"] == 100.0
-    )
+    def cell(method: str) -> dict:  # protons, 85% window, 100 GeV - 1 TeV
+        return next(
+            r
+            for r in metrics["efficiency"]
+            if r["particle"] == "proton" and r["method"] == method and r["containment"] == 0.85
+            and r["e_min"] == 100.0
+        )  # fmt: skip
+
+    row = cell("ideal")
     p = (cols["true_pdg"] == PDG["proton"]) & (cols["true_energy"] >= 100) & (cols["true_energy"] < 1000)
     p &= ~(cols["true_inelastic"] & (cols["true_interaction_z"] < -210.0))
     clean = p & ~cols["true_inelastic"]
@@ -76,14 +77,7 @@ def test_report_numbers_come_from_the_events(sample, tmp_path):
     assert row["efficiency"] > 0.8
     # the same cell with the chain's BGO network as the seed (paper Table 3, option a): here the
     # network is untrained, its seed sits near the detector centre and the road misses most tracks
-    seeded = next(
-        r
-        for r in metrics["efficiency"]
-        if r["particle"] == "proton"
-        and r["method"] == "ideal, bgo seed"
-        and r["containment"] == 0.85
-        and r["e_min"] == 100.0
-    )
+    seeded = cell("ideal, bgo seed")
     n_seeded = int(in_window(cols["seeded_ideal_charge"][p], window).sum())
     print(f"ideal selection around the untrained BGO network's seed: {n_seeded}/{n_true}")
     assert seeded["efficiency"] == pytest.approx(n_seeded / n_true)
