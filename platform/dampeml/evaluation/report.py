@@ -16,6 +16,7 @@ Markdown page with PNGs (and `metrics.json` with every number in it):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Iterable
@@ -55,6 +56,14 @@ class EvaluationSample:
         return np.stack([self.columns[f"{prefix}_{k}"] for k in TRACK_KEYS], axis=1)
 
 
+@contextlib.contextmanager
+def _timed(timings: dict[str, float], stage: str):
+    """Add the wall time of the block to `timings[stage]` (summed over batches)."""
+    t0 = time.perf_counter()
+    yield
+    timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - t0
+
+
 def _per_file_columns(events: dict, chain, timings: dict[str, float]) -> dict[str, np.ndarray]:
     """Every method on one batch of good events; truth is read here only, never by the methods."""
     from dampeml.features.shower_axis import fit_shower_axis
@@ -79,21 +88,17 @@ def _per_file_columns(events: dict, chain, timings: dict[str, float]) -> dict[st
         cols[f"true_{k}"] = c
     cols["true_charge"] = stk_charge(*stk, truth)[0]
 
-    t0 = time.perf_counter()
-    out = chain.run({k: v for k, v in events.items() if not k.startswith("true_") and k != "stk_is_primary"})
-    timings["chain"] = timings.get("chain", 0.0) + time.perf_counter() - t0
+    flight_like = {k: v for k, v in events.items() if not k.startswith("true_") and k != "stk_is_primary"}
+    with _timed(timings, "chain"):
+        out = chain.run(flight_like)
     for k, v in out.items():
         cols[f"cnn_{k}"] = np.asarray(v)
 
-    t0 = time.perf_counter()
-    axis, _ = fit_shower_axis(events["bgo_energy"])
-    timings["shower-axis fit"] = timings.get("shower-axis fit", 0.0) + time.perf_counter() - t0
-    t0 = time.perf_counter()
-    std = reconstruct(events)
+    with _timed(timings, "shower-axis fit"):
+        axis, _ = fit_shower_axis(events["bgo_energy"])
+    with _timed(timings, "standard reconstruction"):
+        std = reconstruct(events)
     standard = std.track
-    timings["standard reconstruction"] = (
-        timings.get("standard reconstruction", 0.0) + time.perf_counter() - t0
-    )
     ideal = select_ideal(std.candidates, truth)
     for prefix, track in (("axis", axis), ("std", standard), ("ideal", ideal)):
         for k, c in zip(TRACK_KEYS, np.asarray(track, dtype=np.float64).T, strict=True):
@@ -102,11 +107,8 @@ def _per_file_columns(events: dict, chain, timings: dict[str, float]) -> dict[st
     cols["ideal_charge"] = stk_charge(*stk, ideal)[0]
     # the paper's Table 3 (a): the same pattern recognition around the chain's BGO network prediction
     bgo_seed = np.stack([cols[f"cnn_{k}"] for k in BGO_COLUMNS], axis=1).astype(np.float64)
-    t0 = time.perf_counter()
-    seeded = reconstruct(events, seed=bgo_seed)
-    timings["standard reconstruction, bgo seed"] = (
-        timings.get("standard reconstruction, bgo seed", 0.0) + time.perf_counter() - t0
-    )
+    with _timed(timings, "standard reconstruction, bgo seed"):
+        seeded = reconstruct(events, seed=bgo_seed)
     cols["seeded_std_charge"] = stk_charge(*stk, seeded.track)[0]
     cols["seeded_ideal_charge"] = stk_charge(*stk, select_ideal(seeded.candidates, truth))[0]
     chain_track = np.stack([cols[f"cnn_track_{k}"] for k in TRACK_KEYS], axis=1)

@@ -83,6 +83,12 @@ def latest_checkpoint(storage: str, run_name: str):
     return Checkpoint.from_directory(str(found[-1])) if found else None
 
 
+def cpus_needed(cfg: TrainConfig, concurrent: int = 1, extra: float = 0.0) -> float:
+    """Logical CPUs for `concurrent` runs of `cfg`: each its workers, one CPU for the Ray Data
+    feed beside them, and `extra` (e.g. the Tune trial itself)."""
+    return concurrent * (cfg.workers * cfg.cpus_per_worker + 1 + extra)
+
+
 def check_cpus(cfg: TrainConfig, concurrent: int = 1, extra: float = 0.0) -> None:
     """Fail fast (instead of hanging) when Ray has too few logical CPUs for the workers and the feed.
 
@@ -93,12 +99,12 @@ def check_cpus(cfg: TrainConfig, concurrent: int = 1, extra: float = 0.0) -> Non
     if not ray.is_initialized():
         raise TrainingError("Ray is not running: call dampeml.runtime.init_ray() first")
     n_cpus = ray.cluster_resources().get("CPU", 0)
-    per_run = cfg.workers * cfg.cpus_per_worker + 1 + extra  # Ray Data needs CPUs beside the workers
-    if n_cpus < concurrent * per_run:
+    need = cpus_needed(cfg, concurrent, extra)
+    if n_cpus < need:
         runs = f"{concurrent} concurrent runs x " if concurrent > 1 else ""
         raise TrainingError(
             f"{runs}{cfg.workers} workers x {cfg.cpus_per_worker} CPU need at least "
-            f"{concurrent * per_run:g} logical CPUs (one per run for the Ray Data feed"
+            f"{need:g} logical CPUs (one per run for the Ray Data feed"
             f"{', plus the trial itself' if extra else ''}), the cluster has {n_cpus:g}: "
             "start Ray with more --num-cpus"
         )

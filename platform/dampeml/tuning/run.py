@@ -335,13 +335,6 @@ def param_space(c: Campaign) -> dict:
     return {"params": dims, "seed": ray.tune.grid_search(list(range(c.repeats)))}
 
 
-def local_cpus_needed(c: Campaign) -> int:
-    """Logical CPUs of a local Ray for `c`'s concurrent trials: workers, data feeds, the trials."""
-    r = c.resources
-    need = r.max_concurrent_trials * (r.workers_per_trial * r.cpus_per_worker + 1 + r.trial_cpus)
-    return max(6, math.ceil(need) + 1)
-
-
 def run_campaign(
     c: Campaign,
     workdir: str | Path,
@@ -353,8 +346,8 @@ def run_campaign(
     """Run (or resume) campaign `c` under `workdir`.
 
     `workdir` is checked first; Ray is started only then, if it is not running yet
-    (`dampeml.runtime.init_ray(ray_address, num_cpus)`; a local Ray gets `local_cpus_needed(c)`
-    logical CPUs by default).
+    (`dampeml.runtime.init_ray(ray_address, num_cpus)`; a local Ray gets, by default, the
+    logical CPUs its concurrent trials need, plus one).
     """
     import ray
     from ray.tune import FailureConfig, RunConfig, TuneConfig, Tuner
@@ -362,16 +355,21 @@ def run_campaign(
 
     from dampeml.registry.tracking import tracking_uri
     from dampeml.security import check_job_paths
-    from dampeml.training.trainer import check_cpus
+    from dampeml.training.trainer import check_cpus, cpus_needed
     from dampeml.tuning.report import comparison, write_report
 
     check_job_paths(workdir=workdir)  # StorageNotAllowedError before anything is read or written
+    workdir = Path(workdir).resolve()
+    root = workdir / c.name
+    # one trial's training config: the CPU budget of the concurrent trials (Tune -> Train -> Data
+    # needs CPUs at every level; too few hangs)
+    probe = train_config(c, {}, "unused", 0, "probe", str(root))
+    budget = dict(concurrent=c.resources.max_concurrent_trials, extra=c.resources.trial_cpus)
     if not ray.is_initialized():
         from dampeml.runtime import init_ray
 
-        init_ray(ray_address, None if ray_address else num_cpus or local_cpus_needed(c))
-    workdir = Path(workdir).resolve()
-    root = workdir / c.name
+        local_cpus = num_cpus or max(6, math.ceil(cpus_needed(probe, **budget)) + 1)
+        init_ray(ray_address, None if ray_address else local_cpus)
     state_path = root / STATE_FILE
     if state_path.exists():
         state = json.loads(state_path.read_text())
@@ -390,9 +388,7 @@ def run_campaign(
     else:
         state = {"campaign_hash": c.campaign_hash(), "created": dt.datetime.now(dt.UTC).isoformat()}
 
-    # fail fast on a CPU budget that would hang (Tune -> Train -> Data needs CPUs at every level)
-    probe = train_config(c, {}, "unused", 0, "probe", str(root))
-    check_cpus(probe, concurrent=c.resources.max_concurrent_trials, extra=c.resources.trial_cpus)
+    check_cpus(probe, **budget)  # fail fast on a budget that would hang
 
     datasets, test_uri = prepare_datasets(c, workdir, log)
     uri = tracking_uri()
