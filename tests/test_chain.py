@@ -14,7 +14,7 @@ from dampeml.datasets.columns import feature_columns, roi_centre
 from dampeml.datasets.loader import network_batch
 from dampeml.datasets.spec import load_spec
 from dampeml.detector.simulation import SimulationConfig, simulate
-from dampeml.features import COARSE, PRECISE, select_roi_hits, truth_track
+from dampeml.features import COARSE, PRECISE, fit_shower_axis, select_roi_hits, truth_track
 from dampeml.io.root_reader import read_events
 from dampeml.io.schema import MC_ONLY
 from dampeml.models.catalog import build
@@ -201,6 +201,30 @@ def test_energy_ranges_and_coarse_step_per_event(mixed_events):
     np.testing.assert_allclose(shift[~coarse], 0.0, atol=1e-3)  # precise: zero offset
 
 
+def test_tracker_track_runs_both_hough_steps_at_every_energy(mixed_events):
+    """Table 3 (b): around any seed, coarse then precise for every event with RoI hits, whatever its
+    energy (the chain's own track runs the coarse step below 1 TeV only); a seed of NaN stays NaN."""
+    models = _untrained()
+    models["hough_coarse"] = _constant("stk-hough-coarse", [220.0] * 4)  # +8 mm in every coordinate
+    models["hough_precise"] = _constant("stk-hough-precise", [190.0] * 4)  # -0.5 mm
+    chain = Chain(ChainModels(**models), {})
+    seed, _ = fit_shower_axis(mixed_events["bgo_energy"])
+    seed[0] = np.nan
+    track = chain.tracker_track(NoTruth(mixed_events), seed)
+
+    stk = (mixed_events["stk_layer"], mixed_events["stk_pos"], mixed_events["stk_signal"])
+    coarse = select_roi_hits(*stk, seed, COARSE).counts > 0
+    after_coarse = np.where(coarse[:, None], seed + 8.0, seed)
+    precise = select_roi_hits(*stk, after_coarse, PRECISE).counts > 0
+    expected = np.where(precise[:, None], after_coarse - 0.5, after_coarse)
+    deposit = mixed_events["bgo_energy"].sum(axis=(1, 2))
+    print(f"coarse step on {coarse.sum()} events, {(coarse & (deposit >= 1e6)).sum()} of them above 1 TeV")
+    assert (coarse & (deposit >= 1e6)).any() and (precise & ~coarse).sum() < precise.sum()
+    assert np.isnan(track[0]).all()
+    np.testing.assert_allclose(track[1:], expected[1:], atol=1e-3)
+    assert {"seeded_coarse_network", "seeded_precise_network"} <= set(chain.timings)
+
+
 def test_chunking_does_not_change_outputs(mixed_events):
     """Network calls and image rendering in chunks of any size give the same outputs per event."""
     models = ChainModels(**_untrained())
@@ -305,6 +329,13 @@ def test_chain_recovers_injected_tracks():
     assert seeded.sum() >= 0.4 * clean.sum(), "the in-test BGO network should seed most clean events"
     assert within[seeded].mean() >= 0.9
     assert np.median(out["n_track_hits"][ok]) >= 10
+
+    # Table 3 (b): the same Hough stages around the shower-axis fit
+    axis, _ = fit_shower_axis(test["bgo_energy"])
+    axis_seeded = clean & (np.abs(axis - truth).max(axis=1) < 0.8 * COARSE.half_window_mm)
+    axis_within = (np.abs(chain.tracker_track(NoTruth(test), axis) - truth) <= 0.3).all(axis=1)
+    print(f"axis seed: track within 0.3 mm for {axis_within[axis_seeded].mean():.3f} of {axis_seeded.sum()}")
+    assert axis_seeded.sum() >= 0.8 * clean.sum() and axis_within[axis_seeded].mean() >= 0.9
 
 
 # --------------------------------------------------------------------------- registry, flight, outputs

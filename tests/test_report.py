@@ -82,6 +82,11 @@ def test_report_numbers_come_from_the_events(sample, tmp_path):
     print(f"ideal selection around the untrained BGO network's seed: {n_seeded}/{n_true}")
     assert seeded["efficiency"] == pytest.approx(n_seeded / n_true)
     assert seeded["efficiency"] < row["efficiency"] - 0.3
+    # option (b): the chain's (untrained) tracker CNNs around the shower-axis fit, recomputed
+    tracker = cell("tracker cnns, axis seed")
+    n_tracker = int(in_window(cols["axis_cnn_charge"][p], window).sum())
+    print(f"untrained tracker CNNs around the axis fit: {n_tracker}/{n_true}")
+    assert tracker["efficiency"] == pytest.approx(n_tracker / n_true)
 
     # e/p AUC recomputed from the kept scores
     ep = np.isin(cols["true_pdg"], [PDG["electron"], PDG["proton"]])

@@ -6,8 +6,9 @@ MC events, and keeps per-event columns with the truth. `write_report` turns them
 Markdown page with PNGs (and `metrics.json` with every number in it):
 
 - the paper's Table 2: track efficiency in the 85% and 95% charge windows, per particle
-  and energy bin, CNN chain vs standard vs ideal selection, and both selections seeded by
-  the chain's BGO network (the paper's Table 3, option a);
+  and energy bin, CNN chain vs standard vs ideal selection, both selections seeded by the
+  chain's BGO network (the paper's Table 3, option a), and the chain's tracker CNNs seeded
+  by the shower-axis fit (option b);
 - 68% containment angle of the BGO direction vs deposited energy (network vs axis fit);
 - STK charge distributions along the true, the chain's and the standard track;
 - ROC of the inelastic classifier vs the PSD charge-consistency cut; e/p ROC and AUC;
@@ -111,6 +112,10 @@ def _per_file_columns(events: dict, chain, timings: dict[str, float]) -> dict[st
         seeded = reconstruct(events, seed=bgo_seed)
     cols["seeded_std_charge"] = stk_charge(*stk, seeded.track)[0]
     cols["seeded_ideal_charge"] = stk_charge(*stk, select_ideal(seeded.candidates, truth))[0]
+    # Table 3 (b): the chain's tracker CNNs, two-step everywhere, around the shower-axis fit
+    with _timed(timings, "tracker CNNs, axis seed"):
+        axis_cnn = chain.tracker_track(flight_like, axis)
+    cols["axis_cnn_charge"] = stk_charge(*stk, axis_cnn)[0]
     chain_track = np.stack([cols[f"cnn_track_{k}"] for k in TRACK_KEYS], axis=1)
     cols["cnn_psd_charge"] = psd_charge(events["psd_energy"], chain_track)
     return cols
@@ -176,8 +181,9 @@ MIN_EVENTS_PER_BIN = 50
 
 
 def efficiency_rows(sample: EvaluationSample) -> list[dict]:
-    """Table 2 rows for protons and helium: CNN chain, standard and ideal selection, and both
-    selections with the chain's BGO network as the seed (the paper's Table 3, option a).
+    """Table 2 rows for protons and helium: CNN chain, standard and ideal selection, both
+    selections with the chain's BGO network as the seed (the paper's Table 3, option a), and
+    the chain's tracker CNNs around the shower-axis fit (Table 3, option b).
 
     As the paper's Figure 2: events that interacted in the PSD (before the STK) are left out,
     and the charge windows come from the clean peak (no inelastic interaction before the BGO).
@@ -207,6 +213,7 @@ def efficiency_rows(sample: EvaluationSample) -> list[dict]:
             "ideal": cols["ideal_charge"][hadron],
             "standard, bgo seed": cols["seeded_std_charge"][hadron],
             "ideal, bgo seed": cols["seeded_ideal_charge"][hadron],
+            "tracker cnns, axis seed": cols["axis_cnn_charge"][hadron],
         },
         energy_bins=PAPER_ENERGY_BINS if enough else DECADE_BINS,
         mask=~(cols["true_inelastic"] & (cols["true_interaction_z"] < Z_TOP))[hadron],
@@ -420,7 +427,7 @@ def write_report(
         "",
         f"{n} held-out MC events ({counts}); {len(sample.quarantined)} quarantined. Models: {versions}.",
         "",
-        "## Track efficiency (paper Table 2; `bgo seed`: Table 3, option a)",
+        "## Track efficiency (paper Table 2; Table 3: `bgo seed` (a), `tracker cnns, axis seed` (b))",
         "",
         "Events whose STK charge along the method's track falls in the 85% (95%) containment window of",
         "the charge along the true track, over the count with the true track.",

@@ -344,6 +344,28 @@ class Chain:
         out[rows] = apply_offsets(roi, offsets, geometry)
         return out
 
+    def _tracker(self, stk: tuple, seed: np.ndarray, coarse: np.ndarray, stage: str) -> np.ndarray:
+        """The tracker CNNs around `seed`: coarse Hough where `coarse`, then precise Hough everywhere."""
+        c = self.config
+        runners = self._runners
+        track = self._hough_step(
+            runners["hough_coarse"], stk, seed, np.flatnonzero(coarse), c.coarse, f"{stage}coarse"
+        )
+        return self._hough_step(
+            runners["hough_precise"], stk, track, np.arange(len(seed)), c.precise, f"{stage}precise"
+        )
+
+    def tracker_track(self, events: Mapping[str, Any], seed: np.ndarray) -> np.ndarray:
+        """The tracker CNNs alone around any (N, 4) `seed`, two-step (coarse, then precise) for every event.
+
+        The paper's Table 3, option (b), seeds them with the BGO shower-axis fit: it measures
+        the tracker networks without the calorimeter ones. Timed as `seeded_*` stages.
+        """
+        events = {k: events[k] for k in events if not _is_truth(k)}
+        seed = np.asarray(seed, dtype=np.float64)
+        counts, layer, pos, signal, _, _ = _flat_stk(events, len(seed))
+        return self._tracker((counts, layer, pos, signal), seed, np.ones(len(seed), dtype=bool), "seeded_")
+
     def run(self, events: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Reconstruct a batch: `events` as read by io.root_reader.read_events; OUTPUT_COLUMNS -> (N,)."""
         events = {k: events[k] for k in events if not _is_truth(k)}  # MC and flight alike: no truth read
@@ -370,17 +392,7 @@ class Chain:
         t0 = self._timed("bgo_network", t0)
 
         # 2-3. coarse Hough below ~1 TeV, then precise Hough
-        track = self._hough_step(
-            self._runners["hough_coarse"],
-            hough_stk,
-            bgo,
-            np.flatnonzero(deposit < c.coarse_below_mev),
-            c.coarse,
-            "coarse",
-        )
-        track = self._hough_step(
-            self._runners["hough_precise"], hough_stk, track, np.arange(n), c.precise, "precise"
-        )
+        track = self._tracker(hough_stk, bgo, deposit < c.coarse_below_mev, "")
 
         # 4. hits and charge
         t0 = self.clock()

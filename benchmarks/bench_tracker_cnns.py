@@ -1,0 +1,258 @@
+"""Tracker CNNs trained longer: the Table 2 efficiency the two-step Hough networks reach.
+
+Run: `.venv/bin/python benchmarks/bench_tracker_cnns.py [--train-events 20000] [--epochs 6]`.
+
+The paper's Table 3, option (b): the conventional BGO shower-axis fit seeds the tracker CNNs,
+coarse (400 um, +-80 mm) then precise (50 um, +-10 mm), over the whole energy range; hits are
+then assigned within 0.3 mm of the precise track and the STK charge is read along it. This
+isolates the tracker networks from the calorimeter ones, whose small demo versions limit the
+full chain (benchmarks/README.md, the main job).
+
+The networks train in this process with `train_on_batch` (the Ray Train path is tested
+elsewhere and, on two cores, is all start-up for runs this short: benchmarks/README.md,
+Training). Each is trained on what it will see in the chain:
+- coarse: p/He 10 GeV-1 PeV (E^-1), RoI around the shower-axis fit (datasets' roi.source
+  'axis-fit'); events whose true track lies outside the image are left out of training only;
+- precise: the same events, RoI around the trained coarse network's track (the chained
+  training the platform's 'model' RoI source stands for).
+Then both run on held-out events of the paper's five Table 2 energy bins, beside the standard
+reconstruction (standard and ideal selection) on the same events. Printed: per bin the 68%
+offset of each stage at the first STK plane, the Table 2 efficiencies (ours, the paper's
+CNN column and its option b), and the loss per epoch. Images are rendered per batch from the
+RoI hits (features.hough), as the training input pipeline does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import awkward as ak
+import numpy as np
+
+from dampeml.detector import geometry as geo
+from dampeml.detector.simulation import SimulationConfig, simulate
+from dampeml.evaluation.efficiency import PAPER_ENERGY_BINS, efficiency_table, paper_value
+from dampeml.features import COARSE, PRECISE, ZTHR, HoughGeometry, RoiHits, fit_shower_axis, select_roi_hits
+from dampeml.features.hough import apply_offsets, hough_targets
+from dampeml.features.tracks import truth_track
+from dampeml.reconstruction.chain import hough_input
+from dampeml.reconstruction.hits import stk_charge
+from dampeml.reconstruction.standard import reconstruct, select_ideal
+
+PARTICLES = ("proton", "helium")
+METHOD = "tracker cnns, axis seed"  # the paper's Table 3, option (b)
+
+
+def sample(n: int, e_min: float, e_max: float, seed: int) -> list[dict]:
+    """Simulated p and He events, one dict of branches per particle."""
+    return [
+        simulate(SimulationConfig(p, n, e_min, e_max, seed=seed * 10 + i))[0] for i, p in enumerate(PARTICLES)
+    ]
+
+
+def take_hits(hits: RoiHits, idx: np.ndarray) -> RoiHits:
+    """The RoI hits of events `idx`, in that order."""
+    starts = np.concatenate([[0], np.cumsum(hits.counts)])
+    counts = hits.counts[idx]
+    flat = np.repeat(starts[idx] - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
+    flat = flat + np.arange(int(counts.sum()))
+    return RoiHits(counts, hits.layer[flat], hits.offset[flat], hits.signal[flat])
+
+
+def concat_hits(parts: list[RoiHits]) -> RoiHits:
+    return RoiHits(
+        *(np.concatenate([getattr(p, f) for p in parts]) for f in ("counts", "layer", "offset", "signal"))
+    )
+
+
+def roi(events: dict, centre: np.ndarray, geometry: HoughGeometry) -> RoiHits:
+    return select_roi_hits(events["stk_layer"], events["stk_pos"], events["stk_signal"], centre, geometry)
+
+
+def refine(model, events: dict, track: np.ndarray, geometry: HoughGeometry, chunk: int = 256) -> np.ndarray:
+    """One Hough step as the chain runs it: events with no RoI hit keep their track."""
+    out = track.copy()
+    ok = np.isfinite(track).all(axis=1)
+    hits = roi(events, np.where(ok[:, None], track, np.nan), geometry)
+    rows = np.flatnonzero(hits.counts > 0)
+    hits = take_hits(hits, rows)
+    for s in range(0, len(rows), chunk):
+        r = rows[s : s + chunk]
+        img = hough_input(hits.events(s, s + chunk), track[r], geometry, ZTHR)
+        out[r] = apply_offsets(track[r], model.predict_on_batch(img), geometry)
+    return out
+
+
+def training_set(events: list[dict], centres: list[np.ndarray], geometry: HoughGeometry):
+    """RoI hits, centres and targets of the events whose true track lies inside the image."""
+    hits, cen, tgt = [], [], []
+    for ev, c in zip(events, centres, strict=True):
+        t = hough_targets(truth_track(ev), c, geometry)
+        h = roi(ev, c, geometry)
+        keep = np.flatnonzero(
+            np.isfinite(c).all(axis=1) & (h.counts > 0) & ((t >= 0) & (t <= geometry.n_pixels)).all(axis=1)
+        )
+        hits.append(take_hits(h, keep))
+        cen.append(c[keep])
+        tgt.append(t[keep])
+    return concat_hits(hits), np.concatenate(cen), np.concatenate(tgt).astype(np.float32)
+
+
+def train(network: str, preset: str, data, geometry: HoughGeometry, epochs: int, batch: int, seed: int):
+    """Train `network` on (hits, centres, targets) with a learning rate decaying 10x: (model, losses)."""
+    import tensorflow as tf
+
+    from dampeml.models.catalog import build, get_network
+
+    hits, centre, target = data
+    tf.keras.utils.set_random_seed(seed)
+    model = build(network, preset=preset)
+    spec = get_network(network)
+    lr0 = (spec.small_config if preset == "small" else spec.config).learning_rate
+    steps = epochs * (len(target) // batch)
+    rng = np.random.default_rng(seed)
+    losses, step = [], 0
+    for epoch in range(epochs):
+        order = rng.permutation(len(target))
+        h, c, t = take_hits(hits, order), centre[order], target[order]
+        total, t0 = 0.0, time.perf_counter()
+        for s in range(0, len(t) - batch + 1, batch):
+            model.optimizer.learning_rate.assign(lr0 * 0.1 ** (step / max(steps - 1, 1)))
+            img = hough_input(h.events(s, s + batch), c[s : s + batch], geometry, ZTHR)
+            out = model.train_on_batch(img, t[s : s + batch])
+            total += float(out[0] if isinstance(out, list) else out)
+            step += 1
+        n_steps = len(t) // batch
+        losses.append(total / max(n_steps, 1))
+        print(
+            f"  {network} epoch {epoch + 1}/{epochs}: loss {losses[-1]:.1f} px^2 "
+            f"({n_steps * batch / (time.perf_counter() - t0):.0f} events/s)",
+            flush=True,
+        )
+    return model, losses
+
+
+def offset68(track: np.ndarray, truth: np.ndarray) -> float:
+    """68% quantile of the larger x/y miss at the first STK plane, mm (no track: a miss)."""
+    d = np.max(np.abs(track[:, :2] - truth[:, :2]), axis=1)
+    return float(np.quantile(np.where(np.isfinite(d), d, np.inf), 0.68))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--train-events", type=int, default=20000, help="training events per particle")
+    ap.add_argument("--eval-events", type=int, default=1000, help="held-out events per particle and bin")
+    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--preset", default="small", choices=["small", "full"])
+    ap.add_argument("--seed", type=int, default=31)
+    ap.add_argument("--save", help="directory to save the two trained models in (.keras)")
+    args = ap.parse_args()
+    print(
+        f"machine: {os.cpu_count()} cores; preset {args.preset}; "
+        f"{args.train_events} training events per particle"
+    )
+
+    t0 = time.perf_counter()
+    train_ev = sample(args.train_events, 10.0, 1e6, args.seed)
+    axis = [fit_shower_axis(ev["bgo_energy"])[0] for ev in train_ev]
+    print(f"simulated the training events in {time.perf_counter() - t0:.0f} s", flush=True)
+
+    t0 = time.perf_counter()
+    data = training_set(train_ev, axis, COARSE)
+    print(f"coarse: {len(data[2])} training events (true track inside the +-80 mm image)")
+    coarse, coarse_loss = train(
+        "stk-hough-coarse", args.preset, data, COARSE, args.epochs, args.batch, args.seed
+    )
+    t_coarse = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    after_coarse = [refine(coarse, ev, a, COARSE) for ev, a in zip(train_ev, axis, strict=True)]
+    data = training_set(train_ev, after_coarse, PRECISE)
+    print(f"precise: {len(data[2])} training events (true track inside the +-10 mm image)")
+    precise, precise_loss = train(
+        "stk-hough-precise", args.preset, data, PRECISE, args.epochs, args.batch, args.seed
+    )
+    t_precise = time.perf_counter() - t0
+    if args.save:
+        os.makedirs(args.save, exist_ok=True)
+        coarse.save(os.path.join(args.save, "stk-hough-coarse.keras"))
+        precise.save(os.path.join(args.save, "stk-hough-precise.keras"))
+
+    rows, offsets = [], []
+    for b_i, (lo, hi) in enumerate(PAPER_ENERGY_BINS):
+        for p_i, ev in enumerate(sample(args.eval_events, lo, hi, args.seed + 1000 + b_i)):
+            particle = PARTICLES[p_i]
+            truth = truth_track(ev)
+            seed_track = fit_shower_axis(ev["bgo_energy"])[0]
+            t_coarse_ev = refine(coarse, ev, seed_track, COARSE)
+            t_cnn = refine(precise, ev, t_coarse_ev, PRECISE)
+            std = reconstruct(ev)
+            hits = (ev["stk_layer"], ev["stk_pos"], ev["stk_signal"])
+            tracks = {
+                "true": truth,
+                "standard": std.track,
+                "ideal": select_ideal(std.candidates, truth),
+                METHOD: t_cnn,
+            }
+            charge = {k: stk_charge(*hits, t)[0] for k, t in tracks.items()}
+            in_psd = np.asarray(ev["true_inelastic"]) & (np.asarray(ev["true_interaction_z"]) < geo.Z_TOP)
+            rows += efficiency_table(
+                particle,
+                ev["true_energy"],
+                charge.pop("true"),
+                charge,
+                energy_bins=[(lo, hi)],
+                mask=~in_psd,
+                peak_mask=~np.asarray(ev["true_inelastic"]),
+            )
+            n_hits = stk_charge(*hits, t_cnn)[1].n_hits
+            offsets.append(
+                (
+                    particle,
+                    lo,
+                    hi,
+                    offset68(seed_track, truth),
+                    offset68(t_coarse_ev, truth),
+                    offset68(t_cnn, truth),
+                    float(np.mean(n_hits == 0)),
+                    float(ak.mean(ak.num(ev["stk_pos"]))),
+                )
+            )
+
+    print(f"\ntraining: coarse {t_coarse / 60:.1f} min, precise {t_precise / 60:.1f} min")
+    print(f"coarse loss per epoch (px^2, 400 um): {np.round(coarse_loss, 1).tolist()}")
+    print(f"precise loss per epoch (px^2, 50 um): {np.round(precise_loss, 1).tolist()}")
+    print("\n## Offset of each stage at the first STK plane (68%, larger of x and y), held-out events\n")
+    print(
+        "| particle | E (TeV) | axis fit (mm) | + coarse (mm) | + precise (mm) "
+        "| no hit within 0.3 mm | STK clusters |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for particle, lo, hi, a, c, p, none, n_cl in offsets:
+        print(
+            f"| {particle} | {lo / 1e3:g}-{hi / 1e3:g} | {a:.2f} | {c:.2f} | {p:.3f} "
+            f"| {100 * none:.1f}% | {n_cl:.0f} |"
+        )
+    print("\n## Track efficiency (%), 85% / 95% windows: ours (paper)\n")
+    methods = ("standard", "ideal", METHOD, "cnn")
+    print("| particle | E (TeV) | standard | ideal | tracker CNNs, axis seed (b) | paper's full CNN chain |")
+    print("|---|---|---|---|---|---|")
+    table = {(r["particle"], r["e_min"], r["method"], r["containment"]): r for r in rows}
+    for particle in PARTICLES:
+        for lo, hi in PAPER_ENERGY_BINS:
+            cells = []
+            for method in methods:
+                ours = [table.get((particle, lo, method, c)) for c in (0.85, 0.95)]
+                paper = [paper_value(particle, method, lo, hi, c) for c in (0.85, 0.95)]
+                text = " / ".join(f"{100 * r['efficiency']:.1f}" for r in ours) if ours[0] else ""
+                cells.append(f"{text} ({paper[0]:.1f} / {paper[1]:.1f})".strip())
+            print(f"| {particle} | {lo / 1e3:g}-{hi / 1e3:g} | " + " | ".join(cells) + " |")
+    n_true = [r["n_true"] for r in rows]
+    print(f"\nevents in the true-track window per row: {min(n_true)}-{max(n_true)}")
+
+
+if __name__ == "__main__":
+    main()
