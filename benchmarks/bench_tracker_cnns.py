@@ -15,16 +15,17 @@ Training). Each is trained on what it will see in the chain:
   'axis-fit'); events whose true track lies outside the image are left out of training only;
 - precise: the same events, RoI around the trained coarse network's track (the chained
   training the platform's 'model' RoI source stands for).
-Then both run on held-out events of the paper's five Table 2 energy bins, beside the standard
-reconstruction (standard and ideal selection) on the same events. Printed: per bin the 68%
-offset of each stage at the first STK plane, the Table 2 efficiencies (ours, the paper's
-CNN column and its option b), and the loss per epoch. Images are rendered per batch from the
-RoI hits (features.hough), as the training input pipeline does.
+Then both run in the chain (`Chain.tracker_track`) on held-out events of the paper's five
+Table 2 energy bins, beside the standard reconstruction (standard and ideal selection) on the
+same events. Printed: per bin the 68% offset of each stage at the first STK plane, the Table 2
+efficiencies (ours and the paper's option b and CNN chain), and the loss per epoch. Images
+are rendered per batch from the RoI hits (features.hough), as the training input pipeline does.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 
@@ -37,7 +38,8 @@ from dampeml.evaluation.efficiency import PAPER_ENERGY_BINS, efficiency_table, p
 from dampeml.features import COARSE, PRECISE, ZTHR, HoughGeometry, RoiHits, fit_shower_axis, select_roi_hits
 from dampeml.features.hough import apply_offsets, hough_targets
 from dampeml.features.tracks import truth_track
-from dampeml.reconstruction.chain import hough_input
+from dampeml.models.catalog import build
+from dampeml.reconstruction.chain import NETWORK_OF_FIELD, Chain, ChainModels, hough_input
 from dampeml.reconstruction.hits import stk_charge
 from dampeml.reconstruction.standard import reconstruct, select_ideal
 
@@ -100,17 +102,25 @@ def training_set(events: list[dict], centres: list[np.ndarray], geometry: HoughG
     return concat_hits(hits), np.concatenate(cen), np.concatenate(tgt).astype(np.float32)
 
 
-def train(network: str, preset: str, data, geometry: HoughGeometry, epochs: int, batch: int, seed: int):
+def train(
+    network: str,
+    preset: str,
+    overrides: dict,
+    data,
+    geometry: HoughGeometry,
+    epochs: int,
+    batch: int,
+    seed: int,
+):
     """Train `network` on (hits, centres, targets) with a learning rate decaying 10x: (model, losses)."""
     import tensorflow as tf
 
-    from dampeml.models.catalog import build, get_network
+    from dampeml.models.catalog import get_network
 
     hits, centre, target = data
     tf.keras.utils.set_random_seed(seed)
-    model = build(network, preset=preset)
-    spec = get_network(network)
-    lr0 = (spec.small_config if preset == "small" else spec.config).learning_rate
+    model = build(network, preset=preset, overrides=overrides)
+    lr0 = get_network(network).config_for(preset, overrides).learning_rate
     steps = epochs * (len(target) // batch)
     rng = np.random.default_rng(seed)
     losses, step = [], 0
@@ -140,6 +150,12 @@ def offset68(track: np.ndarray, truth: np.ndarray) -> float:
     return float(np.quantile(np.where(np.isfinite(d), d, np.inf), 0.68))
 
 
+def load_model(path: str):
+    from dampeml.models.common import tf_keras
+
+    return tf_keras().models.load_model(path)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--train-events", type=int, default=20000, help="training events per particle")
@@ -148,11 +164,22 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--preset", default="small", choices=["small", "full"])
     ap.add_argument("--seed", type=int, default=31)
+    for stage in ("coarse", "precise"):
+        ap.add_argument(
+            f"--{stage}-overrides",
+            type=json.loads,
+            default={},
+            help=f"JSON changes to the {stage} network's preset, e.g. '{{\"input_pool\": 2}}'",
+        )
+        ap.add_argument(
+            f"--{stage}-model", help=f"a saved {stage} network (.keras) to use instead of training"
+        )
     ap.add_argument("--save", help="directory to save the two trained models in (.keras)")
     args = ap.parse_args()
     print(
         f"machine: {os.cpu_count()} cores; preset {args.preset}; "
-        f"{args.train_events} training events per particle"
+        f"{args.train_events} training events per particle; overrides coarse {args.coarse_overrides}, "
+        f"precise {args.precise_overrides}"
     )
 
     t0 = time.perf_counter()
@@ -160,27 +187,40 @@ def main() -> None:
     axis = [fit_shower_axis(ev["bgo_energy"])[0] for ev in train_ev]
     print(f"simulated the training events in {time.perf_counter() - t0:.0f} s", flush=True)
 
-    t0 = time.perf_counter()
-    data = training_set(train_ev, axis, COARSE)
-    print(f"coarse: {len(data[2])} training events (true track inside the +-80 mm image)")
-    coarse, coarse_loss = train(
-        "stk-hough-coarse", args.preset, data, COARSE, args.epochs, args.batch, args.seed
-    )
-    t_coarse = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    after_coarse = [refine(coarse, ev, a, COARSE) for ev, a in zip(train_ev, axis, strict=True)]
-    data = training_set(train_ev, after_coarse, PRECISE)
-    print(f"precise: {len(data[2])} training events (true track inside the +-10 mm image)")
-    precise, precise_loss = train(
-        "stk-hough-precise", args.preset, data, PRECISE, args.epochs, args.batch, args.seed
-    )
-    t_precise = time.perf_counter() - t0
+    trained, losses, minutes = {}, {}, {}
+    for name, geometry in (("coarse", COARSE), ("precise", PRECISE)):
+        path = getattr(args, f"{name}_model")
+        if path:  # a model saved by an earlier run (--save) instead of training one
+            trained[name], losses[name] = load_model(path), []
+            print(f"{name}: loaded {path}")
+            continue
+        t0 = time.perf_counter()
+        if name == "coarse":
+            centres = axis
+        else:  # the precise network learns around the coarse network's tracks
+            centres = [refine(trained["coarse"], ev, a, COARSE) for ev, a in zip(train_ev, axis, strict=True)]
+        data = training_set(train_ev, centres, geometry)
+        print(f"{name}: {len(data[2])} training events (true track inside the image)")
+        trained[name], losses[name] = train(
+            f"stk-hough-{name}",
+            args.preset,
+            getattr(args, f"{name}_overrides"),
+            data,
+            geometry,
+            args.epochs,
+            args.batch,
+            args.seed,
+        )
+        minutes[name] = (time.perf_counter() - t0) / 60
+    coarse, precise = trained["coarse"], trained["precise"]
     if args.save:
         os.makedirs(args.save, exist_ok=True)
         coarse.save(os.path.join(args.save, "stk-hough-coarse.keras"))
         precise.save(os.path.join(args.save, "stk-hough-precise.keras"))
 
+    models = {f: build(n, preset="small", compile=False) for f, n in NETWORK_OF_FIELD.items()}
+    models.update(hough_coarse=coarse, hough_precise=precise)  # the others are not run
+    chain = Chain(ChainModels(**models), {})
     rows, offsets = [], []
     for b_i, (lo, hi) in enumerate(PAPER_ENERGY_BINS):
         for p_i, ev in enumerate(sample(args.eval_events, lo, hi, args.seed + 1000 + b_i)):
@@ -188,7 +228,7 @@ def main() -> None:
             truth = truth_track(ev)
             seed_track = fit_shower_axis(ev["bgo_energy"])[0]
             t_coarse_ev = refine(coarse, ev, seed_track, COARSE)
-            t_cnn = refine(precise, ev, t_coarse_ev, PRECISE)
+            t_cnn = chain.tracker_track(ev, seed_track)  # the chain's own code, both steps
             std = reconstruct(ev)
             hits = (ev["stk_layer"], ev["stk_pos"], ev["stk_signal"])
             tracks = {
@@ -222,9 +262,12 @@ def main() -> None:
                 )
             )
 
-    print(f"\ntraining: coarse {t_coarse / 60:.1f} min, precise {t_precise / 60:.1f} min")
-    print(f"coarse loss per epoch (px^2, 400 um): {np.round(coarse_loss, 1).tolist()}")
-    print(f"precise loss per epoch (px^2, 50 um): {np.round(precise_loss, 1).tolist()}")
+    for name, geometry in (("coarse", COARSE), ("precise", PRECISE)):
+        if name in minutes:
+            print(
+                f"\n{name}: trained {minutes[name]:.1f} min, loss per epoch (px^2, "
+                f"{1e3 * geometry.pixel_mm:.0f} um): {np.round(losses[name], 1).tolist()}"
+            )
     print("\n## Offset of each stage at the first STK plane (68%, larger of x and y), held-out events\n")
     print(
         "| particle | E (TeV) | axis fit (mm) | + coarse (mm) | + precise (mm) "
