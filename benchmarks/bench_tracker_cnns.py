@@ -54,15 +54,6 @@ def sample(n: int, e_min: float, e_max: float, seed: int) -> list[dict]:
     ]
 
 
-def take_hits(hits: RoiHits, idx: np.ndarray) -> RoiHits:
-    """The RoI hits of events `idx`, in that order."""
-    starts = np.concatenate([[0], np.cumsum(hits.counts)])
-    counts = hits.counts[idx]
-    flat = np.repeat(starts[idx] - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
-    flat = flat + np.arange(int(counts.sum()))
-    return RoiHits(counts, hits.layer[flat], hits.offset[flat], hits.signal[flat])
-
-
 def concat_hits(parts: list[RoiHits]) -> RoiHits:
     return RoiHits(
         *(np.concatenate([getattr(p, f) for p in parts]) for f in ("counts", "layer", "offset", "signal"))
@@ -79,7 +70,7 @@ def refine(model, events: dict, track: np.ndarray, geometry: HoughGeometry, chun
     ok = np.isfinite(track).all(axis=1)
     hits = roi(events, np.where(ok[:, None], track, np.nan), geometry)
     rows = np.flatnonzero(hits.counts > 0)
-    hits = take_hits(hits, rows)
+    hits = hits.take(rows)
     for s in range(0, len(rows), chunk):
         r = rows[s : s + chunk]
         img = hough_input(hits.events(s, s + chunk), track[r], geometry, ZTHR)
@@ -96,7 +87,7 @@ def training_set(events: list[dict], centres: list[np.ndarray], geometry: HoughG
         keep = np.flatnonzero(
             np.isfinite(c).all(axis=1) & (h.counts > 0) & ((t >= 0) & (t <= geometry.n_pixels)).all(axis=1)
         )
-        hits.append(take_hits(h, keep))
+        hits.append(h.take(keep))
         cen.append(c[keep])
         tgt.append(t[keep])
     return concat_hits(hits), np.concatenate(cen), np.concatenate(tgt).astype(np.float32)
@@ -126,7 +117,7 @@ def train(
     losses, step = [], 0
     for epoch in range(epochs):
         order = rng.permutation(len(target))
-        h, c, t = take_hits(hits, order), centre[order], target[order]
+        h, c, t = hits.take(order), centre[order], target[order]
         total, t0 = 0.0, time.perf_counter()
         for s in range(0, len(t) - batch + 1, batch):
             model.optimizer.learning_rate.assign(lr0 * 0.1 ** (step / max(steps - 1, 1)))
@@ -221,6 +212,7 @@ def main() -> None:
     models = {f: build(n, preset="small", compile=False) for f, n in NETWORK_OF_FIELD.items()}
     models.update(hough_coarse=coarse, hough_precise=precise)  # the others are not run
     chain = Chain(ChainModels(**models), {})
+    chain.clock = time.process_time  # CPU seconds of this process: the per-core cost
     rows, offsets = [], []
     for b_i, (lo, hi) in enumerate(PAPER_ENERGY_BINS):
         for p_i, ev in enumerate(sample(args.eval_events, lo, hi, args.seed + 1000 + b_i)):
@@ -293,6 +285,16 @@ def main() -> None:
                 text = " / ".join(f"{100 * r['efficiency']:.1f}" for r in ours) if ours[0] else ""
                 cells.append(f"{text} ({paper[0]:.1f} / {paper[1]:.1f})".strip())
             print(f"| {particle} | {lo / 1e3:g}-{hi / 1e3:g} | " + " | ".join(cells) + " |")
+    print("\n## CPU cost of the tracker CNNs in the chain (all held-out events, this process's CPU time)\n")
+    images = chain.network_events
+    for stage in ("coarse", "precise"):
+        n = images[f"hough_{stage}"]
+        cost = {
+            k: 1e3 * chain.timings.get(f"seeded_{stage}_{k}", 0.0) / max(n, 1) for k in ("render", "network")
+        }
+        print(
+            f"{stage}: {n} images, render {cost['render']:.2f} ms, network {cost['network']:.2f} ms per image"
+        )
     n_true = [r["n_true"] for r in rows]
     print(f"\nevents in the true-track window per row: {min(n_true)}-{max(n_true)}")
 

@@ -230,3 +230,15 @@ def test_compact_hits_are_small_and_batch_like_the_whole(protons):
     assert np.array_equal(whole[20:], part)
     with pytest.raises(ValueError, match="RoiHits"):
         RoiHits(np.array([2]), hits.layer[:1], hits.offset[:1], hits.signal[:1])
+
+
+def test_take_reorders_and_selects_whole_events():
+    """RoiHits.take: events in the given order, each with exactly its own hits (empty ones too)."""
+    counts = np.array([2, 0, 3, 1])
+    offset = np.arange(6, dtype=np.float32)  # event 0: 0, 1; event 2: 2, 3, 4; event 3: 5
+    hits = RoiHits(counts, np.zeros(6, np.int8), offset, offset + 10)
+    taken = hits.take(np.array([3, 1, 0, 2, 0]))
+    assert taken.counts.tolist() == [1, 0, 2, 3, 2]
+    assert taken.offset.tolist() == [5, 0, 1, 2, 3, 4, 0, 1]
+    assert np.array_equal(taken.signal, taken.offset + 10)
+    assert hits.take(np.array([1], dtype=np.int64)).layer.shape == (0,)

@@ -47,7 +47,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dampeml.features.jagged import event_index, flatten
+from dampeml.features.jagged import event_index, flatten, gather_index
 from dampeml.features.tracks import LAYER_FRACTION, LAYER_PROJECTION, position_at_layer
 
 ZTHR = float(np.sqrt(2.0))  # paper: results insensitive to 1..2; better than no split
@@ -122,6 +122,11 @@ class RoiHits:
         bounds = np.concatenate([[0], np.cumsum(self.counts)])
         lo, hi = bounds[start], bounds[min(stop, self.n_events)]
         return RoiHits(self.counts[start:stop], self.layer[lo:hi], self.offset[lo:hi], self.signal[lo:hi])
+
+    def take(self, rows: np.ndarray) -> RoiHits:
+        """The events `rows`, in that order (a shuffled or selected sample)."""
+        idx = gather_index(self.counts, rows)
+        return RoiHits(np.asarray(self.counts)[rows], self.layer[idx], self.offset[idx], self.signal[idx])
 
     @property
     def nbytes(self) -> int:

@@ -43,6 +43,20 @@ def event_index(counts: np.ndarray) -> np.ndarray:
     return np.repeat(np.arange(len(counts)), counts)
 
 
+def gather_index(counts: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Flat indices of the items of events `rows` (in that order) in flat arrays of `counts`."""
+    counts = np.asarray(counts)
+    rows = np.asarray(rows, dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(counts)])[rows]
+    sub = counts[rows]
+    total = int(sub.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.arange(total, dtype=np.int64) + np.repeat(
+        starts - np.concatenate([[0], np.cumsum(sub)[:-1]]), sub
+    )
+
+
 def _as_awkward(a: object) -> ak.Array:
     if isinstance(a, ak.Array):
         return a

@@ -119,6 +119,11 @@ def _bgo(energy_range: str, description: str) -> NetworkSpec:
 #: 10x the paper's learning rate so that a few epochs show real learning.
 _SMALL_LR = {"learning_rate": 1e-3}
 _HOUGH_SMALL = {"input_pool": 4, "conv_filters": (8, 16, 16), "dense_units": (32,)}
+#: The track regressions keep the full stack of convolutions on the 4x pooled input: trained
+#: alike, the 8-16-16 stack left the coarse step 2-3x less precise from 5 to 100 TeV and the
+#: tracker CNNs 10-30 points less efficient there (benchmarks/README.md, bench_tracker_cnns.py);
+#: the deeper stack costs ~0.4 ms more per image on one core.
+_HOUGH_REGRESSION_SMALL = {"input_pool": 4}
 _HOUGH_CLASSIFIER = {"head": "classifier", "dropout": 0.1}
 
 
@@ -131,7 +136,7 @@ def _hough(geometry: str, description: str) -> NetworkSpec:
         input_keys=("x",),
         task="regression",
         config=HoughCnnConfig(),
-        small_config=HoughCnnConfig(**_HOUGH_SMALL, **_SMALL_LR),
+        small_config=HoughCnnConfig(**_HOUGH_REGRESSION_SMALL, **_SMALL_LR),
         description=description,
     )
 

@@ -53,7 +53,7 @@ from dampeml.features import (
     to_float,
 )
 from dampeml.features.hough import apply_offsets
-from dampeml.features.jagged import flatten
+from dampeml.features.jagged import flatten, gather_index
 from dampeml.features.tracks import cos_theta, slopes
 from dampeml.io.schema import MC_ONLY
 from dampeml.models.catalog import ALIGNED_SUFFIX
@@ -516,16 +516,5 @@ def _flat_stk(events: Mapping[str, Any], n: int) -> tuple[np.ndarray, ...]:
 
 def _select(counts, layer, pos, signal, roi, geometry, rows):
     """select_roi_hits for the events `rows` only (flat hits of those events gathered first)."""
-    starts = np.concatenate([[0], np.cumsum(counts)])
-    sub_counts = counts[rows]
-    idx = _gather_index(starts[rows], sub_counts)
-    return select_roi_hits(layer[idx], pos[idx], signal[idx], roi, geometry, counts=sub_counts)
-
-
-def _gather_index(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Flat indices of the hits [start, start + count) of each selected event, in order."""
-    total = int(counts.sum())
-    if total == 0:
-        return np.zeros(0, dtype=np.int64)
-    offsets = np.repeat(starts - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
-    return np.arange(total, dtype=np.int64) + offsets
+    idx = gather_index(counts, rows)
+    return select_roi_hits(layer[idx], pos[idx], signal[idx], roi, geometry, counts=counts[rows])
