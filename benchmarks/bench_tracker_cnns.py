@@ -36,7 +36,7 @@ from dampeml.detector import geometry as geo
 from dampeml.detector.simulation import SimulationConfig, simulate
 from dampeml.evaluation.efficiency import PAPER_ENERGY_BINS, efficiency_table, paper_value
 from dampeml.features import COARSE, PRECISE, ZTHR, HoughGeometry, RoiHits, fit_shower_axis, select_roi_hits
-from dampeml.features.hough import apply_offsets, hough_targets
+from dampeml.features.hough import hough_targets
 from dampeml.features.tracks import truth_track
 from dampeml.models.catalog import build
 from dampeml.reconstruction.chain import NETWORK_OF_FIELD, Chain, ChainModels, hough_input
@@ -64,18 +64,11 @@ def roi(events: dict, centre: np.ndarray, geometry: HoughGeometry) -> RoiHits:
     return select_roi_hits(events["stk_layer"], events["stk_pos"], events["stk_signal"], centre, geometry)
 
 
-def refine(model, events: dict, track: np.ndarray, geometry: HoughGeometry, chunk: int = 256) -> np.ndarray:
-    """One Hough step as the chain runs it: events with no RoI hit keep their track."""
-    out = track.copy()
-    ok = np.isfinite(track).all(axis=1)
-    hits = roi(events, np.where(ok[:, None], track, np.nan), geometry)
-    rows = np.flatnonzero(hits.counts > 0)
-    hits = hits.take(rows)
-    for s in range(0, len(rows), chunk):
-        r = rows[s : s + chunk]
-        img = hough_input(hits.events(s, s + chunk), track[r], geometry, ZTHR)
-        out[r] = apply_offsets(track[r], model.predict_on_batch(img), geometry)
-    return out
+def tracker_chain(coarse, precise=None) -> Chain:
+    """A chain around the given Hough networks (untrained ones elsewhere: tracker_track runs none of them)."""
+    models = {f: build(n, preset="small", compile=False) for f, n in NETWORK_OF_FIELD.items()}
+    models.update(hough_coarse=coarse, hough_precise=precise or models["hough_precise"])
+    return Chain(ChainModels(**models), {})
 
 
 def training_set(events: list[dict], centres: list[np.ndarray], geometry: HoughGeometry):
@@ -189,7 +182,10 @@ def main() -> None:
         if name == "coarse":
             centres = axis
         else:  # the precise network learns around the coarse network's tracks
-            centres = [refine(trained["coarse"], ev, a, COARSE) for ev, a in zip(train_ev, axis, strict=True)]
+            coarse_only = tracker_chain(trained["coarse"])
+            centres = [
+                coarse_only.tracker_track(ev, a, precise=False) for ev, a in zip(train_ev, axis, strict=True)
+            ]
         data = training_set(train_ev, centres, geometry)
         print(f"{name}: {len(data[2])} training events (true track inside the image)")
         trained[name], losses[name] = train(
@@ -209,9 +205,7 @@ def main() -> None:
         coarse.save(os.path.join(args.save, "stk-hough-coarse.keras"))
         precise.save(os.path.join(args.save, "stk-hough-precise.keras"))
 
-    models = {f: build(n, preset="small", compile=False) for f, n in NETWORK_OF_FIELD.items()}
-    models.update(hough_coarse=coarse, hough_precise=precise)  # the others are not run
-    chain = Chain(ChainModels(**models), {})
+    chain = tracker_chain(coarse, precise)
     chain.clock = time.process_time  # CPU seconds of this process: the per-core cost
     rows, offsets = [], []
     for b_i, (lo, hi) in enumerate(PAPER_ENERGY_BINS):
@@ -219,8 +213,8 @@ def main() -> None:
             particle = PARTICLES[p_i]
             truth = truth_track(ev)
             seed_track = fit_shower_axis(ev["bgo_energy"])[0]
-            t_coarse_ev = refine(coarse, ev, seed_track, COARSE)
-            t_cnn = chain.tracker_track(ev, seed_track)  # the chain's own code, both steps
+            t_coarse_ev = chain.tracker_track(ev, seed_track, precise=False)  # for the offsets table
+            t_cnn = chain.tracker_track(ev, seed_track)
             std = reconstruct(ev)
             hits = (ev["stk_layer"], ev["stk_pos"], ev["stk_signal"])
             tracks = {

@@ -223,6 +223,8 @@ def test_tracker_track_runs_both_hough_steps_at_every_energy(mixed_events):
     assert np.isnan(track[0]).all()
     np.testing.assert_allclose(track[1:], expected[1:], atol=1e-3)
     assert {"seeded_coarse_network", "seeded_precise_network"} <= set(chain.timings)
+    coarse_only = chain.tracker_track(NoTruth(mixed_events), seed, precise=False)
+    np.testing.assert_allclose(coarse_only[1:], after_coarse[1:], atol=1e-3)
 
 
 def test_chunking_does_not_change_outputs(mixed_events):

@@ -89,9 +89,8 @@ def _per_file_columns(events: dict, chain, timings: dict[str, float]) -> dict[st
         cols[f"true_{k}"] = c
     cols["true_charge"] = stk_charge(*stk, truth)[0]
 
-    flight_like = {k: v for k, v in events.items() if not k.startswith("true_") and k != "stk_is_primary"}
-    with _timed(timings, "chain"):
-        out = chain.run(flight_like)
+    with _timed(timings, "chain"):  # the chain drops every MC-only branch itself
+        out = chain.run(events)
     for k, v in out.items():
         cols[f"cnn_{k}"] = np.asarray(v)
 
@@ -114,7 +113,7 @@ def _per_file_columns(events: dict, chain, timings: dict[str, float]) -> dict[st
     cols["seeded_ideal_charge"] = stk_charge(*stk, select_ideal(seeded.candidates, truth))[0]
     # Table 3 (b): the chain's tracker CNNs, two-step everywhere, around the shower-axis fit
     with _timed(timings, "tracker CNNs, axis seed"):
-        axis_cnn = chain.tracker_track(flight_like, axis)
+        axis_cnn = chain.tracker_track(events, axis)
     cols["axis_cnn_charge"] = stk_charge(*stk, axis_cnn)[0]
     chain_track = np.stack([cols[f"cnn_track_{k}"] for k in TRACK_KEYS], axis=1)
     cols["cnn_psd_charge"] = psd_charge(events["psd_energy"], chain_track)

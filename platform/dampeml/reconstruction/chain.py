@@ -344,27 +344,34 @@ class Chain:
         out[rows] = apply_offsets(roi, offsets, geometry)
         return out
 
-    def _tracker(self, stk: tuple, seed: np.ndarray, coarse: np.ndarray, stage: str) -> np.ndarray:
-        """The tracker CNNs around `seed`: coarse Hough where `coarse`, then precise Hough everywhere."""
+    def _tracker(
+        self, stk: tuple, seed: np.ndarray, coarse: np.ndarray, stage: str, precise: bool = True
+    ) -> np.ndarray:
+        """The tracker CNNs around `seed`: coarse Hough where `coarse`, then (if `precise`) precise
+        Hough everywhere."""
         c = self.config
         runners = self._runners
         track = self._hough_step(
             runners["hough_coarse"], stk, seed, np.flatnonzero(coarse), c.coarse, f"{stage}coarse"
         )
+        if not precise:
+            return track
         return self._hough_step(
             runners["hough_precise"], stk, track, np.arange(len(seed)), c.precise, f"{stage}precise"
         )
 
-    def tracker_track(self, events: Mapping[str, Any], seed: np.ndarray) -> np.ndarray:
+    def tracker_track(self, events: Mapping[str, Any], seed: np.ndarray, precise: bool = True) -> np.ndarray:
         """The tracker CNNs alone around any (N, 4) `seed`, two-step (coarse, then precise) for every event.
 
         The paper's Table 3, option (b), seeds them with the BGO shower-axis fit: it measures
-        the tracker networks without the calorimeter ones. Timed as `seeded_*` stages.
+        the tracker networks without the calorimeter ones. `precise=False` stops after the
+        coarse step (the RoIs a precise network is trained on). Timed as `seeded_*` stages.
         """
         events = {k: events[k] for k in events if not _is_truth(k)}
         seed = np.asarray(seed, dtype=np.float64)
         counts, layer, pos, signal, _, _ = _flat_stk(events, len(seed))
-        return self._tracker((counts, layer, pos, signal), seed, np.ones(len(seed), dtype=bool), "seeded_")
+        every = np.ones(len(seed), dtype=bool)
+        return self._tracker((counts, layer, pos, signal), seed, every, "seeded_", precise)
 
     def run(self, events: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Reconstruct a batch: `events` as read by io.root_reader.read_events; OUTPUT_COLUMNS -> (N,)."""
