@@ -28,10 +28,12 @@ import argparse
 import json
 import os
 import time
+from pathlib import Path
 
 import awkward as ak
 import numpy as np
 
+from dampeml.datasets.spec import load_spec
 from dampeml.detector import geometry as geo
 from dampeml.detector.simulation import SimulationConfig, simulate
 from dampeml.evaluation.efficiency import PAPER_ENERGY_BINS, efficiency_table, paper_value
@@ -39,12 +41,25 @@ from dampeml.features import COARSE, PRECISE, ZTHR, HoughGeometry, RoiHits, fit_
 from dampeml.features.hough import hough_targets
 from dampeml.features.tracks import truth_track
 from dampeml.models.catalog import build
-from dampeml.reconstruction.chain import NETWORK_OF_FIELD, Chain, ChainModels, hough_input
+from dampeml.reconstruction.chain import (
+    BGO_COLUMNS,
+    ENERGY_RANGES,
+    NETWORK_OF_FIELD,
+    TRACK_COLUMNS,
+    Chain,
+    ChainConfig,
+    ChainModels,
+    bgo_input,
+    hough_input,
+)
 from dampeml.reconstruction.hits import stk_charge
 from dampeml.reconstruction.standard import reconstruct, select_ideal
 
 PARTICLES = ("proton", "helium")
 METHOD = "tracker cnns, axis seed"  # the paper's Table 3, option (b)
+FULL = "cnn"  # the whole chain (Chain.run), the paper's Table 2 "CNNs reco"
+EVERYWHERE = "cnn, coarse everywhere"  # the chain with the coarse step at every energy
+REPO = Path(__file__).resolve().parents[1]
 
 
 def sample(n: int, e_min: float, e_max: float, seed: int) -> list[dict]:
@@ -64,11 +79,54 @@ def roi(events: dict, centre: np.ndarray, geometry: HoughGeometry) -> RoiHits:
     return select_roi_hits(events["stk_layer"], events["stk_pos"], events["stk_signal"], centre, geometry)
 
 
-def tracker_chain(coarse, precise=None) -> Chain:
-    """A chain around the given Hough networks (untrained ones elsewhere: tracker_track runs none of them)."""
+def tracker_chain(coarse, precise=None, bgo: dict | None = None, config: ChainConfig | None = None) -> Chain:
+    """A chain around the given networks; untrained small ones elsewhere.
+
+    tracker_track runs only the Hough networks; `run` needs the BGO ones (`bgo`: energy range ->
+    model) for a meaningful track; the inelastic and electron networks do not touch the track.
+    """
     models = {f: build(n, preset="small", compile=False) for f, n in NETWORK_OF_FIELD.items()}
     models.update(hough_coarse=coarse, hough_precise=precise or models["hough_precise"])
-    return Chain(ChainModels(**models), {})
+    models.update({f"bgo_{r}": m for r, m in (bgo or {}).items()})
+    return Chain(ChainModels(**models), {}, config=config)
+
+
+def bgo_sample(energy_range: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The energy range's dataset mix (datasets/bgo-direction-<range>-small.yaml: particles,
+    energies, spectra) scaled to `n` events: network inputs and true tracks."""
+    source = load_spec(REPO / "datasets" / f"bgo-direction-{energy_range}-small.yaml").sources[0]
+    total = sum(r.events for r in source.particles.values())
+    images, tracks = [], []
+    for i, (particle, r) in enumerate(sorted(source.particles.items())):
+        cfg = SimulationConfig(
+            particle,
+            round(n * r.events / total),
+            r.energy_min,
+            r.energy_max,
+            r.spectrum_index,
+            seed=seed * 10 + i,
+        )
+        ev = simulate(cfg)[0]
+        images.append(bgo_input(ev["bgo_energy"]))
+        tracks.append(truth_track(ev))
+    return np.concatenate(images), np.concatenate(tracks).astype(np.float32)
+
+
+def train_bgo(energy_range: str, n: int, epochs: int, batch: int, seed: int):
+    """The small `bgo-direction-<range>` trained in-process, learning rate decaying 10x: (model, losses)."""
+    import tensorflow as tf
+
+    from dampeml.models.catalog import get_network
+    from dampeml.models.common import tf_keras
+
+    network = f"bgo-direction-{energy_range}"
+    x, y = bgo_sample(energy_range, n, seed)
+    tf.keras.utils.set_random_seed(seed)
+    model = build(network, preset="small")
+    lr0 = get_network(network).small_config.learning_rate
+    decay = tf_keras().callbacks.LearningRateScheduler(lambda e: lr0 * 0.1 ** (e / max(epochs - 1, 1)))
+    history = model.fit(x, y, batch_size=batch, epochs=epochs, shuffle=True, verbose=0, callbacks=[decay])
+    return model, history.history["loss"]
 
 
 def training_set(events: list[dict], centres: list[np.ndarray], geometry: HoughGeometry):
@@ -95,16 +153,20 @@ def train(
     epochs: int,
     batch: int,
     seed: int,
+    model=None,
+    lr_scale: float = 1.0,
 ):
-    """Train `network` on (hits, centres, targets) with a learning rate decaying 10x: (model, losses)."""
+    """Train `network` (or go on training `model`) on (hits, centres, targets), the learning rate
+    decaying 10x from the preset's times `lr_scale`: (model, losses)."""
     import tensorflow as tf
 
     from dampeml.models.catalog import get_network
 
     hits, centre, target = data
     tf.keras.utils.set_random_seed(seed)
-    model = build(network, preset=preset, overrides=overrides)
-    lr0 = get_network(network).config_for(preset, overrides).learning_rate
+    if model is None:
+        model = build(network, preset=preset, overrides=overrides)
+    lr0 = lr_scale * get_network(network).config_for(preset, overrides).learning_rate
     steps = epochs * (len(target) // batch)
     rng = np.random.default_rng(seed)
     losses, step = [], 0
@@ -158,7 +220,26 @@ def main() -> None:
         ap.add_argument(
             f"--{stage}-model", help=f"a saved {stage} network (.keras) to use instead of training"
         )
-    ap.add_argument("--save", help="directory to save the two trained models in (.keras)")
+    ap.add_argument(
+        "--fine-tune",
+        type=float,
+        metavar="LR_SCALE",
+        help="go on training the loaded --coarse/--precise-model, learning rate = preset's x LR_SCALE",
+    )
+    ap.add_argument(
+        "--train-e-min", type=float, default=10.0, help="lowest training energy, GeV (E^-1 to 1 PeV)"
+    )
+    ap.add_argument("--save", help="directory to save the trained models in (.keras)")
+    ap.add_argument(
+        "--full-chain",
+        action="store_true",
+        help="also train the three BGO direction networks and run the whole chain (Chain.run)",
+    )
+    ap.add_argument("--bgo-events", type=int, default=60000, help="training events per BGO energy range")
+    ap.add_argument("--bgo-epochs", type=int, default=10)
+    ap.add_argument(
+        "--bgo-models", help="directory of saved bgo-direction-<range>.keras to use instead of training"
+    )
     args = ap.parse_args()
     print(
         f"machine: {os.cpu_count()} cores; preset {args.preset}; "
@@ -167,16 +248,18 @@ def main() -> None:
     )
 
     t0 = time.perf_counter()
-    train_ev = sample(args.train_events, 10.0, 1e6, args.seed)
+    train_ev = sample(args.train_events, args.train_e_min, 1e6, args.seed)
     axis = [fit_shower_axis(ev["bgo_energy"])[0] for ev in train_ev]
     print(f"simulated the training events in {time.perf_counter() - t0:.0f} s", flush=True)
 
     trained, losses, minutes = {}, {}, {}
     for name, geometry in (("coarse", COARSE), ("precise", PRECISE)):
         path = getattr(args, f"{name}_model")
-        if path:  # a model saved by an earlier run (--save) instead of training one
-            trained[name], losses[name] = load_model(path), []
+        start = load_model(path) if path else None  # a model saved by an earlier run (--save)
+        if path:
             print(f"{name}: loaded {path}")
+        if path and args.fine_tune is None:
+            trained[name], losses[name] = start, []
             continue
         t0 = time.perf_counter()
         if name == "coarse":
@@ -197,6 +280,8 @@ def main() -> None:
             args.epochs,
             args.batch,
             args.seed,
+            start,
+            args.fine_tune or 1.0,
         )
         minutes[name] = (time.perf_counter() - t0) / 60
     coarse, precise = trained["coarse"], trained["precise"]
@@ -205,8 +290,29 @@ def main() -> None:
         coarse.save(os.path.join(args.save, "stk-hough-coarse.keras"))
         precise.save(os.path.join(args.save, "stk-hough-precise.keras"))
 
-    chain = tracker_chain(coarse, precise)
-    chain.clock = time.process_time  # CPU seconds of this process: the per-core cost
+    bgo: dict = {}
+    if args.full_chain:
+        for r in ENERGY_RANGES:
+            name = f"bgo-direction-{r}"
+            if args.bgo_models:
+                bgo[r] = load_model(os.path.join(args.bgo_models, f"{name}.keras"))
+                print(f"{name}: loaded from {args.bgo_models}")
+                continue
+            t0 = time.perf_counter()
+            bgo[r], loss = train_bgo(r, args.bgo_events, args.bgo_epochs, args.batch, args.seed)
+            minutes[name], losses[name] = (time.perf_counter() - t0) / 60, loss
+            print(
+                f"{name}: trained in {minutes[name]:.1f} min, loss {np.round(loss, 1).tolist()}", flush=True
+            )
+            if args.save:
+                bgo[r].save(os.path.join(args.save, f"{name}.keras"))
+    chains = {METHOD: tracker_chain(coarse, precise)}
+    if bgo:  # the paper's switch (coarse step below 1 TeV deposited) and the coarse step everywhere
+        chains[FULL] = tracker_chain(coarse, precise, bgo)
+        chains[EVERYWHERE] = tracker_chain(coarse, precise, bgo, ChainConfig(coarse_below_mev=np.inf))
+    for c in chains.values():
+        c.clock = time.process_time  # CPU seconds of this process: the per-core cost
+    chain = chains[METHOD]
     rows, offsets = [], []
     for b_i, (lo, hi) in enumerate(PAPER_ENERGY_BINS):
         for p_i, ev in enumerate(sample(args.eval_events, lo, hi, args.seed + 1000 + b_i)):
@@ -223,6 +329,13 @@ def main() -> None:
                 "ideal": select_ideal(std.candidates, truth),
                 METHOD: t_cnn,
             }
+            full_offsets = []
+            for method in (FULL, EVERYWHERE) if bgo else ():
+                out = chains[method].run(ev)
+                tracks[method] = np.stack([out[k] for k in TRACK_COLUMNS], axis=1)
+                full_offsets.append(offset68(tracks[method], truth))
+            if bgo:  # the BGO network's own track, the full chain's seed
+                full_offsets.insert(0, offset68(np.stack([out[k] for k in BGO_COLUMNS], axis=1), truth))
             charge = {k: stk_charge(*hits, t)[0] for k, t in tracks.items()}
             in_psd = np.asarray(ev["true_inelastic"]) & (np.asarray(ev["true_interaction_z"]) < geo.Z_TOP)
             rows += efficiency_table(
@@ -245,6 +358,7 @@ def main() -> None:
                     offset68(t_cnn, truth),
                     float(np.mean(n_hits == 0)),
                     float(ak.mean(ak.num(ev["stk_pos"]))),
+                    *full_offsets,
                 )
             )
 
@@ -255,20 +369,24 @@ def main() -> None:
                 f"{1e3 * geometry.pixel_mm:.0f} um): {np.round(losses[name], 1).tolist()}"
             )
     print("\n## Offset of each stage at the first STK plane (68%, larger of x and y), held-out events\n")
+    extra = ["BGO network (mm)", "full chain (mm)", "coarse everywhere (mm)"] if bgo else []
     print(
         "| particle | E (TeV) | axis fit (mm) | + coarse (mm) | + precise (mm) "
-        "| no hit within 0.3 mm | STK clusters |"
+        "| no hit within 0.3 mm | STK clusters | " + " | ".join(extra) + (" |" if extra else "")
     )
-    print("|---|---|---|---|---|---|---|")
-    for particle, lo, hi, a, c, p, none, n_cl in offsets:
+    print("|---" * (7 + len(extra)) + "|")
+    for particle, lo, hi, a, c, p, none, n_cl, *full in offsets:
         print(
             f"| {particle} | {lo / 1e3:g}-{hi / 1e3:g} | {a:.2f} | {c:.2f} | {p:.3f} "
-            f"| {100 * none:.1f}% | {n_cl:.0f} |"
+            f"| {100 * none:.1f}% | {n_cl:.0f} |" + "".join(f" {o:.3f} |" for o in full)
         )
     print("\n## Track efficiency (%), 85% / 95% windows: ours (paper)\n")
-    methods = ("standard", "ideal", METHOD, "cnn")
-    print("| particle | E (TeV) | standard | ideal | tracker CNNs, axis seed (b) | paper's full CNN chain |")
-    print("|---|---|---|---|---|---|")
+    methods = ("standard", "ideal", METHOD, FULL, *((EVERYWHERE,) if bgo else ()))
+    print(
+        "| particle | E (TeV) | standard | ideal | tracker CNNs, axis seed (b) | full CNN chain |"
+        + (" full chain, coarse step everywhere |" if bgo else "")
+    )
+    print("|---" * (2 + len(methods)) + "|")
     table = {(r["particle"], r["e_min"], r["method"], r["containment"]): r for r in rows}
     for particle in PARTICLES:
         for lo, hi in PAPER_ENERGY_BINS:
@@ -277,7 +395,8 @@ def main() -> None:
                 ours = [table.get((particle, lo, method, c)) for c in (0.85, 0.95)]
                 paper = [paper_value(particle, method, lo, hi, c) for c in (0.85, 0.95)]
                 text = " / ".join(f"{100 * r['efficiency']:.1f}" for r in ours) if ours[0] else ""
-                cells.append(f"{text} ({paper[0]:.1f} / {paper[1]:.1f})".strip())
+                ref = f" ({paper[0]:.1f} / {paper[1]:.1f})" if paper[0] is not None else ""
+                cells.append(f"{text}{ref}".strip())
             print(f"| {particle} | {lo / 1e3:g}-{hi / 1e3:g} | " + " | ".join(cells) + " |")
     print("\n## CPU cost of the tracker CNNs in the chain (all held-out events, this process's CPU time)\n")
     images = chain.network_events
