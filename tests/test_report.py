@@ -54,6 +54,8 @@ def test_report_numbers_come_from_the_events(sample, tmp_path):
     assert metrics["n_events"] == 800
     assert metrics["events_per_particle"] == {"proton": 300, "helium": 300, "electron": 200}
     assert set(metrics["model_versions"]) >= {"bgo-direction-low", "stk-hough-precise", "electron-proton"}
+    assert metrics["chain_settings"] == {"runtime": "tensorflow", "coarse_below_tev": "1"}
+    assert "coarse Hough step below 1 TeV deposited" in text
 
     # Table 2, one cell recomputed by hand: ideal selection, protons, 85% window, 100 GeV - 1 TeV
     def cell(method: str) -> dict:  # protons, 85% window, 100 GeV - 1 TeV

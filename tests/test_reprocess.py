@@ -175,7 +175,11 @@ def test_other_model_versions_refused_unless_overwrite(tmp_path, mixed_inputs, r
     src.mkdir()
     (src / "a.root").write_bytes((mixed_inputs / "a_mc.root").read_bytes())
     out = tmp_path / "reco"
-    reprocess(ReprocessConfig(str(src / "*.root"), str(out), alias="staging", events_per_block=100))
+    first = ReprocessConfig(str(src / "*.root"), str(out), alias="staging", events_per_block=100)
+    assert reprocess(first).summary["coarse_below_tev"] == "1"
+    # the same models with the coarse Hough step at every energy: other outputs
+    with pytest.raises(ReprocessError, match=r"coarse_below_tev 1 \(now inf\).*pass --overwrite"):
+        reprocess(ReprocessConfig(**{**first.__dict__, "coarse_below_tev": float("inf")}))
     # alias 'other': electron-proton at a new version, everything else as @staging
     client = mlflow.MlflowClient()
     for m in client.search_registered_models():
@@ -274,13 +278,15 @@ def test_cli_help_and_run(tmp_path, mixed_inputs, ray_local, registry):
     assert res.exit_code == 0
     for opt in ("--input", "--out", "--alias", "--runtime", "--actors", "--gpus-per-actor", "--batch-size"):
         assert opt in res.output
+    assert "--coarse-below" in res.output
     out = tmp_path / "cli"
-    argv = ["reprocess", "--input", str(mixed_inputs / "[ab]_*.root"), "--out", str(out), "--num-cpus", "4"]
+    argv = ["reprocess", "--input", str(mixed_inputs / "[ab]_*.root"), "--out", str(out)]
+    argv += ["--coarse-below", "inf", "--num-cpus", "4"]
     res = runner.invoke(app, argv)
     print(res.output)
     assert res.exit_code == 0, res.output
     assert "written 350" in res.output and "quarantined 0" in res.output
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["totals"]["written"] == 350
+    assert summary["totals"]["written"] == 350 and summary["coarse_below_tev"] == "inf"
     res = runner.invoke(app, [*argv[:-2], "--alias", "nosuchalias"])
     assert res.exit_code == 1 and "nosuchalias" in res.output

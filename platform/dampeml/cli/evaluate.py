@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from dampeml.cli.errors import clean_errors, console
+from dampeml.cli.options import CoarseBelowTeV
 
 
 @clean_errors
@@ -18,16 +19,18 @@ def evaluate(
     runtime: Annotated[str, typer.Option(help="tensorflow or onnx")] = "tensorflow",
     max_events: Annotated[int | None, typer.Option(help="stop after this many events")] = None,
     batch_size: Annotated[int, typer.Option(help="events per chain call")] = 2000,
+    coarse_below: CoarseBelowTeV = 1.0,
 ) -> None:
     """Run the CNN chain and the standard reconstruction on MC; write the physics report."""
     from dampeml.evaluation.report import collect, write_report
     from dampeml.io.datasource import expand_paths
-    from dampeml.reconstruction.chain import Chain
+    from dampeml.reconstruction.chain import Chain, ChainConfig
     from dampeml.security import check_job_paths
 
     check_job_paths(input=input, out=out)  # StorageNotAllowedError before any read
     files = expand_paths(input)
-    chain = Chain.from_registry(alias=alias, flight=False, runtime=runtime)
+    config = ChainConfig(coarse_below_mev=coarse_below * 1e6)
+    chain = Chain.from_registry(alias=alias, flight=False, runtime=runtime, config=config)
     sample = collect(files, chain, batch_size=batch_size, max_events=max_events)
     path = write_report(sample, out)
     console.print(f"report of {sample.n_events} events: {path}")

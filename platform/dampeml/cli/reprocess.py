@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from dampeml.cli.errors import clean_errors, console
+from dampeml.cli.options import CoarseBelowTeV
 
 
 @clean_errors
@@ -29,6 +30,7 @@ def reprocess(
     overwrite: Annotated[
         bool, typer.Option(help="replace outputs that --out holds from other model versions or runtime")
     ] = False,
+    coarse_below: CoarseBelowTeV = 1.0,
     address: Annotated[str | None, typer.Option(help="Ray cluster address (default: local Ray)")] = None,
     num_cpus: Annotated[int | None, typer.Option(help="logical CPUs of a local Ray")] = None,
 ) -> None:
@@ -52,6 +54,7 @@ def reprocess(
         batch_size=batch_size,
         events_per_block=events_per_block,
         overwrite=overwrite,
+        coarse_below_tev=coarse_below,
     )
     cfg.check()  # before starting Ray
     if num_cpus is None and not (address or os.environ.get("RAY_ADDRESS")):  # a local Ray: room for the pool
@@ -94,7 +97,10 @@ def reprocess(
 
 def print_summary(summary: dict) -> None:
     """Per-file table and totals of a reprocessing summary."""
-    t = Table(title=f"reprocessed with @{summary['alias']} ({summary['runtime']}) into {summary['out']}")
+    t = Table(
+        title=f"reprocessed with @{summary['alias']} ({summary['runtime']}, coarse Hough step below "
+        f"{summary.get('coarse_below_tev', '1')} TeV deposited) into {summary['out']}"
+    )
     for col in ("input", "mode", "events", "written", "quarantined", "status"):
         t.add_column(col, justify="left" if col in ("input", "status", "mode") else "right")
     for f in summary["files"]:

@@ -48,6 +48,8 @@ class EvaluationSample:
     timings: dict[str, float] = field(default_factory=dict)  # seconds, summed over events
     quarantined: list[dict] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=dict)
+    #: how the chain ran besides its models (runtime, coarse_below_tev)
+    settings: dict[str, str] = field(default_factory=dict)
 
     @property
     def n_events(self) -> int:
@@ -164,7 +166,10 @@ def collect(
     columns = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     for stage, seconds in getattr(chain, "timings", {}).items():
         timings[f"chain: {stage}"] = seconds
-    return EvaluationSample(columns, timings, quarantined, dict(getattr(chain, "versions", {})))
+    settings = {}
+    if hasattr(chain, "config"):
+        settings = {"runtime": chain.runtime, "coarse_below_tev": f"{chain.config.coarse_below_mev / 1e6:g}"}
+    return EvaluationSample(columns, timings, quarantined, dict(getattr(chain, "versions", {})), settings)
 
 
 # --- the report ------------------------------------------------------------------------------
@@ -413,6 +418,7 @@ def write_report(
         "n_quarantined": len(sample.quarantined),
         "events_per_particle": {p: int(m.sum()) for p, m in masks.items()},
         "model_versions": sample.versions,
+        "chain_settings": sample.settings,
         "efficiency": efficiency,
         "direction": direction,
         "classifiers": classifiers,
@@ -426,6 +432,15 @@ def write_report(
         "",
         f"{n} held-out MC events ({counts}); {len(sample.quarantined)} quarantined. Models: {versions}.",
         "",
+        *(
+            [
+                f"Chain: {sample.settings['runtime']} runtime; coarse Hough step below "
+                f"{sample.settings['coarse_below_tev']} TeV deposited (the paper: 1).",
+                "",
+            ]
+            if sample.settings
+            else []
+        ),
         "## Track efficiency (paper Table 2; Table 3: `bgo seed` (a), `tracker cnns, axis seed` (b))",
         "",
         "Events whose STK charge along the method's track falls in the 85% (95%) containment window of",

@@ -80,11 +80,12 @@ class ChainPredictor:
         flight_files: Sequence[str],
         branches: Sequence[str],
         tracking_uri: str | None = None,
+        coarse_below_tev: float = 1.0,
     ) -> None:
         if tracking_uri:  # actors may run where the driver's environment is not
             os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
         import dampeml  # noqa: F401  (tf-keras before TensorFlow)
-        from dampeml.reconstruction.chain import OUTPUT_COLUMNS, Chain
+        from dampeml.reconstruction.chain import OUTPUT_COLUMNS, Chain, ChainConfig
 
         self.columns = tuple(OUTPUT_COLUMNS)
         self.schema = output_schema(self.columns)
@@ -92,7 +93,12 @@ class ChainPredictor:
         self.flight_files = frozenset(flight_files)
         self.chains = {}
         for mode, pinned in versions.items():
-            chain = Chain.from_registry(alias=alias, flight=mode == "flight", runtime=runtime)
+            chain = Chain.from_registry(
+                alias=alias,
+                flight=mode == "flight",
+                runtime=runtime,
+                config=ChainConfig(coarse_below_mev=coarse_below_tev * 1e6),
+            )
             got = {k: str(v) for k, v in chain.versions.items()}
             if got != dict(pinned):
                 raise ReprocessError(

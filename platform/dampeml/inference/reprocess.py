@@ -61,6 +61,10 @@ EVENTS_DIR = "events"
 SUMMARY = "summary.json"
 _RANGE = re.compile(r"events \d+-\d+")  # the reader names the range; the summary groups by cause
 BRANCHES = required_branches("flight")  # what the chain may see: never the MC truth
+#: what the outputs depend on besides the model versions (recorded in _job.json; a rerun with other
+#: values is refused unless overwrite), and the value of outputs written before a setting existed
+CHAIN_SETTINGS = ("runtime", "coarse_below_tev")
+CHAIN_DEFAULTS = {"coarse_below_tev": "1"}
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,9 @@ class ReprocessConfig:
     batch_size: int = 512
     events_per_block: int = 2000
     overwrite: bool = False
+    #: deposited energy (TeV) below which the chain runs its coarse Hough step; the paper's 1 TeV
+    #: assumes BGO networks as precise as its own, inf runs the step for every event
+    coarse_below_tev: float = 1.0
 
     def check(self) -> None:
         """Fail fast, before Ray or any read: inputs and `out` under the allowed storage
@@ -94,6 +101,8 @@ class ReprocessConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.gpus_per_actor < 0 or self.cpus_per_actor < 0:
             raise ValueError("gpus_per_actor and cpus_per_actor must be >= 0")
+        if not self.coarse_below_tev >= 0:
+            raise ValueError(f"coarse_below_tev must be >= 0 (inf: every event), got {self.coarse_below_tev}")
 
 
 @dataclass
@@ -151,10 +160,15 @@ def _prepare_out(store: Store, params: dict, overwrite: bool) -> dict:
     """Check what `out` holds against this job; returns the params to record (modes merged)."""
     if store.exists(JOB_FILE):
         previous = store.read_json(JOB_FILE)
-        same_runtime = previous.get("runtime") == params["runtime"]
+        # outputs written before the setting existed were made with the default
+        settings = [
+            f"{k} {previous.get(k, CHAIN_DEFAULTS.get(k))} (now {params[k]})"
+            for k in CHAIN_SETTINGS
+            if previous.get(k, CHAIN_DEFAULTS.get(k)) != params[k]
+        ]
         shared = set(previous.get("versions", {})) & set(params["versions"])
         same_models = all(previous["versions"][m] == params["versions"][m] for m in shared)
-        if same_runtime and same_models and not overwrite:
+        if not settings and same_models and not overwrite:
             return {**params, "versions": {**previous["versions"], **params["versions"]}}
         if not overwrite:
             changes = sorted(
@@ -163,11 +177,7 @@ def _prepare_out(store: Store, params: dict, overwrite: bool) -> dict:
                 for net in set(previous["versions"][m]) | set(params["versions"][m])
                 if previous["versions"][m].get(net) != params["versions"][m].get(net)
             )
-            what = (
-                f"runtime {previous.get('runtime')} (now {params['runtime']})"
-                if not same_runtime
-                else f"other model versions ({'; '.join(changes)})"
-            )
+            what = ", ".join(settings) if settings else f"other model versions ({'; '.join(changes)})"
             raise ReprocessError(
                 f"{store.uri} holds outputs made with @{previous.get('alias')}, {what}: pass --overwrite "
                 "to replace them, or choose another --out to keep both"
@@ -288,6 +298,7 @@ def run_pipeline(
         fn_constructor_kwargs={
             "alias": cfg.alias,
             "runtime": cfg.runtime,
+            "coarse_below_tev": cfg.coarse_below_tev,
             "versions": versions,
             "flight_files": flight_files,
             "branches": list(plan.branches),
@@ -349,6 +360,7 @@ def write_summary(store: Store, plan: EventFilePlan, params: dict, run: dict) ->
         "out": store.uri,
         "alias": params["alias"],
         "runtime": params["runtime"],
+        "coarse_below_tev": params["coarse_below_tev"],
         "versions": params["versions"],
         "package_version": __version__,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -371,7 +383,12 @@ def reprocess(cfg: ReprocessConfig, progress: Callable[[Progress], None] | None 
     modes = [m for m in MODES if any(i.mode == m for i in plan.good)] or ["mc"]  # check the alias anyway
     versions = pin_versions(cfg.alias, modes)  # RegistryError before any work
     _check_resources(cfg)
-    params = {"alias": cfg.alias, "runtime": cfg.runtime, "versions": versions}
+    params = {
+        "alias": cfg.alias,
+        "runtime": cfg.runtime,
+        "coarse_below_tev": f"{cfg.coarse_below_tev:g}",
+        "versions": versions,
+    }
     store = Store.open(cfg.out)
     params = _prepare_out(store, params, cfg.overwrite)
     store.write_json(JOB_FILE, params)
