@@ -238,9 +238,19 @@ def main() -> None:
     ap.add_argument("--bgo-events", type=int, default=60000, help="training events per BGO energy range")
     ap.add_argument("--bgo-epochs", type=int, default=10)
     ap.add_argument(
+        "--coarse-seed",
+        choices=["axis", "bgo"],
+        default="axis",
+        help="what the coarse network trains around: the shower-axis fit or (--full-chain) the BGO networks",
+    )
+    ap.add_argument(
         "--bgo-models", help="directory of saved bgo-direction-<range>.keras to use instead of training"
     )
     args = ap.parse_args()
+    if args.coarse_seed == "bgo" and not args.full_chain:
+        ap.error("--coarse-seed bgo needs --full-chain (the BGO networks)")
+    if args.save:
+        os.makedirs(args.save, exist_ok=True)
     print(
         f"machine: {os.cpu_count()} cores; preset {args.preset}; "
         f"{args.train_events} training events per particle; overrides coarse {args.coarse_overrides}, "
@@ -253,6 +263,26 @@ def main() -> None:
     print(f"simulated the training events in {time.perf_counter() - t0:.0f} s", flush=True)
 
     trained, losses, minutes = {}, {}, {}
+    bgo: dict = {}
+    if args.full_chain:
+        for r in ENERGY_RANGES:
+            name = f"bgo-direction-{r}"
+            if args.bgo_models:
+                bgo[r] = load_model(os.path.join(args.bgo_models, f"{name}.keras"))
+                print(f"{name}: loaded from {args.bgo_models}")
+                continue
+            t0 = time.perf_counter()
+            bgo[r], loss = train_bgo(r, args.bgo_events, args.bgo_epochs, args.batch, args.seed)
+            minutes[name], losses[name] = (time.perf_counter() - t0) / 60, loss
+            print(
+                f"{name}: trained in {minutes[name]:.1f} min, loss {np.round(loss, 1).tolist()}", flush=True
+            )
+            if args.save:
+                bgo[r].save(os.path.join(args.save, f"{name}.keras"))
+    seeds = axis
+    if args.coarse_seed == "bgo":  # the chain's own upstream
+        seeder = tracker_chain(build("stk-hough-coarse", preset="small", compile=False), bgo=bgo)
+        seeds = [seeder.bgo_track(ev) for ev in train_ev]
     for name, geometry in (("coarse", COARSE), ("precise", PRECISE)):
         path = getattr(args, f"{name}_model")
         start = load_model(path) if path else None  # a model saved by an earlier run (--save)
@@ -263,11 +293,11 @@ def main() -> None:
             continue
         t0 = time.perf_counter()
         if name == "coarse":
-            centres = axis
+            centres = seeds
         else:  # the precise network learns around the coarse network's tracks
             coarse_only = tracker_chain(trained["coarse"])
             centres = [
-                coarse_only.tracker_track(ev, a, precise=False) for ev, a in zip(train_ev, axis, strict=True)
+                coarse_only.tracker_track(ev, a, precise=False) for ev, a in zip(train_ev, seeds, strict=True)
             ]
         data = training_set(train_ev, centres, geometry)
         print(f"{name}: {len(data[2])} training events (true track inside the image)")
@@ -286,26 +316,9 @@ def main() -> None:
         minutes[name] = (time.perf_counter() - t0) / 60
     coarse, precise = trained["coarse"], trained["precise"]
     if args.save:
-        os.makedirs(args.save, exist_ok=True)
         coarse.save(os.path.join(args.save, "stk-hough-coarse.keras"))
         precise.save(os.path.join(args.save, "stk-hough-precise.keras"))
 
-    bgo: dict = {}
-    if args.full_chain:
-        for r in ENERGY_RANGES:
-            name = f"bgo-direction-{r}"
-            if args.bgo_models:
-                bgo[r] = load_model(os.path.join(args.bgo_models, f"{name}.keras"))
-                print(f"{name}: loaded from {args.bgo_models}")
-                continue
-            t0 = time.perf_counter()
-            bgo[r], loss = train_bgo(r, args.bgo_events, args.bgo_epochs, args.batch, args.seed)
-            minutes[name], losses[name] = (time.perf_counter() - t0) / 60, loss
-            print(
-                f"{name}: trained in {minutes[name]:.1f} min, loss {np.round(loss, 1).tolist()}", flush=True
-            )
-            if args.save:
-                bgo[r].save(os.path.join(args.save, f"{name}.keras"))
     chains = {METHOD: tracker_chain(coarse, precise)}
     if bgo:  # the paper's switch (coarse step below 1 TeV deposited) and the coarse step everywhere
         chains[FULL] = tracker_chain(coarse, precise, bgo)

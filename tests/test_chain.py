@@ -308,9 +308,9 @@ def test_chain_recovers_injected_tracks():
 
     truth = truth_track(test)
     clean = ~np.asarray(test["true_inelastic"])
-    bgo_err = np.abs(
-        np.stack([out[c] for c in ("bgo_x_top", "bgo_y_top", "bgo_x_bot", "bgo_y_bot")], 1) - truth
-    )
+    bgo_track = np.stack([out[c] for c in ("bgo_x_top", "bgo_y_top", "bgo_x_bot", "bgo_y_bot")], 1)
+    np.testing.assert_array_equal(chain.bgo_track(NoTruth(test)), bgo_track)  # stage 1 alone: the same
+    bgo_err = np.abs(bgo_track - truth)
     seeded = clean & (bgo_err.max(axis=1) < 0.8 * COARSE.half_window_mm)  # true track well inside the RoI
     within = (np.abs(_track(out) - truth) <= 0.3).all(axis=1)
     print(

@@ -387,16 +387,7 @@ class Chain:
 
         # 1. BGO image -> energy-range network
         deposit = energy.sum(axis=(1, 2), dtype=np.float64)
-        image = bgo_input(energy)
-        which = self.bgo_range(deposit, c)
-        t0 = self._timed("bgo_image", t0)
-        bgo = np.full((n, 4), np.nan)
-        for i, r in enumerate(ENERGY_RANGES):
-            rows = np.flatnonzero(which == i)
-            if len(rows):
-                runner = self._runners[f"bgo_{r}"]
-                bgo[rows] = runner({runner.input_names[0]: image[rows]})
-        t0 = self._timed("bgo_network", t0)
+        bgo, which, image = self._bgo(energy, deposit)
 
         # 2-3. coarse Hough below ~1 TeV, then precise Hough
         track = self._tracker(hough_stk, bgo, deposit < c.coarse_below_mev, "")
@@ -443,6 +434,26 @@ class Chain:
         self.n_events += n
         self._timed("outputs", t0)
         return out
+
+    def bgo_track(self, events: Mapping[str, Any]) -> np.ndarray:
+        """The BGO networks' (N, 4) track alone (stage 1; the seed of the tracker CNNs), timed as `bgo_*`."""
+        energy = np.asarray(events["bgo_energy"], dtype=np.float32)
+        return self._bgo(energy, energy.sum(axis=(1, 2), dtype=np.float64))[0]
+
+    def _bgo(self, energy: np.ndarray, deposit: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Stage 1: (track, energy-range index, image) of every event, each range's network on its events."""
+        t0 = self.clock()
+        image = bgo_input(energy)
+        which = self.bgo_range(deposit, self.config)
+        t0 = self._timed("bgo_image", t0)
+        bgo = np.full((len(energy), 4), np.nan)
+        for i, r in enumerate(ENERGY_RANGES):
+            rows = np.flatnonzero(which == i)
+            if len(rows):
+                runner = self._runners[f"bgo_{r}"]
+                bgo[rows] = runner({runner.input_names[0]: image[rows]})
+        self._timed("bgo_network", t0)
+        return bgo, which, image
 
     def _inelastic_hough(self, stk: tuple, track: np.ndarray) -> np.ndarray:
         """P(no inelastic) of the Hough network: every event (the dataset keeps empty RoIs too)."""
