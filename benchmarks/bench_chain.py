@@ -18,6 +18,8 @@ The machine's limit: FLOPs per event of each network (Conv2D and Dense multiply-
 counted from the layer shapes, times the fraction of events it runs on), against the
 measured throughput of a large Conv2D on the same core in both runtimes. The standard track
 reconstruction (reconstruction.standard) is timed on the same events for comparison.
+`--coarse-below 1 inf` times the chain with the paper's coarse-step switch (1 TeV deposited) and
+with the coarse step for every event, in the same run, and prints their ratio.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ import numpy as np  # noqa: E402
 import dampeml  # noqa: E402, F401  (tf-keras before TensorFlow)
 from dampeml.detector.simulation import SimulationConfig, simulate  # noqa: E402
 from dampeml.models.catalog import build  # noqa: E402
-from dampeml.reconstruction.chain import NETWORK_OF_FIELD, Chain, ChainModels  # noqa: E402
+from dampeml.reconstruction.chain import NETWORK_OF_FIELD, Chain, ChainConfig, ChainModels  # noqa: E402
 
 
 def one_core() -> str:
@@ -132,11 +134,12 @@ def _timed(fn) -> float:
     return time.process_time() - t0
 
 
-def build_chain(preset: str, runtime: str) -> tuple[Chain, dict[str, float]]:
+def build_chain(preset: str, runtime: str, coarse_below_tev: float = 1.0) -> tuple[Chain, dict[str, float]]:
     keras_models = {f: build(n, preset=preset, compile=False) for f, n in NETWORK_OF_FIELD.items()}
     network_flops = {f: float(flops(m)) for f, m in keras_models.items()}
     versions = {n: f"untrained-{preset}" for n in NETWORK_OF_FIELD.values()}
-    chain = Chain(ChainModels(**keras_models), versions, runtime=runtime, onnx_threads=1)
+    config = ChainConfig(coarse_below_mev=coarse_below_tev * 1e6)
+    chain = Chain(ChainModels(**keras_models), versions, runtime=runtime, onnx_threads=1, config=config)
     return chain, network_flops
 
 
@@ -202,6 +205,14 @@ def main() -> None:
     parser.add_argument("--presets", nargs="+", default=["small", "full"])
     parser.add_argument("--runtimes", nargs="+", default=["tensorflow", "onnx"])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--coarse-below",
+        type=float,
+        nargs="+",
+        default=[1.0],
+        metavar="TEV",
+        help="the chain's coarse-step switch(es), deposited TeV (inf: every event); e.g. 1 inf",
+    )
     args = parser.parse_args()
 
     pinned = one_core()
@@ -220,60 +231,77 @@ def main() -> None:
         f"{n / standard:.0f} events per CPU-second"
     )
 
+    summary: dict[tuple[str, float], list[float]] = {}
     for preset in args.presets:
-        chains = {}
-        for runtime in args.runtimes:
-            chains[runtime], network_flops = build_chain(preset, runtime)
-        results = measure(chains, events, warmup, args.repeats, conv)
-        del chains
-        print(
-            "\nlarge Conv2D on this core, best of the runs so far: "
-            + ", ".join(f"{rt} {g:.1f} GFLOP/s" for rt, g in conv.items())
-        )
-        print(f"\n== preset {preset}: CPU ms per event, one thread (lower is better)")
-        header = f"{'stage':26s}" + "".join(f"{rt:>12s}" for rt in args.runtimes)
-        if len(args.runtimes) == 2:
-            header += f"{'ratio':>9s}"
-        print(header)
-        stages = list(results[args.runtimes[0]][1])
-        for stage in stages:
-            vals = [results[rt][1].get(stage, 0.0) * 1e3 / n for rt in args.runtimes]
-            line = f"{stage:26s}" + "".join(f"{v:12.3f}" for v in vals)
-            if len(vals) == 2 and vals[1] > 0:
-                line += f"{vals[0] / vals[1]:9.2f}"
-            print(line)
-        totals = [results[rt][0] for rt in args.runtimes]
-        line = f"{'whole chain':26s}" + "".join(f"{t * 1e3 / n:12.3f}" for t in totals)
-        if len(totals) == 2:
-            line += f"{totals[0] / totals[1]:9.2f}"
-        print(line)
-        walls = [results[rt][3] for rt in args.runtimes]
-        print(
-            "events per CPU-second (= per core): "
-            + ", ".join(f"{rt} {n / t:.1f}" for rt, t in zip(args.runtimes, totals, strict=True))
-            + "; per wall-second: "
-            + ", ".join(f"{rt} {n / t:.1f}" for rt, t in zip(args.runtimes, walls, strict=True))
-        )
-
-        counts = results[args.runtimes[0]][2]
-        print(f"FLOPs per event ({preset}): network (runs on fraction of events) -> MFLOP/event")
-        chain_flops = 0.0
-        for field, f in network_flops.items():
-            frac = counts[field] / n
-            chain_flops += f * frac
+        for below in args.coarse_below:
+            chains = {}
+            for runtime in args.runtimes:
+                chains[runtime], network_flops = build_chain(preset, runtime, below)
+            results = measure(chains, events, warmup, args.repeats, conv)
+            del chains
             print(
-                f"  {NETWORK_OF_FIELD[field]:22s} {f / 1e6:10.1f} MFLOP x {frac:5.2f} = {f * frac / 1e6:9.1f}"
+                "\nlarge Conv2D on this core, best of the runs so far: "
+                + ", ".join(f"{rt} {g:.1f} GFLOP/s" for rt, g in conv.items())
             )
-        print(
-            "chain / standard reconstruction time: "
-            + ", ".join(f"{rt} {t / standard:.1f}x" for rt, t in zip(args.runtimes, totals, strict=True))
-        )
-        for rt in args.runtimes:
-            limit = conv[rt] * 1e9 / chain_flops
-            net_s = sum(v for k, v in results[rt][1].items() if k.endswith("_network"))
             print(
-                f"  {rt}: {chain_flops / 1e9:.3f} GFLOP/event -> at most {limit:.0f} events/s/core at the "
-                f"large-conv rate; the networks ran at {chain_flops * n / net_s / 1e9:.1f} GFLOP/s"
+                f"\n== preset {preset}, coarse step below {below:g} TeV deposited: CPU ms per event, "
+                "one thread (lower is better)"
+            )
+            header = f"{'stage':26s}" + "".join(f"{rt:>12s}" for rt in args.runtimes)
+            if len(args.runtimes) == 2:
+                header += f"{'ratio':>9s}"
+            print(header)
+            stages = list(results[args.runtimes[0]][1])
+            for stage in stages:
+                vals = [results[rt][1].get(stage, 0.0) * 1e3 / n for rt in args.runtimes]
+                line = f"{stage:26s}" + "".join(f"{v:12.3f}" for v in vals)
+                if len(vals) == 2 and vals[1] > 0:
+                    line += f"{vals[0] / vals[1]:9.2f}"
+                print(line)
+            totals = [results[rt][0] for rt in args.runtimes]
+            summary[(preset, below)] = totals
+            line = f"{'whole chain':26s}" + "".join(f"{t * 1e3 / n:12.3f}" for t in totals)
+            if len(totals) == 2:
+                line += f"{totals[0] / totals[1]:9.2f}"
+            print(line)
+            walls = [results[rt][3] for rt in args.runtimes]
+            print(
+                "events per CPU-second (= per core): "
+                + ", ".join(f"{rt} {n / t:.1f}" for rt, t in zip(args.runtimes, totals, strict=True))
+                + "; per wall-second: "
+                + ", ".join(f"{rt} {n / t:.1f}" for rt, t in zip(args.runtimes, walls, strict=True))
+            )
+
+            counts = results[args.runtimes[0]][2]
+            print(f"FLOPs per event ({preset}): network (runs on fraction of events) -> MFLOP/event")
+            chain_flops = 0.0
+            for field, f in network_flops.items():
+                frac = counts[field] / n
+                chain_flops += f * frac
+                print(
+                    f"  {NETWORK_OF_FIELD[field]:22s} {f / 1e6:10.1f} MFLOP x {frac:5.2f} "
+                    f"= {f * frac / 1e6:9.1f}"
+                )
+            print(
+                "chain / standard reconstruction time: "
+                + ", ".join(f"{rt} {t / standard:.1f}x" for rt, t in zip(args.runtimes, totals, strict=True))
+            )
+            for rt in args.runtimes:
+                limit = conv[rt] * 1e9 / chain_flops
+                net_s = sum(v for k, v in results[rt][1].items() if k.endswith("_network"))
+                print(
+                    f"  {rt}: {chain_flops / 1e9:.3f} GFLOP/event -> at most {limit:.0f} events/s/core at "
+                    f"the large-conv rate; the networks ran at {chain_flops * n / net_s / 1e9:.1f} GFLOP/s"
+                )
+
+    if len(args.coarse_below) > 1:
+        base = args.coarse_below[0]
+        print(f"\nwhole chain, CPU time relative to the coarse step below {base:g} TeV (this run):")
+        for (preset, below), totals in summary.items():
+            ratios = [t / b for t, b in zip(totals, summary[(preset, base)], strict=True)]
+            print(
+                f"  {preset}, below {below:g} TeV: "
+                + ", ".join(f"{rt} {r:.2f}x" for rt, r in zip(args.runtimes, ratios, strict=True))
             )
 
     print(f"\nafter: {busy_cores():.2f} of {os.cpu_count()} CPUs busy with other work")

@@ -17,7 +17,17 @@ Training). Each is trained on what it will see in the chain:
   training the platform's 'model' RoI source stands for).
 Then both run in the chain (`Chain.tracker_track`) on held-out events of the paper's five
 Table 2 energy bins, beside the standard reconstruction (standard and ideal selection) on the
-same events. Printed: per bin the 68% offset of each stage at the first STK plane, the Table 2
+same events.
+
+With `--full-chain` the three BGO direction networks are trained too (each on its energy
+range's dataset mix, datasets/bgo-direction-<range>-small.yaml) and the whole chain
+(`Chain.run`) runs on the same events: once with the paper's switch (coarse step below 1 TeV
+deposited, the precise one alone above) and once with the coarse step at every energy
+(`--coarse-below inf` of `dampeml reprocess` / `evaluate`). `--coarse-seed bgo` trains the
+coarse network around the BGO networks' tracks instead of the axis fit, and `--fine-tune`
+goes on training saved networks (`--coarse-model`, `--precise-model`) instead of starting anew.
+
+Printed: per bin the 68% offset of each stage at the first STK plane, the Table 2
 efficiencies (ours and the paper's option b and CNN chain), and the loss per epoch. Images
 are rendered per batch from the RoI hits (features.hough), as the training input pipeline does.
 """
