@@ -88,7 +88,9 @@ class ChainConfig:
     #: paper sec. 4: low/mid models switch at 300 GeV deposited, mid/high at 20 TeV.
     low_mid_switch_mev: float = 300e3
     mid_high_switch_mev: float = 20e6
-    #: paper sec. 5, footnote 15: the coarse Hough step runs below ~1 TeV deposited.
+    #: paper sec. 5, footnote 15: the coarse Hough step runs below ~1 TeV deposited. Above, the
+    #: precise step (+-10 mm) starts from the BGO network's track, which assumes a network as
+    #: precise as the paper's; np.inf runs the coarse step for every event (benchmarks/README.md).
     coarse_below_mev: float = 1e6
     #: paper sec. 5: coarse 400 um pixels +-80 mm, precise 50 um +-10 mm (features.hough).
     coarse: HoughGeometry = COARSE
