@@ -28,7 +28,7 @@ def reprocess(
         int, typer.Option(help="events per read task (a file is split in ranges)")
     ] = 2000,
     overwrite: Annotated[
-        bool, typer.Option(help="replace outputs that --out holds from other model versions or runtime")
+        bool, typer.Option(help="replace outputs in --out made with other model versions or chain settings")
     ] = False,
     coarse_below: CoarseBelowTeV = 1.0,
     address: Annotated[str | None, typer.Option(help="Ray cluster address (default: local Ray)")] = None,

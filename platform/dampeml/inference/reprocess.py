@@ -16,15 +16,16 @@ Layout at `out` (a local path or a pyarrow URI):
     _files/<stem>-<hash>.json     the commit marker of that input file: its accounting, written last
     quarantine.jsonl              one line per quarantined event (file, entry, run_id, event_id,
                                   reason), or per unreadable file (entry null: its events are unknown)
-    summary.json                  counts per file and totals, versions, runtime, throughput
-    _job.json                     what the outputs were made with (runtime, pinned versions)
+    summary.json                  counts per file and totals, versions, chain settings, throughput
+    _job.json                     what the outputs were made with (CHAIN_SETTINGS, pinned versions)
 
 Exactly-once output (Ray Data writes are not: a retried task rewrites its file without a commit
 step): Ray Data only computes; the driver writes each output into a private attempt file
 (`_tmp/<uuid>.tmp`), publishes it by rename, then writes the file's marker. An input file is done
 if and only if its marker exists. A killed job rerun with the same arguments skips the done files
 and redoes the rest (overwriting any half-published output). A rerun whose alias resolves to other
-versions, or with another runtime, is refused unless `overwrite=True`, which removes the previous
+versions, or with other chain settings (runtime, coarse_below_tev), is refused unless
+`overwrite=True`, which removes the previous
 outputs first; to keep both, write to a new `out`. New input files can be added to an existing
 `out` by a rerun with the same models. One job at a time may write to an `out`.
 """
