@@ -25,9 +25,9 @@ step): Ray Data only computes; the driver writes each output into a private atte
 if and only if its marker exists. A killed job rerun with the same arguments skips the done files
 and redoes the rest (overwriting any half-published output). A rerun whose alias resolves to other
 versions, or with other chain settings (runtime, coarse_below_tev), is refused unless
-`overwrite=True`, which removes the previous
-outputs first; to keep both, write to a new `out`. New input files can be added to an existing
-`out` by a rerun with the same models. One job at a time may write to an `out`.
+`overwrite=True`, which removes the previous outputs first; to keep both, write to a new `out`.
+New input files can be added to an existing `out` by a rerun with the same models. One job at a
+time may write to an `out`.
 """
 
 from __future__ import annotations
