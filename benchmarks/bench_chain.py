@@ -138,7 +138,7 @@ def build_chain(preset: str, runtime: str, coarse_below_tev: float = 1.0) -> tup
     keras_models = {f: build(n, preset=preset, compile=False) for f, n in NETWORK_OF_FIELD.items()}
     network_flops = {f: float(flops(m)) for f, m in keras_models.items()}
     versions = {n: f"untrained-{preset}" for n in NETWORK_OF_FIELD.values()}
-    config = ChainConfig(coarse_below_mev=coarse_below_tev * 1e6)
+    config = ChainConfig.with_coarse_below_tev(coarse_below_tev)
     chain = Chain(ChainModels(**keras_models), versions, runtime=runtime, onnx_threads=1, config=config)
     return chain, network_flops
 

@@ -89,14 +89,18 @@ def roi(events: dict, centre: np.ndarray, geometry: HoughGeometry) -> RoiHits:
     return select_roi_hits(events["stk_layer"], events["stk_pos"], events["stk_signal"], centre, geometry)
 
 
-def tracker_chain(coarse, precise=None, bgo: dict | None = None, config: ChainConfig | None = None) -> Chain:
+def tracker_chain(
+    coarse=None, precise=None, bgo: dict | None = None, config: ChainConfig | None = None
+) -> Chain:
     """A chain around the given networks; untrained small ones elsewhere.
 
     tracker_track runs only the Hough networks; `run` needs the BGO ones (`bgo`: energy range ->
     model) for a meaningful track; the inelastic and electron networks do not touch the track.
     """
     models = {f: build(n, preset="small", compile=False) for f, n in NETWORK_OF_FIELD.items()}
-    models.update(hough_coarse=coarse, hough_precise=precise or models["hough_precise"])
+    models.update(
+        hough_coarse=coarse or models["hough_coarse"], hough_precise=precise or models["hough_precise"]
+    )
     models.update({f"bgo_{r}": m for r, m in (bgo or {}).items()})
     return Chain(ChainModels(**models), {}, config=config)
 
@@ -291,7 +295,7 @@ def main() -> None:
                 bgo[r].save(os.path.join(args.save, f"{name}.keras"))
     seeds = axis
     if args.coarse_seed == "bgo":  # the chain's own upstream
-        seeder = tracker_chain(build("stk-hough-coarse", preset="small", compile=False), bgo=bgo)
+        seeder = tracker_chain(bgo=bgo)
         seeds = [seeder.bgo_track(ev) for ev in train_ev]
     for name, geometry in (("coarse", COARSE), ("precise", PRECISE)):
         path = getattr(args, f"{name}_model")

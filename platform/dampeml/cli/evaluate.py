@@ -29,7 +29,7 @@ def evaluate(
 
     check_job_paths(input=input, out=out)  # StorageNotAllowedError before any read
     files = expand_paths(input)
-    config = ChainConfig(coarse_below_mev=coarse_below * 1e6)
+    config = ChainConfig.with_coarse_below_tev(coarse_below)
     chain = Chain.from_registry(alias=alias, flight=False, runtime=runtime, config=config)
     sample = collect(files, chain, batch_size=batch_size, max_events=max_events)
     path = write_report(sample, out)

@@ -168,7 +168,7 @@ def collect(
         timings[f"chain: {stage}"] = seconds
     settings = {}
     if hasattr(chain, "config"):
-        settings = {"runtime": chain.runtime, "coarse_below_tev": f"{chain.config.coarse_below_mev / 1e6:g}"}
+        settings = {"runtime": chain.runtime, "coarse_below_tev": f"{chain.config.coarse_below_tev:g}"}
     return EvaluationSample(columns, timings, quarantined, dict(getattr(chain, "versions", {})), settings)
 
 

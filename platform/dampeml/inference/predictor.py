@@ -97,7 +97,7 @@ class ChainPredictor:
                 alias=alias,
                 flight=mode == "flight",
                 runtime=runtime,
-                config=ChainConfig(coarse_below_mev=coarse_below_tev * 1e6),
+                config=ChainConfig.with_coarse_below_tev(coarse_below_tev),
             )
             got = {k: str(v) for k, v in chain.versions.items()}
             if got != dict(pinned):

@@ -108,6 +108,15 @@ class ChainConfig:
     raw_stk_chunk: int = 128
     chunk: int = 1024
 
+    @classmethod
+    def with_coarse_below_tev(cls, tev: float) -> ChainConfig:
+        """The default chain with its coarse step below `tev` TeV deposited (the CLIs' --coarse-below)."""
+        return cls(coarse_below_mev=tev * 1e6)
+
+    @property
+    def coarse_below_tev(self) -> float:
+        return self.coarse_below_mev / 1e6
+
 
 @dataclass
 class ChainModels:
@@ -385,7 +394,7 @@ class Chain:
         stk = _flat_stk(events, n)
         counts, layer, pos, signal, half, channel = stk
         hough_stk = (counts, layer, pos, signal)
-        t0 = self._timed("read_flatten", t0)
+        self._timed("read_flatten", t0)
 
         # 1. BGO image -> energy-range network
         deposit = energy.sum(axis=(1, 2), dtype=np.float64)
