@@ -1,4 +1,4 @@
-"""Hough images: the vectorized renderer equals the definition, lines meet at the true track, RoI, targets."""
+"""Hough images: the compiled renderer equals the definition, lines meet at the true track, RoI, targets."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def random_hits(rng: np.random.Generator, geometry: HoughGeometry, n_events: int
 
 @pytest.mark.parametrize("geometry", [PRECISE, COARSE, SMALL, HoughGeometry(0.25, 64)])
 @pytest.mark.parametrize("zthr", [ZTHR, None])
-def test_vectorized_renderer_equals_reference(geometry, zthr):
+def test_renderer_equals_reference(geometry, zthr):
     rng = np.random.default_rng(int(geometry.pixel_mm * 1000) + geometry.n_pixels)
     max_hits = 12 if geometry.n_pixels >= 400 else 60
     hits = random_hits(rng, geometry, 5, max_hits)
@@ -64,16 +64,14 @@ def test_vectorized_renderer_equals_reference(geometry, zthr):
         assert not fast[..., 1].any() and not fast[..., 3].any()
 
 
-def test_blocks_and_index_widths_do_not_change_the_image(monkeypatch):
-    from dampeml.features import hough
-
-    rng = np.random.default_rng(8)
-    hits = random_hits(rng, COARSE, 30, 20)
-    cos_t = rng.uniform(0.5, 1.0, 30)
-    one_block = render_hough(hits, cos_t, COARSE)
-    monkeypatch.setattr(hough, "_BLOCK_HITS", 7)
-    monkeypatch.setattr(hough, "_INT32_INDICES", 0)
-    assert np.array_equal(render_hough(hits, cos_t, COARSE), one_block)
+def test_levels_saturate_and_never_wrap():
+    # k copies of one hit light the same pixels k times: 42 k up to 6 lines, then 255, also past
+    # the 255 lines a uint8 counter would wrap at
+    for k, level in ((1, 42), (6, 252), (7, 255), (256, 255), (300, 255)):
+        hits = RoiHits(np.array([k]), np.full(k, 4, np.int8), np.zeros(k, np.float32), np.ones(k, np.float32))
+        img = render_hough(hits, np.ones(1), SMALL)
+        assert set(np.unique(img[0, :, :, 0])) == {0, level}, k
+        assert np.count_nonzero(img) == SMALL.n_pixels
 
 
 def test_lines_are_connected_and_one_pixel_per_step():

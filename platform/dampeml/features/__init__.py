@@ -1,8 +1,8 @@
 """Network inputs made from event branches: BGO and raw STK images, Hough images, shower variables.
 
-Every function is pure and vectorized over a batch of events (numpy, no per-event or
-per-hit Python loops), so the same code serves dataset building, the input pipeline
-and the reconstruction chain.
+Every function is pure and works on a batch of events (numpy, no per-event or per-hit
+Python loops; the Hough rasterizer's loop over lines is compiled with numba), so the same
+code serves dataset building, the input pipeline and the reconstruction chain.
 
 - :mod:`.bgo_image`: the 14x22 calorimeter image, bar over hottest bar, 8 bits.
 - :mod:`.stk_image`: the 24x3072 raw tracker image rendered from the sparse clusters.
