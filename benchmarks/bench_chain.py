@@ -199,6 +199,65 @@ def standard_cpu_seconds(events: dict, repeats: int) -> float:
     return min(_timed(lambda: reconstruct(view)) for _ in range(repeats))
 
 
+def report(
+    title: str,
+    results: dict,
+    network_flops: dict[str, float],
+    n: int,
+    conv: dict[str, float],
+    standard: float,
+) -> list[float]:
+    """Print one chain's CPU time per stage, rates, FLOPs and limit per runtime; returns its CPU seconds."""
+    runtimes = list(results)
+    print(
+        "\nlarge Conv2D on this core, best of the runs so far: "
+        + ", ".join(f"{rt} {g:.1f} GFLOP/s" for rt, g in conv.items())
+    )
+    print(f"\n== {title}: CPU ms per event, one thread (lower is better)")
+    header = f"{'stage':26s}" + "".join(f"{rt:>12s}" for rt in runtimes)
+    if len(runtimes) == 2:
+        header += f"{'ratio':>9s}"
+    print(header)
+    for stage in results[runtimes[0]][1]:
+        vals = [results[rt][1].get(stage, 0.0) * 1e3 / n for rt in runtimes]
+        line = f"{stage:26s}" + "".join(f"{v:12.3f}" for v in vals)
+        if len(vals) == 2 and vals[1] > 0:
+            line += f"{vals[0] / vals[1]:9.2f}"
+        print(line)
+    totals = [results[rt][0] for rt in runtimes]
+    line = f"{'whole chain':26s}" + "".join(f"{t * 1e3 / n:12.3f}" for t in totals)
+    if len(totals) == 2:
+        line += f"{totals[0] / totals[1]:9.2f}"
+    print(line)
+    walls = [results[rt][3] for rt in runtimes]
+    print(
+        "events per CPU-second (= per core): "
+        + ", ".join(f"{rt} {n / t:.1f}" for rt, t in zip(runtimes, totals, strict=True))
+        + "; per wall-second: "
+        + ", ".join(f"{rt} {n / t:.1f}" for rt, t in zip(runtimes, walls, strict=True))
+    )
+
+    counts = results[runtimes[0]][2]
+    print("FLOPs per event: network (runs on fraction of events) -> MFLOP/event")
+    chain_flops = 0.0
+    for field, f in network_flops.items():
+        frac = counts[field] / n
+        chain_flops += f * frac
+        print(f"  {NETWORK_OF_FIELD[field]:22s} {f / 1e6:10.1f} MFLOP x {frac:5.2f} = {f * frac / 1e6:9.1f}")
+    print(
+        "chain / standard reconstruction time: "
+        + ", ".join(f"{rt} {t / standard:.1f}x" for rt, t in zip(runtimes, totals, strict=True))
+    )
+    for rt in runtimes:
+        limit = conv[rt] * 1e9 / chain_flops
+        net_s = sum(v for k, v in results[rt][1].items() if k.endswith("_network"))
+        print(
+            f"  {rt}: {chain_flops / 1e9:.3f} GFLOP/event -> at most {limit:.0f} events/s/core at "
+            f"the large-conv rate; the networks ran at {chain_flops * n / net_s / 1e9:.1f} GFLOP/s"
+        )
+    return totals
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=512)
@@ -239,60 +298,14 @@ def main() -> None:
                 chains[runtime], network_flops = build_chain(preset, runtime, below)
             results = measure(chains, events, warmup, args.repeats, conv)
             del chains
-            print(
-                "\nlarge Conv2D on this core, best of the runs so far: "
-                + ", ".join(f"{rt} {g:.1f} GFLOP/s" for rt, g in conv.items())
+            summary[(preset, below)] = report(
+                f"preset {preset}, coarse step below {below:g} TeV deposited",
+                results,
+                network_flops,
+                n,
+                conv,
+                standard,
             )
-            print(
-                f"\n== preset {preset}, coarse step below {below:g} TeV deposited: CPU ms per event, "
-                "one thread (lower is better)"
-            )
-            header = f"{'stage':26s}" + "".join(f"{rt:>12s}" for rt in args.runtimes)
-            if len(args.runtimes) == 2:
-                header += f"{'ratio':>9s}"
-            print(header)
-            stages = list(results[args.runtimes[0]][1])
-            for stage in stages:
-                vals = [results[rt][1].get(stage, 0.0) * 1e3 / n for rt in args.runtimes]
-                line = f"{stage:26s}" + "".join(f"{v:12.3f}" for v in vals)
-                if len(vals) == 2 and vals[1] > 0:
-                    line += f"{vals[0] / vals[1]:9.2f}"
-                print(line)
-            totals = [results[rt][0] for rt in args.runtimes]
-            summary[(preset, below)] = totals
-            line = f"{'whole chain':26s}" + "".join(f"{t * 1e3 / n:12.3f}" for t in totals)
-            if len(totals) == 2:
-                line += f"{totals[0] / totals[1]:9.2f}"
-            print(line)
-            walls = [results[rt][3] for rt in args.runtimes]
-            print(
-                "events per CPU-second (= per core): "
-                + ", ".join(f"{rt} {n / t:.1f}" for rt, t in zip(args.runtimes, totals, strict=True))
-                + "; per wall-second: "
-                + ", ".join(f"{rt} {n / t:.1f}" for rt, t in zip(args.runtimes, walls, strict=True))
-            )
-
-            counts = results[args.runtimes[0]][2]
-            print(f"FLOPs per event ({preset}): network (runs on fraction of events) -> MFLOP/event")
-            chain_flops = 0.0
-            for field, f in network_flops.items():
-                frac = counts[field] / n
-                chain_flops += f * frac
-                print(
-                    f"  {NETWORK_OF_FIELD[field]:22s} {f / 1e6:10.1f} MFLOP x {frac:5.2f} "
-                    f"= {f * frac / 1e6:9.1f}"
-                )
-            print(
-                "chain / standard reconstruction time: "
-                + ", ".join(f"{rt} {t / standard:.1f}x" for rt, t in zip(args.runtimes, totals, strict=True))
-            )
-            for rt in args.runtimes:
-                limit = conv[rt] * 1e9 / chain_flops
-                net_s = sum(v for k, v in results[rt][1].items() if k.endswith("_network"))
-                print(
-                    f"  {rt}: {chain_flops / 1e9:.3f} GFLOP/event -> at most {limit:.0f} events/s/core at "
-                    f"the large-conv rate; the networks ran at {chain_flops * n / net_s / 1e9:.1f} GFLOP/s"
-                )
 
     if len(args.coarse_below) > 1:
         base = args.coarse_below[0]
