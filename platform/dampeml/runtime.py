@@ -14,9 +14,11 @@ import os
 
 import ray
 
-# Environment of every Ray worker (and of this driver): tf-keras instead of Keras 3, which fails
-# under MultiWorkerMirroredStrategy. The package itself is installed, so no PYTHONPATH is needed.
-RUNTIME_ENV: dict = {"env_vars": {"TF_USE_LEGACY_KERAS": "1"}}
+from dampeml import TF_ENV
+
+# Environment of every Ray worker (and of this driver): what TensorFlow must see before a worker
+# imports it (tf-keras, GPU memory on demand). The package itself is installed, so no PYTHONPATH.
+RUNTIME_ENV: dict = {"env_vars": dict(TF_ENV)}
 MIN_LOCAL_CPUS = 4
 _JOB_CONFIG_VAR = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by the job manager for a submitted driver
 

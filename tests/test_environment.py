@@ -1,0 +1,38 @@
+"""What `import dampeml` sets for TensorFlow, in this process and for every Ray worker."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.timeout(120)
+
+SHOW = "import os, json, dampeml; print(json.dumps({k: os.environ.get(k) for k in dampeml.TF_ENV}))"
+
+
+NAMES = ("TF_USE_LEGACY_KERAS", "TF_FORCE_GPU_ALLOW_GROWTH")
+
+
+def _env_after_import(**preset: str) -> dict:
+    """The variables as a fresh interpreter sees them after `import dampeml`, from `preset` alone."""
+    env = {k: v for k, v in os.environ.items() if k not in NAMES} | preset
+    out = subprocess.run([sys.executable, "-c", SHOW], env=env, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def test_import_sets_tf_keras_and_gpu_memory_growth_unless_already_set():
+    assert _env_after_import() == {"TF_USE_LEGACY_KERAS": "1", "TF_FORCE_GPU_ALLOW_GROWTH": "true"}
+    # a value the user set wins: e.g. one process per GPU that wants the whole card up front
+    assert _env_after_import(TF_FORCE_GPU_ALLOW_GROWTH="false")["TF_FORCE_GPU_ALLOW_GROWTH"] == "false"
+
+
+def test_ray_workers_get_the_same_environment():
+    from dampeml import TF_ENV
+    from dampeml.runtime import RUNTIME_ENV
+
+    assert RUNTIME_ENV["env_vars"] == TF_ENV
+    assert set(NAMES) <= set(TF_ENV)
