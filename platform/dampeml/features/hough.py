@@ -214,13 +214,14 @@ def _rasterize(ev: np.ndarray, f: np.ndarray, c: np.ndarray, channel: np.ndarray
     COUNT_SCALE is min(COUNT_SCALE * lines, 255), the 8-bit level of the module doc.
     """
     n = out.shape[1]
+    # no bounds checks here: hit_lines makes every event index < B and every channel < 4
     for h in range(len(ev)):
-        e, ch, fh, ch_c = ev[h], channel[h], f[h], c[h]
-        step_i = fh > 0.5  # |slope d(delta_bot)/d(delta_top)| = |1 - f| / |f| <= 1: one pixel per i_top
-        a = fh if step_i else 1.0 - fh  # coefficient of the computed coordinate
-        b = 1.0 - fh if step_i else fh  # coefficient of the stepping coordinate
+        e, ch, f_h, c_h = ev[h], channel[h], f[h], c[h]
+        step_i = f_h > 0.5  # |slope d(delta_bot)/d(delta_top)| = |1 - f| / |f| <= 1: one pixel per i_top
+        a = f_h if step_i else 1.0 - f_h  # coefficient of the computed coordinate
+        b = 1.0 - f_h if step_i else f_h  # coefficient of the stepping coordinate
         for k in range(n):
-            other = np.floor((ch_c - b * (k + 0.5)) / a)
+            other = np.floor((c_h - b * (k + 0.5)) / a)  # at the pixel centre k + 1/2
             if other >= 0 and other < n:  # False for NaN
                 o = int(other)
                 i, j = (k, o) if step_i else (o, k)
