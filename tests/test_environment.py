@@ -11,10 +11,8 @@ import pytest
 
 pytestmark = pytest.mark.timeout(120)
 
-SHOW = "import os, json, dampeml; print(json.dumps({k: os.environ.get(k) for k in dampeml.TF_ENV}))"
-
-
 NAMES = ("TF_USE_LEGACY_KERAS", "TF_FORCE_GPU_ALLOW_GROWTH")
+SHOW = "import os, json, dampeml; print(json.dumps({k: os.environ.get(k) for k in dampeml.TF_ENV}))"
 
 
 def _env_after_import(**preset: str) -> dict:
