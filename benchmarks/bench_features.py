@@ -16,6 +16,7 @@ import contextlib
 import importlib.util
 import os
 import platform as stdlib_platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -71,10 +72,11 @@ def renderer_at(rev: str):
         capture_output=True,
         text=True,
     ).stdout
-    path = os.path.join(tempfile.mkdtemp(), f"hough_{rev}.py")
+    name = "hough_" + re.sub(r"\W", "_", rev)  # e.g. origin/main -> hough_origin_main
+    path = os.path.join(tempfile.mkdtemp(), f"{name}.py")
     with open(path, "w") as out:
         out.write(source)
-    spec = importlib.util.spec_from_file_location(f"hough_{rev}", path)
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
