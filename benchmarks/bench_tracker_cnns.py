@@ -296,7 +296,7 @@ def main() -> None:
     seeds = axis
     if args.coarse_seed == "bgo":  # the chain's own upstream
         seeder = tracker_chain(bgo=bgo)
-        seeds = [seeder.bgo_track(ev) for ev in train_ev]
+        seeds = [seeder.seed_track(ev) for ev in train_ev]
     for name, geometry in (("coarse", COARSE), ("precise", PRECISE)):
         path = getattr(args, f"{name}_model")
         start = load_model(path) if path else None  # a model saved by an earlier run (--save)

@@ -1,5 +1,6 @@
 """Physics: a small BGO direction network beats the shower-axis fit on held-out events, and
-as the seed of the standard track finding it recovers the PeV efficiency lost to saturation.
+as the seed of the standard track finding it recovers the PeV efficiency lost to saturation;
+where the shower starts in the last layers, the axis fit is the better seed (the chain's rule).
 
 The network is the catalog's `bgo-direction-mid`, small preset (convolutions + the line-fit
 head, see dampeml.models.bgo_cnn), built by the same builder the training service uses. It
@@ -99,3 +100,51 @@ def test_bgo_network_seed_recovers_the_pev_tracking_efficiency(trained_bgo_mid):
               f"{'71.9' if particle == 'proton' else '51.3'}%, CNN chain ~96-97%)")  # fmt: skip
     assert eff["proton"]["cnn"] > eff["proton"]["axis"]
     assert eff["helium"]["cnn"] > eff["helium"]["axis"] + 20, "saturation spoils helium's axis most"
+
+
+@pytest.mark.timeout(480)
+def test_late_showers_seed_the_tracker_with_the_axis_fit(trained_bgo_mid):
+    """The chain's seed rule (ChainConfig.axis_seed_from_layer): a shower that starts in the last
+    BGO layers leaves the layers above it at the MIP level, ~22 MeV per bar, which the 8-bit image
+    (bar over hottest bar) rounds to 0. Most such images show at most one layer of one view, so
+    the network cannot tell where the particle crossed that view and misses by more than the
+    coarse Hough window, while the axis fit of the bar energies does not. Checked on held-out
+    56-100 TeV protons (where those late showers cost the chain most): the cause (layers the
+    image shows per view), and the effect of the rule on the seeds outside the coarse window."""
+    import numpy as np
+
+    from dampeml.detector.simulation import SimulationConfig, simulate
+    from dampeml.features import COARSE, bgo_image, shower_start_layer
+    from dampeml.features.tracks import truth_track
+    from dampeml.reconstruction.chain import ChainConfig, seed_track
+
+    model, _ = trained_bgo_mid
+    ev, _ = simulate(SimulationConfig("proton", 3000, 5.623e4, 1e5, seed=HELD_OUT_SEED + 2))
+    energy, truth = np.asarray(ev["bgo_energy"]), truth_track(ev)
+    start = shower_start_layer(energy)
+    from_layer = ChainConfig().axis_seed_from_layer
+    late = (start >= from_layer) | (start < 0)
+    shown = (bgo_image(energy) > 0).any(axis=2)  # (N, 14) layers the image shows anything in
+    blind = np.minimum(shown[:, 0::2].sum(axis=1), shown[:, 1::2].sum(axis=1)) <= 1  # a view with <= 1 layer
+    late_shower = late & (start >= 0)
+
+    network = model.predict(network_input(energy), batch_size=1024, verbose=0).astype(np.float64)
+    seed, axis_seeded = seed_track(network, energy, from_layer)
+
+    def outside(track: np.ndarray) -> np.ndarray:
+        return ~(np.abs(track - truth).max(axis=1) <= COARSE.half_window_mm)
+
+    print(
+        f"\n56-100 TeV protons: {late.mean():.1%} start the shower at layer >= {from_layer} or show none; "
+        f"the 8-bit image shows at most one layer of a view for {blind[late_shower].mean():.0%} of the late "
+        f"showers, {blind[~late].mean():.1%} of the earlier ones"
+        f"\n  seeds outside the coarse window (+-{COARSE.half_window_mm:g} mm): network "
+        f"{outside(network).mean():.2%} (late showers {outside(network)[late].mean():.1%}), "
+        f"with the rule {outside(seed).mean():.2%} "
+        f"(axis fit on late showers {outside(seed)[late].mean():.1%})"
+    )
+    assert np.array_equal(axis_seeded, late & fit_shower_axis(energy)[1])
+    assert np.array_equal(seed[~late], network[~late])
+    assert blind[late_shower].mean() > 0.5 and blind[~late].mean() < 0.05
+    assert outside(network)[late].mean() > 3 * outside(seed)[late].mean()
+    assert outside(seed).mean() < outside(network).mean()

@@ -14,7 +14,14 @@ from dampeml.datasets.columns import feature_columns, roi_centre
 from dampeml.datasets.loader import network_batch
 from dampeml.datasets.spec import load_spec
 from dampeml.detector.simulation import SimulationConfig, simulate
-from dampeml.features import COARSE, PRECISE, fit_shower_axis, select_roi_hits, truth_track
+from dampeml.features import (
+    COARSE,
+    PRECISE,
+    fit_shower_axis,
+    select_roi_hits,
+    shower_start_layer,
+    truth_track,
+)
 from dampeml.io.root_reader import read_events
 from dampeml.io.schema import MC_ONLY
 from dampeml.models.catalog import build
@@ -170,7 +177,8 @@ def test_chain_constants_match_dataset_specs():
 
 
 def test_energy_ranges_and_coarse_step_per_event(mixed_events):
-    """Each event goes to its energy-range model; the coarse step only below 1 TeV and only with RoI hits.
+    """Each event goes to its energy-range model; late or absent showers are seeded by the axis fit;
+    the coarse step only below 1 TeV and only with RoI hits.
 
     BGO models output a distinct constant track per range; the coarse network says "the track
     is 20 pixels (8 mm) further in every coordinate", the precise one "the track is where you
@@ -194,13 +202,21 @@ def test_energy_ranges_and_coarse_step_per_event(mixed_events):
     bgo = np.stack([out[c] for c in ("bgo_x_top", "bgo_y_top", "bgo_x_bot", "bgo_y_bot")], axis=1)
     np.testing.assert_allclose(bgo, np.array([bgo_tracks[r] for r in expected_range]), atol=1e-5)
 
-    # which events had hits in the coarse RoI around their BGO track
-    roi = bgo.astype(np.float32)
+    # the seed: the BGO track, or the shower-axis fit where the shower starts in the last layers
+    start = shower_start_layer(mixed_events["bgo_energy"])
+    axis, valid = fit_shower_axis(mixed_events["bgo_energy"])
+    late = ((start >= ChainConfig().axis_seed_from_layer) | (start < 0)) & valid
+    print(f"axis-fit seed for {late.sum()} late or absent showers")
+    assert 0 < late.sum() < len(late)
+    np.testing.assert_array_equal(out["axis_seed"], late.astype(np.int32))
+    seed = np.where(late[:, None], axis, bgo)
+
+    # which events had hits in the coarse RoI around their seed
     hits = select_roi_hits(
-        mixed_events["stk_layer"], mixed_events["stk_pos"], mixed_events["stk_signal"], roi, COARSE
+        mixed_events["stk_layer"], mixed_events["stk_pos"], mixed_events["stk_signal"], seed, COARSE
     )
     coarse = (deposit < 1e6) & (hits.counts > 0)
-    shift = _track(out) - bgo
+    shift = _track(out) - seed
     print(f"coarse step applied to {coarse.sum()} of {len(coarse)} events")
     assert 0 < coarse.sum() < len(coarse)
     np.testing.assert_allclose(shift[coarse], 8.0, atol=1e-3)  # 20 pixels x 0.4 mm
@@ -315,13 +331,16 @@ def test_chain_recovers_injected_tracks():
     truth = truth_track(test)
     clean = ~np.asarray(test["true_inelastic"])
     bgo_track = np.stack([out[c] for c in ("bgo_x_top", "bgo_y_top", "bgo_x_bot", "bgo_y_bot")], 1)
-    np.testing.assert_array_equal(chain.bgo_track(NoTruth(test)), bgo_track)  # stage 1 alone: the same
+    seed = chain.seed_track(NoTruth(test))  # stage 1 alone: the network's track or, late showers, the axis
+    by_axis = out["axis_seed"] == 1
+    np.testing.assert_array_equal(seed[~by_axis], bgo_track[~by_axis])
+    np.testing.assert_array_equal(seed[by_axis], fit_shower_axis(test["bgo_energy"])[0][by_axis])
     bgo_err = np.abs(bgo_track - truth)
-    seeded = clean & (bgo_err.max(axis=1) < 0.8 * COARSE.half_window_mm)  # true track well inside the RoI
+    seeded = clean & (np.abs(seed - truth).max(axis=1) < 0.8 * COARSE.half_window_mm)  # well inside the RoI
     within = (np.abs(_track(out) - truth) <= 0.3).all(axis=1)
     print(
-        f"BGO network: median |error| {np.median(bgo_err, axis=0).round(1)} mm; "
-        f"{seeded.sum()}/{clean.sum()} clean events seeded within 64 mm"
+        f"BGO network: median |error| {np.median(bgo_err, axis=0).round(1)} mm; axis-fit seed for "
+        f"{by_axis.sum()} late showers; {seeded.sum()}/{clean.sum()} clean events seeded within 64 mm"
     )
     print(
         f"track within 0.3 mm: {within[seeded].mean():.3f} of seeded clean events, "

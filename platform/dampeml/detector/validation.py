@@ -23,17 +23,11 @@ import awkward as ak
 import numpy as np
 
 from dampeml.detector import geometry as geo
+from dampeml.features.shower_axis import SHOWER_START_FRACTION, SHOWER_START_MIP, shower_start_layer
 from dampeml.features.tracks import cos_theta, truth_track
 from dampeml.io.root_reader import inspect_file, read_validated
 from dampeml.io.schema import PARTICLE_OF_PDG
 
-#: A layer with more than this many MIPs is no longer a lone ionising track: the shower
-#: has started. 10 MIP is above the MIP deposit of protons (1-2 MIP at the accepted
-#: angles) and of helium (4-8 MIP) and far below any developing shower's layer energy.
-SHOWER_START_MIP = 10.0
-#: A layer also needs this share of the event's deposit to count as the shower start, so
-#: that a few-MIP fluctuation ahead of a TeV shower does not count.
-SHOWER_START_FRACTION = 0.01
 #: Rule for abnormal STK hits on a track: a hit whose signal exceeds this multiple of the
 #: median signal of the track's hits is dropped before averaging (delta rays, overlapping
 #: backsplash or secondaries). Landau fluctuations of a single particle reach 2x the
@@ -77,20 +71,6 @@ def lateral_rms(bgo_energy: np.ndarray) -> np.ndarray:
     mean = (e * c).sum(axis=2) / safe
     var = (e * (c - mean[..., None]) ** 2).sum(axis=2) / safe
     return np.where(w > 0, np.sqrt(np.maximum(var, 0.0)), np.nan)
-
-
-def shower_start_layer(
-    bgo_energy: np.ndarray, mip_multiple: float = SHOWER_START_MIP, fraction: float = SHOWER_START_FRACTION
-) -> np.ndarray:
-    """(N,) first layer above `mip_multiple` MIPs and `fraction` of the deposit; -1 if none.
-
-    -1 means every layer looks like a lone track (no shower in the BGO): the ~20% of
-    hadrons that cross 1.6 lambda_I without interacting.
-    """
-    el = layer_energy(bgo_energy)
-    thr = np.maximum(mip_multiple * geo.BGO_MIP_MEV, fraction * el.sum(axis=1, keepdims=True))
-    above = el > thr
-    return np.where(above.any(axis=1), np.argmax(above, axis=1), -1)
 
 
 def shower_width(bgo_energy: np.ndarray) -> np.ndarray:

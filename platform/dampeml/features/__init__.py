@@ -10,7 +10,8 @@ code serves dataset building, the input pipeline and the reconstruction chain.
 - :mod:`.hough`: RoI hit selection, its compact storage form, the 400x400x4 Hough image
   and the regression targets of the Hough networks.
 - :mod:`.shower_variables`: the electron/proton shower variables.
-- :mod:`.shower_axis`: the standard energy-weighted BGO shower-axis fit (the baseline).
+- :mod:`.shower_axis`: the standard energy-weighted BGO shower-axis fit (the baseline) and
+  the layer where the shower starts.
 """
 
 from dampeml.features.bgo_image import bgo_image, to_float
@@ -26,7 +27,7 @@ from dampeml.features.hough import (
     render_hough_reference,
     select_roi_hits,
 )
-from dampeml.features.shower_axis import fit_shower_axis
+from dampeml.features.shower_axis import fit_shower_axis, shower_start_layer
 from dampeml.features.shower_variables import SHOWER_VARIABLE_NAMES, shower_variables
 from dampeml.features.stk_image import render_stk_image
 from dampeml.features.tracks import cos_theta, truth_track
@@ -47,6 +48,7 @@ __all__ = [
     "render_hough_reference",
     "render_stk_image",
     "select_roi_hits",
+    "shower_start_layer",
     "shower_variables",
     "to_float",
     "truth_track",

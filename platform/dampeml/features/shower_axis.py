@@ -17,6 +17,13 @@ import numpy as np
 from dampeml.detector import geometry as geo
 
 AXIS_HALF_WIDTH = 2  # bars on each side of the layer's hottest bar
+#: A layer with more than this many MIPs is no longer a lone ionising track: the shower
+#: has started. 10 MIP is above the MIP deposit of protons (1-2 MIP at the accepted
+#: angles) and of helium (4-8 MIP) and far below any developing shower's layer energy.
+SHOWER_START_MIP = 10.0
+#: A layer also needs this share of the event's deposit to count as the shower start, so
+#: that a few-MIP fluctuation ahead of a TeV shower does not count.
+SHOWER_START_FRACTION = 0.01
 
 
 def layer_centroids(
@@ -61,3 +68,17 @@ def fit_shower_axis(
     valid = np.isfinite(out).all(axis=1)
     out[~valid] = np.nan
     return out, valid
+
+
+def shower_start_layer(
+    bgo_energy: np.ndarray, mip_multiple: float = SHOWER_START_MIP, fraction: float = SHOWER_START_FRACTION
+) -> np.ndarray:
+    """(N,) first layer above `mip_multiple` MIPs and `fraction` of the deposit; -1 if none.
+
+    -1 means every layer looks like a lone track (no shower in the BGO): the ~20% of
+    hadrons that cross 1.6 lambda_I without interacting.
+    """
+    el = np.asarray(bgo_energy, dtype=np.float64).sum(axis=2)
+    thr = np.maximum(mip_multiple * geo.BGO_MIP_MEV, fraction * el.sum(axis=1, keepdims=True))
+    above = el > thr
+    return np.where(above.any(axis=1), np.argmax(above, axis=1), -1)

@@ -20,7 +20,7 @@ import pyarrow as pa
 
 IDENTITY = ("source_file", "entry", "run_id", "event_id", "quarantine_reason")
 STRING_OUTPUTS = ("bgo_model",)
-INTEGER_OUTPUTS = ("n_track_hits",)
+INTEGER_OUTPUTS = ("n_track_hits", "axis_seed")
 MODES = ("mc", "flight")
 
 

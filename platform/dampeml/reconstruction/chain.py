@@ -4,8 +4,10 @@ Per batch of events, each stage runs once over all the events it applies to:
 
 1. BGO image -> BGO direction network, the energy-range model chosen per event by the
    deposited energy (low < 300 GeV <= mid < 20 TeV <= high); with `flight=True` the
-   `bgo-direction-<range>-aligned` models (alignment head) where registered.
-2. Coarse Hough network (400 um, +-80 mm) around the BGO track, below ~1 TeV deposited.
+   `bgo-direction-<range>-aligned` models (alignment head) where registered. The seed of
+   the tracker networks is this track, or the shower-axis fit for a shower that starts in
+   the last BGO layers (`ChainConfig.axis_seed_from_layer`).
+2. Coarse Hough network (400 um, +-80 mm) around the seed, below ~1 TeV deposited.
 3. Precise Hough network (50 um, +-10 mm) around the current track: the final track.
 4. Hit assignment (0.3 mm, one hit per layer) and the STK charge (reconstruction.hits).
 5. Inelastic classifier: P(no inelastic) = raw-STK network x Hough network (400 um image
@@ -28,6 +30,13 @@ Decisions of ours (the paper is silent):
   `bgo-direction-low-aligned` where it used the alignment model, `bgo-direction-low` otherwise.
 - Outputs of an event with no assigned hit: stk_charge NaN, n_track_hits 0; every other
   column is finite for any event with a finite BGO image.
+- A shower that starts in the last BGO layers (or none at all) seeds the tracker networks with
+  the shower-axis fit instead of the BGO network (`axis_seed` = 1). Above the shower, each
+  layer holds a MIP track of ~22 MeV per bar, which rounds to 0 in the paper's 8-bit image
+  (bar over hottest bar) once the hottest bar exceeds ~11 GeV. Three in four such images show
+  at most one layer of one view, which says nothing of where the particle crossed that view:
+  the network misses by 80-340 mm, outside the coarse window; the axis fit, which reads the
+  bar energies themselves, does not (benchmarks/README.md, "The seed of late showers").
 """
 
 from __future__ import annotations
@@ -46,9 +55,11 @@ from dampeml.features import (
     HoughGeometry,
     RoiHits,
     bgo_image,
+    fit_shower_axis,
     render_hough,
     render_stk_image,
     select_roi_hits,
+    shower_start_layer,
     shower_variables,
     to_float,
 )
@@ -74,6 +85,7 @@ OUTPUT_COLUMNS = (
     "inelastic_score",
     "electron_score",
     "bgo_model",
+    "axis_seed",
 )
 STK_BRANCHES = ("stk_layer", "stk_half", "stk_channel", "stk_pos", "stk_signal")
 
@@ -92,6 +104,11 @@ class ChainConfig:
     #: precise step (+-10 mm) starts from the BGO network's track, which assumes a network as
     #: precise as the paper's; np.inf runs the coarse step for every event (benchmarks/README.md).
     coarse_below_mev: float = 1e6
+    #: ours (the paper is silent): events whose shower starts at this BGO layer (0 = top) or
+    #: deeper, or shows no shower, take the shower-axis fit as the seed; None: always the
+    #: network. 11 (the last three layers) minimised the seeds outside the coarse window at
+    #: 56 TeV-1 PeV among 9-12 (benchmarks/README.md, "The seed of late showers").
+    axis_seed_from_layer: int | None = 11
     #: paper sec. 5: coarse 400 um pixels +-80 mm, precise 50 um +-10 mm (features.hough).
     coarse: HoughGeometry = COARSE
     precise: HoughGeometry = PRECISE
@@ -399,9 +416,12 @@ class Chain:
         # 1. BGO image -> energy-range network
         deposit = energy.sum(axis=(1, 2), dtype=np.float64)
         bgo, which, image = self._bgo(energy, deposit)
+        t0 = self.clock()
+        seed, axis_seeded = seed_track(bgo, energy, c.axis_seed_from_layer)
+        self._timed("seed", t0)
 
         # 2-3. coarse Hough below ~1 TeV, then precise Hough
-        track = self._tracker(hough_stk, bgo, deposit < c.coarse_below_mev, "")
+        track = self._tracker(hough_stk, seed, deposit < c.coarse_below_mev, "")
 
         # 4. hits and charge
         t0 = self.clock()
@@ -442,14 +462,16 @@ class Chain:
         out["inelastic_score"] = (p_raw * p_hough).astype(np.float32)
         out["electron_score"] = p_electron.astype(np.float32)
         out["bgo_model"] = np.asarray(ENERGY_RANGES)[which]
+        out["axis_seed"] = axis_seeded.astype(np.int32)
         self.n_events += n
         self._timed("outputs", t0)
         return out
 
-    def bgo_track(self, events: Mapping[str, Any]) -> np.ndarray:
-        """The BGO networks' (N, 4) track alone (stage 1; the seed of the tracker CNNs), timed as `bgo_*`."""
+    def seed_track(self, events: Mapping[str, Any]) -> np.ndarray:
+        """Stage 1 alone: the (N, 4) seed of the tracker CNNs (BGO network or, late showers, axis fit)."""
         energy = np.asarray(events["bgo_energy"], dtype=np.float32)
-        return self._bgo(energy, energy.sum(axis=(1, 2), dtype=np.float64))[0]
+        bgo = self._bgo(energy, energy.sum(axis=(1, 2), dtype=np.float64))[0]
+        return seed_track(bgo, energy, self.config.axis_seed_from_layer)[0]
 
     def _bgo(self, energy: np.ndarray, deposit: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Stage 1: (track, energy-range index, image) of every event, each range's network on its events."""
@@ -489,6 +511,26 @@ class Chain:
 # --------------------------------------------------------------------------- network inputs
 # Each is what datasets.loader feeds the network in training, from event branches instead of
 # stored columns (same feature functions, same arguments; tests/test_chain.py compares them).
+
+
+def seed_track(
+    bgo_track: np.ndarray, bgo_energy: np.ndarray, axis_from_layer: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The tracker's seed and (N,) bool where it is the shower-axis fit (ChainConfig.axis_seed_from_layer).
+
+    Late or absent showers take the axis fit where it is valid; every other row keeps the BGO
+    network's track.
+    """
+    seed = np.array(bgo_track, dtype=np.float64)
+    if axis_from_layer is None:
+        return seed, np.zeros(len(seed), dtype=bool)
+    start = shower_start_layer(bgo_energy)
+    late = np.flatnonzero((start >= axis_from_layer) | (start < 0))
+    axis, valid = fit_shower_axis(np.asarray(bgo_energy)[late])
+    use = np.zeros(len(seed), dtype=bool)
+    use[late[valid]] = True
+    seed[late[valid]] = axis[valid]
+    return seed, use
 
 
 def bgo_input(bgo_energy: np.ndarray) -> np.ndarray:
