@@ -19,12 +19,15 @@ counted from the layer shapes, times the fraction of events it runs on), against
 measured throughput of a large Conv2D on the same core in both runtimes. The standard track
 reconstruction (reconstruction.standard) is timed on the same events for comparison.
 `--coarse-below 1 inf` times the chain with the paper's coarse-step switch (1 TeV deposited) and
-with the coarse step for every event, in the same run, and prints their ratio.
+with the coarse step for every event, in the same run, and prints their ratio. `--pooled-inputs both`
+does the same for ChainConfig.pooled_inputs: the small preset's Hough images max-pooled as 8-bit
+images before the network (the default) or as floats inside it (the networks' own graphs).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -134,11 +137,13 @@ def _timed(fn) -> float:
     return time.process_time() - t0
 
 
-def build_chain(preset: str, runtime: str, coarse_below_tev: float = 1.0) -> tuple[Chain, dict[str, float]]:
+def build_chain(
+    preset: str, runtime: str, coarse_below_tev: float = 1.0, pooled: bool = True
+) -> tuple[Chain, dict[str, float]]:
     keras_models = {f: build(n, preset=preset, compile=False) for f, n in NETWORK_OF_FIELD.items()}
     network_flops = {f: float(flops(m)) for f, m in keras_models.items()}
     versions = {n: f"untrained-{preset}" for n in NETWORK_OF_FIELD.values()}
-    config = ChainConfig.with_coarse_below_tev(coarse_below_tev)
+    config = dataclasses.replace(ChainConfig.with_coarse_below_tev(coarse_below_tev), pooled_inputs=pooled)
     chain = Chain(ChainModels(**keras_models), versions, runtime=runtime, onnx_threads=1, config=config)
     return chain, network_flops
 
@@ -272,7 +277,15 @@ def main() -> None:
         metavar="TEV",
         help="the chain's coarse-step switch(es), deposited TeV (inf: every event); e.g. 1 inf",
     )
+    parser.add_argument(
+        "--pooled-inputs",
+        choices=["on", "off", "both"],
+        default="on",
+        help="ChainConfig.pooled_inputs: Hough images max-pooled before the network (on, the default) "
+        "or inside it (off); both: each in the same run, and their ratio",
+    )
     args = parser.parse_args()
+    poolings = {"on": [True], "off": [False], "both": [True, False]}[args.pooled_inputs]
 
     pinned = one_core()
     print(f"machine: {machine()}; {pinned}; one thread per runtime")
@@ -290,32 +303,43 @@ def main() -> None:
         f"{n / standard:.0f} events per CPU-second"
     )
 
-    summary: dict[tuple[str, float], list[float]] = {}
+    summary: dict[tuple[str, float, bool], list[float]] = {}
     for preset in args.presets:
         for below in args.coarse_below:
-            chains = {}
-            for runtime in args.runtimes:
-                chains[runtime], network_flops = build_chain(preset, runtime, below)
-            results = measure(chains, events, warmup, args.repeats, conv)
-            del chains
-            summary[(preset, below)] = report(
-                f"preset {preset}, coarse step below {below:g} TeV deposited",
-                results,
-                network_flops,
-                n,
-                conv,
-                standard,
+            for pooled in poolings:
+                chains = {}
+                for runtime in args.runtimes:
+                    chains[runtime], network_flops = build_chain(preset, runtime, below, pooled)
+                results = measure(chains, events, warmup, args.repeats, conv)
+                del chains
+                summary[(preset, below, pooled)] = report(
+                    f"preset {preset}, coarse step below {below:g} TeV deposited"
+                    + ("" if pooled else ", input pooling inside the networks"),
+                    results,
+                    network_flops,
+                    n,
+                    conv,
+                    standard,
+                )
+
+    def ratios(label: str, key) -> None:
+        print(f"\nwhole chain, CPU time relative to {label} (this run):")
+        for (preset, below, pooled), totals in summary.items():
+            base = summary[key(preset, below, pooled)]
+            print(
+                f"  {preset}, below {below:g} TeV, pooled inputs {'on' if pooled else 'off'}: "
+                + ", ".join(
+                    f"{rt} {t / b:.2f}x" for rt, t, b in zip(args.runtimes, totals, base, strict=True)
+                )
             )
 
     if len(args.coarse_below) > 1:
-        base = args.coarse_below[0]
-        print(f"\nwhole chain, CPU time relative to the coarse step below {base:g} TeV (this run):")
-        for (preset, below), totals in summary.items():
-            ratios = [t / b for t, b in zip(totals, summary[(preset, base)], strict=True)]
-            print(
-                f"  {preset}, below {below:g} TeV: "
-                + ", ".join(f"{rt} {r:.2f}x" for rt, r in zip(args.runtimes, ratios, strict=True))
-            )
+        ratios(
+            f"the coarse step below {args.coarse_below[0]:g} TeV",
+            lambda p, b, o: (p, args.coarse_below[0], o),
+        )
+    if len(poolings) > 1:
+        ratios("pooled inputs on", lambda p, b, o: (p, b, True))
 
     print(f"\nafter: {busy_cores():.2f} of {os.cpu_count()} CPUs busy with other work")
 

@@ -265,6 +265,22 @@ def test_chunking_does_not_change_outputs(mixed_events):
     assert chunked.network_events["inelastic_raw_stk"] == n and chunked.network_events["electron_proton"] == n
 
 
+def test_pooled_inputs_do_not_change_outputs(mixed_events):
+    """Hough images pooled as 8-bit images before the networks (the default) or as floats inside them
+    (the graphs as registered) give the same outputs per event."""
+    models = ChainModels(**_untrained())
+    pooled = Chain(models, {})
+    assert pooled._runners["hough_coarse"].input_pool > 1  # the small preset pools its input
+    inside = Chain(models, {}, config=ChainConfig(pooled_inputs=False))
+    assert inside._runners["hough_coarse"].input_pool == 1
+    a, b = pooled.run(mixed_events), inside.run(mixed_events)
+    for k in OUTPUT_COLUMNS:
+        if a[k].dtype.kind in "fc":
+            np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-5, err_msg=k)
+        else:
+            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
 def test_empty_batch_and_unknown_runtime(mixed_events):
     """A batch of no events gives empty columns (a job may hand one over); a bad runtime is refused."""
     models = ChainModels(**_untrained())

@@ -16,6 +16,7 @@ from dampeml.features.hough import (
     RoiHits,
     apply_offsets,
     hough_targets,
+    max_pool,
     render_hough,
     render_hough_reference,
     select_roi_hits,
@@ -240,3 +241,17 @@ def test_take_reorders_and_selects_whole_events():
     assert taken.offset.tolist() == [5, 0, 1, 2, 3, 4, 0, 1]
     assert np.array_equal(taken.signal, taken.offset + 10)
     assert hits.take(np.array([1], dtype=np.int64)).layer.shape == (0,)
+
+
+def test_max_pool_is_the_block_maximum():
+    """The chain pools the 8-bit images itself (Runner, input_pool): each output pixel is its block's
+    maximum, per channel; sizes that do not divide are refused."""
+    rng = np.random.default_rng(5)
+    images = rng.integers(0, 256, (3, 12, 12, 4), dtype=np.uint8)
+    images[1] = 0  # an empty image stays empty
+    for k in (1, 2, 4):
+        expected = images.reshape(3, 12 // k, k, 12 // k, k, 4).max(axis=(2, 4))
+        np.testing.assert_array_equal(max_pool(images, k), expected)
+    assert max_pool(images, 4)[0, 0, 0, 2] == images[0, :4, :4, 2].max()
+    with pytest.raises(ValueError, match="multiple"):
+        max_pool(images, 5)

@@ -155,6 +155,30 @@ def test_hough_channels_and_head_are_config():
     np.testing.assert_allclose(regression.get_layer("offsets").bias.numpy(), 200.0)
 
 
+def test_pooled_input_twin_gives_the_same_outputs_from_the_pooled_image():
+    """The chain runs input-pooled Hough networks as twins fed the max-pooled 8-bit image: the
+    same weights and, on the same images, the same outputs; a model without input pooling (the
+    full preset) is returned unchanged."""
+    from dampeml.features.hough import max_pool
+    from dampeml.models.hough_cnn import pooled_input_twin
+
+    model = build("stk-hough-coarse", preset="small", compile=False)
+    twin, k = pooled_input_twin(model)
+    assert k == model.get_layer("input_pool").pool_size[0] > 1
+    assert (
+        tuple(twin.inputs[0].shape[1:]) == (400 // k, 400 // k, 4) and twin.input_names == model.input_names
+    )
+    assert twin.count_params() == model.count_params()
+    rng = np.random.default_rng(3)
+    images = np.where(rng.random((4, 400, 400, 4)) < 0.02, rng.integers(42, 256, (4, 400, 400, 4)), 0)
+    images = images.astype(np.uint8)
+    full = model(images, training=False).numpy()
+    np.testing.assert_allclose(twin(max_pool(images, k), training=False).numpy(), full, rtol=1e-6, atol=1e-4)
+    assert np.ptp(full, axis=0).max() > 1e-3  # the images differ, and so do the outputs
+    unpooled = build("stk-hough-coarse", preset="full", compile=False)
+    assert pooled_input_twin(unpooled) == (unpooled, 1)
+
+
 def test_alignment_head_starts_as_identity_and_trains_alone():
     base = build("bgo-direction-low", learning_rate=LEARNING_RATE)
     aligned = with_alignment_head(base, learning_rate=LEARNING_RATE)

@@ -114,3 +114,30 @@ def build_hough_cnn(config: HoughCnnConfig, name: str = "hough_cnn", input_name:
     else:
         outputs = keras.layers.Dense(1, activation="sigmoid", name="p_no_inelastic")(h)
     return keras.Model(inputs, outputs, name=name)
+
+
+def pooled_input_twin(model: Any) -> tuple[Any, int]:
+    """(`model` taking the input already max-pooled, pooling factor) for inference; (model, 1) if none.
+
+    A model built with `input_pool` > 1 rescales its uint8 image and max-pools it first. The twin
+    shares every weight and skips that pooling, so the caller can pool the 8-bit image itself
+    (features.hough.max_pool), which is exact and far cheaper than pooling 640 kB of floats per
+    image inside the network. Any other model comes back as it is.
+    """
+    keras = tf_keras()
+    names = [layer.name for layer in model.layers]
+    if names[1:3] != ["rescale", "input_pool"] or len(model.inputs) != 1:
+        return model, 1
+    pool = model.get_layer("input_pool")
+    k = pool.pool_size[0]
+    _, height, width, channels = model.inputs[0].shape
+    if pool.pool_size != (k, k) or pool.strides != (k, k) or height % k or width % k:
+        return model, 1
+    inputs = keras.Input(
+        (height // k, width // k, channels), dtype=model.inputs[0].dtype, name=model.input_names[0]
+    )
+    h = inputs
+    for layer in model.layers[1:]:
+        if layer is not pool:
+            h = layer(h)
+    return keras.Model(inputs, h, name=f"{model.name}_pooled_input"), k

@@ -63,7 +63,7 @@ from dampeml.features import (
     shower_variables,
     to_float,
 )
-from dampeml.features.hough import apply_offsets
+from dampeml.features.hough import apply_offsets, max_pool
 from dampeml.features.jagged import flatten, gather_index
 from dampeml.features.tracks import cos_theta, slopes
 from dampeml.io.schema import MC_ONLY
@@ -122,6 +122,9 @@ class ChainConfig:
     #: events per network call; Hough images are rendered per chunk too (640 kB each, and a
     #: full-preset first convolution holds ~10 MB of activations per event).
     hough_chunk: int = 64
+    #: ours: run input-pooled Hough networks as twins fed the 8-bit image pooled outside the
+    #: network (same outputs, less CPU); False runs the models' graphs as they are.
+    pooled_inputs: bool = True
     raw_stk_chunk: int = 128
     chunk: int = 1024
 
@@ -170,12 +173,15 @@ class Runner:
 
     A tf-keras model runs through one tf.function traced once with a free batch dimension
     (Keras' own predict function retraces for every new batch size, i.e. per energy range
-    and last chunk); an onnxruntime session runs as it is.
+    and last chunk); an onnxruntime session runs as it is. With `input_pool` > 1 the model is
+    the twin of models.hough_cnn.pooled_input_twin and each chunk of 8-bit images is max-pooled
+    here (features.hough.max_pool) on its way in.
     """
 
-    def __init__(self, model: Any, chunk: int) -> None:
+    def __init__(self, model: Any, chunk: int, input_pool: int = 1) -> None:
         self.chunk = max(1, int(chunk))
         self.model = model
+        self.input_pool = int(input_pool)
         self.n_events = 0  # events this network has run on (FLOPs per event in the benchmark)
         if hasattr(model, "predict_on_batch"):
             import tensorflow as tf
@@ -211,10 +217,13 @@ class Runner:
             raise ValueError(f"network inputs {sorted(missing)} not given (has {sorted(inputs)})")
         n = len(inputs[self.input_names[0]])
         self.n_events += n
-        out = [
-            self._call({k: np.ascontiguousarray(inputs[k][s : s + self.chunk]) for k in self.input_names})
-            for s in range(0, n, self.chunk)
-        ]
+        pool = self.input_pool
+
+        def piece(k: str, s: int) -> np.ndarray:
+            x = inputs[k][s : s + self.chunk]
+            return max_pool(x, pool) if pool > 1 else np.ascontiguousarray(x)
+
+        out = [self._call({k: piece(k, s) for k in self.input_names}) for s in range(0, n, self.chunk)]
         return np.concatenate(out).astype(np.float32) if out else np.zeros((0, 1), np.float32)
 
 
@@ -266,22 +275,31 @@ class Chain:
         """
         if runtime not in RUNTIMES:
             raise ValueError(f"unknown runtime {runtime!r}: use one of {list(RUNTIMES)}")
-        if runtime == "onnx":
-            models = _to_onnx(models, onnx_threads)
+        self.models = models
         self.config = config or ChainConfig()
+        # Hough networks with an input pooling layer run as twins fed the pooled 8-bit image
+        twins = {
+            f.name: _pooled_twin(getattr(models, f.name))
+            if self.config.pooled_inputs
+            else (getattr(models, f.name), 1)
+            for f in fields(models)
+        }
+        runnable = ChainModels(**{name: model for name, (model, _) in twins.items()})
+        if runtime == "onnx":
+            runnable = _to_onnx(runnable, onnx_threads)
         self.flight = flight
         self.runtime = runtime
         self.versions: dict[str, str] = dict(versions)
-        self.models = models
         c = self.config
         self._runners = {
             f.name: Runner(
-                getattr(models, f.name),
+                getattr(runnable, f.name),
                 {"inelastic_raw_stk": c.raw_stk_chunk}.get(
                     f.name, c.hough_chunk if f.name.startswith(("hough", "inelastic_h")) else c.chunk
                 ),
+                input_pool=twins[f.name][1],
             )
-            for f in fields(models)
+            for f in fields(runnable)
         }
         self.timings: dict[str, float] = {}
         self.n_events = 0
@@ -555,6 +573,15 @@ def hough_input(hits: RoiHits, centre: np.ndarray, geometry: HoughGeometry, zthr
     length correction from the centre as stored (float32 `roi_*` columns) and read by the loader.
     """
     return render_hough(hits, cos_theta(np.asarray(centre).astype(np.float32)), geometry, zthr)
+
+
+def _pooled_twin(model: Any) -> tuple[Any, int]:
+    """models.hough_cnn.pooled_input_twin for a tf-keras model; anything else as it is (factor 1)."""
+    if not hasattr(model, "predict_on_batch"):
+        return model, 1
+    from dampeml.models.hough_cnn import pooled_input_twin
+
+    return pooled_input_twin(model)
 
 
 def _to_onnx(models: ChainModels, threads: int) -> ChainModels:
