@@ -230,34 +230,43 @@ def _rasterize(ev: np.ndarray, f: np.ndarray, c: np.ndarray, channel: np.ndarray
 
 
 def max_pool(images: np.ndarray, factor: int) -> np.ndarray:
-    """(B, n, n, C) uint8 images -> (B, n/factor, n/factor, C), each block's maximum.
+    """(B, n, m, C) uint8 images -> (B, n/factor, m/factor, C), each block's maximum.
 
     What a network's `input_pool` layer computes (it follows the 1/42 rescale, and the maximum
     of rescaled levels is the rescaled maximum, exactly), done on the 8-bit image before the
-    network: 16x fewer values to convert to float and 2-4x less work than TensorFlow's float pooling
-    (benchmarks/README.md). `n` must be a multiple of `factor`.
+    network, which then converts 16x fewer values to float (benchmarks/README.md). `n` and `m`
+    must be multiples of `factor`.
     """
     images = np.ascontiguousarray(images)
     b, n, m, c = images.shape
     if factor < 1 or n % factor or m % factor:
         raise ValueError(f"cannot max-pool {n}x{m} images by {factor}: the size must be a multiple of it")
-    out = np.zeros((b, n // factor, m // factor, c), dtype=images.dtype)
-    _max_pool(images, factor, out)
-    return out
+    out = np.empty((b, n // factor, (m // factor) * c), dtype=images.dtype)
+    _max_pool(images.reshape(b, n, m * c), factor, c, out)
+    return out.reshape(b, n // factor, m // factor, c)
 
 
 @numba.njit(cache=True, nogil=True)
-def _max_pool(images: np.ndarray, k: int, out: np.ndarray) -> None:
-    """out[e, i, j] = max of images[e, k i : k (i + 1), k j : k (j + 1)]; reads the input in memory order."""
-    for e in range(images.shape[0]):
-        for row in range(images.shape[1]):
-            i = row // k
-            for col in range(images.shape[2]):
-                j = col // k
-                for ch in range(images.shape[3]):
-                    v = images[e, row, col, ch]
-                    if v > out[e, i, j, ch]:
-                        out[e, i, j, ch] = v
+def _max_pool(rows: np.ndarray, k: int, c: int, out: np.ndarray) -> None:
+    """Per block of k image rows (each row m*c bytes): their elementwise maximum, then the
+    maximum of every k pixels, channel by channel. Branch-free contiguous loops, which LLVM
+    vectorizes (5x faster than one loop over output pixels with a branch)."""
+    width = rows.shape[2]
+    row = np.empty(width, dtype=rows.dtype)
+    for e in range(rows.shape[0]):
+        for i in range(out.shape[1]):
+            row[:] = rows[e, i * k]
+            for di in range(1, k):
+                other = rows[e, i * k + di]
+                for x in range(width):
+                    row[x] = max(row[x], other[x])
+            pooled = out[e, i]
+            for j in range(width // (k * c)):
+                for ch in range(c):
+                    v = row[j * k * c + ch]
+                    for dj in range(1, k):
+                        v = max(v, row[(j * k + dj) * c + ch])
+                    pooled[j * c + ch] = v
 
 
 def render_hough_reference(
