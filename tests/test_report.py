@@ -90,6 +90,15 @@ def test_report_numbers_come_from_the_events(sample, tmp_path):
     print(f"untrained tracker CNNs around the axis fit: {n_tracker}/{n_true}")
     assert tracker["efficiency"] == pytest.approx(n_tracker / n_true)
 
+    # the tracker seed of the direction table: the axis fit exactly where the chain took it
+    late = cols["cnn_axis_seed"] == 1
+    print(f"axis-fit seed (late or no shower): {late.sum()} of {len(late)} events")
+    assert 0 < late.sum() < len(late)
+    np.testing.assert_array_equal(sample.track("seed")[late], sample.track("axis")[late])
+    np.testing.assert_array_equal(sample.track("seed")[~late], sample.track("cnn_bgo")[~late])
+    assert {r["method"] for r in metrics["direction"]} >= {"BGO network", "tracker seed", "CNN chain"}
+    assert f"({late.mean():.0%} of these events)" in text
+
     # e/p AUC recomputed from the kept scores
     ep = np.isin(cols["true_pdg"], [PDG["electron"], PDG["proton"]])
     expected = auc(cols["true_pdg"][ep] == PDG["electron"], cols["cnn_electron_score"][ep])

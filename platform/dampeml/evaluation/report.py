@@ -105,6 +105,10 @@ def _per_file_columns(events: dict, chain, timings: dict[str, float]) -> dict[st
     for prefix, track in (("axis", axis), ("std", standard), ("ideal", ideal)):
         for k, c in zip(TRACK_KEYS, np.asarray(track, dtype=np.float64).T, strict=True):
             cols[f"{prefix}_{k}"] = c
+    # the tracker networks' seed: the BGO network's track, the axis fit where the chain took it
+    late = cols["cnn_axis_seed"].astype(bool)
+    for k in TRACK_KEYS:
+        cols[f"seed_{k}"] = np.where(late, cols[f"axis_{k}"], cols[f"cnn_bgo_{k}"].astype(np.float64))
     cols["std_charge"] = stk_charge(*stk, standard)[0]
     cols["ideal_charge"] = stk_charge(*stk, ideal)[0]
     # the paper's Table 3 (a): the same pattern recognition around the chain's BGO network prediction
@@ -237,6 +241,7 @@ def direction_table(sample: EvaluationSample) -> list[dict]:
         for method, prefix in (
             ("BGO network", "cnn_bgo"),
             ("shower-axis fit", "axis"),
+            ("tracker seed", "seed"),
             ("CNN chain", "cnn_track"),
         ):
             angle, pos = direction_errors(sample.track(prefix)[mask], truth[mask])
@@ -298,7 +303,12 @@ def _plot_direction(rows: list[dict], path: Path) -> None:
     labels = [f"{DEPOSIT_EDGES_GEV[b]:.0e}-{DEPOSIT_EDGES_GEV[b + 1]:.0e}" for b in range(len(centres))]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, group in zip(axes, ("p+He", "e"), strict=True):
-        for method, style in (("BGO network", "o-"), ("shower-axis fit", "s--"), ("CNN chain", "^:")):
+        for method, style in (
+            ("BGO network", "o-"),
+            ("shower-axis fit", "s--"),
+            ("tracker seed", "x-."),
+            ("CNN chain", "^:"),
+        ):
             pts = [
                 (centres[labels.index(r["deposit_gev"])], r["angle68_deg"])
                 for r in rows
@@ -449,6 +459,10 @@ def write_report(
         format_table(efficiency),
         "",
         "## BGO direction: 68% containment vs deposited energy",
+        "",
+        "`tracker seed`: where the chain's Hough networks start, the BGO network's track or, for a shower",
+        "that starts in the last BGO layers or shows none, the shower-axis fit "
+        f"({np.mean(sample.columns['cnn_axis_seed']):.0%} of these events).",
         "",
         "![direction](direction_68.png)",
         "",
