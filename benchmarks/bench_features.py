@@ -12,11 +12,13 @@ the ratio (how a change of the renderer is measured side by side).
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import importlib.util
 import os
 import platform as stdlib_platform
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -73,7 +75,9 @@ def renderer_at(rev: str):
         text=True,
     ).stdout
     name = "hough_" + re.sub(r"\W", "_", rev)  # e.g. origin/main -> hough_origin_main
-    path = os.path.join(tempfile.mkdtemp(), f"{name}.py")
+    folder = tempfile.mkdtemp()
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)  # numba may compile from it until exit
+    path = os.path.join(folder, f"{name}.py")
     with open(path, "w") as out:
         out.write(source)
     spec = importlib.util.spec_from_file_location(name, path)
