@@ -224,8 +224,9 @@ def test_energy_ranges_and_coarse_step_per_event(mixed_events):
 
 
 def test_tracker_track_runs_both_hough_steps_at_every_energy(mixed_events):
-    """Table 3 (b): around any seed, coarse then precise for every event with RoI hits, whatever its
-    energy (the chain's own track runs the coarse step below 1 TeV only); a seed of NaN stays NaN."""
+    """Table 3 (b): around any seed, coarse then precise (two passes) for every event with RoI hits,
+    whatever its energy (the chain's own track runs the coarse step below 1 TeV only); a seed of
+    NaN stays NaN."""
     models = _untrained()
     models["hough_coarse"] = _constant("stk-hough-coarse", [220.0] * 4)  # +8 mm in every coordinate
     models["hough_precise"] = _constant("stk-hough-precise", [190.0] * 4)  # -0.5 mm
@@ -237,8 +238,11 @@ def test_tracker_track_runs_both_hough_steps_at_every_energy(mixed_events):
     stk = (mixed_events["stk_layer"], mixed_events["stk_pos"], mixed_events["stk_signal"])
     coarse = select_roi_hits(*stk, seed, COARSE).counts > 0
     after_coarse = np.where(coarse[:, None], seed + 8.0, seed)
-    precise = select_roi_hits(*stk, after_coarse, PRECISE).counts > 0
-    expected = np.where(precise[:, None], after_coarse - 0.5, after_coarse)
+    expected = after_coarse
+    for _ in range(ChainConfig().precise_passes):  # each pass around the previous one's track
+        precise = select_roi_hits(*stk, expected, PRECISE).counts > 0
+        expected = np.where(precise[:, None], expected - 0.5, expected)
+    assert ChainConfig().precise_passes == 2
     deposit = mixed_events["bgo_energy"].sum(axis=(1, 2))
     print(f"coarse step on {coarse.sum()} events, {(coarse & (deposit >= 1e6)).sum()} of them above 1 TeV")
     assert (coarse & (deposit >= 1e6)).any() and (precise & ~coarse).sum() < precise.sum()
@@ -247,6 +251,15 @@ def test_tracker_track_runs_both_hough_steps_at_every_energy(mixed_events):
     assert {"seeded_coarse_network", "seeded_precise_network"} <= set(chain.timings)
     coarse_only = chain.tracker_track(NoTruth(mixed_events), seed, precise=False)
     np.testing.assert_allclose(coarse_only[1:], after_coarse[1:], atol=1e-3)
+    one_pass = Chain(ChainModels(**models), {}, config=ChainConfig(precise_passes=1))
+    first = select_roi_hits(*stk, after_coarse, PRECISE).counts > 0
+    np.testing.assert_allclose(
+        one_pass.tracker_track(NoTruth(mixed_events), seed)[1:],
+        np.where(first[:, None], after_coarse - 0.5, after_coarse)[1:],
+        atol=1e-3,
+    )
+    with pytest.raises(ValueError, match="precise_passes"):
+        ChainConfig(precise_passes=0)
 
 
 def test_chunking_does_not_change_outputs(mixed_events):
