@@ -39,6 +39,7 @@ from dampeml.reconstruction.chain import (
     raw_stk_input,
     shower_input,
 )
+from dampeml.reconstruction.hits import refit_track
 from dampeml.registry.models import RegistryError
 
 DATASETS = "datasets"
@@ -178,7 +179,8 @@ def test_chain_constants_match_dataset_specs():
 
 def test_energy_ranges_and_coarse_step_per_event(mixed_events):
     """Each event goes to its energy-range model; late or absent showers are seeded by the axis fit;
-    the coarse step only below 1 TeV and only with RoI hits.
+    the coarse step only below 1 TeV and only with RoI hits; the default refit moves the result onto
+    the hits near it (reconstruction.hits.refit_track).
 
     BGO models output a distinct constant track per range; the coarse network says "the track
     is 20 pixels (8 mm) further in every coordinate", the precise one "the track is where you
@@ -190,8 +192,17 @@ def test_energy_ranges_and_coarse_step_per_event(mixed_events):
         models[f"bgo_{r}"] = _constant(NETWORK_OF_FIELD[f"bgo_{r}"], bgo_tracks[r])
     models["hough_coarse"] = _constant("stk-hough-coarse", [220.0] * 4)
     models["hough_precise"] = _constant("stk-hough-precise", [200.0] * 4)
-    chain = Chain(ChainModels(**models), {n: "test" for n in NETWORK_OF_FIELD.values()})
+    versions = {n: "test" for n in NETWORK_OF_FIELD.values()}
+    chain = Chain(ChainModels(**models), versions, config=ChainConfig(refit_window_mm=None))
     out = chain.run(mixed_events)
+    # the default chain refits that track to the hits near it, and changes nothing else
+    refitted = Chain(ChainModels(**models), versions).run(mixed_events)
+    stk = (mixed_events["stk_layer"], mixed_events["stk_pos"], mixed_events["stk_signal"])
+    np.testing.assert_allclose(_track(refitted), refit_track(*stk, _track(out)), atol=1e-6)
+    moved = (np.abs(_track(refitted) - _track(out)) > 1e-3).any(axis=1)
+    print(f"refit moved {moved.sum()} of {len(moved)} tracks (the others have < 3 hits within 2 mm)")
+    assert moved.any()
+    np.testing.assert_array_equal(refitted["axis_seed"], out["axis_seed"])
 
     deposit = mixed_events["bgo_energy"].sum(axis=(1, 2), dtype=np.float64)
     expected_range = np.where(deposit < 300e3, "low", np.where(deposit < 20e6, "mid", "high"))

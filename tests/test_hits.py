@@ -7,7 +7,14 @@ import numpy as np
 from dampeml.detector import geometry as geo
 from dampeml.features.tracks import position_at_layer, truth_track
 from dampeml.io.root_reader import read_events
-from dampeml.reconstruction.hits import ASSIGN_WINDOW_MM, assign_hits, charge_from_signals, stk_charge
+from dampeml.reconstruction.hits import (
+    ASSIGN_WINDOW_MM,
+    REFIT_WINDOW_MM,
+    assign_hits,
+    charge_from_signals,
+    refit_track,
+    stk_charge,
+)
 
 
 def _track_hits(track: np.ndarray, shift_mm: float = 0.0):
@@ -37,6 +44,40 @@ def test_closest_hit_wins_and_only_one_per_layer():
     hits = assign_hits(layer, pos, np.array([9.0, 1.0, 4.0, 1.0]), track, counts=np.array([4]))
     assert hits.index[0, 0] == 1 and hits.index[0, 1] == -1
     assert hits.n_hits[0] == 1
+
+
+def test_refit_moves_a_nearby_track_onto_its_hits():
+    """A track 1 mm off its hits (outside the 0.3 mm window, inside the 2 mm refit window), among
+    clutter 5-40 mm away, is refitted onto the hits; one whose projection has fewer than 3 hits
+    near it keeps that projection; a NaN track stays NaN."""
+    rng = np.random.default_rng(4)
+    true = rng.uniform(-200, 200, size=(40, 4))
+    layer, pos, sig, counts = _track_hits(true)
+    n = len(true)
+    clutter_ev = np.repeat(np.arange(n), 24)
+    clutter_layer = np.tile(np.arange(geo.STK_N_LAYERS), 2 * n)
+    clutter = position_at_layer(true, clutter_ev, clutter_layer) + rng.choice([-1, 1], 24 * n) * rng.uniform(
+        5, 40, 24 * n
+    )
+    ev = np.repeat(np.arange(n), geo.STK_N_LAYERS)
+    order = np.argsort(np.concatenate([ev, clutter_ev]), kind="stable")
+    all_layer = np.concatenate([layer, clutter_layer])[order]
+    all_pos = np.concatenate([pos, clutter])[order]
+    all_sig = np.ones(len(all_pos))
+    all_counts = counts + 24
+    off = true + rng.choice([-1.0, 1.0], size=(n, 1))  # 1 mm at every layer
+    assert (assign_hits(all_layer, all_pos, all_sig, off, counts=all_counts).n_hits == 0).all()
+    fitted = refit_track(all_layer, all_pos, all_sig, off, counts=all_counts)
+    np.testing.assert_allclose(fitted, true, atol=1e-6)
+    assert (stk_charge(all_layer, all_pos, all_sig, fitted, counts=all_counts)[1].n_hits == 12).all()
+
+    far = off.copy()
+    far[0, [1, 3]] += 5.0  # event 0's y projection: no hit within 2 mm any more
+    far[1] = np.nan
+    fitted = refit_track(all_layer, all_pos, all_sig, far, counts=all_counts, window_mm=REFIT_WINDOW_MM)
+    np.testing.assert_allclose(fitted[0, [0, 2]], true[0, [0, 2]], atol=1e-6)
+    np.testing.assert_array_equal(fitted[0, [1, 3]], far[0, [1, 3]])
+    assert np.isnan(fitted[1]).all()
 
 
 def test_charge_excludes_abnormal_layers_and_tracks_z_squared():

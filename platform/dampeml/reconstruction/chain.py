@@ -9,7 +9,8 @@ Per batch of events, each stage runs once over all the events it applies to:
    the last BGO layers (`ChainConfig.axis_seed_from_layer`).
 2. Coarse Hough network (400 um, +-80 mm) around the seed, below ~1 TeV deposited.
 3. Precise Hough network (50 um, +-10 mm) around the current track, twice (the second pass
-   around the first's track; `ChainConfig.precise_passes`): the final track.
+   around the first's track; `ChainConfig.precise_passes`), then refitted to the STK hits near
+   it (`ChainConfig.refit_window_mm`, reconstruction.hits.refit_track): the final track.
 4. Hit assignment (0.3 mm, one hit per layer) and the STK charge (reconstruction.hits).
 5. Inelastic classifier: P(no inelastic) = raw-STK network x Hough network (400 um image
    around the final track, as the inelastic-hough datasets are built).
@@ -42,6 +43,11 @@ Decisions of ours (the paper is silent):
   around the coarse network's tracks, it is most accurate near the image centre; among the
   hundreds of clusters of a PeV event, its first answer often lands within a few mm but not
   within the 0.3 mm hit window (benchmarks/README.md, "Two precise passes").
+- The network's track is then refitted: a straight line per projection through the hit
+  nearest to it within 2 mm in each layer (at least 3 per projection, else unchanged). The
+  paper assigns hits to the network's track as it is; at PeV ours is often within 2 mm of
+  the primary but not within 0.3 mm (benchmarks/README.md, "The track refit").
+  `tracker_track` (Table 3, option b) stays the networks alone.
 """
 
 from __future__ import annotations
@@ -73,7 +79,7 @@ from dampeml.features.jagged import flatten, gather_index
 from dampeml.features.tracks import cos_theta, slopes
 from dampeml.io.schema import MC_ONLY
 from dampeml.models.catalog import ALIGNED_SUFFIX
-from dampeml.reconstruction.hits import ASSIGN_WINDOW_MM, stk_charge
+from dampeml.reconstruction.hits import ASSIGN_WINDOW_MM, REFIT_WINDOW_MM, refit_track, stk_charge
 from dampeml.registry.models import RegistryError
 
 ENERGY_RANGES = ("low", "mid", "high")
@@ -118,6 +124,9 @@ class ChainConfig:
     #: paper: once). A second pass gained 1-3 points at 56-100 TeV and 5-7 at PeV, a third
     #: nothing (benchmarks/README.md, "Two precise passes").
     precise_passes: int = 2
+    #: ours: refit the final track to the hit nearest it within this distance per layer
+    #: (reconstruction.hits.refit_track); None: the networks' track as it is (the paper).
+    refit_window_mm: float | None = REFIT_WINDOW_MM
     #: paper sec. 5: coarse 400 um pixels +-80 mm, precise 50 um +-10 mm (features.hough).
     coarse: HoughGeometry = COARSE
     precise: HoughGeometry = PRECISE
@@ -455,8 +464,12 @@ class Chain:
         seed, axis_seeded = seed_track(bgo, energy, c.axis_seed_from_layer)
         self._timed("seed", t0)
 
-        # 2-3. coarse Hough below ~1 TeV, then precise Hough
+        # 2-3. coarse Hough below ~1 TeV, then precise Hough, then the refit to the hits near it
         track = self._tracker(hough_stk, seed, deposit < c.coarse_below_mev, "")
+        if c.refit_window_mm is not None:
+            t0 = self.clock()
+            track = refit_track(layer, pos, signal, track, counts=counts, window_mm=c.refit_window_mm)
+            self._timed("refit", t0)
 
         # 4. hits and charge
         t0 = self.clock()
