@@ -7,6 +7,9 @@ the square root of the mean path-length-corrected signal (signal ~ Z^2, in MIP) 
 assigned hits, excluding "abnormal" layers: a signal above ABNORMAL_FACTOR times the
 event's median assigned signal (a pre-shower in the STK, the Landau tail). Everything is
 vectorized over events and hits; an event with no assigned hit has charge NaN.
+
+`refit_track` (ours, used by the CNN chain before the assignment) moves a track onto the hits
+near it: a straight line per projection through the closest hit within REFIT_WINDOW_MM per layer.
 """
 
 from __future__ import annotations
