@@ -104,24 +104,22 @@ def refit_track(
     near it moves it onto them.
     """
     track = np.asarray(track, dtype=np.float64)
-    near = assign_hits(layer, pos, signal, track, counts, window_mm)
-    n = len(track)
-    layers = np.arange(geo.STK_N_LAYERS)
-    crossing = position_at_layer(track, np.repeat(np.arange(n), len(layers)), np.tile(layers, n))
-    u = crossing.reshape(n, len(layers)) + near.residual  # NaN where the layer has no hit near
+    # The track is itself a line in f, so the line through the hits is the track plus the line
+    # through their residuals: fit r = a + b f, then top += a and bottom += a + b.
+    r = assign_hits(layer, pos, signal, track, counts, window_mm).residual  # NaN: no hit near
     out = track.copy()
     for proj in (0, 1):  # columns (proj, proj + 2): top and bottom of x, then of y
-        used = (LAYER_PROJECTION == proj)[None, :] & np.isfinite(u)
+        used = (LAYER_PROJECTION == proj)[None, :] & np.isfinite(r)
         f = np.where(used, LAYER_FRACTION[None, :], 0.0)
-        v = np.where(used, u, 0.0)
+        v = np.where(used, r, 0.0)
         k, sf, sff = used.sum(axis=1), f.sum(axis=1), (f * f).sum(axis=1)
-        su, suf = v.sum(axis=1), (v * f).sum(axis=1)
+        sv, svf = v.sum(axis=1), (v * f).sum(axis=1)
         det = k * sff - sf * sf
         ok = (k >= min_hits) & (det > 1e-12)
-        slope = (k * suf - sf * su)[ok] / det[ok]
-        top = (su[ok] - slope * sf[ok]) / k[ok]
-        out[ok, proj] = top
-        out[ok, proj + 2] = top + slope
+        b = (k * svf - sf * sv)[ok] / det[ok]
+        a = (sv[ok] - b * sf[ok]) / k[ok]
+        out[ok, proj] += a
+        out[ok, proj + 2] += a + b
     return out
 
 
