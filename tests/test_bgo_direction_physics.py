@@ -116,7 +116,7 @@ def test_late_showers_seed_the_tracker_with_the_axis_fit(trained_bgo_mid):
     from dampeml.detector.simulation import SimulationConfig, simulate
     from dampeml.features import COARSE, bgo_image, shower_start_layer
     from dampeml.features.tracks import truth_track
-    from dampeml.reconstruction.chain import ChainConfig, seed_track
+    from dampeml.reconstruction.chain import ChainConfig, choose_seed
 
     model, _ = trained_bgo_mid
     ev, _ = simulate(SimulationConfig("proton", 3000, 5.623e4, 1e5, seed=HELD_OUT_SEED + 2))
@@ -129,7 +129,7 @@ def test_late_showers_seed_the_tracker_with_the_axis_fit(trained_bgo_mid):
     late_shower = late & (start >= 0)
 
     network = model.predict(network_input(energy), batch_size=1024, verbose=0).astype(np.float64)
-    seed, axis_seeded = seed_track(network, energy, from_layer)
+    seed, axis_seeded = choose_seed(network, energy, from_layer)
 
     def outside(track: np.ndarray) -> np.ndarray:
         return ~(np.abs(track - truth).max(axis=1) <= COARSE.half_window_mm)

@@ -461,7 +461,7 @@ class Chain:
         deposit = energy.sum(axis=(1, 2), dtype=np.float64)
         bgo, which, image = self._bgo(energy, deposit)
         t0 = self.clock()
-        seed, axis_seeded = seed_track(bgo, energy, c.axis_seed_from_layer)
+        seed, axis_seeded = choose_seed(bgo, energy, c.axis_seed_from_layer)
         self._timed("seed", t0)
 
         # 2-3. coarse Hough below ~1 TeV, then precise Hough, then the refit to the hits near it
@@ -519,7 +519,7 @@ class Chain:
         """Stage 1 alone: the (N, 4) seed of the tracker CNNs (BGO network or, late showers, axis fit)."""
         energy = np.asarray(events["bgo_energy"], dtype=np.float32)
         bgo = self._bgo(energy, energy.sum(axis=(1, 2), dtype=np.float64))[0]
-        return seed_track(bgo, energy, self.config.axis_seed_from_layer)[0]
+        return choose_seed(bgo, energy, self.config.axis_seed_from_layer)[0]
 
     def _bgo(self, energy: np.ndarray, deposit: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Stage 1: (track, energy-range index, image) of every event, each range's network on its events."""
@@ -561,7 +561,7 @@ class Chain:
 # stored columns (same feature functions, same arguments; tests/test_chain.py compares them).
 
 
-def seed_track(
+def choose_seed(
     bgo_track: np.ndarray, bgo_energy: np.ndarray, axis_from_layer: int | None
 ) -> tuple[np.ndarray, np.ndarray]:
     """The tracker's seed and (N,) bool where it is the shower-axis fit (ChainConfig.axis_seed_from_layer).
