@@ -1,13 +1,74 @@
-"""Shared fixtures: small real event files made once per session by the real simulation."""
+"""Shared fixtures (small real event files made once per session by the real simulation) and
+two guards that keep a stuck test from costing the whole CI budget."""
 
 from __future__ import annotations
 
+import faulthandler
+import os
+import time
 from pathlib import Path
 
 import pytest
 
 from dampeml.detector.simulation import SimulationConfig, simulate
 from dampeml.io.root_writer import write_event_file
+
+# A test past its pytest-timeout normally fails by SIGALRM. A hang inside C code (Ray, TensorFlow)
+# may never return to Python to take that signal: faulthandler's own thread then dumps every
+# thread's stack and ends the run this long after the test's timeout, instead of at CI's limit.
+HARD_STOP_GRACE_S = 120
+_STDERR_FD: int | None = None
+
+
+def pytest_configure(config):
+    global _STDERR_FD
+    _STDERR_FD = os.dup(2)  # the real stderr: during a test, fd 2 is pytest's capture file
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    marker = item.get_closest_marker("timeout")
+    limit = marker.args[0] if marker and marker.args else item.config.getini("timeout")
+    if limit and float(limit) > 0 and _STDERR_FD is not None:
+        faulthandler.dump_traceback_later(float(limit) + HARD_STOP_GRACE_S, exit=True, file=_STDERR_FD)
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+
+
+def pytest_runtest_logreport(report):
+    """Print a failure when it happens, not only in the final summary that a run killed later
+    (by the guard above, or by CI's limit) never reaches."""
+    if report.failed:
+        tail = "\n".join(report.longreprtext.splitlines()[-25:])
+        os.write(_STDERR_FD or 2, f"\n--- {report.nodeid} failed ({report.when}):\n{tail}\n".encode())
+
+
+@pytest.fixture
+def ray_idle():
+    """Wait (up to 120 s) until the running local Ray has every logical CPU free again.
+
+    A Ray Train run returns before its placement group is gone. On a busy 2-core machine the next
+    run in the same Ray could start with its workers on the free CPUs and none left for its data
+    feed, and wait forever (../shared/RAY_MLFLOW_NOTES.md). Fails, naming what still holds CPUs.
+    """
+    import ray
+
+    deadline = time.monotonic() + 120
+    while ray.is_initialized():
+        total = ray.cluster_resources().get("CPU", 0.0)
+        free = ray.available_resources().get("CPU", 0.0)
+        if free >= total:
+            break
+        if time.monotonic() > deadline:
+            groups = [
+                f"{pg.get('name') or pg_id} ({pg['state']})"
+                for pg_id, pg in ray.util.placement_group_table().items()
+                if pg["state"] != "REMOVED"
+            ]
+            pytest.fail(f"Ray still holds {total - free:g} of {total:g} CPUs after 120 s; groups: {groups}")
+        time.sleep(0.5)
 
 
 def make_file(

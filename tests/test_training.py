@@ -18,6 +18,7 @@ from dampeml.datasets.spec import load_spec
 from dampeml.training.config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.usefixtures("ray_idle")  # each test starts on an idle Ray (conftest)
 DATASET_OF = {  # network -> small spec of its dataset kind
     "bgo-direction-low": "bgo-direction-low-small",
     "stk-hough-coarse": "stk-hough-coarse-small",

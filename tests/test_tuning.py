@@ -31,6 +31,8 @@ TINY = {  # a campaign small enough for CI: 600 events, 1 worker per trial, a fe
     "batch_per_worker": 8,
 }
 
+pytestmark = pytest.mark.usefixtures("ray_idle")  # each test starts on an idle Ray (conftest)
+
 
 def _write(tmp: Path, name: str, **fields) -> Path:
     path = tmp / f"{name}.yaml"
