@@ -72,7 +72,7 @@ def _ray_train_worker_pids() -> list[int]:
     return sorted(pids)
 
 
-def _train(network, uri, env, **kw):
+def _train(network, uri, env, resume=False, **kw):
     from dampeml.training.trainer import train
 
     cfg = dict(
@@ -85,7 +85,7 @@ def _train(network, uri, env, **kw):
         register=False,
     )
     cfg.update(kw)
-    return train(TrainConfig(**cfg))
+    return train(TrainConfig(**cfg), resume=resume)
 
 
 @pytest.mark.timeout(600)
@@ -148,6 +148,48 @@ def test_killed_worker_resumes_from_its_checkpoint(datasets, env):
     )
     assert [h["epoch"] for h in result.history] == list(range(1, 31))  # each epoch once, none repeated
     assert state.get("restored_from_epoch") and 3 <= state["restored_from_epoch"][0] < 30
+
+
+@pytest.mark.timeout(600)
+def test_run_out_of_retries_resumes_by_hand(datasets, env):
+    """With no retries left the run fails with an error that says how to resume it; resuming
+    continues from its last checkpoint and runs each epoch once."""
+    from dampeml.training.trainer import TrainingError, latest_checkpoint
+
+    run, epochs, uri = "out-of-retries", 12, datasets["bgo-direction-low"]
+    outcome = {}
+
+    def first_try():
+        try:
+            _train("bgo-direction-low", uri, env, epochs=epochs, run_name=run, max_failures=0)
+        except TrainingError as exc:
+            outcome["error"] = str(exc)
+
+    t = threading.Thread(target=first_try)
+    t.start()
+    run_dir = env / "runs" / run
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list(run_dir.glob("checkpoint_*/state.json"))) < 3:
+        time.sleep(0.2)
+    time.sleep(4)  # the controller registers the checkpoints (it polls)
+    workers = _ray_train_worker_pids()
+    assert workers, "no Ray Train worker process found to kill"
+    os.kill(workers[0], signal.SIGKILL)
+    t.join(timeout=300)
+    print(f"\nfirst try: {outcome.get('error', 'finished')[:300]}")
+    assert "failed after 0 retries" in outcome.get("error", ""), "the kill should end a run with no retries"
+    assert f"--run-name {run} --resume" in outcome["error"]
+    done_before = len(list(run_dir.glob("checkpoint_*/state.json")))
+    assert 3 <= done_before < epochs
+
+    result = _train("bgo-direction-low", uri, env, epochs=epochs, run_name=run, max_failures=0, resume=True)
+    with open(Path(latest_checkpoint(str(env / "runs"), run).path) / "state.json") as f:
+        import json
+
+        state = json.load(f)
+    print(f"resumed from epoch {state.get('restored_from_epoch')}, {done_before} checkpoints before")
+    assert [h["epoch"] for h in result.history] == list(range(1, epochs + 1))
+    assert state["restored_from_epoch"][0] >= 3
 
 
 @pytest.mark.timeout(600)

@@ -170,12 +170,17 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
         raise TrainingError(f"no checkpoint of run {run_name!r} under {storage} to resume from")
 
     trainer, loop_cfg = make_trainer(cfg, net, manifest, run_name, storage, resume_from)
+    from ray.train import TrainingFailedError
+
+    resume_hint = f"`dampeml train ... --run-name {run_name} --resume` continues from its last checkpoint"
     try:
         result = trainer.fit()
-    except Exception as exc:  # TrainingFailedError and friends: keep the cause readable
+    except TrainingFailedError as exc:  # the workers failed more often than cfg.max_failures
         raise TrainingError(
-            f"training of {cfg.network} failed after {cfg.max_failures} retries: {exc}"
+            f"training of {cfg.network} failed after {cfg.max_failures} retries: {exc}; {resume_hint}"
         ) from exc
+    except Exception as exc:  # the driver was stopped or lost Ray: no retry was made
+        raise TrainingError(f"training of {cfg.network} stopped: {exc}; {resume_hint}") from exc
     if result.checkpoint is None:
         raise TrainingError(f"training of {cfg.network} produced no checkpoint")
     ckpt_dir = result.checkpoint.path
