@@ -1,5 +1,5 @@
 """Shared fixtures (small real event files made once per session by the real simulation) and
-two guards that keep a stuck test from costing the whole CI budget."""
+the guards that keep a stuck test from costing the whole CI budget."""
 
 from __future__ import annotations
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -72,6 +73,17 @@ def _ray_train_worker_pids() -> list[int]:
     return sorted(pids)
 
 
+def _kill_a_worker_after_checkpoints(run_dir: Path, checkpoints: int = 3) -> None:
+    """SIGKILL one Ray Train worker of the run once `checkpoints` are on disk and registered."""
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list(run_dir.glob("checkpoint_*/state.json"))) < checkpoints:
+        time.sleep(0.2)
+    time.sleep(4)  # time for the controller to register them (it polls)
+    workers = _ray_train_worker_pids()
+    assert workers, "no Ray Train worker process found to kill"
+    os.kill(workers[0], signal.SIGKILL)
+
+
 def _train(network, uri, env, resume=False, **kw):
     from dampeml.training.trainer import train
 
@@ -125,22 +137,12 @@ def test_killed_worker_resumes_from_its_checkpoint(datasets, env):
         )
     )
     t.start()
-    run_dir = env / "runs" / run
-    deadline = time.time() + 300
-    # a few checkpoints on disk, then time for the controller to register them (it polls)
-    while time.time() < deadline and len(list(run_dir.glob("checkpoint_*/state.json"))) < 3:
-        time.sleep(0.2)
-    time.sleep(4)
-    workers = _ray_train_worker_pids()
-    assert workers, "no Ray Train worker process found to kill"
-    os.kill(workers[0], signal.SIGKILL)
+    _kill_a_worker_after_checkpoints(env / "runs" / run)
     t.join(timeout=500)
     result = outcome["result"]
     from dampeml.training.trainer import latest_checkpoint
 
     with open(Path(latest_checkpoint(str(env / "runs"), run).path) / "state.json") as f:
-        import json
-
         state = json.load(f)
     print(
         f"\nrestored from epochs {state.get('restored_from_epoch')}, history epochs "
@@ -168,13 +170,7 @@ def test_run_out_of_retries_resumes_by_hand(datasets, env):
     t = threading.Thread(target=first_try)
     t.start()
     run_dir = env / "runs" / run
-    deadline = time.time() + 300
-    while time.time() < deadline and len(list(run_dir.glob("checkpoint_*/state.json"))) < 3:
-        time.sleep(0.2)
-    time.sleep(4)  # the controller registers the checkpoints (it polls)
-    workers = _ray_train_worker_pids()
-    assert workers, "no Ray Train worker process found to kill"
-    os.kill(workers[0], signal.SIGKILL)
+    _kill_a_worker_after_checkpoints(run_dir)
     t.join(timeout=300)
     print(f"\nfirst try: {outcome.get('error', 'finished')[:300]}")
     assert "failed after 0 retries" in outcome.get("error", ""), "the kill should end a run with no retries"
@@ -184,8 +180,6 @@ def test_run_out_of_retries_resumes_by_hand(datasets, env):
 
     result = _train("bgo-direction-low", uri, env, epochs=epochs, run_name=run, max_failures=0, resume=True)
     with open(Path(latest_checkpoint(str(env / "runs"), run).path) / "state.json") as f:
-        import json
-
         state = json.load(f)
     print(f"resumed from epoch {state.get('restored_from_epoch')}, {done_before} checkpoints before")
     assert [h["epoch"] for h in result.history] == list(range(1, epochs + 1))

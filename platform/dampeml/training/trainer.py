@@ -161,6 +161,8 @@ def storage_path(cfg: TrainConfig) -> str:
 
 def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
     """Run one training of `cfg.network` on `cfg.dataset` through Ray Train; register the model."""
+    from ray.train import TrainingFailedError
+
     net, manifest = check_inputs(cfg)
     check_cpus(cfg)
     storage = storage_path(cfg)
@@ -170,8 +172,6 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
         raise TrainingError(f"no checkpoint of run {run_name!r} under {storage} to resume from")
 
     trainer, loop_cfg = make_trainer(cfg, net, manifest, run_name, storage, resume_from)
-    from ray.train import TrainingFailedError
-
     resume_hint = f"`dampeml train ... --run-name {run_name} --resume` continues from its last checkpoint"
     try:
         result = trainer.fit()
