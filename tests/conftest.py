@@ -13,9 +13,10 @@ import pytest
 from dampeml.detector.simulation import SimulationConfig, simulate
 from dampeml.io.root_writer import write_event_file
 
-# A test past its pytest-timeout normally fails by SIGALRM. A hang inside C code (Ray, TensorFlow)
-# may never return to Python to take that signal: faulthandler's own thread then dumps every
-# thread's stack and ends the run this long after the test's timeout, instead of at CI's limit.
+# A test past its pytest-timeout normally fails by SIGALRM. A driver waiting in Ray Train's fit
+# (ray.get on the controller) did not take that signal in two runs here on an overloaded machine,
+# and a hang inside C code may never return to Python to take it. faulthandler's own thread then
+# dumps every thread's stack and ends the run this long after the test's timeout, not at CI's limit.
 HARD_STOP_GRACE_S = 120
 _STDERR_FD: int | None = None
 
