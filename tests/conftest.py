@@ -17,6 +17,8 @@ from dampeml.io.root_writer import write_event_file
 # (ray.get on the controller) did not take that signal in two runs here on an overloaded machine,
 # and a hang inside C code may never return to Python to take it. faulthandler's own thread then
 # dumps every thread's stack and ends the run this long after the test's timeout, not at CI's limit.
+# (pytest's own faulthandler_timeout does the same with one limit for all tests; ours range
+# from 60 to 1200 s, so the hook below takes each test's own.)
 HARD_STOP_GRACE_S = 120
 _STDERR_FD: int | None = None
 

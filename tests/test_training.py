@@ -73,10 +73,22 @@ def _ray_train_worker_pids() -> list[int]:
     return sorted(pids)
 
 
+def _checkpoints_on_disk(run_dir: Path) -> int:
+    return len(list(run_dir.glob("checkpoint_*/state.json")))
+
+
+def _latest_state(env: Path, run: str) -> dict:
+    """The training state saved with the run's newest checkpoint."""
+    from dampeml.training.trainer import latest_checkpoint
+
+    with open(Path(latest_checkpoint(str(env / "runs"), run).path) / "state.json") as f:
+        return json.load(f)
+
+
 def _kill_a_worker_after_checkpoints(run_dir: Path, checkpoints: int = 3) -> None:
     """SIGKILL one Ray Train worker of the run once `checkpoints` are on disk and registered."""
     deadline = time.time() + 300
-    while time.time() < deadline and len(list(run_dir.glob("checkpoint_*/state.json"))) < checkpoints:
+    while time.time() < deadline and _checkpoints_on_disk(run_dir) < checkpoints:
         time.sleep(0.2)
     time.sleep(4)  # time for the controller to register them (it polls)
     workers = _ray_train_worker_pids()
@@ -140,10 +152,7 @@ def test_killed_worker_resumes_from_its_checkpoint(datasets, env):
     _kill_a_worker_after_checkpoints(env / "runs" / run)
     t.join(timeout=500)
     result = outcome["result"]
-    from dampeml.training.trainer import latest_checkpoint
-
-    with open(Path(latest_checkpoint(str(env / "runs"), run).path) / "state.json") as f:
-        state = json.load(f)
+    state = _latest_state(env, run)
     print(
         f"\nrestored from epochs {state.get('restored_from_epoch')}, history epochs "
         f"{[h['epoch'] for h in result.history]}"
@@ -156,7 +165,7 @@ def test_killed_worker_resumes_from_its_checkpoint(datasets, env):
 def test_run_out_of_retries_resumes_by_hand(datasets, env):
     """With no retries left the run fails with an error that says how to resume it; resuming
     continues from its last checkpoint and runs each epoch once."""
-    from dampeml.training.trainer import TrainingError, latest_checkpoint
+    from dampeml.training.trainer import TrainingError
 
     run, epochs, uri = "out-of-retries", 12, datasets["bgo-direction-low"]
     outcome = {}
@@ -175,12 +184,11 @@ def test_run_out_of_retries_resumes_by_hand(datasets, env):
     print(f"\nfirst try: {outcome.get('error', 'finished')[:300]}")
     assert "failed after 0 retries" in outcome.get("error", ""), "the kill should end a run with no retries"
     assert f"--run-name {run} --resume" in outcome["error"]
-    done_before = len(list(run_dir.glob("checkpoint_*/state.json")))
+    done_before = _checkpoints_on_disk(run_dir)
     assert 3 <= done_before < epochs
 
     result = _train("bgo-direction-low", uri, env, epochs=epochs, run_name=run, max_failures=0, resume=True)
-    with open(Path(latest_checkpoint(str(env / "runs"), run).path) / "state.json") as f:
-        state = json.load(f)
+    state = _latest_state(env, run)
     print(f"resumed from epoch {state.get('restored_from_epoch')}, {done_before} checkpoints before")
     assert [h["epoch"] for h in result.history] == list(range(1, epochs + 1))
     assert state["restored_from_epoch"][0] >= 3
