@@ -10,7 +10,7 @@ from dampeml.io.root_reader import read_events
 from dampeml.models.catalog import build
 from dampeml.reconstruction.chain import NETWORK_OF_FIELD, OUTPUT_COLUMNS, Chain
 from dampeml.reconstruction.onnx_export import OnnxParityError, export, parity, session, to_onnx
-from dampeml.registry.models import RegistryError
+from dampeml.registry.models import RegistryError, load_model
 
 REGISTERED = sorted({*NETWORK_OF_FIELD.values(), "bgo-direction-low-aligned"})
 
@@ -19,17 +19,38 @@ REGISTERED = sorted({*NETWORK_OF_FIELD.values(), "bgo-direction-low-aligned"})
 def test_every_registered_network_exports_with_parity(registered_models, monkeypatch, tmp_path):
     """Each registered network converts, matches TensorFlow within tolerance, and reloads from file."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", registered_models)
+    rng = np.random.default_rng(2024)  # not export()'s own inputs (example_inputs, seed 0)
     for name in REGISTERED:
-        result = export(f"models:/{name}@production", path=tmp_path / f"{name}.onnx")
-        print(f"{name:28s} max |TF - ONNX| = {result.max_abs_diff:.2e} (tolerance {result.tolerance:.2e})")
-        assert result.max_abs_diff <= result.tolerance
+        uri = f"models:/{name}@production"
+        result = export(uri, path=tmp_path / f"{name}.onnx")
+        # measured here, not read back from export() (which raises above its own bound): the
+        # registered Keras model and the saved ONNX file on fresh inputs, sparse and dense
+        model = load_model(uri)
+        sess = session(tmp_path / f"{name}.onnx")
+        assert [i.name for i in sess.get_inputs()] == list(model.input_names)
+        feeds = {}
+        for i, t in zip(sess.get_inputs(), model.inputs, strict=True):
+            shape = (8, *t.shape[1:])
+            if "uint8" in i.type:  # images: half sparse (as events are), half lit everywhere
+                dense = rng.integers(0, 256, shape)
+                feeds[i.name] = np.where(rng.random(shape) < 0.02, dense, 0).astype(np.uint8)
+                feeds[i.name][4:] = dense[4:]
+            else:
+                feeds[i.name] = rng.uniform(0.0, 10.0, shape).astype(np.float32)  # >= 0, as the variables
+        x = feeds[model.input_names[0]] if len(feeds) == 1 else feeds
+        ref = np.asarray(model.predict_on_batch(x), dtype=np.float64)
+        got = np.asarray(sess.run(None, feeds)[0], dtype=np.float64)
+        diff = float(np.max(np.abs(ref - got)))
+        # float32 round-off of reordered sums: 1e-4 absolute + 1e-5 of the output scale
+        bound = 1e-4 + 1e-5 * float(np.max(np.abs(ref)))
+        print(
+            f"{name:28s} max |TF - ONNX| = {diff:.2e} (bound {bound:.2e}; "
+            f"export said {result.max_abs_diff:.2e})"
+        )
+        assert got.shape == ref.shape and np.isfinite(got).all()
+        assert diff <= bound, name
         # the saved file gives the same outputs as the checked bytes
-        a, b = session(result.onnx), session(tmp_path / f"{name}.onnx")
-        feeds = {
-            i.name: np.zeros([2, *i.shape[1:]], dtype=np.uint8 if "uint8" in i.type else np.float32)
-            for i in a.get_inputs()
-        }
-        np.testing.assert_array_equal(a.run(None, feeds)[0], b.run(None, feeds)[0])
+        np.testing.assert_array_equal(session(result.onnx).run(None, feeds)[0], sess.run(None, feeds)[0])
 
 
 def test_parity_check_catches_a_wrong_export():

@@ -8,11 +8,14 @@ models can ship pickles and `code/` directories), so registry models are loaded 
 
 Allowed storage: `DAMPEML_ALLOWED_STORAGE`, a comma-separated list of roots (local paths or
 URIs such as `s3://bucket/prefix`). Unset, nothing is restricted (one machine, one user); the
-cluster sets it (cluster.yaml). Local paths are compared after resolving `..` and symlinks.
+cluster sets it (cluster.yaml). Local paths are compared after resolving `..` and symlinks;
+a glob as written and every file it matches must be under a root (`..` after a wildcard is refused).
 """
 
 from __future__ import annotations
 
+import glob
+import itertools
 import json
 import os
 import posixpath
@@ -48,24 +51,66 @@ def allowed_roots(roots: Iterable[str] | None = None) -> list[str] | None:
         if not raw:
             return None
         roots = [r for r in raw.split(",") if r.strip()]
-    return [_normalise(r.strip(), what="allowed root") for r in roots]
+    return [_normalise(os.path.expanduser(r.strip()), what="allowed root") for r in roots]
+
+
+def _split_at_glob(path: str) -> tuple[list[str], list[str]]:
+    """`path`'s components before the first holding a wildcard, and the rest (glob works per component)."""
+    parts = path.split("/")
+    for i, part in enumerate(parts):
+        if GLOB_CHARS.search(part):
+            return parts[:i], parts[i:]
+    return parts, []
+
+
+def _local_path(location: str, what: str = "location") -> str | None:
+    """The local path `location` names as the readers and writers open it; None for a remote URI.
+
+    No `~` expansion: Typer, open() and pyarrow take `~/x` as a folder named `~`, so must this check.
+    """
+    parts = urlsplit(location)
+    if parts.scheme == "file":
+        if parts.netloc not in ("", "localhost"):
+            raise StorageNotAllowedError(
+                f"{what} {location!r} names a host ({parts.netloc}); use file:///PATH"
+            )
+        return unquote(parts.path)
+    if parts.scheme == "" or len(parts.scheme) == 1:  # a local path (or C:\ on Windows)
+        return location
+    return None
+
+
+def _refuse_dotdot_after_glob(pattern: list[str], location: str, what: str) -> None:
+    # `ROOT/*/../../x`: what `..` climbs out of depends on what `*` matches (a link, say), so the
+    # pattern cannot be judged by its text. Wildcards after the last `..` are fine.
+    if ".." in pattern:
+        raise StorageNotAllowedError(
+            f"{what} {location!r} has '..' after a wildcard: name the directory directly "
+            "(put every '..' before the first '*', '?' or '[')"
+        )
 
 
 def _normalise(location: str, what: str) -> str:
-    """`scheme://netloc/path` with `.` and `..` resolved; local paths absolute and real."""
+    """`scheme://netloc/path` with `.` and `..` resolved; local paths absolute and real.
+
+    A glob is resolved up to its first wildcard component (links and `..` included) and kept as
+    written after it; `..` after a wildcard is refused. Its matches are checked by check_storage.
+    """
     if "\x00" in location:
         raise StorageNotAllowedError(f"{what} {location!r} contains a NUL byte")
+    path = _local_path(location, what)
+    if path is not None:
+        literal, pattern = _split_at_glob(path)
+        _refuse_dotdot_after_glob(pattern, location, what)
+        prefix = "/".join(literal) or ("/" if path.startswith("/") else ".")
+        real = os.path.realpath(prefix)
+        tail = [p for p in pattern if p not in ("", ".")]
+        return "/".join([real.rstrip("/"), *tail]).rstrip("/") or "/"
     parts = urlsplit(location)
-    if parts.scheme in ("", "file") or len(parts.scheme) == 1:  # a local path (or C:\ on Windows)
-        path = unquote(parts.path) if parts.scheme == "file" else location
-        literal = GLOB_CHARS.split(path, maxsplit=1)[0]  # a glob is judged by its literal prefix
-        real = os.path.realpath(os.path.expanduser(literal or "."))
-        return real.rstrip("/") or "/"
     path = unquote(parts.path)
     if ".." in path.split("/"):
         raise StorageNotAllowedError(f"{what} {location!r} contains '..': name the location directly")
-    literal = GLOB_CHARS.split(path, maxsplit=1)[0]
-    clean = posixpath.normpath("/" + literal.lstrip("/")) if literal else "/"
+    clean = posixpath.normpath("/" + path.lstrip("/")) if path.strip("/") else "/"
     return f"{parts.scheme}://{parts.netloc}{clean.rstrip('/')}"
 
 
@@ -75,12 +120,22 @@ def _under(location: str, root: str) -> bool:
     return location.startswith(root.rstrip("/") + "/")
 
 
+def _outside(subject: str, allowed: list[str]) -> StorageNotAllowedError:
+    return StorageNotAllowedError(
+        f"{subject} is outside the allowed storage "
+        f"({', '.join(allowed)}); use a location under one of them, or ask the cluster admin to "
+        f"add its root to {ALLOWED_STORAGE_VAR}"
+    )
+
+
 def check_storage(
     location: str | os.PathLike, what: str = "location", roots: Iterable[str] | None = None
 ) -> str:
     """Refuse `location` (path, URI or glob) outside the allowed roots; return it unchanged.
 
-    `what` names it in the error (e.g. "--out", "dataset spec sources[0].glob").
+    A local glob must lie under a root as written, and so must every file it matches now, after
+    resolving links (`ROOT/*/x` through a link `ROOT/l -> /etc`). `what` names it in the error
+    (e.g. "--out", "dataset spec sources[0].glob").
     """
     location = os.fspath(location)
     allowed = allowed_roots(roots)
@@ -88,11 +143,14 @@ def check_storage(
         return location
     norm = _normalise(location, what)
     if not any(_under(norm, r) for r in allowed):
-        raise StorageNotAllowedError(
-            f"{what} {location!r} (resolved: {norm}) is outside the allowed storage "
-            f"({', '.join(allowed)}); use a location under one of them, or ask the cluster admin to "
-            f"add its root to {ALLOWED_STORAGE_VAR}"
-        )
+        raise _outside(f"{what} {location!r} (resolved: {norm})", allowed)
+    path = _local_path(location, what)
+    if path is not None and glob.has_magic(path):
+        # a writer opens the pattern literally (a folder named `*` may exist), a reader its matches
+        for match in itertools.chain([path], glob.iglob(path)):
+            real = os.path.realpath(match)
+            if not any(_under(real, r) for r in allowed):
+                raise _outside(f"{what} {location!r} reaches {match} (resolved: {real}), which", allowed)
     return location
 
 
