@@ -95,6 +95,224 @@ def test_job_arguments_are_checked_by_name(roots):
         check_job_paths(out=roots / "reco", storage="/var/tmp/runs")
 
 
+# ---- globs and links (issue 19, defect 2: `ROOT/*/../../outside` passed the literal-prefix check)
+
+
+@pytest.fixture
+def glob_tree(roots, tmp_path):
+    """ROOT with sub-folders, a link folder and a link file out of it; `outside` beside it."""
+    outside = tmp_path / "outside"
+    (outside / "a").mkdir(parents=True)
+    (outside / "secret.root").write_text("x")
+    (outside / "a" / "x.root").write_text("x")
+    for d in ("a", "sub/b"):
+        (roots / d).mkdir(parents=True)
+        (roots / d / "x.root").write_text("x")
+    (roots / "link").symlink_to(outside)
+    (roots / "evil.root").symlink_to(outside / "secret.root")
+    (tmp_path / "data-sibling").mkdir()
+    (tmp_path / "data-sibling" / "x.root").write_text("x")
+    return roots, outside
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "{root}/*/../../outside/x.root",  # the issue's case: `..` after a wildcard
+        "{root}/[as]*/../../outside/*.root",
+        "{root}/a*/../../../etc/passwd",
+        "{root}/sub/?/../../../outside/a/x.root",
+        "file://{root}/*/../../outside/x.root",
+        "{root}*/x.root",  # the wildcard in the root's own name reaches its siblings (data-sibling)
+        "{root}/*/secret.root",  # a glob through the link folder ROOT/link -> outside
+        "{root}/*.root",  # matches the link file ROOT/evil.root -> outside/secret.root
+        "{root}/l?nk/a/*.root",
+        "s3://dampeml-bucket/prod*/x",  # matches s3://dampeml-bucket/production/x
+    ],
+)
+def test_globs_that_reach_outside_the_roots_are_refused(glob_tree, bad):
+    roots, _ = glob_tree
+    loc = bad.format(root=roots)
+    with pytest.raises(StorageNotAllowedError, match="--input") as err:
+        check_storage(loc, what="--input")
+    print(f"\n{err.value}")
+    assert loc in str(err.value), err.value
+    assert "DAMPEML_ALLOWED_STORAGE" in str(err.value) or "'..' after a wildcard" in str(err.value)
+
+
+def test_a_glob_written_literally_by_a_writer_is_judged_literally_too(glob_tree):
+    """A folder named `*` is possible: `--out 'ROOT/*/l/new.root'` with ROOT/*/l -> outside writes
+    outside although the glob matches no file yet."""
+    roots, outside = glob_tree
+    (roots / "*").mkdir()
+    (roots / "*" / "l").symlink_to(outside)
+    with pytest.raises(StorageNotAllowedError, match=r"\(resolved: .*outside/new\.root\)"):
+        check_storage(f"{roots}/*/l/new.root", what="--out")
+
+
+@pytest.mark.parametrize(
+    "good",
+    [
+        "{root}/*/x.root",
+        "{root}/sub/*/x.root",
+        "{root}/[as]*/*.root",
+        "{root}/../data/a/*.root",  # `..` before the first wildcard is resolved, back into ROOT
+        "{root}/./sub/./b/?.root",
+        "{root}/new/*/x.root",  # nothing matches yet
+        "s3://dampeml-bucket/prod/*/x.root",
+    ],
+)
+def test_globs_inside_the_roots_pass(glob_tree, good):
+    loc = good.format(root=glob_tree[0])
+    assert check_storage(loc, what="--input") == loc
+
+
+@pytest.mark.timeout(60)
+def test_the_jobs_refuse_a_glob_that_climbs_out_of_the_root(glob_tree, tmp_path):
+    """`..` after a wildcard, through every entry point that takes a path (defect 2)."""
+    from dampeml.training.config import TrainConfig
+    from dampeml.training.trainer import check_inputs
+
+    roots, outside = glob_tree
+    climb = f"{roots}/*/../../outside"
+    code, out = _cli("evaluate", "--input", f"{climb}/*.root", "--out", str(roots / "report"))
+    _refused_climb(code, out, "--input")
+    code, out = _cli("reprocess", "--input", f"{climb}/*.root", "--out", str(roots / "reco"))
+    _refused_climb(code, out, "--input")
+    code, out = _cli("reprocess", "--input", f"{roots}/a/*.root", "--out", f"{climb}/reco")
+    _refused_climb(code, out, "--out")
+    sim = ("--particle", "proton", "--events", "10", "--energy-min", "10", "--energy-max", "100")
+    code, out = _cli("simulate", *sim, "--out", f"{climb}/p.root")
+    _refused_climb(code, out, "--out")
+    spec = _spec(tmp_path / "climb.yaml", f"{climb}/*.root")
+    code, out = _cli("dataset", "build", str(spec), "--out", str(roots / "ds"))
+    _refused_climb(code, out, "sources[0].glob")
+    code, out = _cli("dataset", "build", str(_spec(tmp_path / "ok.yaml", roots / "a/*.root")), "--out",
+                     f"{climb}/ds")  # fmt: skip
+    _refused_climb(code, out, "--out")
+    for arg in ("dataset", "storage"):
+        args = {"dataset": str(roots / "ds"), "storage": str(roots / "runs"), arg: f"{climb}/{arg}"}
+        with pytest.raises(StorageNotAllowedError, match=f"--{arg} .*after a wildcard"):
+            check_inputs(TrainConfig(network="bgo-direction-low", **args))
+    code, out = _cli(
+        "tune", str(REPO / "campaigns" / "bgo-filter-shape-small.yaml"), "--workdir", f"{climb}/w"
+    )
+    _refused_climb(code, out, "--workdir")
+    assert sorted(p.name for p in outside.iterdir()) == ["a", "secret.root"]  # nothing written
+    assert sorted(p.name for p in roots.iterdir()) == ["a", "evil.root", "link", "sub"]
+
+
+def _refused_climb(code: int, out: str, name: str) -> None:
+    print(f"\n{out}")
+    assert code == 1 and "Traceback" not in out and out.count("error:") == 1, out
+    assert name in out and "'..' after a wildcard" in out, out
+
+
+# ---- property-based: whatever a path check accepts stays under the root
+
+
+PARTS = ["a", "sub", "b", "link", "l", "evil.root", "x.root", "secret.root", "outside", "data",
+         "data-sibling", "*", "..", ".", "", "?", "[ab]", "[!a]*", "*.root", "x*", "data*",
+         "l?nk"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def prop_tree(tmp_path_factory):
+    """A fixed tree for the properties (hypothesis runs many examples on one fixture): links out of
+    ROOT as folders, files and inside a folder literally named `*`."""
+    base = tmp_path_factory.mktemp("prop")
+    root, outside = base / "data", base / "outside"
+    for d in (root / "a", root / "sub" / "b", root / "*", outside / "a", base / "data-sibling"):
+        d.mkdir(parents=True)
+    for f in (root / "a" / "x.root", root / "sub" / "b" / "x.root", outside / "secret.root",
+              outside / "a" / "x.root", base / "data-sibling" / "x.root"):  # fmt: skip
+        f.write_text("x")
+    (root / "link").symlink_to(outside)
+    (root / "*" / "l").symlink_to(outside)
+    (root / "evil.root").symlink_to(outside / "secret.root")
+    (root / "sub" / "l").symlink_to(root / "a")  # a link that stays inside
+    return base, root
+
+
+def _accepted(location: str, root: Path) -> bool:
+    try:
+        check_storage(location, what="--input", roots=[str(root)])
+    except StorageNotAllowedError:
+        return False
+    return True
+
+
+def _inside(path: str, root: Path) -> bool:
+    real, top = os.path.realpath(path), os.path.realpath(root)
+    return real == top or real.startswith(top + os.sep)
+
+
+@pytest.mark.timeout(120)
+def test_property_an_accepted_local_path_or_glob_never_reaches_outside(prop_tree):
+    """Every accepted location opens (literally) and matches (as a glob) only paths whose real
+    location is under the root; paths start at ROOT or at its parent."""
+    from glob import glob
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    base, root = prop_tree
+
+    @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(start=st.sampled_from([root, base]), parts=st.lists(st.sampled_from(PARTS), max_size=6))
+    def prop(start, parts):
+        location = "/".join([str(start), *parts])
+        if _accepted(location, root):
+            assert _inside(location, root), location  # what a writer opens
+            for match in glob(location):  # what a reader opens
+                assert _inside(match, root), (location, match)
+
+    prop()
+
+
+@pytest.mark.timeout(120)
+def test_property_plain_paths_inside_the_root_are_accepted(prop_tree):
+    """No false alarms: names without wildcards, links or `..`, under ROOT, always pass."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    _, root = prop_tree
+    name = st.text(st.characters(codec="utf-8", exclude_characters="/\x00*?["), min_size=1, max_size=12)
+    name = name.filter(lambda s: s not in (".", "..", "link", "evil.root"))
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(name, max_size=5))
+    def prop(parts):
+        location = "/".join([str(root), *parts])
+        assert _accepted(location, root), location
+
+    prop()
+
+
+@pytest.mark.timeout(120)
+def test_property_an_accepted_object_store_uri_stays_under_its_prefix():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    root = "s3://dampeml-bucket/prod"
+    parts = st.lists(st.sampled_from(["prod", "production", "x", "..", ".", "", "*", "prod*", "%2e%2e"]),
+                     max_size=6)  # fmt: skip
+
+    @settings(max_examples=300, deadline=None)
+    @given(bucket=st.sampled_from(["dampeml-bucket", "dampeml-bucket*", "other"]), parts=parts)
+    def prop(bucket, parts):
+        location = "/".join([f"s3://{bucket}", *parts])
+        try:
+            check_storage(location, roots=[root])
+        except StorageNotAllowedError:
+            return
+        path = "/" + "/".join(p for p in parts if p not in ("", "."))
+        assert bucket == "dampeml-bucket" and ".." not in path.replace("%2e%2e", "..").split("/"), location
+        assert (path + "/").startswith("/prod/"), location
+
+    prop()
+
+
 # ---- the entry points refuse outside storage before any work (and accept what is inside)
 
 SPEC = (
