@@ -433,6 +433,21 @@ def test_simulation_alignment_and_evaluation_refuse_paths_outside(roots, tmp_pat
 
 
 @pytest.mark.timeout(60)
+def test_plots_and_sample_pictures_refuse_paths_outside(roots, tmp_path):
+    """`sim-plots` and `dataset show --picture` wrote without the check (issue 19, defect 9)."""
+    outside = tmp_path / "outside"
+    code, out = _cli("sim-plots", str(roots / "mc.root"), "--out", str(outside / "plots"))
+    _refused(code, out, "--out", outside / "plots", roots)
+    code, out = _cli("sim-plots", str(outside / "mc.root"), "--out", str(roots / "plots"))
+    _refused(code, out, "event file", outside / "mc.root", roots)
+    code, out = _cli("dataset", "show", str(roots / "ds"), "--picture", str(outside / "p.png"))
+    _refused(code, out, "--picture", outside / "p.png", roots)
+    code, out = _cli("dataset", "show", str(outside / "ds"))  # its default picture lies beside it
+    _refused(code, out, "dataset", outside / "ds", roots)
+    assert not outside.exists() and not (roots / "plots").exists()
+
+
+@pytest.mark.timeout(60)
 def test_campaigns_refuse_datasets_or_a_workdir_outside(roots, tmp_path):
     import yaml
 
@@ -588,39 +603,181 @@ def test_model_uris_that_do_not_exist_are_refused(store):
             check_model_uri(uri)
 
 
+def _artifact_weights(artifact) -> list:
+    """The registered weights, read straight from the artifact's HDF5 (not through Keras)."""
+    import io
+    import zipfile
+
+    import h5py
+
+    with zipfile.ZipFile(artifact / "data" / "model.keras") as z:
+        h5 = h5py.File(io.BytesIO(z.read("model.weights.h5")), "r")
+    arrays = []
+    h5.visititems(lambda name, obj: arrays.append(obj[()]) if isinstance(obj, h5py.Dataset) else None)
+    return arrays
+
+
 @pytest.mark.timeout(300)
-def test_the_untampered_model_loads_and_every_catalog_network_passes_the_audit(store, artifact, tmp_path):
+def test_the_registered_weights_are_loaded_into_a_model_our_builders_make(store, artifact):
+    """The loaded model holds exactly the artifact's tensors (read independently with h5py), in a
+    network the catalog builds; a fresh build of it holds other (random) weights."""
     import numpy as np
 
-    from dampeml.models.catalog import NETWORK_NAMES, build
+    from dampeml.models.architecture import Architecture
 
     model = safe_load_model("models:/bgo-direction-low@production")
-    assert model.count_params() > 0
-    # every network of the catalog, saved as MLflow saves it (.keras), passes the audit
-    from dampeml.security import audit_keras_config, keras_file_config
-
-    for name in NETWORK_NAMES:
-        path = tmp_path / f"{name}.keras"
-        build(name, preset="small", compile=False).save(path)
-        audit_keras_config(keras_file_config(path), name)
-    print(f"\naudited {len(NETWORK_NAMES)} networks, params of the loaded one {model.count_params()}")
-    assert np.isfinite(model.count_params())
+    stored = sorted(_artifact_weights(artifact), key=lambda a: (a.shape, a.ravel()[:3].tolist()))
+    loaded = sorted(model.get_weights(), key=lambda a: (a.shape, a.ravel()[:3].tolist()))
+    assert len(stored) == len(loaded) > 0
+    assert all(np.array_equal(s, w) for s, w in zip(stored, loaded, strict=True))
+    fresh = Architecture("bgo-direction-low").build().get_weights()
+    differ = sum(not np.array_equal(a, b) for a, b in zip(model.get_weights(), fresh, strict=True))
+    print(f"\n{len(loaded)} tensors equal to the artifact's; {differ} differ from a fresh build")
+    assert differ > 0
 
 
-def test_tf_op_layers_pass_only_for_pure_math():
-    from dampeml.security import audit_keras_config
+@pytest.mark.timeout(300)
+def test_every_catalog_architecture_round_trips_and_matches_its_saved_file(tmp_path):
+    """Each network (and each alignment model) rebuilt from its JSON record describes the same
+    layers as the file Keras saves of it: the loader's config check passes every real model."""
+    from dampeml.models.architecture import Architecture
+    from dampeml.models.catalog import NETWORK_NAMES
+    from dampeml.registry.bootstrap import BGO_NETWORKS
+    from dampeml.security import check_config_matches, keras_file_config
 
-    def layer(fn):
-        return {"class_name": "Functional", "config": {"layers": [{"class_name": "TFOpLambda",
-                "config": {"function": fn}, "module": "tf_keras.src.layers.core.tf_op_layer"}]}}  # fmt: skip
+    records = [Architecture(n) for n in NETWORK_NAMES] + [
+        Architecture(n, alignment_head=True) for n in BGO_NETWORKS
+    ]
+    records.append(Architecture("bgo-direction-low", overrides={"kernel_size": [3, 3]}))
+    for arch in records:
+        again = Architecture.from_json(arch.to_json(), "test")
+        assert again == arch or dict(again.overrides) == {"kernel_size": [3, 3]}
+        path = tmp_path / f"{arch.registered_name}.keras"
+        arch.build().save(path)
+        check_config_matches(keras_file_config(path), again.build(), arch.registered_name)
+    print(f"\n{len(records)} architectures rebuilt from JSON match their saved files")
 
-    for ok in ("math.log1p", "where", "zeros_like"):
-        audit_keras_config(layer(ok), ok)
-    for bad in ("io.write_file", "py_function", "compat.v1.py_func", "math.x.y"):
-        with pytest.raises(UnsafeModelError, match="TFOpLambda"):
-            audit_keras_config(layer(bad), bad)
-    with pytest.raises(UnsafeModelError, match="module 'evil.layers'"):
-        audit_keras_config({"class_name": "Dense", "module": "evil.layers", "config": {}}, "x")
+
+@pytest.mark.parametrize(
+    "record, message",
+    [
+        (None, "no 'architecture' tag"),
+        ("not json", "not JSON"),
+        ('{"network": "bgo-direction-low", "code": "x"}', "must be a JSON object with keys"),
+        ('{"network": "no-such-net"}', "unknown network 'no-such-net'"),
+        ('{"network": "bgo-direction-low", "preset": "huge"}', "unknown preset 'huge'"),
+        ('{"network": "bgo-direction-low", "overrides": {"kernel_sise": [3]}}', "did you mean 'kernel_size'"),
+        ('{"network": "electron-proton", "alignment_head": true}', "has no alignment head"),
+    ],
+)
+def test_architecture_records_are_validated(record, message):
+    from dampeml.models.architecture import Architecture, ArchitectureError
+
+    with pytest.raises(ArchitectureError, match=message):
+        Architecture.from_json(record, "models:/x/1")
+
+
+def _set_architecture_tag(value: str | None) -> None:
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    if value is None:
+        client.delete_model_version_tag("bgo-direction-low", "1", "architecture")
+    else:
+        client.set_model_version_tag("bgo-direction-low", "1", "architecture", value)
+
+
+@pytest.mark.timeout(300)
+def test_a_version_without_or_with_a_wrong_architecture_record_is_refused(store):
+    import mlflow
+
+    from dampeml.models.architecture import ArchitectureError
+
+    original = mlflow.MlflowClient().get_model_version("bgo-direction-low", "1").tags["architecture"]
+    try:
+        _set_architecture_tag(None)
+        with pytest.raises(ArchitectureError, match="no 'architecture' tag.*Train and register it again"):
+            safe_load_model("models:/bgo-direction-low@production")
+        _set_architecture_tag('{"network": "electron-proton"}')
+        with pytest.raises(UnsafeModelError, match="describes 'electron-proton', not 'bgo-direction-low'"):
+            safe_load_model("models:/bgo-direction-low@production")
+    finally:
+        _set_architecture_tag(original)
+    assert safe_load_model("models:/bgo-direction-low@production").name == "bgo_direction_low"
+
+
+def _rewrite_keras_file(path, edit) -> None:
+    """Apply `edit(members)` to the members of a .keras zip, as an attacker with write access would."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    edit(members)
+    with zipfile.ZipFile(path, "w") as z:
+        for n, data in members.items():
+            z.writestr(n, data)
+
+
+@pytest.mark.timeout(300)
+def test_a_tensorflow_op_layer_in_the_file_is_never_built(store, artifact, tmp_path, monkeypatch):
+    """The issue's attack: a TensorFlowOpLayer holding a `Save` op, edited into config.json. Keras'
+    own loader builds it from the file even in safe_mode; ours refuses before building anything."""
+    import json
+
+    import tf_keras as keras
+
+    marker = tmp_path / "written-by-the-model-file"
+    target = artifact / "data" / "model.keras"
+
+    def add_op_layer(members):
+        cfg = json.loads(members["config.json"])
+        layers = cfg["config"]["layers"]
+        save = {"name": "evil", "op": "Save", "input": ["evil/f", "evil/n", "evil/d", "evil/x"],
+                "attr": {"T": {"list": {"type": ["DT_STRING", "DT_FLOAT"]}}}}  # fmt: skip
+        layers.append({"class_name": "TensorFlowOpLayer", "name": "evil",
+                       "config": {"name": "evil", "node_def": save, "dtype": "float32",
+                                  "constants": {"0": str(marker), "1": ["a", "b"], "2": ["payload"]}},
+                       "inbound_nodes": [[[layers[0]["config"]["name"], 0, 0, {}]]]})  # fmt: skip
+        members["config.json"] = json.dumps(cfg).encode()
+
+    from tf_keras.src.engine.base_layer import TensorFlowOpLayer
+
+    made, original = [], TensorFlowOpLayer._make_op  # records every op a TensorFlowOpLayer makes
+
+    def spy(self, inputs):
+        made.append(self.node_def.op)
+        return original(self, inputs)
+
+    monkeypatch.setattr(TensorFlowOpLayer, "_make_op", spy)
+
+    _rewrite_keras_file(target, add_op_layer)
+    with pytest.raises(UnsafeModelError, match=r"unexpected classes \['TensorFlowOpLayer'\]"):
+        safe_load_model("models:/bgo-direction-low@production")
+    assert not marker.exists()
+    assert made == []
+    # the same file through Keras' loader: it builds the file's op (TensorFlowOpLayer._make_op),
+    # then fails on the op's missing output (the issue's IndexError)
+    with pytest.raises(IndexError):
+        keras.models.load_model(target, safe_mode=True, compile=False)
+    print(f"\nkeras.models.load_model(safe_mode=True) made the file's ops: {made}")
+    assert made == ["Save"]
+
+
+@pytest.mark.timeout(300)
+def test_weights_of_another_architecture_are_refused(store, artifact, tmp_path):
+    """A file whose config.json is intact but whose weights belong to another network."""
+    import zipfile
+
+    from dampeml.models.architecture import Architecture
+
+    other = tmp_path / "other.keras"
+    Architecture("bgo-direction-low", overrides={"conv_filters": [8, 8]}).build().save(other)
+    with zipfile.ZipFile(other) as z:
+        weights = z.read("model.weights.h5")
+
+    _rewrite_keras_file(artifact / "data" / "model.keras", lambda m: m.update({"model.weights.h5": weights}))
+    with pytest.raises(UnsafeModelError, match="weights do not fit the registered architecture"):
+        safe_load_model("models:/bgo-direction-low@production")
 
 
 def _with_lambda(model):
@@ -659,7 +816,7 @@ def test_a_lambda_or_file_writing_op_in_the_keras_file_is_refused(store, artifac
     model = safe_load_model("models:/bgo-direction-low@production")
     target = artifact / "data" / "model.keras"
     _with_lambda(model).save(target)
-    with pytest.raises(UnsafeModelError, match="Lambda layer"):
+    with pytest.raises(UnsafeModelError, match=r"unexpected classes \['Lambda'\]"):
         safe_load_model("models:/bgo-direction-low@production")
     # a TF op on Keras tensors is stored by name and resolved in `tf` at load: edit a harmless one
     # into tf.io.write_file in the file's config.json, as an attacker would
@@ -672,7 +829,7 @@ def test_a_lambda_or_file_writing_op_in_the_keras_file_is_refused(store, artifac
     with zipfile.ZipFile(target, "w") as z:
         for n, data in members.items():
             z.writestr(n, data)
-    with pytest.raises(UnsafeModelError, match="TFOpLambda"):
+    with pytest.raises(UnsafeModelError, match=r"unexpected classes \['TFOpLambda'\]"):
         safe_load_model("models:/bgo-direction-low@production")
 
 

@@ -268,10 +268,11 @@ def test_each_epoch_starts_exactly_the_passes_it_needs(env):
         with mock.patch.object(shard, "_iter_batches", wraps=shard._iter_batches) as started:
             it = iter(_tf_dataset(shard, ["x"], 2, steps).prefetch(4))
             got = [next(it) for _ in range(steps)]
-            time.sleep(1.0)  # room for the read-ahead to run past the last batch, if it would
-            assert started.call_count == passes, f"{steps} steps started {started.call_count} passes"
+            # the end of the prefetched iterator: its read-ahead has run as far as it ever will
+            # (take(steps) pulls nothing after its last batch), so every pass it started is counted
             with pytest.raises(StopIteration):
                 next(it)
+            assert started.call_count == passes, f"{steps} steps started {started.call_count} passes"
         labels = np.concatenate([y.numpy() for _, y in got])
         assert labels.tolist() == [float(i % 8) for i in range(2 * steps)]  # in order, no pass skipped
 
@@ -302,15 +303,17 @@ def test_training_feed_mixes_the_particles_of_the_stored_order(datasets, env):
 def test_a_classifier_at_chance_is_not_promoted(env):
     """The gate refuses a classifier whose test AUC is no better than guessing, also as the first
     version of its name (nothing to compare with); --force still can."""
+    from dampeml.models.architecture import Architecture
     from dampeml.models.catalog import build
     from dampeml.registry.bootstrap import log_model
     from dampeml.registry.models import CHANCE_AUC, PromotionRefusedError, promote, version_of
 
     model = build("electron-proton", preset="small")
-    guess = log_model("electron-proton", model, aliases=(), tags={"test_auc": str(CHANCE_AUC - 0.05)})
+    arch = Architecture("electron-proton")
+    guess = log_model(arch, model, aliases=(), tags={"test_auc": str(CHANCE_AUC - 0.05)})
     with pytest.raises(PromotionRefusedError, match="no better than chance"):
         promote("electron-proton", guess, "gate-check")
-    good = log_model("electron-proton", model, aliases=(), tags={"test_auc": "0.93"})
+    good = log_model(arch, model, aliases=(), tags={"test_auc": "0.93"})
     promote("electron-proton", good, "gate-check")
     assert version_of("electron-proton", "gate-check") == good
     promote("electron-proton", guess, "gate-check", force=True)

@@ -2,9 +2,10 @@
 
 Jobs on a shared cluster take paths and URIs from dataset specs, campaign files and command
 lines; each is checked against the allowed storage roots before anything is read or written.
-Model files can carry code (a Keras `Lambda` layer holds marshalled Python bytecode, MLflow
-models can ship pickles and `code/` directories), so registry models are loaded only through
-:func:`safe_load_model`, which inspects the artifact before Keras sees it.
+Model files can carry code (Keras layers such as `Lambda` or `TensorFlowOpLayer` run what the
+file names, MLflow models can ship pickles and `code/` directories), so registry models are
+loaded only through :func:`safe_load_model`, which rebuilds the network with the project's own
+builders and reads nothing but weights from the artifact.
 
 Allowed storage: `DAMPEML_ALLOWED_STORAGE`, a comma-separated list of roots (local paths or
 URIs such as `s3://bucket/prefix`). Unset, nothing is restricted (one machine, one user); the
@@ -197,6 +198,24 @@ def check_artifact_tree(root: str | os.PathLike) -> None:
 
 # ---- models
 
+#: A registry alias: what MLflow accepts (it also reserves 'latest' and 'v<N>'), and nothing that
+#: reads as a path.
+ALIAS_RE = r"[A-Za-z0-9_-]{1,255}"
+
+
+def check_alias(alias: str, what: str = "--alias") -> str:
+    """Refuse an alias MLflow would refuse (with a traceback, after other work); return it."""
+    if (
+        not re.fullmatch(ALIAS_RE, alias or "")
+        or alias.lower() == "latest"
+        or re.fullmatch(r"[vV]\d+", alias)
+    ):
+        raise ValueError(
+            f"{what} {alias!r} is not a registry alias: use letters, digits, '_' and '-' (e.g. production, "
+            "staging); 'latest' and 'v<N>' are reserved"
+        )
+    return alias
+
 
 def check_model_uri(uri: str) -> tuple[str, str]:
     """`models:/NAME@ALIAS` or `models:/NAME/VERSION` that exists in the registry; (name, version).
@@ -205,7 +224,7 @@ def check_model_uri(uri: str) -> tuple[str, str]:
     """
     from dampeml.registry.models import RegistryError, list_versions, version_of
 
-    m = re.fullmatch(r"models:/([A-Za-z0-9][A-Za-z0-9._-]*)(?:@([A-Za-z0-9_-]+)|/(\d+))", uri or "")
+    m = re.fullmatch(rf"models:/([A-Za-z0-9][A-Za-z0-9._-]*)(?:@({ALIAS_RE})|/(\d+))", uri or "")
     if not m:
         raise RegistryError(f"{uri!r} is not a registry URI: use models:/NAME@ALIAS or models:/NAME/VERSION")
     name, alias, version = m.groups()
@@ -229,83 +248,13 @@ def model_exists(uri: str) -> bool:
     return True
 
 
-# Layers whose config holds code, and MLflow files that are unpickled or put on sys.path.
-CODE_LAYERS = {"Lambda", "TFOpLambda", "SlicingOpLambda", "TFSMLayer"}  # TFSMLayer: an outside SavedModel
-# TF ops called on Keras tensors are stored by name (e.g. "math.log1p") and resolved in `tf` at
-# load: harmless for math, not for `io.write_file` or `py_function`. Only pure element-wise and
-# shape ops pass.
-TF_OP_LAYERS = {"TFOpLambda", "SlicingOpLambda"}
-PURE_TF_OPS = {
-    "where",
-    "zeros_like",
-    "ones_like",
-    "maximum",
-    "minimum",
-    "clip_by_value",
-    "reshape",
-    "concat",
-    "stack",
-    "unstack",
-    "cast",
-    "expand_dims",
-    "squeeze",
-    "transpose",
-    "gather",
-    "abs",
-    "exp",
-    "sqrt",
-    "__operators__.add",
-    "__operators__.getitem",
-    "nn.relu",
-    "nn.softmax",
-    "nn.sigmoid",
-    "split",
-}
-IMPURE_TF_PREFIXES = ("io.", "compat.", "py_function", "numpy_function", "debugging.", "print", "summary.")
-
-
-def _pure_tf_op(function: object) -> bool:
-    if not isinstance(function, str) or function.startswith(IMPURE_TF_PREFIXES):
-        return False
-    return function in PURE_TF_OPS or (function.startswith("math.") and function.count(".") == 1)
-
-
-SAFE_MODULE_PREFIXES = ("keras", "tf_keras", "tensorflow", "builtins")
+# MLflow files that are unpickled or put on sys.path by MLflow's own loader (never by ours).
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".cloudpickle", ".joblib")
 IGNORED_PICKLE = "global_custom_objects.cloudpickle"  # written by MLflow for every tf-keras model
 
 
-def audit_keras_config(config: Any, where: str) -> None:
-    """Refuse a Keras model config with Lambda layers or classes from modules outside Keras.
-
-    TFOpLambda/SlicingOpLambda (tf ops called on Keras tensors) name a TF symbol: only pure math
-    and shape ops pass (PURE_TF_OPS, `math.*`), so a tampered `io.write_file` op is refused.
-    """
-    stack = [config]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            cls = node.get("class_name")
-            conf = node.get("config") if isinstance(node.get("config"), dict) else {}
-            if cls in TF_OP_LAYERS and _pure_tf_op(conf.get("function")):
-                stack.extend(node.values())
-                continue
-            if cls in CODE_LAYERS or "function_type" in conf:
-                raise UnsafeModelError(
-                    f"{where}: the model holds a {cls or 'function'} layer (Python code); refused. "
-                    "Register the model again from trusted code"
-                )
-            module = node.get("module")
-            if isinstance(cls, str) and isinstance(module, str) and module:
-                if not module.startswith(SAFE_MODULE_PREFIXES):
-                    raise UnsafeModelError(f"{where}: class {cls} comes from module {module!r}; refused")
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
-
-
 def keras_file_config(path: str | os.PathLike) -> Any:
-    """The model config inside a Keras v3 `.keras` file (a zip holding config.json)."""
+    """The model config inside a Keras v3 `.keras` file (a zip holding config.json), as plain JSON."""
     import zipfile
 
     try:
@@ -315,9 +264,45 @@ def keras_file_config(path: str | os.PathLike) -> Any:
         raise UnsafeModelError(f"{path}: not a readable Keras v3 model file ({exc}); refused") from None
 
 
+def layer_classes(config: Any) -> list[str]:
+    """Every `class_name` in a Keras config tree, sorted: what the file would make Keras build."""
+    names, stack = [], [config]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if isinstance(node.get("class_name"), str):
+                names.append(node["class_name"])
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return sorted(names)
+
+
+def check_config_matches(file_config: Any, model: Any, where: str) -> None:
+    """Refuse an artifact whose config.json names other layers than the registered architecture has.
+
+    The config is never deserialized (the model is rebuilt by our builders); a difference means
+    the file was edited or registered under the wrong architecture, and says which classes differ.
+    """
+    from collections import Counter
+
+    import tf_keras as keras
+
+    expected = Counter(layer_classes(json.loads(json.dumps(keras.saving.serialize_keras_object(model)))))
+    found = Counter(layer_classes(file_config))
+    if expected != found:
+        extra = sorted((found - expected).elements())
+        missing = sorted((expected - found).elements())
+        raise UnsafeModelError(
+            f"{where}: the model file's config.json does not describe the registered architecture "
+            f"(unexpected classes {extra[:5]}, missing {missing[:5]}); refused. Its weights were not "
+            "read and nothing from it was built. Register the model again from trusted code"
+        )
+
+
 def audit_model_dir(local: str | os.PathLike) -> Path:
     """Inspect a downloaded MLflow tf-keras model; return its `.keras` file. Refuses pickles,
-    bundled code, links out of the artifact, other flavors and formats, code-carrying layers."""
+    bundled code, links out of the artifact, other flavors and formats."""
     import yaml
 
     local = Path(local)
@@ -345,35 +330,57 @@ def audit_model_dir(local: str | os.PathLike) -> Path:
     if not path.is_file():
         others = sorted(p.name for p in data.iterdir()) if data.is_dir() else []
         raise UnsafeModelError(
-            f"{local}: no data/model.keras (found {others}); only the Keras v3 format is loaded, the one "
-            "Keras' safe_mode checks (a SavedModel or HDF5 file loads Lambda layers even with safe_mode)"
+            f"{local}: no data/model.keras (found {others}); only the Keras v3 format is loaded "
+            "(its weights are plain tensors; a SavedModel or HDF5 file holds graphs and code)"
         )
-    audit_keras_config(keras_file_config(path), str(path))
     return path
 
 
-def safe_load_model(uri: str, dst_path: str | os.PathLike | None = None):
-    """Load a registered tf-keras model (`models:/NAME@ALIAS`) without running code from it.
+def load_weights_only(model: Any, path: str | os.PathLike, where: str) -> None:
+    """Read the weights (tensors, from the file's model.weights.h5) into `model`, built by our code.
 
-    The URI must exist (RegistryError otherwise), the artifact passes :func:`audit_model_dir`,
-    and Keras loads it with `safe_mode=True`. Use it instead of
-    `mlflow.tensorflow.load_model`, which unpickles the model's global_custom_objects.cloudpickle
-    (code execution from a tampered artifact) and loads SavedModel Lambda layers despite safe_mode.
+    tf-keras reads them by the model's own structure and raises when a variable is missing or
+    has another shape: a file for another architecture is refused, not half-loaded.
+    """
+    try:
+        model.load_weights(os.fspath(path))
+    except (ValueError, KeyError, OSError) as exc:
+        raise UnsafeModelError(
+            f"{where}: its weights do not fit the registered architecture "
+            f"({str(exc).splitlines()[0][:300]}); refused. Register the model again from trusted code"
+        ) from None
+
+
+def safe_load_model(uri: str, dst_path: str | os.PathLike | None = None):
+    """Load a registered tf-keras model (`models:/NAME@ALIAS`) as data, never as code.
+
+    The model is rebuilt by the project's builders from the architecture record the registry
+    holds for the version (:mod:`dampeml.models.architecture`); from the artifact only the
+    weights are read, after :func:`audit_model_dir` and :func:`check_config_matches` pass. So
+    no layer, op or pickle named by the artifact is ever built or run. Use it instead of
+    `mlflow.tensorflow.load_model` (unpickles the artifact's global_custom_objects.cloudpickle)
+    or `keras.models.load_model` (builds whatever layers config.json names, TensorFlowOpLayer
+    included, even with safe_mode).
     """
     import mlflow
-    import tf_keras as keras
 
+    from dampeml.registry.models import registered_architecture
     from dampeml.registry.tracking import setup_mlflow
 
     setup_mlflow()
-    check_model_uri(uri)
-    local = mlflow.artifacts.download_artifacts(
-        artifact_uri=uri, dst_path=None if dst_path is None else str(dst_path)
+    name, version = check_model_uri(uri)
+    where = f"{uri} (models:/{name}/{version})"
+    architecture = registered_architecture(name, version)
+    if architecture.registered_name != name:
+        raise UnsafeModelError(
+            f"{where}: its architecture record describes {architecture.registered_name!r}, "
+            f"not {name!r}; refused"
+        )
+    local = mlflow.artifacts.download_artifacts(  # the resolved version: an alias may move meanwhile
+        artifact_uri=f"models:/{name}/{version}", dst_path=None if dst_path is None else str(dst_path)
     )
     path = audit_model_dir(local)
-    try:
-        return keras.models.load_model(str(path), safe_mode=True, compile=False)
-    except ValueError as exc:
-        if "Lambda" in str(exc) or "safe_mode" in str(exc):
-            raise UnsafeModelError(f"{uri}: {str(exc).splitlines()[0]}") from None
-        raise
+    model = architecture.build()
+    check_config_matches(keras_file_config(path), model, where)
+    load_weights_only(model, path, where)
+    return model

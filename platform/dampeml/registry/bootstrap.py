@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from dampeml.models.architecture import Architecture
 from dampeml.models.catalog import NETWORK_NAMES, Preset, aligned_name, build, get_network
 from dampeml.registry.logging import log_keras_model
 from dampeml.registry.tracking import EXPERIMENT, setup_mlflow
@@ -39,15 +40,19 @@ def ensure_experiment(artifact_dir: str | Path, experiment: str = EXPERIMENT) ->
     return client.create_experiment(experiment, artifact_location=Path(artifact_dir).resolve().as_uri())
 
 
-def log_model(name: str, model: Any, aliases: Iterable[str], tags: Mapping[str, str] | None = None) -> str:
-    """Log `model` as a new version of registered model `name`, point `aliases` at it; the version."""
+def log_model(
+    architecture: Architecture, model: Any, aliases: Iterable[str], tags: Mapping[str, str] | None = None
+) -> str:
+    """Log `model` as a new version of the registered model of `architecture`, point `aliases` at it;
+    the version."""
     import mlflow
 
     setup_mlflow()
     client = mlflow.MlflowClient()
+    name = architecture.registered_name
     with mlflow.start_run(run_name=f"bootstrap-{name}"):
         mlflow.set_tags({"network": name, **(tags or {})})
-        version = log_keras_model(model, name)
+        version = log_keras_model(model, architecture)
     for k, v in (tags or {}).items():
         client.set_model_version_tag(name, version, k, str(v))
     for alias in aliases:
@@ -83,8 +88,10 @@ def register_catalog(
         if model is None:
             model = build(name, preset=preset, compile=False)
         tags = {"preset": preset, "untrained": str(not trained).lower(), "bootstrap": "true"}
-        versions[name] = log_model(name, model, aliases, tags)
+        versions[name] = log_model(Architecture(name, preset), model, aliases, tags)
         if aligned and name in BGO_NETWORKS:
             head = models.get(aligned_name(name)) or with_alignment_head(model, compile=False)
-            versions[aligned_name(name)] = log_model(aligned_name(name), head, aliases, tags)
+            versions[aligned_name(name)] = log_model(
+                Architecture(name, preset, alignment_head=True), head, aliases, tags
+            )
     return versions

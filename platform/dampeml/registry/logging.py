@@ -8,6 +8,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from dampeml.models.architecture import (  # noqa: E402
+    ARCHITECTURE_TAG,
+    Architecture,
+    check_same_weights_layout,
+)
 from dampeml.registry.tracking import setup_mlflow  # noqa: E402
 
 TF_KERAS_PIN = "tf-keras==2.21.0"
@@ -88,7 +93,7 @@ def log_training(cfg, net, manifest: dict, model, result) -> tuple[str, str]:
                 "plots/test_residuals.png" if net.task == "regression" else "plots/test_roc.png",
             )
         plt.close("all")
-        version = log_keras_model(model, net.name)
+        version = log_keras_model(model, Architecture(net.name, cfg.preset, cfg.overrides))
         for k, v in {**result.test, "dataset_version": manifest["dataset_version"]}.items():
             client.set_model_version_tag(net.name, version, k, str(v))
     return run.info.run_id, version
@@ -111,11 +116,17 @@ def requirements() -> list[str]:
     ]
 
 
-def log_keras_model(model, registered_name: str) -> str:
-    """Log a tf-keras model into the active run (signature, requirements), register it; the version."""
+def log_keras_model(model, architecture: Architecture) -> str:
+    """Log a tf-keras model into the active run (signature, requirements), register it; the version.
+
+    The version is tagged with its `architecture`, from which the loader rebuilds it: a model that
+    the architecture does not rebuild (other weight shapes) is refused here, before it is logged.
+    """
     import mlflow
     from mlflow.models import infer_signature
 
+    registered_name = architecture.registered_name
+    check_same_weights_layout(model, architecture, registered_name)
     example = _example_inputs(model)
     signature = infer_signature(example, model.predict(example, verbose=0))
     info = mlflow.tensorflow.log_model(
@@ -125,7 +136,10 @@ def log_keras_model(model, registered_name: str) -> str:
         registered_model_name=registered_name,
         pip_requirements=requirements(),
     )
-    return str(info.registered_model_version)
+    version = str(info.registered_model_version)
+    client = mlflow.MlflowClient()
+    client.set_model_version_tag(registered_name, version, ARCHITECTURE_TAG, architecture.to_json())
+    return version
 
 
 def _example_inputs(model):

@@ -94,6 +94,17 @@ def version_of(name: str, alias: str) -> str:
     return str(aliases[alias])
 
 
+def registered_architecture(name: str, version: str):
+    """How `name` v`version` is built (its `architecture` tag), validated; ArchitectureError otherwise."""
+    from dampeml.models.architecture import ARCHITECTURE_TAG, Architecture
+
+    try:
+        tags = _client().get_model_version(name, version).tags
+    except Exception:  # noqa: BLE001  (MLflow raises its own exception types)
+        raise RegistryError(f"{name} has no version {version}; `dampeml models show {name}`") from None
+    return Architecture.from_json(tags.get(ARCHITECTURE_TAG), f"models:/{name}/{version}")
+
+
 #: A classifier whose test AUC is at most this guesses: it is never promoted without `force`.
 CHANCE_AUC = 0.55
 

@@ -20,6 +20,7 @@ events, before and after; the head is registered only if it lowers the held-out 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -209,12 +210,12 @@ def align_registered(
     """
     from dampeml.models.catalog import aligned_name
     from dampeml.registry.bootstrap import log_model
-    from dampeml.registry.models import load_model, version_of
+    from dampeml.registry.models import load_model, registered_architecture, version_of
     from dampeml.security import check_job_paths
 
     for path in flight_files:
         check_job_paths(flight=path)  # StorageNotAllowedError before any read
-    name = aligned_name(network)  # refuses networks without an alignment head
+    aligned_name(network)  # refuses networks without an alignment head
     base_version = version_of(network, alias)
     base = load_model(f"models:/{network}@{alias}")
     events, n_bad = read_flight_events(flight_files)
@@ -241,5 +242,7 @@ def align_registered(
         # what gated promotion compares for regressions: lower is better
         "test_mae": f"{result.after['residual68_mm']:.5f}",
     }
-    version = log_model(name, result.model, aliases=[alias], tags=tags)
+    base_architecture = registered_architecture(network, base_version)
+    architecture = dataclasses.replace(base_architecture, alignment_head=True)
+    version = log_model(architecture, result.model, aliases=[alias], tags=tags)
     return result, version, extra
