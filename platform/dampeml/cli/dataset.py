@@ -30,10 +30,14 @@ def build(
     """Run the Ray Data pipeline of a spec and write Parquet shards plus a manifest."""
     from rich.progress import Progress
 
+    from dampeml.cli.checks import check_output_folder
     from dampeml.datasets.build import build_dataset
     from dampeml.datasets.spec import load_spec
+    from dampeml.security import check_storage
 
     spec_obj = load_spec(spec)
+    check_storage(out, what="--out")  # before anything is made there
+    check_output_folder(out, "--out")
     with Progress(console=console) as progress:
         task = progress.add_task(f"building {spec_obj.name}", total=None)
         summary = build_dataset(
@@ -83,9 +87,20 @@ def show(
     """Print the manifest and save a picture of sample inputs."""
     import json
 
+    from dampeml.cli.checks import check_output_file
     from dampeml.datasets.loader import load_manifest
     from dampeml.datasets.samples import sample_picture
+    from dampeml.security import check_storage
 
+    check_storage(uri, what="dataset")
+    if picture is None:  # sample_picture's default, named here to be checked like --picture
+        local = "://" not in uri or uri.startswith("file://")
+        picture = Path(uri.removeprefix("file://")) / "samples.png" if local else Path("samples.png")
+        what = f"the sample picture {picture} (--picture's default)"
+    else:
+        what = "--picture"
+    check_storage(picture, what=what)
+    check_output_file(picture, what, overwrite=True)
     manifest = load_manifest(uri)
     console.print_json(json.dumps({k: v for k, v in manifest.items() if k not in ("spec", "schema")}))
     print_summary(manifest, uri)

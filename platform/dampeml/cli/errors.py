@@ -36,6 +36,13 @@ def _runtime_errors() -> tuple[type[Exception], ...]:
     )
 
 
+def _os_error(exc: OSError) -> str:
+    """`Permission denied: /x (check the path, its permissions and free space)`: one line."""
+    if exc.strerror and exc.filename is not None:
+        return f"{exc.strerror}: {exc.filename} (check the path, its permissions and free space)"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
 def clean_errors(fn):
     """Turn the project's input errors into one readable line and exit code 1."""
 
@@ -52,6 +59,9 @@ def clean_errors(fn):
             *_runtime_errors(),
         ) as exc:
             console.print(f"[bold red]error:[/] {escape(str(exc))}")
+            raise typer.Exit(1) from None
+        except OSError as exc:  # a disk, permission or network failure the checks up front could not see
+            console.print(f"[bold red]error:[/] {escape(_os_error(exc))}")
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/]")

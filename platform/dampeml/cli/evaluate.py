@@ -25,8 +25,9 @@ def evaluate(
     from dampeml.evaluation.report import collect, write_report
     from dampeml.io.datasource import expand_paths
     from dampeml.reconstruction.chain import Chain, ChainConfig
-    from dampeml.security import check_job_paths
+    from dampeml.security import check_alias, check_job_paths
 
+    check_alias(alias)
     check_job_paths(input=input, out=out)  # StorageNotAllowedError before any read
     files = expand_paths(input)
     config = ChainConfig.with_coarse_below_tev(coarse_below)

@@ -57,13 +57,18 @@ def simulate(
     """Simulate DAMPE events (isotropic flux, power-law spectrum) into a ROOT event file."""
     from rich.progress import Progress
 
+    from dampeml.cli.checks import check_output_file, check_simulation_options
+    from dampeml.detector.simulation import MAX_EVENTS_PER_FILE
     from dampeml.detector.simulation import simulate as run_simulation
     from dampeml.io.root_writer import write_event_file
     from dampeml.security import check_job_paths
 
+    # every check before simulating: a run of hours is not lost to a typo in --out
+    check_simulation_options(
+        events, energy_min, energy_max, spectrum_index, seed, max_events=MAX_EVENTS_PER_FILE
+    )
     check_job_paths(out=out)
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} exists: pass --overwrite to replace it")
+    check_output_file(out, "--out", overwrite)
     cfg = SimulationConfig(
         particle=particle,
         n_events=events,
@@ -92,8 +97,14 @@ def sim_plots(
     out: Annotated[Path, typer.Option(help="directory for the PNG plots")],
 ) -> None:
     """Draw the simulation's validation plots (profiles, backsplash, charges, event display)."""
+    from dampeml.cli.checks import check_output_folder
     from dampeml.detector.validation import make_validation_plots
+    from dampeml.security import check_storage
 
+    for i, f in enumerate(files):
+        check_storage(f, what=f"event file {i + 1}" if len(files) > 1 else "event file")
+    check_storage(out, what="--out")
+    check_output_folder(str(out), "--out")
     written = make_validation_plots([str(f) for f in files], out)
     for p in written:
         console.print(f"  {p}")
@@ -136,8 +147,13 @@ def simulate_production(
     num_cpus: Annotated[int | None, typer.Option(help="logical CPUs of a local Ray")] = None,
 ) -> None:
     """Simulate many events as seeded shards on Ray; a rerun makes only missing or broken shards."""
+    from dampeml.cli.checks import check_simulation_options
     from dampeml.detector.production import ProductionError, ProductionRequest, run_production
+    from dampeml.detector.simulation import MAX_EVENTS_PER_FILE
 
+    check_simulation_options(events, energy_min, energy_max, spectrum_index, seed)
+    if not 1 <= events_per_shard <= MAX_EVENTS_PER_FILE:
+        raise ValueError(f"--events-per-shard {events_per_shard}: must be in 1..{MAX_EVENTS_PER_FILE}")
     request = ProductionRequest(
         particle=particle,
         n_events=events,

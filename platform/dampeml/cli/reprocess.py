@@ -42,7 +42,9 @@ def reprocess(
     from dampeml.inference.reprocess import ReprocessConfig
     from dampeml.inference.reprocess import reprocess as run
     from dampeml.runtime import init_ray
+    from dampeml.security import check_alias
 
+    check_alias(alias)  # else the registry's "no alias" message suggests promoting to it
     cfg = ReprocessConfig(
         inputs=input_glob,
         out=out,

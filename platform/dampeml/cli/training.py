@@ -103,6 +103,9 @@ def promote(
 ) -> None:
     """Point an alias at a version, refusing a version worse than the current one."""
     from dampeml.registry.models import promote as do_promote
+    from dampeml.security import check_alias
+
+    check_alias(alias)  # MLflow would refuse it with a traceback
 
     console.print(do_promote(name, version, alias, force))
 
@@ -121,9 +124,10 @@ def align(
 ) -> None:
     """Train the alignment head of a BGO network on flight runs (backbone frozen); register it."""
     from dampeml.io.datasource import expand_paths
-    from dampeml.security import check_job_paths
+    from dampeml.security import check_alias, check_job_paths
     from dampeml.training.alignment import align_registered
 
+    check_alias(alias)
     check_job_paths(flight=flight)  # the glob itself, before it is expanded
     result, version, extra = align_registered(network, expand_paths(flight), alias, epochs, compare_full)
     t = Table(title=f"{network}: alignment on {result.n_fit} clean events, {result.n_held_out} held out")

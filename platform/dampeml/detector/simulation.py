@@ -8,6 +8,7 @@ shorter run is a prefix of a longer one with the same seed.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -28,6 +29,9 @@ CHUNK_EVENTS = 1000
 #: dataset build never mixes events of two physics versions (a resume across a bump is refused).
 SIMULATION_VERSION = 2
 TRIGGER_RATE_HZ = 50.0
+#: Events of one file: all are held in memory (about 2 kB each) until the file is written; more
+#: are simulated as shards (detector.production, `dampeml simulate-production`).
+MAX_EVENTS_PER_FILE = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -48,8 +52,16 @@ class SimulationConfig:
             raise ValueError(f"unknown particle {self.particle!r}: choose one of {sorted(PDG)}")
         if self.mode not in ("mc", "flight"):
             raise ValueError(f"unknown mode {self.mode!r}: use 'mc' or 'flight'")
-        if self.n_events < 1:
-            raise ValueError(f"n_events must be >= 1, got {self.n_events}")
+        if not 1 <= self.n_events <= MAX_EVENTS_PER_FILE:
+            raise ValueError(
+                f"n_events must be in 1..{MAX_EVENTS_PER_FILE} per file, got {self.n_events}; "
+                "simulate more as shards (simulate-production)"
+            )
+        if not all(math.isfinite(v) for v in (self.energy_min, self.energy_max, self.spectrum_index)):
+            raise ValueError(
+                f"energies and spectrum index must be finite, got {self.energy_min}, {self.energy_max}, "
+                f"{self.spectrum_index}"
+            )
         if not 0 < self.energy_min < self.energy_max:
             raise ValueError(f"need 0 < energy_min < energy_max, got {self.energy_min}, {self.energy_max}")
         if self.seed < 0:

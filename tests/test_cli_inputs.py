@@ -1,0 +1,181 @@
+"""Bad command-line values give one clear line naming the option, exit 1, and no work done.
+
+Issue 19, defects 7 and 8: a simulation that could not write its file failed after simulating
+everything (with a traceback), `--out DIR --overwrite`, a dataset `--out` that is a file and an
+invalid alias escaped as tracebacks, and `--energy-max inf` or `--events 1e20` were accepted.
+The heavy functions behind each command are replaced by ones that fail the test if reached.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import typer
+
+pytestmark = pytest.mark.timeout(120)
+
+SIM = ("--particle", "proton", "--events", "10", "--energy-min", "10", "--energy-max", "100")
+
+
+def _cli(*args: str):
+    """Run the CLI in-process; (exit code, its output as one line: Rich wraps long lines)."""
+    from typer.testing import CliRunner
+
+    from dampeml.cli.main import app
+
+    r = CliRunner().invoke(app, list(args))
+    return r.exit_code, " ".join(r.output.split())
+
+
+def _one_error(code: int, out: str, *names: str) -> None:
+    print(f"\n{out}")
+    assert code == 1 and "Traceback" not in out and out.count("error:") == 1, out
+    for name in names:
+        assert name in out, (name, out)
+
+
+@pytest.fixture
+def no_work(monkeypatch):
+    """Simulation, the registry's promote, Ray and the dataset build fail the test if reached."""
+
+    def reached(what):
+        def fail(*args, **kwargs):
+            raise AssertionError(f"{what} was reached: the check must come first")
+
+        return fail
+
+    monkeypatch.setattr("dampeml.detector.simulation.simulate", reached("the simulation"))
+    monkeypatch.setattr("dampeml.registry.models.promote", reached("the registry's promote"))
+    monkeypatch.setattr("dampeml.runtime.init_ray", reached("Ray"))
+    monkeypatch.setattr("dampeml.datasets.build.build_dataset", reached("the dataset build"))
+
+
+# ---- defect 7: errors that escaped as tracebacks
+
+
+def test_simulate_checks_that_it_can_write_before_simulating(no_work, tmp_path):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("keep")
+    for out, why in [
+        (a_file / "p.root", "is a file, not a folder"),  # NotADirectoryError after simulating, before
+        ("/proc/dampeml-no-such/p.root", "cannot write in /proc"),  # procfs makes no files, not even for root
+    ]:
+        code, text = _cli("simulate", *SIM, "--out", str(out))
+        _one_error(code, text, "--out", str(out), why)
+    assert a_file.read_text() == "keep"
+
+
+def test_simulate_overwrite_never_replaces_a_folder(no_work, tmp_path):
+    folder = tmp_path / "runs"
+    (folder / "inner").mkdir(parents=True)
+    code, text = _cli("simulate", *SIM, "--out", str(folder), "--overwrite")
+    _one_error(code, text, f"--out {folder} is a folder", "name a file")
+    code, text = _cli("simulate", *SIM, "--out", str(folder))
+    _one_error(code, text, f"--out {folder} is a folder")
+    assert (folder / "inner").is_dir()
+
+
+def test_dataset_out_that_is_an_existing_file_is_refused(no_work, tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        f"name: x\nkind: bgo-direction\nsources:\n- type: files\n  glob: '{tmp_path}/*.root'\n"
+        "features: [bgo_image]\ntargets: [track]\n"
+    )
+    out = tmp_path / "existing.txt"
+    out.write_text("keep")
+    code, text = _cli("dataset", "build", str(spec), "--out", str(out))
+    _one_error(code, text, f"--out {out} is an existing file", "name a folder")
+    assert out.read_text() == "keep"
+
+
+@pytest.mark.parametrize("alias", ["../../x", "prod/x", "with space", "latest", "v3", "", "a" * 256, "é"])
+def test_an_invalid_alias_is_refused_before_the_registry_or_ray(no_work, tmp_path, alias):
+    code, text = _cli("models", "promote", "bgo-direction-low", "1", "--alias", alias)
+    _one_error(code, text, "--alias", "is not a registry alias")
+    # reprocess used to reach the registry, whose message then suggested `models promote --alias ../../x`
+    code, text = _cli(
+        "reprocess", "--input", f"{tmp_path}/*.root", "--out", str(tmp_path / "r"), "--alias", alias
+    )
+    _one_error(code, text, "--alias", "is not a registry alias")
+    assert "models promote" not in text
+    code, text = _cli(
+        "evaluate", "--input", f"{tmp_path}/*.root", "--out", str(tmp_path / "e"), "--alias", alias
+    )
+    _one_error(code, text, "--alias", "is not a registry alias")
+    code, text = _cli("align", "bgo-direction-mid", "--flight", f"{tmp_path}/*.root", "--alias", alias)
+    _one_error(code, text, "--alias", "is not a registry alias")
+    assert not any(tmp_path.iterdir())
+
+
+def test_the_alias_check_agrees_with_the_registry_uri_check():
+    from dampeml.registry.models import RegistryError
+    from dampeml.security import check_alias, check_model_uri
+
+    for good in ("production", "staging-2", "ab_c", "A1"):
+        assert check_alias(good) == good
+    for bad in ("../x", "a/b", "a.b", "a@b"):
+        with pytest.raises(ValueError, match="not a registry alias"):
+            check_alias(bad)
+        with pytest.raises(RegistryError, match="not a registry URI"):
+            check_model_uri(f"models:/bgo-direction-low@{bad}")
+
+
+def test_an_os_error_the_checks_missed_is_one_line(tmp_path, capsys):
+    """The safety net: a disk, permission or network failure mid-command is one line, exit 1."""
+    from dampeml.cli.errors import clean_errors
+
+    @clean_errors
+    def writes():
+        open(tmp_path / "missing" / "x", "w")  # noqa: SIM115
+
+    with pytest.raises(typer.Exit) as exc:
+        writes()
+    err = " ".join(capsys.readouterr().err.split())
+    assert exc.value.exit_code == 1 and err.count("error:") == 1, err
+    assert f"No such file or directory: {tmp_path / 'missing' / 'x'}" in err, err
+
+
+# ---- defect 8: range checks, by option name
+
+
+@pytest.mark.parametrize(
+    "option,value,message",
+    [
+        ("--energy-max", "inf", "--energy-max inf: must be a finite number"),
+        ("--energy-min", "nan", "--energy-min nan: must be a finite number"),
+        ("--spectrum-index", "nan", "--spectrum-index nan: must be a finite number"),
+        ("--energy-min", "200", "need 0 < --energy-min < --energy-max"),
+        ("--events", "0", "--events 0: simulate at least 1 event"),
+        ("--events", str(10**20), "simulate-production"),
+        ("--events", "1000001", "at most 1000000 events per file"),
+        ("--seed", "-1", "--seed -1: must be >= 0"),
+    ],
+)
+def test_simulate_refuses_values_out_of_range_by_option_name(no_work, tmp_path, option, value, message):
+    args = dict(zip(SIM[::2], SIM[1::2], strict=True)) | {option: value}
+    out = tmp_path / "p.root"
+    code, text = _cli("simulate", *(x for kv in args.items() for x in kv), "--out", str(out))
+    _one_error(code, text, message)
+    assert "n_events" not in text and not out.exists()
+
+
+def test_simulate_production_refuses_non_finite_energies_and_huge_shards(no_work, tmp_path):
+    out = tmp_path / "prod"
+    code, text = _cli("simulate-production", *SIM[:-1], "inf", "--out", str(out))
+    _one_error(code, text, "--energy-max inf: must be a finite number")
+    code, text = _cli("simulate-production", *SIM, "--events-per-shard", str(10**7), "--out", str(out))
+    _one_error(code, text, "--events-per-shard 10000000")
+    assert not out.exists()
+
+
+def test_the_simulation_config_refuses_non_finite_energies_and_oversized_files():
+    from dampeml.detector.simulation import MAX_EVENTS_PER_FILE, SimulationConfig
+
+    for kwargs in ({"energy_max": math.inf}, {"energy_min": math.nan}, {"spectrum_index": math.inf}):
+        with pytest.raises(ValueError, match="finite"):
+            SimulationConfig(
+                **({"particle": "proton", "n_events": 10, "energy_min": 10.0, "energy_max": 100.0} | kwargs)
+            )
+    with pytest.raises(ValueError, match="simulate-production"):
+        SimulationConfig("proton", MAX_EVENTS_PER_FILE + 1, 10.0, 100.0)
