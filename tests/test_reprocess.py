@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from dampeml.inference.reprocess import (
     model_column,
     reprocess,
 )
+from dampeml.io.datasource import DUPLICATE
 from dampeml.io.root_reader import read_events
 from dampeml.io.root_writer import write_event_file
 from dampeml.io.schema import MC_ONLY
@@ -78,6 +80,22 @@ def mixed_inputs(tmp_path_factory) -> Path:
     (d / "e_junk.root").write_text("this is not a ROOT file\n" * 20)
     write_event_file(d / "f_empty.root", {k: v[:0] for k, v in events.items()}, meta)
     write_event_file(d / "g_nosignal.root", {k: v for k, v in events.items() if k != "stk_signal"}, meta)
+    return d
+
+
+@pytest.fixture(scope="module")
+def hostile_inputs(tmp_path_factory) -> Path:
+    """A good MC file, a byte copy of it under another name (every identity repeated across files),
+    a file that repeats half of its own identities, and one whose metadata names an unknown mode."""
+    d = tmp_path_factory.mktemp("reprocess-hostile")
+    a = make_file(d / "a_mc.root", "proton", 60, 100, 1e4, seed=71)
+    shutil.copyfile(a, d / "b_copy.root")
+    meta = {"mode": "mc", "generation": {"particle": "proton"}}
+    events = read_events(make_file(d / "src" / "c.root", "proton", 40, 100, 1e4, seed=72))
+    events["event_id"] = np.concatenate([np.arange(20), np.arange(20)])  # entries 20-39 repeat 0-19
+    write_event_file(d / "c_repeats.root", events, meta)
+    bogus = read_events(make_file(d / "src" / "d.root", "proton", 30, 100, 1e4, seed=73))
+    write_event_file(d / "d_bogus.root", bogus, {**meta, "mode": "bogus"})
     return d
 
 
@@ -162,6 +180,69 @@ def test_every_event_is_written_or_quarantined_once(tmp_path, mixed_inputs, ray_
     again = reprocess(cfg)
     assert again.files_processed == 0 and again.files_done_before == 4
     assert again.summary["totals"] == s["totals"]
+    assert {p: p.stat().st_mtime_ns for p in (out / EVENTS_DIR).iterdir()} == stamps
+
+
+@pytest.mark.timeout(600)  # four short jobs (first, idempotent rerun, resumed, one file added)
+def test_bad_mode_and_repeated_ids_are_quarantined_and_the_job_goes_on(
+    tmp_path, hostile_inputs, ray_local, registry
+):
+    src = tmp_path / "in"
+    shutil.copytree(hostile_inputs, src, ignore=shutil.ignore_patterns("src"))
+    out = tmp_path / "reco"
+    cfg = ReprocessConfig(str(src / "*.root"), str(out), events_per_block=25, batch_size=32)
+    s = reprocess(cfg).summary  # an unknown mode stopped the whole job with a KeyError ('bogus')
+    print(f"\ntotals {s['totals']}; {s['quarantined_by_reason']}; scan {s['run']['duplicate_scan']}")
+    unusable = {f["input"].rsplit("/", 1)[1]: f["reason"] for f in s["files"] if f["status"] != "done"}
+    assert list(unusable) == ["d_bogus.root"] and "unknown mode 'bogus'" in unusable["d_bogus.root"]
+    assert s["totals"] == {
+        "files": 3,
+        "unreadable_files": 1,
+        "events": 160,
+        "written": 60 + 20,
+        "quarantined": 60 + 20,
+    }
+    assert s["quarantined_by_reason"] == {DUPLICATE: 80}
+    assert s["run"]["duplicate_scan"]["events"] == 160 and s["run"]["duplicate_scan"]["duplicates"] == 80
+    q = _quarantine(out)
+    assert [x["file"].rsplit("/", 1)[1] for x in q if x["entry"] is None] == ["d_bogus.root"]
+    # the first file in sorted order keeps an identity; each later copy names the kept one
+    kept = {
+        (x["file"].rsplit("/", 1)[1], x["entry"]): (
+            x["duplicate_of"]["file"].rsplit("/", 1)[1],
+            x["duplicate_of"]["entry"],
+        )
+        for x in q
+        if x["reason"] == DUPLICATE
+    }
+    assert kept == {("b_copy.root", e): ("a_mc.root", e) for e in range(60)} | {
+        ("c_repeats.root", e): ("c_repeats.root", e - 20) for e in range(20, 40)
+    }
+    table = _outputs(out)
+    ids = list(zip(table["run_id"].to_pylist(), table["event_id"].to_pylist(), strict=True))
+    assert len(ids) == len(set(ids)) == 80  # was 160 rows with 80 distinct identities
+    assert sorted(ids) == sorted([(71, e) for e in range(60)] + [(72, e) for e in range(20)])
+
+    # a rerun with the same arguments reads nothing and changes nothing
+    again = reprocess(cfg)
+    assert again.files_processed == 0 and again.summary["totals"] == s["totals"]
+    assert again.summary["run"]["duplicate_scan"] is None
+    # as if killed before committing a_mc.root, which holds the kept copies: the rerun keeps the same
+    # copies (b_copy.root's marker lists its repeats, so it never claims them)
+    key = file_key(str(src / "a_mc.root"))
+    (out / MARKERS_DIR / f"{key}.json").unlink()
+    (out / EVENTS_DIR / f"{key}.parquet").unlink()
+    resumed = reprocess(cfg)
+    assert resumed.files_processed == 1 and resumed.summary["totals"] == s["totals"]
+    key_columns = ["run_id", "event_id"]  # outputs hold NaNs (no STK charge), never equal as a whole
+    assert _outputs(out).select(key_columns).equals(table.select(key_columns))
+    # a file added later that sorts first: the committed files keep their identities
+    stamps = {p: p.stat().st_mtime_ns for p in (out / EVENTS_DIR).iterdir()}
+    shutil.copyfile(src / "a_mc.root", src / "0_late_copy.root")
+    late = reprocess(cfg)
+    assert late.files_processed == 1 and late.summary["totals"]["written"] == 80
+    by_file = {f["input"].rsplit("/", 1)[1]: f for f in late.summary["files"]}
+    assert by_file["0_late_copy.root"]["quarantined"] == {DUPLICATE: 60}
     assert {p: p.stat().st_mtime_ns for p in (out / EVENTS_DIR).iterdir()} == stamps
 
 

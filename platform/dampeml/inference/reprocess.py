@@ -15,7 +15,9 @@ Layout at `out` (a local path or a pyarrow URI):
                                   flight and MC files, so `events/` reads as one table
     _files/<stem>-<hash>.json     the commit marker of that input file: its accounting, written last
     quarantine.jsonl              one line per quarantined event (file, entry, run_id, event_id,
-                                  reason), or per unreadable file (entry null: its events are unknown)
+                                  reason; a repeated identity also `duplicate_of`: the kept copy's
+                                  file and entry), or per unusable file (entry null: its events are
+                                  unknown; e.g. unreadable, no events, unknown metadata `mode`)
     summary.json                  counts per file and totals, versions, chain settings, throughput
     _job.json                     what the outputs were made with (CHAIN_SETTINGS, pinned versions)
 
@@ -28,6 +30,15 @@ versions, or with other chain settings (runtime, coarse_below_tev), is refused u
 `overwrite=True`, which removes the previous outputs first; to keep both, write to a new `out`.
 New input files can be added to an existing `out` by a rerun with the same models. One job at a
 time may write to an `out`.
+
+Every event identity (run_id, event_id) is written at most once per `out`. Before the pipeline
+runs, the driver reads only the run_id and event_id branches of the planned files (linear in the
+events; its cost is in summary.json under run.duplicate_scan) and finds the repeats, within a file
+and across files, by one deterministic rule: files already committed in `out` keep the identities
+they hold, then the other files in sorted path order, each in entry order; the first occurrence is
+kept, every later one is quarantined with DUPLICATE and the kept copy. A killed job rerun makes the
+same decisions (committed files record which of their entries were repeats); a rerun with nothing
+to do reads nothing.
 """
 
 from __future__ import annotations
@@ -50,7 +61,15 @@ import pyarrow.compute as pc
 from dampeml import __version__
 from dampeml.datasets.storage import QUARANTINE, TMP_DIR, Store
 from dampeml.inference.predictor import MODES, ChainPredictor, ReprocessError
-from dampeml.io.datasource import EventFilePlan, PathsOrGlob, plan_event_files, read_event_files
+from dampeml.io.datasource import (
+    DUPLICATE,
+    DuplicateScan,
+    EventFilePlan,
+    PathsOrGlob,
+    plan_event_files,
+    read_event_files,
+    scan_duplicates,
+)
 from dampeml.io.root_reader import EventFileInfo
 from dampeml.io.schema import required_branches
 
@@ -218,8 +237,13 @@ def commit_file(
     table: pa.Table,
     versions: dict[str, str],
     output_columns: Sequence[str],
+    duplicates: dict[int, tuple[str, int]] | None = None,
 ) -> dict:
-    """Publish one input file's rows: its events Parquet (atomic), then its marker. Returns the marker."""
+    """Publish one input file's rows: its events Parquet (atomic), then its marker. Returns the marker.
+
+    `duplicates` ({entry: (file, entry) of the kept copy}) are quarantined as DUPLICATE unless the
+    reader already quarantined them for another reason; their lines name the kept copy either way.
+    """
     key = file_key(info.path)
     table = table.sort_by("entry")
     entries = table.column("entry").to_numpy()
@@ -228,6 +252,14 @@ def commit_file(
             f"{info.path}: got {len(entries)} rows ({len(np.unique(entries))} distinct entries) for "
             f"{info.n_events} events: a bug in the pipeline, nothing of this file was written"
         )
+    duplicates = duplicates or {}
+    if duplicates:
+        why = table.column("quarantine_reason").to_numpy(zero_copy_only=False).astype(object)
+        repeat = np.zeros(len(why), dtype=bool)
+        repeat[np.fromiter(duplicates, dtype=np.int64)] = True  # row i is entry i (checked above)
+        why[repeat & (why == "")] = DUPLICATE
+        column = table.schema.get_field_index("quarantine_reason")
+        table = table.set_column(column, "quarantine_reason", pa.array(why, pa.string()))
     reasons = table.column("quarantine_reason")
     good = pc.equal(reasons, "")
     written = table.filter(good).select(["run_id", "event_id", *output_columns])
@@ -241,6 +273,7 @@ def commit_file(
     bad = table.filter(pc.invert(good)).select(["entry", "run_id", "event_id", "quarantine_reason"])
     quarantine = [
         {"file": info.path, "entry": e, "run_id": r, "event_id": i, "reason": why}
+        | ({"duplicate_of": {"file": duplicates[e][0], "entry": duplicates[e][1]}} if e in duplicates else {})
         for e, r, i, why in zip(*(bad.column(c).to_pylist() for c in bad.column_names), strict=True)
     ]
     marker = {
@@ -259,6 +292,23 @@ def commit_file(
         raise ReprocessError(f"{info.path}: accounting does not close (a bug): {marker}")
     store.write_json(f"{MARKERS_DIR}/{key}.json", marker)
     return marker
+
+
+def find_repeats(store: Store, plan: EventFilePlan, todo: list[EventFileInfo], fine: int) -> DuplicateScan:
+    """The repeated identities of the `todo` files (see the module docstring for the rule).
+
+    Committed files come first and keep every identity they hold except the entries their
+    markers list as repeats; then the todo files in sorted path order.
+    """
+    waiting = {i.path for i in todo}
+    done = sorted(i.path for i in plan.good if i.path not in waiting)
+    skip: dict[str, set[int]] = {}
+    for path in done:
+        marker = store.read_json(f"{MARKERS_DIR}/{file_key(path)}.json")
+        skip[path] = {q["entry"] for q in marker["quarantine_list"] if "duplicate_of" in q}
+    sizes = {i.path: i.n_events for i in plan.good}
+    ranges = [(p, 0, sizes[p]) for p in [*done, *sorted(waiting)]]
+    return scan_duplicates(ranges, skip, fine)
 
 
 def _check_resources(cfg: ReprocessConfig) -> None:
@@ -402,11 +452,16 @@ def reprocess(cfg: ReprocessConfig, progress: Callable[[Progress], None] | None 
     if progress:
         progress(state)
     t_run = time.perf_counter()
+    duplicate_scan = None  # nothing to do: nothing read
     if todo:
         from dampeml.reconstruction.chain import OUTPUT_COLUMNS
 
+        scan = find_repeats(store, plan, todo, cfg.events_per_block)
+        duplicate_scan = scan.report()
+
         def on_file(info: EventFileInfo, table: pa.Table) -> None:
-            commit_file(store, info, table, versions[info.mode], OUTPUT_COLUMNS)
+            dups = scan.duplicates.get(info.path)
+            commit_file(store, info, table, versions[info.mode], OUTPUT_COLUMNS, dups)
             state.files_done += 1
             state.events_done += info.n_events
             if progress:
@@ -432,6 +487,7 @@ def reprocess(cfg: ReprocessConfig, progress: Callable[[Progress], None] | None 
         "cpus_per_actor": cfg.cpus_per_actor,
         "gpus_per_actor": cfg.gpus_per_actor,
         "batch_size": cfg.batch_size,
+        "duplicate_scan": duplicate_scan,  # inside pipeline_seconds; reads run_id and event_id only
         "total_seconds": None,
     }
     run["orphans_removed"] = remove_orphans(store)

@@ -34,6 +34,10 @@ Accounting in quarantine mode is then exact for what can be known:
 `rows(quarantine_reason == '') + rows(quarantine_reason != '') == plan.n_events` (the entries that
 the readable files' headers claim), and every input path is either in `plan.good` or `plan.bad`.
 
+Repeated event identities (run_id, event_id) are not the reader's business (a read task sees one
+range): `scan_duplicates` reads only those two branches of every planned range on the driver
+(linear, measured) and names each repeat and its kept copy by a priority order the caller chooses.
+
 Paths must be readable from every Ray worker (a single node, or a shared filesystem).
 Note: `Dataset.count()` is answered from the planned metadata (the entries each file claims)
 without reading; materialize or iterate to find read errors.
@@ -189,6 +193,149 @@ def _branch_bytes(info: EventFileInfo, branches: tuple[str, ...]) -> int | str:
             return int(sum(tree[name].uncompressed_bytes for name in names))
     except Exception as exc:  # the file was readable a moment ago: report, don't crash planning
         return f"cannot read branch sizes ({type(exc).__name__}: {exc})"
+
+
+#: reason of a quarantined repeat of an event identity; the line also names the kept copy
+DUPLICATE = "duplicate (run_id, event_id): an earlier copy is kept"
+IdRange = tuple[str, int, int]  # (path, entry_start, entry_stop)
+
+
+@dataclass
+class EventIds:
+    """The identities of one range of events: `label` (a file path, or a name for simulated
+    events), the entries, and their (run_id, event_id)."""
+
+    label: str
+    entries: np.ndarray
+    run_id: np.ndarray
+    event_id: np.ndarray
+
+
+@dataclass
+class DuplicateScan:
+    """Result of `find_duplicates`: the repeats per label and what finding them cost."""
+
+    duplicates: dict[str, dict[int, tuple[str, int]]]  # label -> {entry: (label, entry) of the kept copy}
+    events: int  # identities compared
+    unread: int  # entries whose identities could not be read (their readers quarantine them)
+    seconds: float  # reading and comparing, on the caller's machine
+
+    @property
+    def n_duplicates(self) -> int:
+        return sum(len(d) for d in self.duplicates.values())
+
+    def report(self) -> dict:
+        """What the summary and manifest record: the scan is linear in the events, and measured."""
+        rate = round(self.events / self.seconds) if self.seconds > 0 else None
+        return {
+            "events": self.events,
+            "unread": self.unread,
+            "duplicates": self.n_duplicates,
+            "seconds": round(self.seconds, 3),
+            "events_per_second": rate,
+        }
+
+
+def read_ids(ranges: Sequence[IdRange], fine: int = 2000, max_workers: int = 8) -> list[list[EventIds]]:
+    """(run_id, event_id) of each range (one list of pieces per range); only those two branches
+    are read, on the caller's machine, in threads.
+
+    Read in blocks of about 100k entries; a block that fails is read again in pieces of `fine`
+    entries (the readers' range size, aligned like theirs), and pieces that still fail are left
+    out: the read that needs them fails on them too and quarantines them, so none is kept unseen.
+    """
+    block = fine * max(1, 100_000 // fine)
+
+    def read(tree, path: str, a: int, b: int) -> EventIds | None:
+        try:
+            ids = tree.arrays(["run_id", "event_id"], entry_start=a, entry_stop=b, library="np")
+        except Exception:  # a corrupt basket
+            return None
+        if len(ids["run_id"]) != b - a:
+            return None
+        return EventIds(path, np.arange(a, b, dtype=np.int64), ids["run_id"], ids["event_id"])
+
+    def one(rng: IdRange) -> list[EventIds]:
+        path, start, stop = rng
+        out: list[EventIds | None] = []
+        try:
+            with uproot.open(path) as f:
+                tree = f[TREE_NAME]
+                for a in range(start, stop, block):
+                    b = min(a + block, stop)
+                    got = read(tree, path, a, b)
+                    if got is None:
+                        edges = [a, *range((a // fine + 1) * fine, b, fine), b]
+                        out += [read(tree, path, c, d) for c, d in zip(edges, edges[1:], strict=False)]
+                    else:
+                        out.append(got)
+        except Exception:  # unreadable now: the planner or the read tasks report it
+            return []
+        return [x for x in out if x is not None]
+
+    with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(ranges) or 1))) as pool:
+        return list(pool.map(one, ranges))
+
+
+def find_duplicates(ids: Sequence[EventIds], skip: dict[str, set[int]] | None = None) -> DuplicateScan:
+    """Repeats of (run_id, event_id) within and across `ids`, which come in priority order: the
+    first occurrence of an identity is kept, every later one is a duplicate of it.
+
+    Hash-based (pandas), linear in the number of events. `skip[label]` are entries that do not
+    count (already quarantined as duplicates in committed output, so never the kept copy).
+    """
+    import time
+
+    import pandas as pd
+
+    t0 = time.perf_counter()
+    skip = skip or {}
+    labels, entries, runs, events = [], [], [], []
+    for k, part in enumerate(ids):
+        keep = np.ones(len(part.entries), dtype=bool)
+        if skip.get(part.label):
+            keep = ~np.isin(part.entries, np.fromiter(skip[part.label], dtype=np.int64))
+        labels.append(np.full(int(keep.sum()), k, dtype=np.int32))
+        entries.append(part.entries[keep])
+        runs.append(np.asarray(part.run_id)[keep])
+        events.append(np.asarray(part.event_id)[keep])
+    n = int(sum(len(e) for e in entries))
+    duplicates: dict[str, dict[int, tuple[str, int]]] = {}
+    if n:
+        frame = pd.DataFrame({"run": np.concatenate(runs), "event": np.concatenate(events)})
+        repeat = frame.duplicated(keep="first").to_numpy()
+        if repeat.any():
+            group = frame.groupby(["run", "event"], sort=False).ngroup().to_numpy()
+            first = np.flatnonzero(~repeat)[group[repeat]]  # groups are numbered by first appearance
+            label, entry = np.concatenate(labels), np.concatenate(entries)
+            for i, j in zip(np.flatnonzero(repeat), first, strict=True):
+                duplicates.setdefault(ids[label[i]].label, {})[int(entry[i])] = (
+                    ids[label[j]].label,
+                    int(entry[j]),
+                )
+    return DuplicateScan(duplicates, n, 0, time.perf_counter() - t0)
+
+
+def scan_duplicates(
+    items: Sequence[IdRange | EventIds], skip: dict[str, set[int]] | None = None, fine: int = 2000
+) -> DuplicateScan:
+    """Find the repeats among `items` in priority order: file ranges (their identities are read
+    here) or identities known without reading (e.g. of simulated events)."""
+    import time
+
+    t0 = time.perf_counter()
+    ranges = [x for x in items if not isinstance(x, EventIds)]
+    read = iter(read_ids(ranges, fine))
+    ids: list[EventIds] = []
+    for item in items:
+        ids += [item] if isinstance(item, EventIds) else next(read)
+    scan = find_duplicates(ids, skip)
+    wanted = sum(stop - start for _, start, stop in ranges) + sum(
+        len(x.entries) for x in items if isinstance(x, EventIds)
+    )
+    scan.unread = wanted - sum(len(i.entries) for i in ids)
+    scan.seconds = time.perf_counter() - t0
+    return scan
 
 
 def arrow_schema(branches: Sequence[str]) -> pa.Schema:

@@ -35,6 +35,7 @@ class EventFileError(Exception):
 
 
 REGENERATE = "regenerate or re-transfer the file, or exclude it from the input"
+MODES = ("mc", "flight")  # 'mc' carries the truth branches, 'flight' does not
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,10 @@ def _open_tree(path: str):
             metadata = json.loads(str(f[METADATA_KEY]))
         except Exception as exc:
             raise EventFileError(path, "unreadable metadata", REGENERATE) from exc
+        if not isinstance(metadata, dict):
+            raise EventFileError(
+                path, f"metadata is a JSON {type(metadata).__name__}, not an object", REGENERATE
+            )
     return f, tree, n, names, metadata
 
 
@@ -95,6 +100,12 @@ def inspect_file(path: str | os.PathLike) -> EventFileInfo:
         if n == 0:
             raise EventFileError(path, "the file holds no events", "drop it from the input")
         mode = metadata.get("mode") or ("mc" if all(b in names for b in MC_ONLY) else "flight")
+        if mode not in MODES:  # every consumer picks models and branches by mode: refuse, never guess
+            raise EventFileError(
+                path,
+                f"unknown mode {mode!r} in the file's metadata (expected one of {', '.join(MODES)})",
+                f"fix the metadata's 'mode' or {REGENERATE}",
+            )
         need = [b.name for b in BRANCHES if mode == "mc" or not b.mc_only]
         missing = [b for b in need if b not in names]
         if missing:
