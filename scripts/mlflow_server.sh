@@ -6,10 +6,15 @@
 #   scripts/mlflow_server.sh stop STATE_DIR           # stop both
 #   source STATE_DIR/client.env                       # MLFLOW_TRACKING_URI/_USERNAME/_PASSWORD
 #
-# First start: generates the PostgreSQL password, the MLflow admin password and the Flask secret
-# key into STATE_DIR/secrets.env (mode 600), initialises a PostgreSQL cluster and two databases
-# (mlflow: runs and registry; mlflow_auth: users and permissions). The admin user is created with
-# the generated password (MLflow 3.17 ships none); unknown users get NO_PERMISSIONS.
+# First start: generates the PostgreSQL superuser's and the mlflow role's passwords, the MLflow
+# admin password and the Flask secret key into STATE_DIR/secrets.env (mode 600), initialises a
+# PostgreSQL cluster and two databases (mlflow: runs and registry; mlflow_auth: users and
+# permissions) owned by the role `mlflow`, which is no superuser and can make no roles or
+# databases. The server connects as that role, its password read by libpq from STATE_DIR/pgpass
+# (PGPASSFILE, mode 600): no password is on a command line (`ps` shows them to every local user)
+# or in basic_auth.ini. The superuser is used only here, through PGPASSWORD, to set that up.
+# The admin user is created with the generated password (MLflow 3.17 ships none); unknown users
+# get NO_PERMISSIONS.
 # Environment: MLFLOW_HOST (bind address, default 127.0.0.1: put a TLS proxy or tunnel in front
 # for other machines), MLFLOW_ARTIFACTS_DESTINATION (default STATE_DIR/artifacts; s3://... on a
 # cluster), MLFLOW_PG_DIR (PostgreSQL's files; default a new /tmp/dampeml-pg.* directory),
@@ -17,7 +22,7 @@
 set -euo pipefail
 
 cmd=${1:-}; state=${2:-}
-if [[ -z "$cmd" || -z "$state" ]]; then sed -n '2,18p' "$0"; exit 2; fi
+if [[ -z "$cmd" || -z "$state" ]]; then sed -n '2,21p' "$0"; exit 2; fi
 mkdir -p "$state"; state=$(cd "$state" && pwd)
 port=${3:-5000}
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -64,6 +69,9 @@ if [[ ! -f "$state/secrets.env" ]]; then
     echo "PG_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
   } > "$state/secrets.env"
 fi
+if ! grep -q '^MLFLOW_DB_PASSWORD=' "$state/secrets.env"; then  # a state made before the mlflow role
+  echo "MLFLOW_DB_PASSWORD=$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')" >> "$state/secrets.env"
+fi
 # shellcheck disable=SC1091
 source "$state/secrets.env"
 
@@ -86,15 +94,46 @@ if [[ ! -f "$pgdir/data/postmaster.pid" ]]; then
   as_pg "$PG/pg_ctl" -D "$pgdir/data" -l "$pgdir/postgres.log" -w \
     -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $pgdir" start >/dev/null
 fi
+# The superuser's password travels in the environment (private to this user), never in argv; the
+# role's password in SQL on psql's stdin, never in argv.
 export PGPASSWORD=$PG_PASSWORD
 psql=(psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -v ON_ERROR_STOP=1 -qtA)
+role_sql=$(printf "%s PASSWORD '%s'" \
+  "$( [[ -n $("${psql[@]}" -c "SELECT 1 FROM pg_roles WHERE rolname='mlflow'") ]] && echo "ALTER ROLE mlflow" \
+      || echo "CREATE ROLE mlflow LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION" )" \
+  "$MLFLOW_DB_PASSWORD")
+"${psql[@]}" >/dev/null <<<"$role_sql;"
 for db in mlflow mlflow_auth; do
   if [[ -z $("${psql[@]}" -c "SELECT 1 FROM pg_database WHERE datname='$db'") ]]; then
-    "${psql[@]}" -c "CREATE DATABASE $db" >/dev/null
+    "${psql[@]}" -c "CREATE DATABASE $db OWNER mlflow" >/dev/null
   fi
+  # a database made before the role (postgres-owned, with tables): hand it and its objects over
+  "${psql[@]}" -c "ALTER DATABASE $db OWNER TO mlflow" >/dev/null
+  "${psql[@]}" -d "$db" >/dev/null <<'SQL'
+ALTER SCHEMA public OWNER TO mlflow;
+DO $$DECLARE r record; BEGIN
+  FOR r IN SELECT c.oid::regclass AS name, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm') AND c.relowner <> 'mlflow'::regrole LOOP
+    EXECUTE format('ALTER %s %s OWNER TO mlflow',
+                   CASE r.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'TABLE' END, r.name);
+  END LOOP;
+  -- sequences of a table's column followed their table; the rest
+  FOR r IN SELECT c.oid::regclass AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE n.nspname = 'public' AND c.relkind = 'S' AND c.relowner <> 'mlflow'::regrole LOOP
+    EXECUTE format('ALTER SEQUENCE %s OWNER TO mlflow', r.name);
+  END LOOP;
+  FOR r IN SELECT t.oid::regtype AS name FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+           WHERE n.nspname = 'public' AND t.typtype IN ('e', 'd') AND t.typowner <> 'mlflow'::regrole LOOP
+    EXECUTE format('ALTER TYPE %s OWNER TO mlflow', r.name);
+  END LOOP;
+END$$;
+SQL
 done
 unset PGPASSWORD
-pg_uri="postgresql+psycopg2://postgres:$PG_PASSWORD@127.0.0.1:$PG_PORT"
+# libpq reads the role's password from here (the URIs below carry none)
+printf '127.0.0.1:%s:*:mlflow:%s\n' "$PG_PORT" "$MLFLOW_DB_PASSWORD" > "$state/pgpass"
+chmod 600 "$state/pgpass"
+pg_uri="postgresql+psycopg2://mlflow@127.0.0.1:$PG_PORT"
 
 cat > "$state/basic_auth.ini" <<INI
 [mlflow]
@@ -109,6 +148,7 @@ artifacts=${MLFLOW_ARTIFACTS_DESTINATION:-$state/artifacts}
 if [[ -f "$state/mlflow.pid" ]] && kill -0 "$(cat "$state/mlflow.pid")" 2>/dev/null; then
   echo "mlflow server already running (pid $(cat "$state/mlflow.pid"))"
 else
+  PGPASSFILE="$state/pgpass" \
   MLFLOW_AUTH_CONFIG_PATH="$state/basic_auth.ini" \
   MLFLOW_AUTH_ADMIN_PASSWORD="$MLFLOW_AUTH_ADMIN_PASSWORD" \
   MLFLOW_FLASK_SERVER_SECRET_KEY="$MLFLOW_FLASK_SERVER_SECRET_KEY" \
