@@ -130,6 +130,7 @@ def network_dataset(
     expected_kind: str | None = None,
     cache: bool = False,
     shuffle: bool = False,
+    seed: int | None = None,
 ):
     """The split as a Ray Data dataset of network batches (rendered lazily, per block).
 
@@ -138,7 +139,8 @@ def network_dataset(
     `shuffle=True` shuffles the stored rows anew on every pass (every training epoch),
     before rendering, where rows are small. Training needs it: the build writes one
     particle's events per unit, so in stored order a batch (and the first steps of an
-    epoch) would hold one particle only.
+    epoch) would hold one particle only. `seed` fixes the sequence of those orders (pass k of
+    every run with the same seed draws the same permutation); None draws new ones every run.
     """
     import ray
 
@@ -160,5 +162,6 @@ def network_dataset(
     if cache:
         ds = ds.materialize()
     if shuffle:
-        ds = ds.random_shuffle()
+        order = None if seed is None else ray.data.RandomSeedConfig(seed=seed, reseed_after_execution=True)
+        ds = ds.random_shuffle(seed=order)
     return ds.map_batches(network_batch, batch_format="pyarrow", fn_args=(manifest,))

@@ -147,7 +147,9 @@ def make_trainer(
             callbacks=list(callbacks),
         ),
         datasets={
-            s: network_dataset(cfg.dataset, s, cache=_fits_cache(manifest, s), shuffle=s == "train")
+            s: network_dataset(
+                cfg.dataset, s, cache=_fits_cache(manifest, s), shuffle=s == "train", seed=cfg.seed
+            )
             for s in ("train", "val")
         },
     )
