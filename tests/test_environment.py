@@ -34,3 +34,26 @@ def test_ray_workers_get_the_same_environment():
 
     assert RUNTIME_ENV["env_vars"] == TF_ENV
     assert set(NAMES) <= set(TF_ENV)
+
+
+def test_setuptools_is_past_its_cves_in_the_build_and_the_environment():
+    """Issue 19, defect 11: the venv had setuptools 65.5, below the fixes of CVE-2024-6345 (70.0)
+    and CVE-2025-47273 (78.1.1). pyproject pins the floor for the build and for the install."""
+    import tomllib
+    from importlib.metadata import version
+    from pathlib import Path
+
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    fixed = Version("78.1.1")
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    for where, reqs in [
+        ("build-system.requires", project["build-system"]["requires"]),
+        ("project.dependencies", project["project"]["dependencies"]),
+    ]:
+        floors = [Requirement(r).specifier for r in reqs if Requirement(r).name == "setuptools"]
+        assert floors, f"{where} has no setuptools floor"
+        below = [v for v in ("65.5.0", "70.0.0", "78.1.0") if floors[0].contains(v)]
+        assert not below and floors[0].contains(str(fixed)), (where, str(floors[0]))
+    assert Version(version("setuptools")) >= fixed, f"installed setuptools {version('setuptools')}"
