@@ -13,8 +13,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from dampeml.cli.checks import check_simulation_options
 from dampeml.detector.production import ProductionError, ProductionRequest, run_production
+from dampeml.detector.simulation import MAX_EVENTS_PER_FILE
 from dampeml.io.root_reader import EventFileError
+from dampeml.security import StorageNotAllowedError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -36,7 +39,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
+    try:  # the options by name first, as `dampeml simulate-production` does
+        check_simulation_options(
+            args.events, args.energy_min, args.energy_max, args.spectrum_index, args.seed
+        )
+        if not 1 <= args.events_per_shard <= MAX_EVENTS_PER_FILE:
+            raise ValueError(
+                f"--events-per-shard {args.events_per_shard}: must be in 1..{MAX_EVENTS_PER_FILE}"
+            )
         request = ProductionRequest(
             particle=args.particle,
             n_events=args.events,
@@ -51,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         run_production(
             request, progress=not args.no_progress, ray_address=args.address, num_cpus=args.num_cpus
         )
-    except (ValueError, EventFileError, ProductionError) as exc:
+    except (ValueError, EventFileError, ProductionError, StorageNotAllowedError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

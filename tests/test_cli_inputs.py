@@ -179,3 +179,32 @@ def test_the_simulation_config_refuses_non_finite_energies_and_oversized_files()
             )
     with pytest.raises(ValueError, match="simulate-production"):
         SimulationConfig("proton", MAX_EVENTS_PER_FILE + 1, 10.0, 100.0)
+
+
+def test_the_simulation_job_script_names_bad_options_and_refuses_outside_storage(
+    no_work, tmp_path, monkeypatch, capsys
+):
+    """jobs/simulate.py (ray job submit) checks like `dampeml simulate-production`; a --out outside
+    DAMPEML_ALLOWED_STORAGE escaped as a PermissionError traceback."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "jobs" / "simulate.py"
+    spec = importlib.util.spec_from_file_location("simulate_job", path)
+    job = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(job)
+    monkeypatch.setattr(job, "run_production", lambda *a, **k: pytest.fail("the production was reached"))
+    (tmp_path / "data").mkdir()
+    monkeypatch.setenv("DAMPEML_ALLOWED_STORAGE", str(tmp_path / "data"))
+    for args, message in [
+        (
+            [*SIM[:-1], "inf", "--out", str(tmp_path / "data" / "p")],
+            "--energy-max inf: must be a finite number",
+        ),
+        ([*SIM, "--out", str(tmp_path / "data" / "p"), "--events-per-shard", "0"], "--events-per-shard 0"),
+        ([*SIM, "--out", str(tmp_path / "elsewhere")], "outside the allowed storage"),
+    ]:
+        assert job.main(args) == 1
+        err = " ".join(capsys.readouterr().err.split())
+        assert err.count("error:") == 1 and message in err, err
+    assert not (tmp_path / "data" / "p").exists() and not (tmp_path / "elsewhere").exists()
