@@ -4,6 +4,7 @@ the guards that keep a stuck test from costing the whole CI budget."""
 from __future__ import annotations
 
 import faulthandler
+import json
 import os
 import time
 from pathlib import Path
@@ -98,6 +99,17 @@ def ray_idle():
             ]
             pytest.fail(f"Ray still holds {total - free:g} of {total:g} CPUs after 120 s; groups: {groups}")
         time.sleep(0.5)
+
+
+def registered_epoch(run_dir: Path) -> int:
+    """The epoch of the newest checkpoint Ray Train's controller has registered: the one it restores
+    after a worker dies. It records it in checkpoint_manager_snapshot.json (after the files are on
+    disk, which alone do not make a checkpoint restorable); 0 before the first."""
+    try:
+        snapshot = json.loads((run_dir / "checkpoint_manager_snapshot.json").read_text())
+    except (OSError, ValueError):  # not written yet, or caught mid-write
+        return 0
+    return int(((snapshot.get("latest_checkpoint_result") or {}).get("metrics") or {}).get("epoch", 0))
 
 
 def make_file(
