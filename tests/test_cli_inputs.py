@@ -89,6 +89,16 @@ def test_dataset_out_that_is_an_existing_file_is_refused(no_work, tmp_path):
     assert out.read_text() == "keep"
 
 
+def test_reprocess_and_sim_plots_refuse_an_out_that_is_a_file(no_work, tmp_path):
+    out = tmp_path / "existing.txt"
+    out.write_text("keep")
+    code, text = _cli("reprocess", "--input", f"{tmp_path}/*.root", "--out", str(out))
+    _one_error(code, text, f"--out {out} is an existing file")
+    code, text = _cli("sim-plots", str(tmp_path / "a.root"), "--out", str(out))
+    _one_error(code, text, f"--out {out} is an existing file")
+    assert out.read_text() == "keep"
+
+
 @pytest.mark.parametrize("alias", ["../../x", "prod/x", "with space", "latest", "v3", "", "a" * 256, "é"])
 def test_an_invalid_alias_is_refused_before_the_registry_or_ray(no_work, tmp_path, alias):
     code, text = _cli("models", "promote", "bgo-direction-low", "1", "--alias", alias)

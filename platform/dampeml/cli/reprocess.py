@@ -38,6 +38,7 @@ def reprocess(
     accounted for (written or quarantined). A rerun with the same arguments finishes a killed job."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from dampeml.cli.checks import check_output_folder
     from dampeml.inference.predictor import ReprocessError
     from dampeml.inference.reprocess import ReprocessConfig
     from dampeml.inference.reprocess import reprocess as run
@@ -59,6 +60,7 @@ def reprocess(
         coarse_below_tev=coarse_below,
     )
     cfg.check()  # before starting Ray
+    check_output_folder(out, "--out")  # a file there, or no write permission: said now, not mid-job
     if num_cpus is None and not (address or os.environ.get("RAY_ADDRESS")):  # a local Ray: room for the pool
         num_cpus = max(4, int(actors * cpus_per_actor) + 2)
     init_ray(address=address, num_cpus=num_cpus)
