@@ -265,7 +265,13 @@ def keras_file_config(path: str | os.PathLike) -> Any:
 
 
 def layer_classes(config: Any) -> list[str]:
-    """Every `class_name` in a Keras config tree, sorted: what the file would make Keras build."""
+    """Every `class_name` in a Keras model config, sorted: what the file would make Keras build.
+
+    Only the model and its layers: the compile settings (optimizer, losses) of a trained model
+    are not part of the architecture, and nothing of them is built by the loader.
+    """
+    if isinstance(config, dict) and "compile_config" in config:
+        config = {k: v for k, v in config.items() if k != "compile_config"}
     names, stack = [], [config]
     while stack:
         node = stack.pop()

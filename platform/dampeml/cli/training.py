@@ -32,6 +32,10 @@ def train(
     ] = "dampeml-runs",
     run_name: Annotated[str | None, typer.Option(help="Ray Train run name (default: network-time)")] = None,
     resume: Annotated[bool, typer.Option(help="resume run --run-name from its last checkpoint")] = False,
+    init_from: Annotated[
+        str | None,
+        typer.Option(help="fine-tune: start from the weights of models:/NAME@ALIAS (or /VERSION)"),
+    ] = None,
     address: Annotated[str | None, typer.Option(help="Ray cluster address (default: local Ray)")] = None,
     num_cpus: Annotated[int | None, typer.Option(help="logical CPUs of a local Ray")] = None,
 ) -> None:
@@ -52,6 +56,7 @@ def train(
         steps_per_epoch=steps_per_epoch,  # type: ignore[arg-type]
         storage=storage,
         run_name=run_name,
+        init_from=init_from,
     )
     check_inputs(cfg)  # before starting Ray
     init_ray(address=address, num_cpus=num_cpus or max(4, workers + 2))

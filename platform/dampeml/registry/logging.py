@@ -94,7 +94,8 @@ def log_training(cfg, net, manifest: dict, model, result) -> tuple[str, str]:
             )
         plt.close("all")
         version = log_keras_model(model, Architecture(net.name, cfg.preset, cfg.overrides))
-        for k, v in {**result.test, "dataset_version": manifest["dataset_version"]}.items():
+        lineage = {"dataset_version": manifest["dataset_version"], "init_from": cfg.init_from}
+        for k, v in {**result.test, **{k: v for k, v in lineage.items() if v}}.items():
             client.set_model_version_tag(net.name, version, k, str(v))
     return run.info.run_id, version
 

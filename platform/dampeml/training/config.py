@@ -34,6 +34,7 @@ class TrainConfig:
     max_failures: int = 2
     seed: int = 0
     register: bool = True
+    init_from: str | None = None  # models:/NAME@ALIAS or /VERSION: fine-tune from its weights
 
     def __post_init__(self) -> None:
         if self.workers < 1:

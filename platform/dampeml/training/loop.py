@@ -65,6 +65,8 @@ def train_loop_per_worker(cfg: dict) -> None:
                 overrides=cfg["overrides"],
                 learning_rate=cfg["learning_rate"],
             )
+            if cfg.get("init_weights") is not None:  # fine-tuning: a registered version's weights
+                model.set_weights(cfg["init_weights"])
     model.optimizer.learning_rate.assign(state["lr"])
 
     batch, x_keys = cfg["batch_per_worker"], cfg["x_keys"]

@@ -7,6 +7,7 @@ checkpoints, the driver logs the history, the test metrics, plots and the model.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -47,6 +48,10 @@ def check_inputs(cfg: TrainConfig):
 
     check_job_paths(dataset=cfg.dataset, storage=cfg.storage)  # StorageNotAllowedError, before any read
     net = get_network(cfg.network)  # UnknownNetworkError lists the known names
+    if cfg.init_from:
+        from dampeml.security import check_model_uri
+
+        check_model_uri(cfg.init_from)  # RegistryError saying what exists, before Ray starts
     try:
         manifest = load_manifest(cfg.dataset)
     except DatasetError as exc:
@@ -156,6 +161,27 @@ def make_trainer(
     return trainer, loop_cfg
 
 
+def initial_weights(cfg: TrainConfig) -> tuple[TrainConfig, list]:
+    """The weights of the registered version `cfg.init_from` (loaded as data, through the safe
+    loader), checked to fit the network being trained; `cfg` comes back with the URI pinned to the
+    version (an alias may move later), which the run's params then record as its parent."""
+    from dampeml.models.architecture import Architecture, ArchitectureError, check_same_weights_layout
+    from dampeml.registry.models import load_model
+    from dampeml.security import check_model_uri
+
+    name, version = check_model_uri(cfg.init_from)  # RegistryError saying what exists
+    pinned = f"models:/{name}/{version}"
+    model = load_model(pinned)
+    try:
+        check_same_weights_layout(model, Architecture(cfg.network, cfg.preset, cfg.overrides), pinned)
+    except ArchitectureError as exc:
+        raise TrainingError(
+            f"--init-from {cfg.init_from}: {exc}; fine-tune from a version of the same architecture "
+            f"({cfg.network}, preset {cfg.preset}, the same overrides)"
+        ) from None
+    return dataclasses.replace(cfg, init_from=pinned), model.get_weights()
+
+
 def storage_path(cfg: TrainConfig) -> str:
     """Absolute local path (workers run elsewhere) or the URI as given."""
     return str(Path(cfg.storage).resolve()) if "://" not in cfg.storage else cfg.storage
@@ -173,7 +199,11 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
     if resume and resume_from is None:
         raise TrainingError(f"no checkpoint of run {run_name!r} under {storage} to resume from")
 
+    init_weights = None
+    if cfg.init_from and resume_from is None:
+        cfg, init_weights = initial_weights(cfg)
     trainer, loop_cfg = make_trainer(cfg, net, manifest, run_name, storage, resume_from)
+    loop_cfg["init_weights"] = init_weights
     resume_hint = f"`dampeml train ... --run-name {run_name} --resume` continues from its last checkpoint"
     try:
         result = trainer.fit()
