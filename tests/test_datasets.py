@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,8 +19,9 @@ import yaml
 
 from dampeml.datasets.build import DatasetBuildError, build_dataset
 from dampeml.datasets.loader import DatasetError, network_dataset
-from dampeml.datasets.spec import SpecError, load_spec
+from dampeml.datasets.spec import DatasetSpec, SpecError, load_spec
 from dampeml.datasets.split import assign_split
+from dampeml.io.datasource import DUPLICATE
 from dampeml.io.root_reader import read_events
 from dampeml.io.root_writer import write_event_file
 from tests.conftest import make_file
@@ -217,6 +219,124 @@ def test_accounting_closes_with_corrupt_and_truncated_files(tmp_path, mixed_file
     )
     with pytest.raises(DatasetBuildError, match="above the spec's limit max_quarantine_fraction=0.001"):
         build_dataset(strict, str(tmp_path / "strict"))
+
+
+@pytest.fixture(scope="module")
+def hostile_files(tmp_path_factory):
+    """in/: an MC file, a byte copy of it (every identity repeated across files), a file repeating
+    half of its own identities, one whose metadata names an unknown mode; flight/: a flight file."""
+    d = tmp_path_factory.mktemp("hostile")
+    a = make_file(d / "in" / "a_mc.root", "proton", 60, 100, 1e4, seed=81)
+    shutil.copyfile(a, d / "in" / "b_copy.root")
+    meta = {"mode": "mc", "generation": {"particle": "proton"}}
+    events = read_events(make_file(d / "src" / "c.root", "proton", 40, 100, 1e4, seed=82))
+    events["event_id"] = np.concatenate([np.arange(20), np.arange(20)])  # entries 20-39 repeat 0-19
+    write_event_file(d / "in" / "c_repeats.root", events, meta)
+    bogus = read_events(make_file(d / "src" / "d.root", "proton", 30, 100, 1e4, seed=83))
+    write_event_file(d / "in" / "d_bogus.root", bogus, {**meta, "mode": "bogus"})
+    make_file(d / "flight" / "f_flight.root", "proton", 30, 100, 1e4, mode="flight", seed=84)
+    return d
+
+
+def _files_spec(tmp_path: Path, glob_: str, name: str = "files", **extra) -> DatasetSpec:
+    spec = {**_sim_spec(name), "sources": [{"type": "files", "glob": glob_, "events_per_unit": 25}]}
+    return load_spec(_write_spec(tmp_path, {**spec, **extra}, f"{name}.yaml"))
+
+
+def _quarantine_lines(uri: Path) -> list[dict]:
+    return [json.loads(x) for x in (uri / "quarantine.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.timeout(300)
+def test_unknown_mode_and_repeated_ids_are_quarantined(tmp_path, hostile_files, ray_local):
+    spec = _files_spec(tmp_path, str(hostile_files / "in" / "*.root"), max_quarantine_fraction=0.9)
+    out = tmp_path / "ds"
+    manifest = build_dataset(spec, str(out)).manifest
+    acc = manifest["accounting"]
+    print(f"\naccounting {acc}; scan {manifest.get('duplicate_scan')}")
+    bogus = str(hostile_files / "in" / "d_bogus.root")
+    assert acc["unreadable_files"] == [bogus]  # was built as if it were a good file
+    lines = _quarantine_lines(out)
+    assert [x["reason"] for x in lines if x["file"] == bogus] == [
+        "unreadable file: unknown mode 'bogus' in the file's metadata (expected one of mc, flight)"
+    ]
+    assert acc["read"] == 160 and acc["quarantined"] == {DUPLICATE: 60 + 20}
+    assert acc["read"] == acc["written"] + sum(acc["filtered"].values()) + 80
+    assert manifest["duplicate_scan"]["events"] == 160 and manifest["duplicate_scan"]["duplicates"] == 80
+    # the first occurrence (files sorted, entries in order) is kept; every repeat names it
+    kept = {
+        (Path(x["file"]).name, x["entry"]): (Path(x["duplicate_of"]["file"]).name, x["duplicate_of"]["entry"])
+        for x in lines
+        if x["reason"] == DUPLICATE
+    }
+    assert kept == {("b_copy.root", e): ("a_mc.root", e) for e in range(60)} | {
+        ("c_repeats.root", e): ("c_repeats.root", e - 20) for e in range(20, 40)
+    }
+    tables = [_read_split(str(out), s) for s in ("train", "val", "test")]
+    assert all(t is not None for t in tables)
+    ids = [
+        (r, e)
+        for t in tables
+        for r, e in zip(t["run_id"].to_pylist(), t["event_id"].to_pylist(), strict=True)
+    ]
+    assert len(ids) == len(set(ids)) == acc["written"] > 0  # was 160 rows with 80 distinct identities
+
+    # as if killed before committing the units that hold the kept copies (a_mc.root's, the only ones
+    # without a quarantined event): the resume keeps the same copies, the committed repeats stay out
+    markers = [m for m in (out / "_units").glob("*.json") if not json.loads(m.read_text())["quarantine_list"]]
+    assert len(markers) == 3
+    for marker in markers:
+        marker.unlink()
+    resumed = build_dataset(spec, str(out), resume=True)
+    assert resumed.units_done_before == resumed.units_total - 3
+    assert resumed.manifest["accounting"] == acc and resumed.manifest["splits"] == manifest["splits"]
+    for split, table in zip(("train", "val", "test"), tables, strict=True):
+        assert _read_split(str(out), split).equals(table), split
+
+
+def test_supervised_dataset_refuses_inputs_without_truth(tmp_path, hostile_files):
+    flight = hostile_files / "flight" / "f_flight.root"
+    out = tmp_path / "ds"
+    spec = _files_spec(tmp_path, str(hostile_files / "*" / "[af]_*.root"))
+    with pytest.raises(DatasetBuildError, match="no MC truth") as err:  # was built with targets -1 or absent
+        build_dataset(spec, str(out))
+    print(f"\n{err.value}")
+    assert str(err.value).startswith(f"{flight}: a flight file") and "MC files only" in str(err.value)
+    sim = _sim_spec("flightsim")
+    sim["sources"][0]["mode"] = "flight"
+    sim["targets"] = ["track"]  # the spec allows it; the simulated events have no truth
+    with pytest.raises(DatasetBuildError, match="source 1 simulates flight-like events.*set `mode: mc`"):
+        build_dataset(load_spec(_write_spec(tmp_path, sim, "flightsim.yaml")), str(out))
+    assert not out.exists()
+
+
+def test_training_refuses_a_dataset_without_targets(small_bgo, tmp_path):
+    copy = tmp_path / "no-truth"
+    shutil.copytree(small_bgo, copy)
+    for shard in (copy / "train").glob("*.parquet"):  # as built from flight files before the check
+        table = pq.read_table(shard)
+        pq.write_table(table.drop_columns([c for c in table.column_names if c.startswith("true_")]), shard)
+    with pytest.raises(DatasetError, match="train split has no target true_x_top.*rebuild it from MC files"):
+        network_dataset(str(copy), "train", expected_kind="bgo-direction")
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["kind"], manifest["particles"]["val"] = "electron-proton", {"unknown": 5, "proton": 9}
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(DatasetError, match="5 events of the val split have no particle label"):
+        network_dataset(str(copy), "val")
+    network_dataset(small_bgo, "train", expected_kind="bgo-direction")  # the intact dataset passes
+
+
+def test_glob_matching_nothing_writes_nothing(tmp_path, ray_local):
+    src = tmp_path / "runs"
+    spec = _files_spec(tmp_path, str(src / "*.root"))
+    out = tmp_path / "ds"
+    with pytest.raises(
+        DatasetBuildError, match=r"matches no file.*fix the source's `glob`; nothing was written"
+    ):
+        build_dataset(spec, str(out))
+    assert not out.exists()  # _build.json and _tmp/ were left, and the rerun said "already holds a dataset"
+    make_file(src / "a.root", "proton", 40, 100, 1e4, seed=85)
+    assert build_dataset(spec, str(out)).manifest["accounting"]["read"] == 40
 
 
 def test_rebuild_gives_the_same_content_and_mix(tmp_path, ray_local):

@@ -4,11 +4,22 @@ Each unit (a file's event range or a seeded simulation chunk) is read or simulat
 validated, selected, turned into features and targets, split by event identity, and
 written as one Parquet shard per split; its accounting marker is written last. The
 manifest is an aggregate of the markers, so it is always consistent with what exists.
+
+Everything about the inputs is checked before anything is written at `out` (a glob that
+matches nothing, flight files for a supervised spec, nothing readable, an input listed
+twice), so a refused build leaves no folder that a rerun would mistake for a started one.
+Repeated event identities (run_id, event_id) are found on the driver before the units run
+(`find_unit_repeats`: the run_id and event_id of every planned event, read cheaply; linear,
+its cost in the manifest's `duplicate_scan`): the first occurrence in unit order (committed
+units first, then spec source order, files sorted) is kept, every later one is quarantined
+as DUPLICATE, naming the kept copy.
 """
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
+import glob as globmod
 import json
 import os
 import platform as stdlib_platform
@@ -16,17 +27,21 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow.parquet as pq
 
 from dampeml import __version__
 from dampeml.datasets.process import process_unit
-from dampeml.datasets.spec import DatasetSpec
+from dampeml.datasets.spec import DatasetSpec, FileSource, SimulationSource
 from dampeml.datasets.split import SPLITS
 from dampeml.datasets.storage import MANIFEST, QUARANTINE, UNITS_DIR, Store
 from dampeml.datasets.units import BadFile, WorkUnit, plan_units, planned_particle_counts
 from dampeml.detector.simulation import SIMULATION_VERSION
+from dampeml.io.datasource import DuplicateScan, EventIds, scan_duplicates
 
 BUILD_FILE = "_build.json"
+#: targets that only MC truth can give (today: every target, so every spec is supervised)
+TRUTH_TARGETS = frozenset({"track", "hough_offsets", "inelastic", "particle"})
 
 
 class DatasetBuildError(RuntimeError):
@@ -106,6 +121,98 @@ def check_build_inputs(spec: DatasetSpec, out_uri: str, spec_path: str | os.Path
         check_model_uri(spec.roi.model_uri)
 
 
+def plan_build(spec: DatasetSpec, limit_events: int | None) -> tuple[list[WorkUnit], list[BadFile]]:
+    """The units and unreadable files of `spec`, or DatasetBuildError (one line: the input and
+    what to do) for inputs no build should start from."""
+    for i, src in enumerate(spec.sources):
+        if isinstance(src, SimulationSource) and src.mode == "flight" and set(spec.targets) & TRUTH_TARGETS:
+            raise DatasetBuildError(
+                f"dataset {spec.name!r}: source {i + 1} simulates flight-like events, which carry no MC "
+                f"truth, but its targets {spec.targets} need truth: set `mode: mc` in that source"
+            )
+    try:
+        units, bad = plan_units(spec, limit_events)
+    except FileNotFoundError as exc:
+        raise DatasetBuildError(
+            f"dataset {spec.name!r}: {exc} (relative globs start at {os.getcwd()}): fix the source's "
+            "`glob`; nothing was written"
+        ) from None
+    flight = sorted({u.path for u in units if u.source == "file" and u.mode == "flight"})
+    if flight and set(spec.targets) & TRUTH_TARGETS:
+        more = f" (and {len(flight) - 1} more flight files)" if len(flight) > 1 else ""
+        raise DatasetBuildError(
+            f"{flight[0]}: a flight file (no MC truth){more}, but dataset {spec.name!r} ({spec.kind}) needs "
+            f"truth for its targets {spec.targets}: build it from MC files only (narrow the source's glob)"
+        )
+    matched = Counter(
+        path
+        for src in spec.sources
+        if isinstance(src, FileSource)
+        for path in {os.path.realpath(m) for m in globmod.glob(src.glob)}
+    )
+    twice = sorted(p for p, n in matched.items() if n > 1)
+    clash = sorted(k for k, n in Counter(u.unit_id for u in units).items() if n > 1)
+    if twice or clash:
+        what = (
+            f"file {twice[0]} matches the globs of two sources"
+            if twice
+            else f"two sources make unit {clash[0]}"
+        )
+        raise DatasetBuildError(
+            f"dataset {spec.name!r}: {what}: its events would be read twice; list each file, and each "
+            "simulation seed and particle, in one source only"
+        )
+    if not units:
+        reasons = f" ({bad[0].path}: {bad[0].reason})" if bad else ""
+        raise DatasetBuildError(
+            f"dataset {spec.name!r}: no readable events in its sources, {len(bad)} unreadable files"
+            f"{reasons}: fix or replace the input files"
+        )
+    return units, bad
+
+
+def _label(unit: WorkUnit) -> str:
+    """Name of a unit's events in duplicate records: its file, or the unit for simulated events."""
+    return unit.path if unit.source == "file" else unit.unit_id
+
+
+def find_unit_repeats(store: Store, units: list[WorkUnit], done: set[str]) -> DuplicateScan:
+    """Repeated identities among the planned events; committed units keep theirs (see the module
+    docstring). Files: only run_id and event_id are read; simulated units' identities are known
+    (run_id per unit, event_id = 0..n-1) and cost nothing to list."""
+    order = [u for u in units if u.unit_id in done] + [u for u in units if u.unit_id not in done]
+    skip: dict[str, set[int]] = {}
+    for u in order:
+        if u.unit_id not in done:
+            break
+        for q in store.read_json(f"{UNITS_DIR}/{u.unit_id}.json")["quarantine_list"]:
+            repeats = [q["entry"]] if "duplicate_of" in q else q.get("duplicates", [])
+            skip.setdefault(_label(u), set()).update(repeats)
+    items: list = []
+    for u in order:
+        if u.source == "file":
+            items.append((u.path, u.entry_start, u.entry_start + u.n_events))
+        else:
+            n = np.arange(u.n_events, dtype=np.int64)
+            items.append(EventIds(u.unit_id, n, np.full(u.n_events, u.run_id, dtype=np.int64), n))
+    return scan_duplicates(items, skip)
+
+
+def _per_unit(units: list[WorkUnit], scan: DuplicateScan | None) -> dict[str, list]:
+    """{unit_id: [[entry, kept label, kept entry], ...]} for the units that hold repeats."""
+    out: dict[str, list] = {}
+    if scan is None or not scan.duplicates:
+        return out
+    by_label = {label: sorted(found.items()) for label, found in scan.duplicates.items()}
+    for u in units:
+        found = by_label.get(_label(u), [])
+        lo = bisect.bisect_left(found, (u.entry_start,))
+        hi = bisect.bisect_left(found, (u.entry_start + u.n_events,))
+        if hi > lo:
+            out[u.unit_id] = [[e, lbl, k] for e, (lbl, k) in found[lo:hi]]
+    return out
+
+
 def build_dataset(
     spec: DatasetSpec,
     out_uri: str,
@@ -125,7 +232,8 @@ def build_dataset(
     check_build_inputs(spec, out_uri, spec_path)
     store = Store.open(out_uri)
     params = _build_params(spec, limit_events)
-    if store.exists(BUILD_FILE):
+    started = store.exists(BUILD_FILE)
+    if started:
         previous = store.read_json(BUILD_FILE)
         if not resume:
             raise DatasetBuildError(
@@ -140,13 +248,14 @@ def build_dataset(
             )
     elif not store.is_empty():
         raise DatasetBuildError(f"{out_uri} is not empty and holds no dataset: choose another --out")
-    else:
-        store.write_json(BUILD_FILE, params)
 
-    units, bad_files = plan_units(spec, limit_events)
+    units, bad_files = plan_build(spec, limit_events)  # DatasetBuildError here writes nothing
     done = {name[: -len(".json")] for name in store.list(UNITS_DIR, ".json")}
     todo = [u for u in units if u.unit_id not in done]
-    context = {"planned_particles": planned_particle_counts(units)}
+    scan = find_unit_repeats(store, units, done) if todo else None
+    if not started:
+        store.write_json(BUILD_FILE, params)
+    context = {"planned_particles": planned_particle_counts(units), "duplicates": _per_unit(units, scan)}
     if progress:
         progress(len(units) - len(todo), len(units))
     if todo:
@@ -164,7 +273,7 @@ def build_dataset(
 
             init_ray(ray_address, num_cpus)
         run_units(todo, spec, store, context, on_done)
-    manifest = write_manifest(spec, store, units, bad_files, limit_events)
+    manifest = write_manifest(spec, store, units, bad_files, limit_events, scan)
     share = manifest["accounting"]["quarantined_share"]
     if share > spec.max_quarantine_fraction:
         raise DatasetBuildError(
@@ -175,7 +284,12 @@ def build_dataset(
 
 
 def write_manifest(
-    spec: DatasetSpec, store: Store, units: list[WorkUnit], bad_files: list[BadFile], limit_events: int | None
+    spec: DatasetSpec,
+    store: Store,
+    units: list[WorkUnit],
+    bad_files: list[BadFile],
+    limit_events: int | None,
+    scan: DuplicateScan | None = None,
 ) -> dict:
     """Aggregate every unit's marker into the manifest, plus the quarantine list beside it."""
     accs = [store.read_json(f"{UNITS_DIR}/{u.unit_id}.json") for u in units]
@@ -239,6 +353,7 @@ def write_manifest(
             "quarantined_share": n_q / n_read if n_read else (1.0 if bad_files else 0.0),
         },
         "units": len(units),
+        "duplicate_scan": scan.report() if scan is not None else None,  # None: nothing left to run
     }
     store.write_text(QUARANTINE, "".join(json.dumps(r) + "\n" for r in quarantine_rows))
     store.write_json(MANIFEST, manifest)

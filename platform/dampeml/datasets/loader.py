@@ -119,6 +119,41 @@ INPUTS: dict[str, Callable[[pa.Table, dict], dict]] = {
 }
 
 
+#: stored columns each kind's target is made of: without MC truth the build writes none of them
+TARGET_COLUMNS: dict[str, tuple[str, ...]] = {
+    "bgo-direction": tuple(f"true_{n}" for n in TRACK),
+    "stk-hough": tuple(f"hough_target_{n}" for n in TRACK),
+    "inelastic-raw-stk": ("true_inelastic",),
+    "inelastic-hough": ("true_inelastic",),
+    "electron-proton": ("particle",),
+}
+
+
+def check_targets(uri: str, manifest: dict, split: str) -> None:
+    """DatasetError unless every stored row of `split` has its network's target: a dataset built
+    from files without MC truth (flight data) would otherwise train on absent or -1 targets."""
+    import pyarrow.parquet as pq
+
+    store = Store.open(uri)
+    shards = store.list(split, ".parquet")
+    kind = manifest["kind"]
+    rebuild = "rebuild it from MC files (`dampeml dataset build`), flight data carries no truth"
+    for name in shards[:1]:  # every shard of a dataset has one schema
+        columns = pq.read_schema(store.path(split, name), filesystem=store.fs).names
+        missing = [c for c in TARGET_COLUMNS.get(kind, ()) if c not in columns]
+        if missing:
+            raise DatasetError(
+                f"{uri}: the {split} split has no target {', '.join(missing)} for a {kind!r} network: "
+                f"{rebuild}"
+            )
+    unknown = manifest.get("particles", {}).get(split, {}).get("unknown", 0)
+    if kind == "electron-proton" and unknown:
+        raise DatasetError(
+            f"{uri}: {unknown} events of the {split} split have no particle label, the target of "
+            f"{kind!r} networks: {rebuild}"
+        )
+
+
 def network_batch(table: pa.Table, manifest: dict) -> dict[str, np.ndarray]:
     """A batch of stored rows -> the network's numpy inputs ('x' or 'x_*') and target 'y'."""
     return INPUTS[manifest["kind"]](table, manifest["spec"])
@@ -149,6 +184,7 @@ def network_dataset(
         raise DatasetError(f"{uri} is a {manifest['kind']!r} dataset, this needs {expected_kind!r}")
     if not manifest["splits"].get(split, {}).get("events"):
         raise DatasetError(f"{uri}: split {split!r} is empty")
+    check_targets(uri, manifest, split)
     store = Store.open(uri)
     # Ray 2.60's default (V2) Parquet source starts and kills 32 footer-reader actors on every
     # read: ~4-5 s per epoch and split on a small cluster. The V1 source reads the same files

@@ -1,7 +1,9 @@
 """One work unit, start to finish: events in, shards and an accounting marker out.
 
 Every event the unit reads ends in exactly one of: written (to one split), filtered
-(with the selection reason), quarantined (with the file, event and reason).
+(with the selection reason), quarantined (with the file, event and reason). An event whose
+identity repeats an earlier one (found on the driver, `build.find_unit_repeats`, handed over in
+`context["duplicates"]`) is quarantined as DUPLICATE, and its line names the kept copy.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dampeml.datasets.split import SPLITS, assign_split, event_uniform
 from dampeml.datasets.storage import UNITS_DIR, Store
 from dampeml.datasets.units import PARTICLES, WorkUnit
 from dampeml.detector.simulation import SimulationConfig, simulate
+from dampeml.io.datasource import DUPLICATE
 from dampeml.io.root_reader import EventFileError, bad_events, read_events
 from dampeml.io.schema import PARTICLE_OF_PDG
 
@@ -110,6 +113,8 @@ def process_unit(unit: WorkUnit, spec: DatasetSpec, store: Store, context: dict)
         "upstream": {},
     }
     where = unit.path or unit.unit_id
+    # {entry: [kept label, kept entry]}; entries count from the file's start (simulation: from 0)
+    repeats = {int(e): [lbl, int(k)] for e, lbl, k in context.get("duplicates", {}).get(unit.unit_id, [])}
     try:
         events = load_unit_events(unit)
     except EventFileError as exc:
@@ -120,6 +125,7 @@ def process_unit(unit: WorkUnit, spec: DatasetSpec, store: Store, context: dict)
                 "entries": [unit.entry_start, unit.entry_start + unit.n_events],
                 "reason": exc.problem,
             }
+            | ({"duplicates": sorted(repeats)} if repeats else {})  # a resume must know them
         )
         return _commit(store, unit, acc)
     n = len(events["event_id"])
@@ -127,15 +133,25 @@ def process_unit(unit: WorkUnit, spec: DatasetSpec, store: Store, context: dict)
         raise RuntimeError(f"{where}: expected {unit.n_events} events, got {n}")
 
     bad = bad_events(events)
+    if repeats:
+        local = np.fromiter(repeats, dtype=np.int64) - unit.entry_start
+        bad[local[bad[local] == ""]] = DUPLICATE  # a bad repeat keeps its own reason
     for i in np.flatnonzero(bad != ""):
+        entry = unit.entry_start + int(i)
         acc["quarantined"][bad[i]] += 1
         acc["quarantine_list"].append(
             {
                 "file": where,
+                "entry": entry,
                 "run_id": int(events["run_id"][i]),
                 "event_id": int(events["event_id"][i]),
                 "reason": bad[i],
             }
+            | (
+                {"duplicate_of": {"file": repeats[entry][0], "entry": repeats[entry][1]}}
+                if entry in repeats
+                else {}
+            )
         )
     events = take(events, bad == "")
 
