@@ -75,7 +75,11 @@ def test_alignment_head_removes_the_injected_misalignment(base_model, flight):
     result = align(base_model, events, epochs=15)
     b, a = result.before, result.after
     seen = (b["median_dx_top_mm"] - mc["median_dx_top_mm"], b["median_dy_top_mm"] - mc["median_dy_top_mm"])
-    # statistics of the two medians (held-out flight events, clean MC events): 3 standard errors
+    # statistics of the two medians (held-out flight events, clean MC events): 3 standard errors.
+    # (It was a fixed 0.5 mm: a number of no physical meaning, since the error of a median shrinks
+    # as 1/sqrt(n) of the clean events; after the base network was retrained the offset sat 0.66 mm
+    # from the injected one with 3 se = 0.81 mm, i.e. within the statistics of this sample. The
+    # second assert keeps the bound meaningful: it must be smaller than the shift it resolves.)
     tol = 3 * np.hypot(_median_error(b, result.n_held_out), _median_error(mc, n_mc))
     print(
         f"\ninjected: BGO offset ({dx:+.2f}, {dy:+.2f}) mm, tilt ({tx:+.1e}, {ty:+.1e}) rad -> expected "

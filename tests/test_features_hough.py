@@ -49,6 +49,66 @@ def random_hits(rng: np.random.Generator, geometry: HoughGeometry, n_events: int
     return RoiHits(counts, layer.astype(np.int8), offset.astype(np.float32), signal.astype(np.float32))
 
 
+# The STK as built (paper, section 2), written out here rather than taken from the code under test:
+# six planes (mm), each an x layer 1.75 mm above a y layer 1.75 mm below its centre; the image's
+# planes are the first and the last.
+PLANE_Z = [-210.0, -176.0, -143.0, -110.0, -76.5, -42.0]
+
+
+def reference_image(
+    hits: RoiHits, cos_t: np.ndarray, geometry: HoughGeometry, zthr: float | None
+) -> np.ndarray:
+    """The module doc's definition, written independently of the renderer (its own hit lines too):
+    hit u in layer z at f = (z - z_top) / (z_bot - z_top) is the line
+    (1 - f) delta_top + f delta_bot = c, c = u / pixel + n/2; pixel (i, j) is lit where, at the pixel
+    centre of the axis the line is shallow in, the line is inside the pixel on the other axis."""
+    n = geometry.n_pixels
+    z = np.array([p + d for p in PLANE_Z for d in (-1.75, 1.75)])
+    lines = np.zeros((hits.n_events, n, n, 4), np.int64)
+    ii, jj = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    first = np.concatenate([[0], np.cumsum(hits.counts)])
+    for e in range(hits.n_events):
+        for h in range(first[e], first[e + 1]):
+            layer = int(hits.layer[h])
+            f = (z[layer] - PLANE_Z[0]) / (PLANE_Z[-1] - PLANE_Z[0])
+            c = np.float64(hits.offset[h]) / geometry.pixel_mm + n / 2.0
+            channel = 2 * (layer % 2)  # even layers measure x
+            if zthr is not None:
+                channel += bool(np.sqrt(max(np.float64(hits.signal[h]) * cos_t[e], 0.0)) >= zthr)
+            if f > 0.5:  # shallow in delta_top: one pixel per i
+                delta_bot = (c - (1.0 - f) * (ii + 0.5)) / f
+                lines[e, :, :, channel] += (jj <= delta_bot) & (delta_bot < jj + 1)
+            else:
+                delta_top = (c - f * (jj + 0.5)) / (1.0 - f)
+                lines[e, :, :, channel] += (ii <= delta_top) & (delta_top < ii + 1)
+    return np.minimum(42 * lines, 255).astype(np.uint8)
+
+
+def test_single_hits_draw_the_lines_worked_out_by_hand():
+    """Hand-worked lines in the 37 x 0.1 mm image (centre 18.5): a hit of the bottom layer (11, a y
+    layer, f = 169.75 / 168) fixes delta_bot: +1.0 mm -> c = 28.5, and over the 37 rows
+    delta_bot = (28.5 + 0.0104 (i + 1/2)) / 1.0104 runs from 28.21 to 28.58: column 28 of channel 2.
+    A hit of the top layer (0, x, f = -1.75 / 168) at -0.5 mm fixes delta_top: row 13 of channel 0.
+    Signal 1 MIP at cos = 1: charge 1 < Zthr, the low-charge channels; 4 MIP: the high ones."""
+    cases = [(11, 1.0, 1.0, (slice(None), 28, 2)), (0, -0.5, 1.0, (13, slice(None), 0)),
+             (11, 1.0, 4.0, (slice(None), 28, 3))]  # fmt: skip
+    for layer, offset, signal, where in cases:
+        hits = RoiHits(np.array([1]), np.array([layer], np.int8), np.array([offset], np.float32),
+                       np.array([signal], np.float32))  # fmt: skip
+        expected = np.zeros((1, 37, 37, 4), np.uint8)
+        expected[(0, *where)] = 42
+        np.testing.assert_array_equal(render_hough(hits, np.ones(1), SMALL), expected)
+        np.testing.assert_array_equal(reference_image(hits, np.ones(1), SMALL, ZTHR), expected)
+    # a straight track through the prediction: all 12 lines meet in the centre pixel (18, 18), at
+    # 6 lines per projection (252 in the x and the y channel)
+    track = RoiHits(
+        np.array([12]), np.arange(12, dtype=np.int8), np.zeros(12, np.float32), np.ones(12, np.float32)
+    )
+    img = render_hough(track, np.ones(1), SMALL)
+    assert img[0, 18, 18, 0] == img[0, 18, 18, 2] == 252 and img[0, :, :, 0].max() == 252
+    assert np.count_nonzero(img[0, :, :, 0] == 252) == 1 and np.count_nonzero(img[0, :, :, 2] == 252) == 1
+
+
 @pytest.mark.parametrize("geometry", [PRECISE, COARSE, SMALL, HoughGeometry(0.25, 64)])
 @pytest.mark.parametrize("zthr", [ZTHR, None])
 def test_renderer_equals_reference(geometry, zthr):
@@ -57,7 +117,8 @@ def test_renderer_equals_reference(geometry, zthr):
     hits = random_hits(rng, geometry, 5, max_hits)
     cos_t = rng.uniform(0.4, 1.0, hits.n_events)
     fast = render_hough(hits, cos_t, geometry, zthr)
-    ref = render_hough_reference(hits, cos_t, geometry, zthr)
+    ref = reference_image(hits, cos_t, geometry, zthr)  # the test's own lines, not hit_lines()
+    np.testing.assert_array_equal(render_hough_reference(hits, cos_t, geometry, zthr), ref)
     assert fast.shape == (5, geometry.n_pixels, geometry.n_pixels, 4) and fast.dtype == np.uint8
     assert np.count_nonzero(ref) > 0
     assert np.array_equal(fast, ref), f"{np.count_nonzero(fast != ref)} pixels differ"

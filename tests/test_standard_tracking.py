@@ -72,7 +72,10 @@ def test_backsplash_degrades_the_standard_selection_at_high_energy(low, high):
         frac[name] = np.mean(d < 0.3)
         print(f"\n{name}: {n_cl:.0f} clusters/event, standard track within 0.3 mm: {frac[name]:.1%}")
     # without albedo the high-energy track is nearly as easy as a low one; what is lost (~10%) is
-    # the saturated BGO axis sending the road past the track (test_simulation_physics, saturation)
+    # the saturated BGO axis sending the road past the track (test_simulation_physics, saturation).
+    # Why 0.85 and not the 0.9 it was: this sample (seed 32) gives 89.8% of 265 clean events, a
+    # binomial standard error of 1.9%; 0.9 sat 0.1 se above the expectation (a coin flip on any
+    # change of the simulation), 0.85 is 2.6 se below it and still far above the 34% with albedo.
     assert frac["high, primary hits"] > 0.85, "without albedo the high-energy track should be easy"
     assert frac["high, all hits"] < frac["high, primary hits"] - 0.15
     assert frac["high, all hits"] < frac["low, all hits"] - 0.15
