@@ -209,6 +209,7 @@ def _refused_climb(code: int, out: str, name: str) -> None:
 
 
 # ---- property-based: whatever a path check accepts stays under the root
+# (derandomize: the same examples on every run, like every other seed in the suite)
 
 
 PARTS = ["a", "sub", "b", "link", "l", "evil.root", "x.root", "secret.root", "outside", "data",
@@ -258,7 +259,7 @@ def test_property_an_accepted_local_path_or_glob_never_reaches_outside(prop_tree
 
     base, root = prop_tree
 
-    @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @settings(max_examples=400, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
     @given(start=st.sampled_from([root, base]), parts=st.lists(st.sampled_from(PARTS), max_size=6))
     def prop(start, parts):
         location = "/".join([str(start), *parts])
@@ -280,7 +281,7 @@ def test_property_plain_paths_inside_the_root_are_accepted(prop_tree):
     name = st.text(st.characters(codec="utf-8", exclude_characters="/\x00*?["), min_size=1, max_size=12)
     name = name.filter(lambda s: s not in (".", "..", "link", "evil.root"))
 
-    @settings(max_examples=300, deadline=None)
+    @settings(max_examples=300, deadline=None, derandomize=True)
     @given(st.lists(name, max_size=5))
     def prop(parts):
         location = "/".join([str(root), *parts])
@@ -298,7 +299,7 @@ def test_property_an_accepted_object_store_uri_stays_under_its_prefix():
     parts = st.lists(st.sampled_from(["prod", "production", "x", "..", ".", "", "*", "prod*", "%2e%2e"]),
                      max_size=6)  # fmt: skip
 
-    @settings(max_examples=300, deadline=None)
+    @settings(max_examples=300, deadline=None, derandomize=True)
     @given(bucket=st.sampled_from(["dampeml-bucket", "dampeml-bucket*", "other"]), parts=parts)
     def prop(bucket, parts):
         location = "/".join([f"s3://{bucket}", *parts])
