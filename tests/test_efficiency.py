@@ -11,6 +11,7 @@ from dampeml.evaluation.efficiency import (
     containment_window,
     efficiency_table,
     format_table,
+    in_window,
     paper_value,
 )
 from dampeml.features.tracks import truth_track
@@ -40,6 +41,15 @@ def test_containment_window_of_a_gaussian():
     assert np.isnan(containment_window(np.array([np.nan]), 0.85)[0])
     with pytest.raises(ValueError, match="containment"):
         containment_window(x, 1.5)
+
+
+def test_containment_window_worked_out_by_hand():
+    # 60% of 5 charges = 3 of them: [1, 3] and [2, 4] are 2 wide, [3, 10] is 7; the first shortest
+    q = np.array([10.0, 2.0, np.nan, 4.0, 1.0, 3.0])  # unsorted, a NaN (no track) ignored
+    assert containment_window(q, 0.6) == (1.0, 3.0)
+    assert containment_window(q, 1.0) == (1.0, 10.0)
+    assert containment_window(q, 0.01) == (1.0, 1.0)  # at least one charge
+    assert in_window(q, (1.0, 3.0)).tolist() == [False, True, False, False, True, True]  # ends included
 
 
 def test_true_track_is_fully_efficient_and_a_shifted_track_is_not(events):

@@ -100,5 +100,10 @@ def test_chain_outputs_agree_between_runtimes(registered_models, sample_files, m
         off = ~np.isclose(y, x, atol=atol, rtol=1e-5, equal_nan=True)
         diff = np.nanmax(np.abs(x - y)) if np.isfinite(x).any() else 0.0
         print(f"{k:16s} max |TF - ONNX| = {diff:.2e}; {off.sum()} of {n} events beyond {atol:g}")
+        # 5%, not the 2% it was: which events flip is set by hits within ~1e-4 pixel of an edge,
+        # i.e. by the weights (they place the RoI) and by the float summation order (thread count,
+        # so the machine). Seen: 1-3% with unseeded random weights, 4 of 300 (1.3%) with the
+        # session's seeded ones here; 2% left two events of margin. A wrong conversion moves
+        # nearly every event, so 5% (15 events) still tells the two apart.
         assert off.sum() <= 0.05 * n, k
         assert diff < 1e-2 * max(1.0, float(np.nanmax(np.abs(x)))), k
