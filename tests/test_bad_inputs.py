@@ -19,6 +19,7 @@ weights of another architecture) are in tests/test_security.py and are not repea
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import awkward as ak
@@ -148,12 +149,27 @@ def corpus(tmp_path_factory) -> dict[str, Path]:
     return files
 
 
+def _unbind_closed_log_streams() -> None:
+    """A log handler that a library (Ray, MLflow) set up during an earlier in-process run holds that
+    run's captured stream, closed since: its next record would print "--- Logging error ---" with a
+    traceback into this run's output. A real `dampeml` process never has one; point them at stderr."""
+    import logging
+    import sys
+
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    for lg in loggers:
+        for h in getattr(lg, "handlers", []):
+            if isinstance(h, logging.StreamHandler) and getattr(h.stream, "closed", False):
+                h.stream = sys.__stderr__  # not setStream: it flushes the closed stream first
+
+
 def _cli(*args: str) -> tuple[int, str]:
     """Run the CLI in-process; (exit code, its output as one line: Rich wraps long lines)."""
     from typer.testing import CliRunner
 
     from dampeml.cli.main import app
 
+    _unbind_closed_log_streams()
     r = CliRunner().invoke(app, [str(a) for a in args])
     if r.exception is not None and not isinstance(r.exception, SystemExit):  # escaped clean_errors
         import traceback
@@ -179,12 +195,16 @@ def _nothing_at(path: Path) -> None:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _stop_ray_after_module():
-    yield
+def _ray_for_module():
+    """One local Ray for the module, started outside the CLI runs (each of which then joins it):
+    started inside one, its log handlers would keep that run's captured output stream."""
     import ray
 
-    if ray.is_initialized():
-        ray.shutdown()
+    from dampeml.runtime import init_ray
+
+    init_ray(num_cpus=2, object_store_memory=300 * 2**20)
+    yield
+    ray.shutdown()
 
 
 # ---- dampeml sim-plots: the strict reader refuses any damage, naming the file
@@ -432,3 +452,65 @@ def test_tune_takes_the_good_campaign_of_this_table(campaign_dir, monkeypatch):
 
     (campaign_dir / "good.yaml").write_text(yaml.safe_dump(CAMPAIGN))
     assert load_campaign(campaign_dir / "good.yaml").n_trials() == 2
+
+
+# ---- dampeml reprocess: every unusable file quarantined whole, with its reason; nothing loaded
+
+
+@pytest.fixture(scope="module")
+def alias_registry(tmp_path_factory):
+    """An MLflow store where every network of the chain has a version at @production, as records
+    only (no weights: registering the real models costs minutes here). The jobs below never load a
+    model: all their inputs are refused at planning, after the alias is resolved. A job that
+    reached a model would fail on the missing weights, loudly."""
+    from mlflow import MlflowClient
+
+    from dampeml.reconstruction.chain import NETWORK_OF_FIELD
+    from dampeml.registry.bootstrap import ensure_experiment
+
+    d = tmp_path_factory.mktemp("alias-registry")
+    uri = f"sqlite:///{d / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", uri)
+        ensure_experiment(d / "artifacts")
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        for name in NETWORK_OF_FIELD.values():
+            client.create_registered_model(name)
+            version = client.create_model_version(name, source=str(d / "no-weights" / name))
+            client.set_registered_model_alias(name, "production", version.version)
+    return uri
+
+
+@pytest.mark.timeout(180)
+def test_reprocess_quarantines_every_unusable_file_with_its_reason(
+    corpus, alias_registry, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", alias_registry)
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name in WHOLE_FILE:
+        shutil.copyfile(corpus[name], inputs / f"{name}.root")
+    out = tmp_path / "reco"
+    for attempt in ("first", "rerun"):  # a rerun finds the same, and loses nothing
+        code, text = _cli("reprocess", "--input", inputs / "*.root", "--out", out, "--num-cpus", "2")
+        print(attempt, text)
+        assert code == 0 and "Traceback" not in text and "error:" not in text, text
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["totals"]["unreadable_files"] == len(WHOLE_FILE), summary["totals"]
+        assert summary["totals"]["events"] == summary["totals"]["written"] == 0, summary["totals"]
+        lines = [json.loads(x) for x in (out / "quarantine.jsonl").read_text().splitlines()]
+        assert len(lines) == len(WHOLE_FILE), lines
+        reasons = {Path(ln["file"]).stem: ln["reason"] for ln in lines}
+        for name, (_, why) in WHOLE_FILE.items():
+            assert why in reasons[name], (name, reasons)
+        assert all(ln["entry"] is None for ln in lines), lines
+        assert not list(out.rglob("*.parquet")), sorted(out.rglob("*"))  # no output for no event
+
+
+@pytest.mark.timeout(120)
+def test_reprocess_refuses_a_glob_that_matches_nothing_before_writing(alias_registry, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", alias_registry)
+    out = tmp_path / "reco"
+    code, text = _cli("reprocess", "--input", tmp_path / "none-*.root", "--out", out, "--num-cpus", "2")
+    _refused(code, text, "none-*.root")
+    _nothing_at(out)
