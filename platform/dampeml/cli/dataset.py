@@ -73,6 +73,11 @@ def print_summary(manifest: dict, uri: str) -> None:
     )
     bpe = manifest["bytes_per_event"]
     console.print(f"{bpe:.0f} bytes/event on disk" if bpe else "no events written")
+    if scan := manifest.get("duplicate_scan"):
+        console.print(
+            f"duplicate check: {scan['events']} identities in {scan['seconds']:.2f} s, "
+            f"{scan['duplicates']} repeats"
+        )
 
 
 @app.command()

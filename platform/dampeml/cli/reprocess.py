@@ -135,6 +135,11 @@ def print_summary(summary: dict) -> None:
             f"{run['events_processed']} events in {run['pipeline_seconds']:.1f} s "
             f"({run['events_per_second']:.1f} events/s with the actors' start, {run['actors']} actors)"
         )
+    if scan := run.get("duplicate_scan"):
+        console.print(
+            f"duplicate check: {scan['events']} identities in {scan['seconds']:.2f} s, "
+            f"{scan['duplicates']} repeats"
+        )
     versions = "; ".join(
         f"{mode}: " + ", ".join(f"{k} v{v}" for k, v in sorted(vs.items()))
         for mode, vs in summary["versions"].items()

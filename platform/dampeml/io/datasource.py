@@ -396,6 +396,8 @@ def quarantine_table(
     n = entry_stop - entry_start
     entries = np.arange(entry_start, entry_stop, dtype=np.int64)
     run_id = info.metadata.get("run_id")
+    if not isinstance(run_id, int) or isinstance(run_id, bool) or not -(2**63) <= run_id < 2**63:
+        run_id = None  # metadata is input too: a bad run_id leaves the column null, never fails the read
     columns = []
     for fld in schema:
         if fld.name == "source_file":
