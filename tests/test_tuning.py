@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from dampeml.cli.main import app
 from dampeml.tuning.campaign import CampaignError, load_campaign
+from tests.conftest import registered_epoch
 
 REPO = Path(__file__).resolve().parents[1]
 BGO_SPEC = str(REPO / "datasets" / "bgo-direction-low-small.yaml")
@@ -245,13 +246,14 @@ def test_killed_campaign_is_restored_and_finishes_every_trial(env):
             stderr=subprocess.STDOUT,
             env={**os.environ, "RAY_ADDRESS": ""},
         )
-        deadline = time.time() + 240
-        while time.time() < deadline and proc.poll() is None:
-            if list(root.glob("train-runs/train-*/checkpoint_*/state.json")):
+        # kill once a trial's Ray Train controller has registered a checkpoint (its record, not
+        # the files alone and not a sleep): the resumed trial must continue from it
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None:
+            if any(registered_epoch(run) >= 1 for run in root.glob("train-runs/train-*")):
                 break
             time.sleep(0.5)
         assert proc.poll() is None, f"the campaign ended before the kill: see {env / 'tiny-kill.log'}"
-        time.sleep(1)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     assert not (root / "comparison.md").exists(), "the kill must land mid-campaign"
