@@ -281,7 +281,7 @@ def find_duplicates(ids: Sequence[EventIds], skip: dict[str, set[int]] | None = 
     """Repeats of (run_id, event_id) within and across `ids`, which come in priority order: the
     first occurrence of an identity is kept, every later one is a duplicate of it.
 
-    Hash-based (pandas), linear in the number of events. `skip[label]` are entries that do not
+    Hash-based (pandas.factorize), linear in the number of events. `skip[label]` are entries that do not
     count (already quarantined as duplicates in committed output, so never the kept copy).
     """
     import time
@@ -302,16 +302,29 @@ def find_duplicates(ids: Sequence[EventIds], skip: dict[str, set[int]] | None = 
     n = int(sum(len(e) for e in entries))
     duplicates: dict[str, dict[int, tuple[str, int]]] = {}
     if n:
-        frame = pd.DataFrame({"run": np.concatenate(runs), "event": np.concatenate(events)})
-        repeat = frame.duplicated(keep="first").to_numpy()
-        if repeat.any():
-            group = frame.groupby(["run", "event"], sort=False).ngroup().to_numpy()
-            first = np.flatnonzero(~repeat)[group[repeat]]  # groups are numbered by first appearance
+        # one id per identity, numbered by first appearance: three hash passes (pandas.factorize)
+        run_code, _ = pd.factorize(np.concatenate(runs))
+        event_code, event_values = pd.factorize(np.concatenate(events))
+        pair, _ = pd.factorize(run_code.astype(np.int64) * len(event_values) + event_code)
+        seen = np.maximum.accumulate(pair)
+        new = np.ones(n, dtype=bool)
+        new[1:] = seen[1:] > seen[:-1]  # the first occurrence of an identity raises the running max
+        repeat = np.flatnonzero(~new)
+        if len(repeat):
+            first = np.flatnonzero(new)[pair[repeat]]
             label, entry = np.concatenate(labels), np.concatenate(entries)
-            for i, j in zip(np.flatnonzero(repeat), first, strict=True):
-                duplicates.setdefault(ids[label[i]].label, {})[int(entry[i])] = (
-                    ids[label[j]].label,
-                    int(entry[j]),
+            names = np.array([part.label for part in ids], dtype=object)
+            owner = names[label[first]].tolist()
+            by_part = np.argsort(label[repeat], kind="stable")  # group the repeats by part: linear
+            parts, starts = np.unique(label[repeat][by_part], return_index=True)
+            for k, idx in zip(parts, np.split(by_part, starts[1:]), strict=True):
+                found = duplicates.setdefault(names[k], {})
+                found.update(
+                    zip(
+                        entry[repeat[idx]].tolist(),
+                        zip([owner[i] for i in idx], entry[first[idx]].tolist(), strict=True),
+                        strict=True,
+                    )
                 )
     return DuplicateScan(duplicates, n, 0, time.perf_counter() - t0)
 
