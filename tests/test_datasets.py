@@ -294,6 +294,31 @@ def test_unknown_mode_and_repeated_ids_are_quarantined(tmp_path, hostile_files, 
         assert _read_split(str(out), split).equals(table), split
 
 
+def test_find_duplicates_keeps_the_first_occurrence_against_a_plain_loop():
+    """The hash-based scan against a dict walked in priority order, on seeded random identities;
+    a label may come in several parts (a file read in pieces, the units of one file)."""
+    from dampeml.io.datasource import EventIds, find_duplicates
+
+    rng = np.random.default_rng(19)
+    for _ in range(200):
+        parts, next_entry = [], {}
+        for _ in range(rng.integers(1, 6)):
+            label, n = f"f{rng.integers(0, 3)}", int(rng.integers(0, 30))
+            start = next_entry.get(label, 0)
+            next_entry[label] = start + n
+            ids = (rng.integers(0, 3, n), rng.integers(-3, 8, n))
+            parts.append(EventIds(label, np.arange(start, start + n), *ids))
+        owner: dict = {}
+        want: dict = {}
+        for part in parts:
+            for entry, run, event in zip(part.entries, part.run_id, part.event_id, strict=True):
+                if (run, event) in owner:
+                    want.setdefault(part.label, {})[int(entry)] = owner[(run, event)]
+                else:
+                    owner[(run, event)] = (part.label, int(entry))
+        assert find_duplicates(parts).duplicates == want
+
+
 def test_supervised_dataset_refuses_inputs_without_truth(tmp_path, hostile_files):
     flight = hostile_files / "flight" / "f_flight.root"
     out = tmp_path / "ds"
