@@ -99,7 +99,10 @@ def corpus(tmp_path_factory) -> dict[str, Path]:
     files["no_events"] = write_event_file(
         root / "no_events" / "no_events.root", {k: v[:0] for k, v in events.items()}, meta
     )
-    data = good.read_bytes()
+    whole = write_event_file(  # a copy with identities of its own, then cut
+        tmp_path_factory.mktemp("corpus-src") / "t.root", {**events, "run_id": np.full(N, 1009)}, meta
+    )
+    data = whole.read_bytes()
     files["truncated"] = root / "truncated" / "truncated.root"
     files["truncated"].write_bytes(data[: int(len(data) * 0.6)])
     files["not_root"] = root / "not_root" / "not_root.root"
@@ -300,14 +303,16 @@ def test_dataset_build_quarantines_each_bad_file_and_event_with_its_reason(corpu
     assert acc["written"] + sum(acc["filtered"].values()) + sum(want.values()) == acc["read"], acc
 
     lines = [json.loads(x) for x in (out / "quarantine.jsonl").read_text().splitlines()]
-    files = {ln["file"]: ln["reason"] for ln in lines if ln["event"] is None}
+    files = {ln["file"]: ln["reason"] for ln in lines if "event" in ln and ln["event"] is None}
     for name, (_, why) in WHOLE_FILE.items():  # the whole file, with its reason
         assert why in files[str(corpus[name])], (name, files)
     by_file: dict[str, list[str]] = {}
+    ranges = [ln for ln in lines if "entries" in ln]  # an unreadable range: one line, its bounds
+    assert [(Path(ln["file"]).stem, ln["entries"]) for ln in ranges] == [(TRUNCATED, [0, N])], ranges
+    assert "truncated or corrupt" in ranges[0]["reason"], ranges
     for ln in lines:
-        if ln["event"] is not None:
+        if ln.get("entry") is not None:
             by_file.setdefault(Path(ln["file"]).stem, []).append(ln["reason"])
-    assert len(by_file.pop(TRUNCATED)) == N, by_file
     assert by_file == {
         **{n: [why] * len(entries) for n, (entries, why) in PER_EVENT.items()},
         DUPLICATES: [DUPLICATE] * len(DUPLICATED),
