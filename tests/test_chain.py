@@ -178,7 +178,7 @@ def test_chain_constants_match_dataset_specs():
     assert {"coarse": COARSE}[coarse.roi.geometry] == config.coarse
     assert {"precise": PRECISE}[precise.roi.geometry] == config.precise
     assert {"coarse": COARSE}[inelastic.roi.geometry] == config.inelastic
-    assert inelastic.roi.model_uri.startswith("models:/stk-hough-precise@"), "inelastic RoI = final track"
+    assert (coarse.roi.upstream, precise.roi.upstream, inelastic.roi.upstream) == ("seed", "coarse", "final")
     assert coarse.selection.deposit_gev.max * 1e3 == config.coarse_below_mev
     assert (config.low_mid_switch_mev, config.mid_high_switch_mev) == (300e3, 20e6)
     assert (config.coarse, config.precise) == (PAPER_COARSE, PAPER_PRECISE)

@@ -103,7 +103,8 @@ def test_every_design_network_has_a_spec_and_a_small_variant():
         ({"features": []}, "features: List should have at least 1 item"),
         ({"split": {"train": 0.7, "val": 0.1, "test": 0.1}}, "sum to 1"),
         ({"features": ["hough_hits"], "kind": "stk-hough"}, "need an `roi:` section"),
-        ({"roi": {"source": "model"}}, "needs roi.model_uri"),
+        ({"roi": {"source": "model"}}, "roi.upstream .* is given exactly when roi.source is 'model'"),
+        ({"roi": {"source": "axis-fit", "upstream": "seed"}}, "exactly when roi.source is 'model'"),
         ({"kind": "muon-tagger"}, "kind: Input should be"),
         (
             {

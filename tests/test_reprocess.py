@@ -249,6 +249,7 @@ def test_bad_mode_and_repeated_ids_are_quarantined_and_the_job_goes_on(
 def test_other_model_versions_refused_unless_overwrite(tmp_path, mixed_inputs, ray_local, registry):
     import mlflow
 
+    from dampeml.models.architecture import Architecture
     from dampeml.models.catalog import build
     from dampeml.registry.bootstrap import log_model
 
@@ -266,7 +267,9 @@ def test_other_model_versions_refused_unless_overwrite(tmp_path, mixed_inputs, r
     for m in client.search_registered_models():
         if "staging" in m.aliases:
             client.set_registered_model_alias(m.name, "other", m.aliases["staging"])
-    new = log_model("electron-proton", build("electron-proton", preset="small", compile=False), ["other"])
+    new = log_model(
+        Architecture("electron-proton"), build("electron-proton", preset="small", compile=False), ["other"]
+    )
     cfg = ReprocessConfig(str(src / "*.root"), str(out), alias="other", events_per_block=100)
     with pytest.raises(ReprocessError, match="pass --overwrite") as err:
         reprocess(cfg)

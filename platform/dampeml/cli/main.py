@@ -27,12 +27,14 @@ app = typer.Typer(
 def _register_subcommands() -> None:
     from dampeml.cli.dataset import app as dataset_app
     from dampeml.cli.evaluate import evaluate
+    from dampeml.cli.pipeline import app as pipeline_app
     from dampeml.cli.reprocess import reprocess
     from dampeml.cli.training import align, models_app, train
     from dampeml.cli.tune import tune
 
     app.add_typer(dataset_app, name="dataset")
     app.add_typer(models_app, name="models")
+    app.add_typer(pipeline_app, name="pipeline")
     app.command()(train)
     app.command()(align)
     app.command()(evaluate)

@@ -20,11 +20,12 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import glob as globmod
+import hashlib
 import json
 import os
 import platform as stdlib_platform
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,21 +57,36 @@ class BuildSummary:
     manifest: dict
 
 
-def _build_params(spec: DatasetSpec, limit_events: int | None) -> dict:
-    return {
+def _build_params(spec: DatasetSpec, limit_events: int | None, upstream: Upstream | None = None) -> dict:
+    params = {
         "spec_hash": spec.spec_hash(),
         "limit_events": limit_events,
         "name": spec.name,
         "simulation_version": SIMULATION_VERSION,  # simulation sources make events with today's physics
     }
+    if upstream:
+        params["upstream_models"] = _versions(upstream)
+    return params
 
 
-def dataset_version(spec: DatasetSpec) -> str:
-    """`name@spec-hash`, plus `+simN` when the spec simulates its events: models trained on a
-    dataset of other physics (`SIMULATION_VERSION`) then show a different dataset version."""
+#: {ChainModels field: (registered name, version)} of a model-seeded build's upstream models
+Upstream = dict[str, tuple[str, str]]
+
+
+def _versions(upstream: Upstream) -> dict[str, str]:
+    return {name: version for name, version in sorted(upstream.values())}
+
+
+def dataset_version(spec: DatasetSpec, upstream: Upstream | None = None) -> str:
+    """`name@spec-hash`, plus `+simN` when the spec simulates its events (models trained on a
+    dataset of other physics (`SIMULATION_VERSION`) then show a different dataset version), plus
+    `+up<hash>` of the upstream model versions of a model-seeded RoI."""
     version = f"{spec.name}@{spec.spec_hash()}"
     if any(s.type == "simulation" for s in spec.sources):
         version += f"+sim{SIMULATION_VERSION}"
+    if upstream:
+        canon = json.dumps(_versions(upstream), sort_keys=True)
+        version += f"+up{hashlib.sha256(canon.encode()).hexdigest()[:8]}"
     return version
 
 
@@ -84,6 +100,23 @@ def other_physics(out_uri: str) -> int | None:
     return None if version == SIMULATION_VERSION else version
 
 
+class UnitProcessor:
+    """A Ray Data actor of a model-seeded build: the upstream chain is loaded once per actor
+    (each model through the safe loader, at the versions the driver resolved), then units run."""
+
+    def __init__(self, spec_json: str, store_uri: str, context: dict, upstream: Upstream, tracking: str):
+        os.environ["MLFLOW_TRACKING_URI"] = tracking  # actors may run where the driver's env is not
+        from dampeml.reconstruction.chain import Chain
+
+        self.spec = DatasetSpec.model_validate_json(spec_json)
+        self.store = Store.open(store_uri)
+        self.context = {**context, "upstream_chain": Chain.from_versions(upstream)}
+
+    def __call__(self, row: dict) -> dict:
+        acc = process_unit(WorkUnit(**row), self.spec, self.store, self.context)
+        return {"accounting": json.dumps(acc)}
+
+
 def run_units(
     units: list[WorkUnit],
     spec: DatasetSpec,
@@ -91,12 +124,35 @@ def run_units(
     context: dict,
     on_done: Callable[[dict], None],
     num_cpus_per_unit: float = 1.0,
+    upstream: Upstream | None = None,
 ) -> None:
-    """Process units as a Ray Data pipeline: one row per unit in, one accounting row out."""
+    """Process units as a Ray Data pipeline: one row per unit in, one accounting row out.
+
+    With `upstream` models (a model-seeded RoI) the units run in an actor pool that loads them once.
+    """
     import ray
 
     spec_json = spec.model_dump_json()
     ds = ray.data.from_items([u.to_dict() for u in units], override_num_blocks=max(len(units), 1))
+    if upstream:
+        from dampeml.registry.tracking import tracking_uri
+
+        free = int(ray.available_resources().get("CPU", 1) // num_cpus_per_unit)
+        actors = ds.map(
+            UnitProcessor,
+            fn_constructor_kwargs={
+                "spec_json": spec_json,
+                "store_uri": store.uri,
+                "context": context,
+                "upstream": upstream,
+                "tracking": tracking_uri(),
+            },
+            concurrency=max(1, min(len(units), free)),
+            num_cpus=num_cpus_per_unit,
+        )
+        for row in actors.iter_rows():
+            on_done(json.loads(row["accounting"]))
+        return
 
     def _process(row: dict) -> dict:
         acc = process_unit(
@@ -108,17 +164,38 @@ def run_units(
         on_done(json.loads(row["accounting"]))
 
 
-def check_build_inputs(spec: DatasetSpec, out_uri: str, spec_path: str | os.PathLike | None = None) -> None:
+def check_build_inputs(
+    spec: DatasetSpec,
+    out_uri: str,
+    spec_path: str | os.PathLike | None = None,
+    upstream_alias: str | None = None,
+    upstream_versions: Mapping[str, str] | None = None,
+) -> Upstream:
     """Fail fast, before Ray or any write: the spec's file sources and `out_uri` are under the
-    allowed storage (StorageNotAllowedError), and an RoI `model` names a registered model
-    (RegistryError saying what exists)."""
+    allowed storage (StorageNotAllowedError), and a model-seeded RoI's upstream models are
+    registered at the alias (RegistryError saying what exists). Returns those models' versions
+    ({} unless roi.source is 'model'), resolved now: an alias moved during the build changes nothing.
+    `upstream_versions` ({registered name: version}, e.g. a pipeline's upstream steps) pins those
+    networks instead of the alias."""
+    from dampeml.reconstruction.chain import NETWORK_OF_FIELD, UPSTREAM_FIELDS, chosen_models
     from dampeml.security import check_model_uri, check_spec_storage, check_storage
 
     check_spec_storage(spec, spec_path)
     check_storage(out_uri, what="--out")
-    if spec.roi is not None and spec.roi.source == "model":
-        assert spec.roi.model_uri is not None  # guaranteed by the spec validator
-        check_model_uri(spec.roi.model_uri)
+    if spec.roi is None or spec.roi.source != "model":
+        return {}
+    assert spec.roi.upstream is not None  # guaranteed by the spec validator
+    alias = upstream_alias or spec.roi.alias
+    pinned = dict(upstream_versions or {})
+    fields = UPSTREAM_FIELDS[spec.roi.upstream]
+    at_alias = tuple(f for f in fields if NETWORK_OF_FIELD[f] not in pinned)
+    chosen = chosen_models(alias, flight=False, only=at_alias) if at_alias else {}
+    for f in fields:
+        name = NETWORK_OF_FIELD[f]
+        if name in pinned:
+            check_model_uri(f"models:/{name}/{pinned[name]}")  # RegistryError saying what exists
+            chosen[f] = (name, str(pinned[name]))
+    return chosen
 
 
 def plan_build(spec: DatasetSpec, limit_events: int | None) -> tuple[list[WorkUnit], list[BadFile]]:
@@ -222,16 +299,20 @@ def build_dataset(
     spec_path: str | os.PathLike | None = None,
     ray_address: str | None = None,
     num_cpus: int | None = None,
+    upstream_alias: str | None = None,
+    upstream_versions: Mapping[str, str] | None = None,
 ) -> BuildSummary:
     """Build (or resume) the dataset of `spec` at `out_uri`; returns the summary and manifest.
 
     The inputs are checked first (`check_build_inputs`); Ray is started
     (`dampeml.runtime.init_ray(ray_address, num_cpus)`) only then, if there is work and it is
-    not running yet.
+    not running yet. A model-seeded RoI uses the models at `upstream_alias` (default: the spec's
+    roi.alias) or the `upstream_versions` given; a build started from other versions of them is
+    not resumed.
     """
-    check_build_inputs(spec, out_uri, spec_path)
+    upstream = check_build_inputs(spec, out_uri, spec_path, upstream_alias, upstream_versions)
     store = Store.open(out_uri)
-    params = _build_params(spec, limit_events)
+    params = _build_params(spec, limit_events, upstream)
     started = store.exists(BUILD_FILE)
     if started:
         previous = store.read_json(BUILD_FILE)
@@ -239,6 +320,13 @@ def build_dataset(
             raise DatasetBuildError(
                 f"{out_uri} already holds a dataset ({previous['name']}): "
                 "pass --resume to finish it, or choose another --out"
+            )
+        before, now = previous.get("upstream_models"), params.get("upstream_models")
+        if before != now:
+            raise DatasetBuildError(
+                f"{out_uri} was started with RoIs from the upstream models {before}, but they are now "
+                f"{now}: a dataset is made by one set of models; choose another --out to build it "
+                "with the new ones, or point the alias back to finish it"
             )
         if previous != params:
             raise DatasetBuildError(
@@ -272,8 +360,8 @@ def build_dataset(
             from dampeml.runtime import init_ray
 
             init_ray(ray_address, num_cpus)
-        run_units(todo, spec, store, context, on_done)
-    manifest = write_manifest(spec, store, units, bad_files, limit_events, scan)
+        run_units(todo, spec, store, context, on_done, upstream=upstream)
+    manifest = write_manifest(spec, store, units, bad_files, limit_events, scan, upstream)
     share = manifest["accounting"]["quarantined_share"]
     if share > spec.max_quarantine_fraction:
         raise DatasetBuildError(
@@ -283,6 +371,19 @@ def build_dataset(
     return BuildSummary(out_uri, len(units), len(units) - len(todo), manifest)
 
 
+def _upstream_records(upstream: Upstream) -> list[dict]:
+    """Name, version and training run of each upstream model (the manifest's lineage)."""
+    if not upstream:
+        return []
+    from dampeml.registry.models import list_versions
+
+    records = []
+    for name, version in sorted(upstream.values()):
+        info = next(v for v in list_versions(name) if v.version == version)
+        records.append({"name": name, "version": version, "run_id": info.run_id})
+    return records
+
+
 def write_manifest(
     spec: DatasetSpec,
     store: Store,
@@ -290,6 +391,7 @@ def write_manifest(
     bad_files: list[BadFile],
     limit_events: int | None,
     scan: DuplicateScan | None = None,
+    upstream: Upstream | None = None,
 ) -> dict:
     """Aggregate every unit's marker into the manifest, plus the quarantine list beside it."""
     accs = [store.read_json(f"{UNITS_DIR}/{u.unit_id}.json") for u in units]
@@ -300,14 +402,14 @@ def write_manifest(
     quarantined: Counter = Counter()
     quarantine_rows: list[dict] = []
     n_read = 0
-    upstream: dict = {}
+    roi_made_by: dict = {}
     schema = None
     for acc in accs:
         n_read += acc["read"]
         filtered.update(acc["filtered"])
         quarantined.update(acc["quarantined"])
         quarantine_rows.extend(acc["quarantine_list"])
-        upstream.update(acc.get("upstream", {}))
+        roi_made_by.update(acc.get("upstream", {}))
         for s, sh in acc["shards"].items():
             per_split[s]["events"] += sh["events"]
             per_split[s]["bytes"] += sh["bytes"]
@@ -332,7 +434,7 @@ def write_manifest(
         "kind": spec.kind,
         "spec": spec.model_dump(mode="json"),
         "spec_hash": spec.spec_hash(),
-        "dataset_version": dataset_version(spec),
+        "dataset_version": dataset_version(spec, upstream),
         "package_version": __version__,
         "simulation_version": SIMULATION_VERSION,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -343,7 +445,8 @@ def write_manifest(
         "particles": {s: dict(c) for s, c in per_particle.items()},
         "energy_bins": {s: dict(sorted(c.items())) for s, c in per_ebin.items()},
         "bytes_per_event": total_bytes / written if written else None,
-        "upstream_models": upstream,
+        "roi_centre": roi_made_by,
+        "upstream_models": _upstream_records(upstream or {}),
         "accounting": {
             "read": n_read,
             "written": written,

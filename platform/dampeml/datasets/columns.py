@@ -7,6 +7,8 @@ stored as its 308 bytes.
 
 from __future__ import annotations
 
+from typing import Any
+
 import awkward as ak
 import numpy as np
 import pyarrow as pa
@@ -48,8 +50,12 @@ def _gaussian(run_id: np.ndarray, event_id: np.ndarray, salt: int) -> np.ndarray
     return np.sqrt(-2.0 * np.log(u1)) * np.cos(2 * np.pi * u2)
 
 
-def roi_centre(events: dict, roi: Roi) -> tuple[np.ndarray, dict]:
-    """The (N, 4) upstream prediction the Hough RoI is centred on, and what made it."""
+def roi_centre(events: dict, roi: Roi, chain: Any = None) -> tuple[np.ndarray, dict]:
+    """The (N, 4) upstream prediction the Hough RoI is centred on, and what made it.
+
+    `chain`: for roi.source 'model', the partial reconstruction chain of the registered upstream
+    models (loaded once per actor by the build), which reads no truth.
+    """
     if roi.source == "truth-smeared":
         truth = truth_track(events)
         noise = np.stack(
@@ -60,13 +66,17 @@ def roi_centre(events: dict, roi: Roi) -> tuple[np.ndarray, dict]:
         pred, valid = fit_shower_axis(events["bgo_energy"])
         pred[~valid] = np.nan
         return pred, {"roi": "BGO shower-axis fit"}
-    raise NotImplementedError(
-        f"roi.source 'model' ({roi.model_uri}) needs the model registry of the training stage; "
-        "use 'truth-smeared' or 'axis-fit' until models are registered"
-    )
+    if chain is None:
+        raise ValueError("roi.source 'model' needs the upstream chain (dataset build's actor pool)")
+    versions = ", ".join(f"{n} v{v}" for n, v in sorted(chain.versions.items()))
+    return chain.upstream_track(events, roi.upstream), {
+        "roi": f"chain track after {roi.upstream} ({versions})"
+    }
 
 
-def feature_columns(events: dict, spec: DatasetSpec) -> tuple[dict[str, pa.Array], np.ndarray, dict]:
+def feature_columns(
+    events: dict, spec: DatasetSpec, chain: Any = None
+) -> tuple[dict[str, pa.Array], np.ndarray, dict]:
     """Columns to store for the selected events, a keep-mask (RoI requirement), upstream info."""
     from dampeml.datasets.process import particle_labels
 
@@ -98,7 +108,7 @@ def feature_columns(events: dict, spec: DatasetSpec) -> tuple[dict[str, pa.Array
     if "hough_hits" in spec.features or "hough_offsets" in spec.targets:
         assert spec.roi is not None  # guaranteed by the spec validator
         geometry = GEOMETRIES[spec.roi.geometry]
-        centre, upstream = roi_centre(events, spec.roi)
+        centre, upstream = roi_centre(events, spec.roi, chain)
         for i, name in enumerate(TRACK):
             cols[f"roi_{name}"] = pa.array(centre[:, i].astype(np.float32))
         hits = select_roi_hits(events["stk_layer"], events["stk_pos"], events["stk_signal"], centre, geometry)

@@ -159,7 +159,7 @@ def process_unit(unit: WorkUnit, spec: DatasetSpec, store: Store, context: dict)
     acc["filtered"].update(Counter(why[why != ""].tolist()))
     events = take(events, why == "")
 
-    cols, keep, upstream = feature_columns(events, spec)
+    cols, keep, upstream = feature_columns(events, spec, context.get("upstream_chain"))
     acc["upstream"].update(upstream)
     dropped = ~keep
     if dropped.any():

@@ -97,18 +97,28 @@ class Selection(_Strict):
 
 
 class Roi(_Strict):
-    """Where the Hough RoI is centred. `model` uses a registered upstream network."""
+    """Where the Hough RoI is centred.
+
+    `model`: on the track the registered chain has after stage `upstream`, computed as the chain
+    computes it (`seed`: BGO networks by energy range and the seed rule, the coarse network's
+    input; `coarse`: after the coarse step, the precise network's input; `final`: the chain's
+    track). The models are those at `alias` when the build starts (a build may name another).
+    """
 
     source: Literal["truth-smeared", "axis-fit", "model"] = "truth-smeared"
     smear_mm: float = Field(2.0, ge=0.0, description="truth-smeared: Gaussian error per coordinate")
-    model_uri: str | None = None  # e.g. models:/bgo-direction-low@production
+    upstream: Literal["seed", "coarse", "final"] | None = None
+    alias: str = Field("production", pattern=r"^[A-Za-z0-9_-]{1,255}$")
     geometry: Literal["precise", "coarse"] = "precise"
     zthr: float | None = Field(2**0.5, description="charge split threshold; null: no split")
 
     @model_validator(mode="after")
-    def _model_needs_uri(self) -> Roi:
-        if self.source == "model" and not self.model_uri:
-            raise ValueError("roi.source 'model' needs roi.model_uri (models:/NAME@ALIAS)")
+    def _model_needs_upstream(self) -> Roi:
+        if (self.source == "model") != (self.upstream is not None):
+            raise ValueError(
+                "roi.upstream (seed, coarse or final: the chain's track it is centred on) is given "
+                "exactly when roi.source is 'model'"
+            )
         return self
 
 

@@ -1,9 +1,10 @@
 """The main job on the embedded default, small: what the README's first command runs.
 
 1. simulate a mixed MC run (p, He, e) and a flight-like run; draw the validation plots;
-2. build the small variant of every network's dataset with Ray Data;
+2. build the small variant of every network's dataset with Ray Data, and
 3. train the six networks (eight models, small presets) with Ray Train, register them in
-   MLflow and promote them to `production` (gated);
+   MLflow and promote them to `production` (gated): both are the `demo` profile of the
+   chain's training recipe (recipes/chain.yaml), run by the same code as `dampeml pipeline run`;
 4. align the BGO networks to the flight-like run (alignment head, backbone frozen);
 5. reprocess the flight-like run with the registered chain (Ray Data, actor pool);
 6. evaluate the chain and the standard reconstruction on held-out MC: the physics report.
@@ -24,8 +25,8 @@ from dampeml.io.root_reader import EventFileError, inspect_file
 from dampeml.io.root_writer import write_event_file
 from dampeml.registry.tracking import tracking_uri
 
-#: The shipped specs (the repository is installed editable, as the README does).
-SPEC_DIR = Path(__file__).resolve().parents[3] / "datasets"
+#: The shipped recipe (the repository is installed editable, as the README does).
+RECIPE = Path(__file__).resolve().parents[3] / "recipes" / "chain.yaml"
 #: The demo's MC: the paper's energy ranges, shortened so a laptop run takes seconds.
 DEMO_SAMPLES = (
     ("proton", 10.0, 1e6, "mc"),
@@ -52,7 +53,6 @@ def run_demo(
 ) -> Path:
     """The whole platform, small, under `workdir`; returns the path of the physics report."""
     from dampeml.detector.validation import make_validation_plots
-    from dampeml.pipeline.training import train_and_promote
 
     console = console or Console(stderr=True)
     workdir = Path(workdir).resolve()
@@ -76,11 +76,8 @@ def run_demo(
     make_validation_plots(files, plot_dir)
     console.print(f"validation plots in {plot_dir}")
 
-    console.rule("2. datasets (Ray Data)")
-    datasets = build_demo_datasets(workdir / "datasets", console)
-
-    console.rule("3. training (Ray Train) and registry (MLflow)")
-    train_and_promote(datasets, workdir / "runs", epochs=epochs, console=console)
+    console.rule("2-3. datasets (Ray Data), training (Ray Train) and registry (MLflow)")
+    train_demo(workdir, epochs, console)
 
     console.rule("4. alignment to the flight-like run")
     align_demo(flight, console)
@@ -126,11 +123,11 @@ def simulate_file(
 def align_demo(flight_files: list[str], console: Console) -> None:
     """Alignment head of every BGO network on the flight-like run, where it has enough clean events."""
     from dampeml.models.catalog import aligned_name
-    from dampeml.pipeline.training import DATASET_OF, current_version
+    from dampeml.registry.bootstrap import BGO_NETWORKS
     from dampeml.registry.models import version_of
     from dampeml.training.alignment import AlignmentError, align_registered
 
-    for network in (n for n in DATASET_OF if n.startswith("bgo-direction")):
+    for network in BGO_NETWORKS:
         base = f"{network} v{version_of(network, 'production')}"
         done = current_version(aligned_name(network), "production")
         if done and done.metrics.get("base_model") == base:
@@ -172,38 +169,26 @@ def evaluate_demo(files: list[str], out: Path, console: Console) -> Path:
     return write_report(sample, out)
 
 
-def build_demo_datasets(root: Path, console: Console) -> dict[str, str]:
-    """Every shipped `*-small` spec whose RoI needs no registered model; resumes finished ones."""
-    from dampeml.datasets.build import build_dataset
-    from dampeml.datasets.spec import load_spec
+def train_demo(workdir: Path, epochs: int, console: Console) -> None:
+    """The chain recipe's `demo` profile: each network's small dataset built, trained, promoted."""
+    from dampeml.pipeline.recipe import load_recipe
+    from dampeml.pipeline.runner import run_pipeline
     from dampeml.runtime import init_ray
 
+    recipe = load_recipe(RECIPE, "demo", extra={"train": {"epochs": epochs}})
     init_ray(log_to_driver=False)  # the demo prints its own summary; failures still raise here
-    out = {}
-    for spec_path in sorted(SPEC_DIR.glob("*-small.yaml")):
-        spec = load_spec(spec_path)
-        uri = str(root / spec.name)
-        _drop_if_other_physics(Path(uri), console)
-        summary = build_dataset(spec, uri, resume=True)
-        m = summary.manifest
-        console.print(
-            f"dataset {m['dataset_version']}: {m['accounting']['written']} events "
-            f"({m['bytes_per_event']:.0f} B/event) -> {uri}"
-        )
-        out[spec.name] = uri
-    return out
+    run_pipeline(recipe, workdir, log=lambda s: console.print(s, markup=False, highlight=False))
 
 
-def _drop_if_other_physics(path: Path, console: Console) -> None:
-    """The demo's own scratch dataset, started under another simulation version: build it anew."""
-    import shutil
+def current_version(name: str, alias: str):
+    """The registry's VersionInfo (version, tags) behind `name@alias`, or None when there is none."""
+    from dampeml.registry.models import RegistryError, list_versions
 
-    from dampeml.datasets.build import other_physics
-
-    version = other_physics(str(path))
-    if version is not None:
-        console.print(f"rebuilding {path.name}: made with simulation version {version}")
-        shutil.rmtree(path)
+    try:
+        versions = list_versions(name)
+    except RegistryError:
+        return None
+    return next((v for v in versions if alias in v.aliases), None)
 
 
 def _complete(path: Path, n_events: int) -> bool:

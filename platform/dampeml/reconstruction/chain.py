@@ -164,16 +164,20 @@ class ChainConfig:
 
 @dataclass
 class ChainModels:
-    """The networks of the chain: tf-keras models or onnxruntime sessions (see :class:`Runner`)."""
+    """The networks of the chain: tf-keras models or onnxruntime sessions (see :class:`Runner`).
+
+    A partial chain (the front stages a model-seeded dataset needs, :data:`UPSTREAM_FIELDS`)
+    leaves the networks it never runs as None.
+    """
 
     bgo_low: Any
     bgo_mid: Any
     bgo_high: Any
-    hough_coarse: Any
-    hough_precise: Any
-    inelastic_raw_stk: Any
-    inelastic_hough: Any
-    electron_proton: Any
+    hough_coarse: Any = None
+    hough_precise: Any = None
+    inelastic_raw_stk: Any = None
+    inelastic_hough: Any = None
+    electron_proton: Any = None
 
     def bgo(self, energy_range: str) -> Any:
         return getattr(self, f"bgo_{energy_range}")
@@ -189,6 +193,15 @@ NETWORK_OF_FIELD = {
     "inelastic_raw_stk": "inelastic-raw-stk",
     "inelastic_hough": "inelastic-hough",
     "electron_proton": "electron-proton",
+}
+
+#: The chain's tracks a Hough dataset can be seeded with -> the networks that make it:
+#: "seed" (BGO networks by energy range, then the seed rule: the coarse network's input),
+#: "coarse" (after the coarse step: the precise network's input), "final" (the chain's track).
+UPSTREAM_FIELDS: dict[str, tuple[str, ...]] = {
+    "seed": ("bgo_low", "bgo_mid", "bgo_high"),
+    "coarse": ("bgo_low", "bgo_mid", "bgo_high", "hough_coarse"),
+    "final": ("bgo_low", "bgo_mid", "bgo_high", "hough_coarse", "hough_precise"),
 }
 
 
@@ -254,8 +267,11 @@ class Runner:
 # --------------------------------------------------------------------------- registry
 
 
-def chosen_models(alias: str, flight: bool) -> dict[str, tuple[str, str]]:
-    """ChainModels field -> (registered name, version) behind `alias`, every one checked first.
+def chosen_models(
+    alias: str, flight: bool, only: tuple[str, ...] | None = None
+) -> dict[str, tuple[str, str]]:
+    """ChainModels field -> (registered name, version) behind `alias`, every one checked first
+    (`only`: these fields, for a partial chain).
 
     On flight data a BGO range uses `<name>-aligned@alias` where it is registered, the base
     model otherwise. A missing model or alias raises RegistryError saying what to do.
@@ -264,6 +280,8 @@ def chosen_models(alias: str, flight: bool) -> dict[str, tuple[str, str]]:
 
     chosen: dict[str, tuple[str, str]] = {}
     for fname, name in NETWORK_OF_FIELD.items():
+        if only is not None and fname not in only:
+            continue
         if flight and fname.startswith("bgo_"):
             try:
                 chosen[fname] = (name + ALIGNED_SUFFIX, version_of(name + ALIGNED_SUFFIX, alias))
@@ -307,6 +325,7 @@ class Chain:
             if self.config.pooled_inputs
             else (getattr(models, f.name), 1)
             for f in fields(models)
+            if getattr(models, f.name) is not None
         }
         runnable = ChainModels(**{name: model for name, (model, _) in twins.items()})
         if runtime == "onnx":
@@ -324,6 +343,7 @@ class Chain:
                 input_pool=twins[f.name][1],
             )
             for f in fields(runnable)
+            if getattr(runnable, f.name) is not None
         }
         self.timings: dict[str, float] = {}
         self.n_events = 0
@@ -350,9 +370,22 @@ class Chain:
         """
         if runtime not in RUNTIMES:  # before any loading
             raise ValueError(f"unknown runtime {runtime!r}: use one of {list(RUNTIMES)}")
+        chosen = chosen_models(alias, flight)  # all errors before any loading
+        return cls.from_versions(chosen, flight, runtime, config, onnx_threads)
+
+    @classmethod
+    def from_versions(
+        cls,
+        chosen: Mapping[str, tuple[str, str]],
+        flight: bool = False,
+        runtime: str = "tensorflow",
+        config: ChainConfig | None = None,
+        onnx_threads: int = 0,
+    ) -> Chain:
+        """The chain of exactly these versions ({ChainModels field: (name, version)}, e.g. from
+        :func:`chosen_models`), each loaded once through the safe loader; fields not given stay None."""
         from dampeml.registry.models import load_model
 
-        chosen = chosen_models(alias, flight)  # all errors before any loading
         loaded = {f: load_model(f"models:/{name}/{version}") for f, (name, version) in chosen.items()}
         versions = dict(chosen.values())
         return cls(ChainModels(**loaded), versions, flight, config, runtime, onnx_threads)
@@ -457,19 +490,9 @@ class Chain:
         hough_stk = (counts, layer, pos, signal)
         self._timed("read_flatten", t0)
 
-        # 1. BGO image -> energy-range network
+        # 1-3. BGO networks, seed, coarse Hough below ~1 TeV, precise Hough, refit to the hits
         deposit = energy.sum(axis=(1, 2), dtype=np.float64)
-        bgo, which, image = self._bgo(energy, deposit)
-        t0 = self.clock()
-        seed, axis_seeded = choose_seed(bgo, energy, c.axis_seed_from_layer)
-        self._timed("seed", t0)
-
-        # 2-3. coarse Hough below ~1 TeV, then precise Hough, then the refit to the hits near it
-        track = self._tracker(hough_stk, seed, deposit < c.coarse_below_mev, "")
-        if c.refit_window_mm is not None:
-            t0 = self.clock()
-            track = refit_track(layer, pos, signal, track, counts=counts, window_mm=c.refit_window_mm)
-            self._timed("refit", t0)
+        bgo, which, image, axis_seeded, track = self._front(energy, deposit, hough_stk, "final")
 
         # 4. hits and charge
         t0 = self.clock()
@@ -515,11 +538,40 @@ class Chain:
         self._timed("outputs", t0)
         return out
 
+    def _front(
+        self, energy: np.ndarray, deposit: np.ndarray, hough_stk: tuple, until: str
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Stages 1-3 up to `until` (a key of UPSTREAM_FIELDS): (BGO track, energy-range index,
+        BGO image, where the seed is the axis fit, the track after `until`)."""
+        c = self.config
+        bgo, which, image = self._bgo(energy, deposit)
+        t0 = self.clock()
+        seed, axis_seeded = choose_seed(bgo, energy, c.axis_seed_from_layer)
+        self._timed("seed", t0)
+        if until == "seed":
+            return bgo, which, image, axis_seeded, seed
+        track = self._tracker(hough_stk, seed, deposit < c.coarse_below_mev, "", precise=until == "final")
+        if until == "final" and c.refit_window_mm is not None:
+            counts, layer, pos, signal = hough_stk
+            t0 = self.clock()
+            track = refit_track(layer, pos, signal, track, counts=counts, window_mm=c.refit_window_mm)
+            self._timed("refit", t0)
+        return bgo, which, image, axis_seeded, track
+
+    def upstream_track(self, events: Mapping[str, Any], stage: str) -> np.ndarray:
+        """The (N, 4) track the chain has after `stage` ("seed", "coarse", "final"), computed
+        exactly as :meth:`run` computes it: what a network downstream of that stage receives."""
+        if stage not in UPSTREAM_FIELDS:
+            raise ValueError(f"unknown chain stage {stage!r}: use one of {list(UPSTREAM_FIELDS)}")
+        events = {k: events[k] for k in events if not _is_truth(k)}
+        energy = np.asarray(events["bgo_energy"], dtype=np.float32)
+        deposit = energy.sum(axis=(1, 2), dtype=np.float64)
+        hough_stk = _flat_stk(events, len(energy))[:4] if stage != "seed" else ()
+        return self._front(energy, deposit, hough_stk, stage)[4]
+
     def seed_track(self, events: Mapping[str, Any]) -> np.ndarray:
         """Stage 1 alone: the (N, 4) seed of the tracker CNNs (BGO network or, late showers, axis fit)."""
-        energy = np.asarray(events["bgo_energy"], dtype=np.float32)
-        bgo = self._bgo(energy, energy.sum(axis=(1, 2), dtype=np.float64))[0]
-        return choose_seed(bgo, energy, self.config.axis_seed_from_layer)[0]
+        return self.upstream_track(events, "seed")
 
     def _bgo(self, energy: np.ndarray, deposit: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Stage 1: (track, energy-range index, image) of every event, each range's network on its events."""

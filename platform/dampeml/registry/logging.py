@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -57,8 +59,15 @@ def _residual_figure(task: str, y: np.ndarray, pred: np.ndarray):
     return fig
 
 
-def log_training(cfg, net, manifest: dict, model, result) -> tuple[str, str]:
-    """One MLflow run per training; returns (run id, registered model version)."""
+def log_training(
+    cfg, net, manifest: dict, model, result, lineage: Mapping[str, str] | None = None
+) -> tuple[str, str]:
+    """One MLflow run per training; returns (run id, registered model version).
+
+    The version carries its lineage as tags (dataset version and manifest hash, the model it was
+    fine-tuned from, what `lineage` adds: a pipeline's recipe hash and upstream versions) and a
+    description a person can read in the MLflow UI.
+    """
     import mlflow
 
     setup_mlflow()
@@ -81,6 +90,7 @@ def log_training(cfg, net, manifest: dict, model, result) -> tuple[str, str]:
                 "dataset_spec_hash": manifest["spec_hash"],
                 "ray_run_name": result.run_name,
                 "checkpoint": result.checkpoint,
+                **(lineage or {}),
             }
         )
         for h in result.history:
@@ -94,10 +104,48 @@ def log_training(cfg, net, manifest: dict, model, result) -> tuple[str, str]:
             )
         plt.close("all")
         version = log_keras_model(model, Architecture(net.name, cfg.preset, cfg.overrides))
-        lineage = {"dataset_version": manifest["dataset_version"], "init_from": cfg.init_from}
-        for k, v in {**result.test, **{k: v for k, v in lineage.items() if v}}.items():
+        own = {
+            "dataset_version": manifest["dataset_version"],
+            "dataset_spec_hash": manifest["spec_hash"],
+            "init_from": cfg.init_from,
+            "git_commit": git_commit(),
+            **{k: v for k, v in (lineage or {}).items() if not k.startswith("mlflow.")},
+        }
+        own = {k: str(v) for k, v in own.items() if v}
+        for k, v in {**result.test, **own}.items():
             client.set_model_version_tag(net.name, version, k, str(v))
+        client.update_model_version(net.name, version, description=_description(cfg, result, own))
     return run.info.run_id, version
+
+
+def git_commit() -> str | None:
+    """The commit of the source tree this package runs from, when it is a git checkout."""
+    import subprocess
+    from pathlib import Path
+
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def _description(cfg, result, lineage: Mapping[str, str]) -> str:
+    """What the MLflow UI shows for a version: how it was trained, on what, from what."""
+    metrics = ", ".join(f"{k} {v:.4g}" for k, v in sorted(result.test.items()))
+    lines = [
+        f"{cfg.network} ({cfg.preset} preset{', overrides ' + str(cfg.overrides) if cfg.overrides else ''}), "
+        f"{cfg.epochs} epochs x {cfg.workers} workers through Ray Train (run {result.run_name}).",
+        f"Test split: {metrics}.",
+        *(f"{k}: {v}" for k, v in sorted(lineage.items())),
+    ]
+    return "\n".join(lines)
 
 
 def requirements() -> list[str]:

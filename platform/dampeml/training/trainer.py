@@ -11,6 +11,7 @@ import dataclasses
 import datetime as dt
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -187,8 +188,12 @@ def storage_path(cfg: TrainConfig) -> str:
     return str(Path(cfg.storage).resolve()) if "://" not in cfg.storage else cfg.storage
 
 
-def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
-    """Run one training of `cfg.network` on `cfg.dataset` through Ray Train; register the model."""
+def train(cfg: TrainConfig, resume: bool = False, lineage: Mapping[str, str] | None = None) -> TrainResult:
+    """Run one training of `cfg.network` on `cfg.dataset` through Ray Train; register the model.
+
+    `lineage` (e.g. a pipeline's recipe hash, upstream model versions, `mlflow.parentRunId`)
+    is set as tags of the MLflow run and of the registered version.
+    """
     from ray.train import TrainingFailedError
 
     net, manifest = check_inputs(cfg)
@@ -226,7 +231,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
     if cfg.register:
         from dampeml.registry.logging import log_training
 
-        out.mlflow_run_id, out.model_version = log_training(cfg, net, manifest, model, out)
+        out.mlflow_run_id, out.model_version = log_training(cfg, net, manifest, model, out, lineage)
     return out
 
 

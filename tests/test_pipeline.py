@@ -1,0 +1,174 @@
+"""Training recipes: validation, the shipped recipe's profiles, and a real run at CI size (Ray
+Data builds, Ray Train, MLflow registry): a rerun skips every step, a changed spec reruns
+exactly the steps downstream of it, fine-tuning starts from the upstream step's version."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from dampeml.cli.main import app
+from dampeml.pipeline.recipe import RecipeError, load_recipe
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED = REPO / "recipes" / "chain.yaml"
+
+
+def _write(path: Path, recipe: dict) -> Path:
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return path
+
+
+def _recipe(spec: str = "../datasets/bgo-direction-low-small.yaml", **step) -> dict:
+    return {
+        "name": "t",
+        "steps": {"a": {"network": "bgo-direction-low", "dataset": spec, **step}},
+        "profiles": {"p": {}},
+    }
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda r: r["steps"]["a"].update(network="bgo-direction-lo"), "unknown network 'bgo-direction-lo'"),
+        (lambda r: r["steps"]["a"].update(epochs=3), r"step 'a'.*epochs: Extra inputs are not permitted"),
+        (lambda r: r["steps"]["a"].update(overrides={"kernel_sise": [3]}), "did you mean 'kernel_size'"),
+        (lambda r: r["steps"]["a"].update(train={"epochs": 0}), r"train.epochs: Input should be greater"),
+        (lambda r: r["steps"]["a"].update(needs=["b"]), "step 'a' needs 'b', which is not a step"),
+        (
+            lambda r: r["steps"]["a"].update(dataset="nowhere.yaml"),
+            r"spec .*nowhere.yaml does not exist",
+        ),
+        (
+            lambda r: r["profiles"]["p"].update(steps={"zz": {}}),
+            "profile 'p' sets step 'zz', which is not",
+        ),
+        (lambda r: r["profiles"]["p"].update(alias="../x"), r"profiles.p.alias: String should match"),
+        (lambda r: r.update(stages=[]), "stages: Extra inputs are not permitted"),
+    ],
+)
+def test_bad_recipes_name_the_file_and_field(tmp_path, edit, message):
+    recipe = _recipe(spec=str(REPO / "datasets" / "bgo-direction-low-small.yaml"))
+    edit(recipe)
+    path = _write(tmp_path / "r.yaml", recipe)
+    with pytest.raises(RecipeError, match=message) as err:
+        load_recipe(path, "p")
+    assert str(path) in str(err.value)
+
+
+def test_steps_run_after_what_they_need_and_cycles_are_refused(tmp_path):
+    spec = str(REPO / "datasets" / "bgo-direction-low-small.yaml")
+    recipe = {
+        "name": "t",
+        "steps": {
+            "c": {"network": "bgo-direction-low", "dataset": spec, "init_from": "b"},
+            "b": {"network": "bgo-direction-low", "dataset": spec, "needs": ["a"]},
+            "a": {"network": "bgo-direction-low", "dataset": spec},
+        },
+        "profiles": {"p": {}},
+    }
+    assert list(load_recipe(_write(tmp_path / "r.yaml", recipe), "p").steps) == ["a", "b", "c"]
+    recipe["steps"]["a"]["needs"] = ["c"]
+    with pytest.raises(RecipeError, match=r"cycle: c -> b -> a -> c"):
+        load_recipe(_write(tmp_path / "r.yaml", recipe), "p")
+
+
+def test_the_shipped_recipe_resolves_in_every_profile():
+    """Each profile resolves (specs exist, settings valid); the demo trains every catalog network
+    on the small specs; profiles change sizes, never which networks the chain has."""
+    from dampeml.models.catalog import NETWORK_NAMES
+
+    profiles = yaml.safe_load(SHIPPED.read_text())["profiles"]
+    resolved = {p: load_recipe(SHIPPED, p) for p in profiles}
+    demo = resolved["demo"]
+    assert sorted(s.network for s in demo.steps.values()) == sorted(NETWORK_NAMES)
+    assert all(p.name.endswith("-small.yaml") for p in demo.dataset_paths.values())
+    assert list(demo.steps).index("stk-hough-precise") > list(demo.steps).index("bgo-direction-low") >= 0
+    for name, r in resolved.items():
+        assert {s.network for s in r.steps.values()} == set(NETWORK_NAMES), name
+    assert resolved["paper"].steps["bgo-direction-low"].preset == "full"
+    assert resolved["reference"].alias == "reference"
+    out = CliRunner().invoke(app, ["pipeline", "run", str(SHIPPED), "--profile", "paper", "--dry-run"])
+    assert out.exit_code == 0, out.output
+    assert "stk-hough-coarse" in out.output and "GPU" in out.output
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    """Local Ray with room for a worker and the data feed, MLflow on a private sqlite store."""
+    import ray
+
+    from dampeml.registry.bootstrap import ensure_experiment
+    from dampeml.runtime import init_ray
+
+    root = tmp_path_factory.mktemp("pipeline")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+    mp.chdir(root)
+    ensure_experiment(root / "artifacts")
+    init_ray(num_cpus=3)
+    yield root
+    ray.shutdown()
+    mp.undo()
+
+
+def _ci_recipe(root: Path) -> Path:
+    """Three steps at CI size: a, b fine-tuned from a (not promoted), c independent of both."""
+    for spec in ("bgo-direction-low-small", "bgo-direction-mid-small"):
+        shutil.copy(REPO / "datasets" / f"{spec}.yaml", root / f"{spec}.yaml")
+    train = {"epochs": 1, "workers": 1, "steps_per_epoch": 2}
+    recipe = {
+        "name": "ci",
+        "steps": {
+            "a": {"network": "bgo-direction-low", "dataset": "bgo-direction-low-small.yaml"},
+            "b": {"network": "bgo-direction-low", "dataset": "bgo-direction-low-small.yaml",
+                  "init_from": "a", "promote": False},
+            "c": {"network": "bgo-direction-mid", "dataset": "bgo-direction-mid-small.yaml"},
+        },
+        "profiles": {"ci": {"alias": "ci", "defaults": {"limit_events": 600, "train": train}}},
+    }  # fmt: skip
+    return _write(root / "ci.yaml", recipe)
+
+
+@pytest.mark.timeout(1500)
+@pytest.mark.usefixtures("ray_idle")
+def test_a_recipe_runs_reruns_nothing_and_reruns_exactly_what_a_change_touches(env):
+    import mlflow
+
+    from dampeml.pipeline.runner import run_pipeline
+    from dampeml.registry.models import list_versions, version_of
+
+    path = _ci_recipe(env)
+    first = run_pipeline(load_recipe(path, "ci"), env / "work")
+    assert [r.status for r in first.values()] == ["trained"] * 3
+    a, b, c = first["a"], first["b"], first["c"]
+    assert version_of("bgo-direction-low", "ci") == a.version and not b.promoted
+    assert version_of("bgo-direction-mid", "ci") == c.version and c.promoted
+    tags = {v.version: v.metrics for v in list_versions("bgo-direction-low")}
+    assert tags[b.version]["init_from"] == f"models:/bgo-direction-low/{a.version}"
+    assert tags[b.version]["upstream.a"] == f"bgo-direction-low/{a.version}"
+    child = mlflow.get_run(mlflow.MlflowClient().get_model_version("bgo-direction-mid", c.version).run_id)
+    parent = mlflow.get_run(child.data.tags["mlflow.parentRunId"])
+    assert parent.data.tags["recipe_hash"] == child.data.tags["recipe_hash"]
+    assert (env / "work" / "pipelines" / "ci-ci" / "recipe.resolved.yaml").exists()
+
+    again = run_pipeline(load_recipe(path, "ci"), env / "work")
+    assert {k: (r.status, r.version) for k, r in again.items()} == {
+        k: ("reused", r.version) for k, r in first.items()
+    }
+
+    # another seed in a's spec: a and b (fine-tuned from a) train again, c is untouched
+    spec = env / "bgo-direction-low-small.yaml"
+    raw = yaml.safe_load(spec.read_text())
+    raw["sources"][0]["seed"] += 1
+    spec.write_text(yaml.safe_dump(raw, sort_keys=False))
+    third = run_pipeline(load_recipe(path, "ci"), env / "work")
+    print("\n" + ", ".join(f"{k}: {r.status} v{r.version}" for k, r in third.items()))
+    assert [third[k].status for k in "abc"] == ["trained", "trained", "reused"]
+    assert third["c"].version == c.version and third["a"].version not in (a.version, b.version)
+    tags = {v.version: v.metrics for v in list_versions("bgo-direction-low")}
+    assert tags[third["b"].version]["init_from"] == f"models:/bgo-direction-low/{third['a'].version}"
