@@ -172,3 +172,19 @@ def test_a_recipe_runs_reruns_nothing_and_reruns_exactly_what_a_change_touches(e
     assert third["c"].version == c.version and third["a"].version not in (a.version, b.version)
     tags = {v.version: v.metrics for v in list_versions("bgo-direction-low")}
     assert tags[third["b"].version]["init_from"] == f"models:/bgo-direction-low/{third['a'].version}"
+
+
+def test_the_plan_counts_events_storage_and_hours_from_the_measured_rates(tmp_path):
+    """Hand-computed: 10 steps x 32 x 2 epochs = 640 samples at 1,343/s on one core; 3,000 planned
+    events x 166 B; on a GPU, 640 samples at 298,000 / 3 per s."""
+    from dampeml.datasets.spec import load_spec
+    from dampeml.pipeline.plan import step_cost
+
+    spec = REPO / "datasets" / "bgo-direction-low-small.yaml"
+    recipe = _recipe(spec=str(spec), train={"epochs": 2, "workers": 1, "steps_per_epoch": 10})
+    step = load_recipe(_write(tmp_path / "r.yaml", recipe), "p").steps["a"]
+    cost = step_cost(step, load_spec(spec))
+    assert cost.events == 2900 and cost.storage_gb == pytest.approx(2900 * 166 / 1e9)
+    assert cost.hours == pytest.approx(640 / 1343 / 3600) and cost.gpu_hours == 0
+    gpu = step.model_copy(update={"train": step.train.model_copy(update={"gpus_per_worker": 1.0})})
+    assert step_cost(gpu, load_spec(spec)).gpu_hours == pytest.approx(640 / (298_000 / 3) / 3600)

@@ -91,21 +91,27 @@ def _init_uri(step: Step, done: dict[str, StepResult]) -> str | None:
 
 
 def plan_lines(recipe: Recipe) -> list[str]:
-    """What a run would do, one line per step (the dry run's output)."""
-    lines = [
-        f"recipe {recipe.name}, profile {recipe.profile} (hash {recipe.recipe_hash()}), alias {recipe.alias}"
-    ]
+    """What a run would do and cost, a line per step and a total (the dry run's output)."""
+    from dampeml.datasets.spec import load_spec
+    from dampeml.pipeline.plan import describe, step_cost
+
+    head = f"recipe {recipe.name}, profile {recipe.profile} (hash {recipe.recipe_hash()})"
+    lines = [f"{head}, alias {recipe.alias}"]
+    gpu_hours, storage = 0.0, 0.0
     for name, s in recipe.steps.items():
         t = s.train
         after = f", after {', '.join(s.upstream)}" if s.upstream else ""
         init = f", fine-tuned from {s.init_from}" if s.init_from else ""
-        events = f"{s.limit_events} events" if s.limit_events else "all events"
         gpus = f" x {t.gpus_per_worker:g} GPU" if t.gpus_per_worker else ""
+        cost = step_cost(s, load_spec(recipe.dataset_paths[name]))
+        gpu_hours += cost.gpu_hours
+        storage += cost.storage_gb or 0.0
         lines.append(
-            f"  {name}: {s.network} ({s.preset}) on {recipe.dataset_paths[name].name} ({events}), "
-            f"{t.epochs} epochs x {t.workers} workers{gpus}"
-            f"{init}{after}{'' if s.promote else ', not promoted'}"
+            f"  {name}: {s.network} ({s.preset}) on {recipe.dataset_paths[name].name}, "
+            f"{t.epochs} epochs x {t.workers} workers{gpus}{init}{after}"
+            f"{'' if s.promote else ', not promoted'}: {describe(cost)}"
         )
+    lines.append(f"total: {storage:.3g} GB of datasets, {gpu_hours:.3g} GPU-hours")
     return lines
 
 
