@@ -83,7 +83,8 @@ def test_a_model_seeded_build_uses_the_chains_track_and_refuses_other_versions(
     print(f"\n{len(rows)} events stored; largest |stored - chain| {np.abs(got - coarse[rows]).max():.2e} mm")
     assert len(rows) == manifest["accounting"]["written"] > 100
     np.testing.assert_allclose(got, coarse[rows].astype(np.float32), atol=1e-3)
-    assert np.abs(coarse[rows] - seed[rows]).max() > 0.1, "the coarse step moved no RoI: not the coarse stage"
+    # and not the seed: the (untrained) coarse network moves RoIs by up to ~0.05 mm, 50x the tolerance
+    assert np.abs(got - seed[rows]).max() > 0.01, "the stored RoIs are the seed, not the coarse stage"
 
     # the alias moves to a new coarse version: the unfinished build is not resumed with it
     model = Architecture("stk-hough-coarse").build()

@@ -199,6 +199,7 @@ def test_run_out_of_retries_resumes_by_hand(datasets, env):
 
 @pytest.mark.timeout(600)
 def test_registry_round_trip_and_promotion_gate(datasets, env):
+    from dampeml.models.architecture import Architecture
     from dampeml.registry.models import (
         PromotionRefusedError,
         RegistryError,
@@ -228,7 +229,7 @@ def test_registry_round_trip_and_promotion_gate(datasets, env):
     # the registered model by alias gives exactly the checkpoint model's outputs
     x = np.random.default_rng(0).random((16, 14, 22, 1)).astype(np.float32)
     reg = load_model("models:/bgo-direction-low@production")
-    ref = load_checkpoint_model(better.checkpoint)
+    ref = load_checkpoint_model(better.checkpoint, Architecture("bgo-direction-low"))
     np.testing.assert_array_equal(reg.predict(x, verbose=0), ref.predict(x, verbose=0))
 
     promote("bgo-direction-low", worse.model_version, "production", force=True)

@@ -39,7 +39,6 @@ def train_loop_per_worker(cfg: dict) -> None:
     """Build (or restore) the model inside the strategy, then fit epoch by epoch with checkpoints."""
     import ray.train
     import tensorflow as tf
-    import tf_keras as keras
 
     from dampeml.models.catalog import build
 
@@ -52,21 +51,23 @@ def train_loop_per_worker(cfg: dict) -> None:
     if checkpoint is None and cfg.get("resume_from"):  # a restarted driver's explicit restore
         checkpoint = ray.train.Checkpoint(cfg["resume_from"])
     with strategy.scope():
+        model = build(
+            cfg["network"],
+            preset=cfg["preset"],
+            overrides=cfg["overrides"],
+            learning_rate=cfg["learning_rate"],
+        )
         if checkpoint is not None:
+            # a checkpoint is data too (storage may be shared): our builders make the network, the
+            # file gives only tensors, the optimizer's included (built first so that they load)
+            model.optimizer.build(model.trainable_variables)
             with checkpoint.as_directory() as d:
-                model = keras.models.load_model(os.path.join(d, MODEL_FILE), safe_mode=True)
+                model.load_weights(os.path.join(d, MODEL_FILE))
                 with open(os.path.join(d, STATE_FILE)) as f:
                     state = json.load(f)
             state.setdefault("restored_from_epoch", []).append(state["epoch"])  # lineage of restarts
-        else:
-            model = build(
-                cfg["network"],
-                preset=cfg["preset"],
-                overrides=cfg["overrides"],
-                learning_rate=cfg["learning_rate"],
-            )
-            if cfg.get("init_weights") is not None:  # fine-tuning: a registered version's weights
-                model.set_weights(cfg["init_weights"])
+        elif cfg.get("init_weights") is not None:  # fine-tuning: a registered version's weights
+            model.set_weights(cfg["init_weights"])
     model.optimizer.learning_rate.assign(state["lr"])
 
     batch, x_keys = cfg["batch_per_worker"], cfg["x_keys"]

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from dampeml.datasets.loader import DatasetError, load_manifest, network_dataset
+from dampeml.models.architecture import Architecture
 from dampeml.training.config import TrainConfig
 from dampeml.training.loop import MODEL_FILE, STATE_FILE, train_loop_per_worker
 from dampeml.training.metrics import evaluate_test
@@ -223,7 +224,7 @@ def train(cfg: TrainConfig, resume: bool = False, lineage: Mapping[str, str] | N
     ckpt_dir = result.checkpoint.path
     with open(os.path.join(ckpt_dir, STATE_FILE)) as f:
         state = json.load(f)
-    model = load_checkpoint_model(ckpt_dir)
+    model = load_checkpoint_model(ckpt_dir, Architecture(cfg.network, cfg.preset, cfg.overrides))
     test, _, y, pred = evaluate_test(model, cfg.dataset, net)
     out = TrainResult(
         cfg.network, run_name, ckpt_dir, state["history"], test, loop_cfg["learning_rate"], y, pred
@@ -243,7 +244,11 @@ def _fits_cache(manifest: dict, split: str) -> bool:
     return manifest["splits"][split]["bytes"] < CACHE_LIMIT_BYTES
 
 
-def load_checkpoint_model(ckpt_dir: str):
-    import tf_keras as keras
+def load_checkpoint_model(ckpt_dir: str, architecture: Architecture):
+    """The uncompiled model of a checkpoint, loaded as data like a registered one: `architecture`
+    built by our builders, only the weights read from the file."""
+    from dampeml.security import load_weights_only
 
-    return keras.models.load_model(os.path.join(ckpt_dir, MODEL_FILE), safe_mode=True)
+    model = architecture.build()
+    load_weights_only(model, os.path.join(ckpt_dir, MODEL_FILE), f"checkpoint {ckpt_dir}")
+    return model

@@ -31,6 +31,7 @@ from typing import Any
 
 import ray.tune
 
+from dampeml.models.architecture import Architecture
 from dampeml.tuning.campaign import Campaign, CampaignError, variant_key
 
 EXPERIMENT = "dampeml-campaigns"
@@ -163,7 +164,8 @@ def run_trial(
         raise TrainingError(f"trial {run_name} produced no checkpoint")
     with open(os.path.join(checkpoint.path, TRAIN_STATE)) as f:
         history = json.load(f)["history"]
-    test, *_ = evaluate_test(load_checkpoint_model(checkpoint.path), test_uri or uri, net)
+    model = load_checkpoint_model(checkpoint.path, Architecture(cfg.network, cfg.preset, cfg.overrides))
+    test, *_ = evaluate_test(model, test_uri or uri, net)
     ray.tune.report(
         {
             **history[-1],
