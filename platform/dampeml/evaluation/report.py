@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from dampeml.detector.geometry import Z_TOP
+from dampeml.evaluation.domain import TrainingDomain, registered_domain
 from dampeml.evaluation.performance import (
     DEPOSIT_EDGES_GEV,
     auc,
@@ -50,6 +51,9 @@ class EvaluationSample:
     versions: dict[str, str] = field(default_factory=dict)
     #: how the chain ran besides its models (runtime, coarse_below_tev)
     settings: dict[str, str] = field(default_factory=dict)
+    #: the events the electron/proton network was trained on, or why that is unknown
+    electron_domain: TrainingDomain | None = None
+    electron_domain_note: str = ""
 
     @property
     def n_events(self) -> int:
@@ -173,7 +177,11 @@ def collect(
     settings = {}
     if hasattr(chain, "config"):
         settings = {"runtime": chain.runtime, "coarse_below_tev": f"{chain.config.coarse_below_tev:g}"}
-    return EvaluationSample(columns, timings, quarantined, dict(getattr(chain, "versions", {})), settings)
+    versions = dict(getattr(chain, "versions", {}))
+    domain, note = None, "no registered electron/proton network"
+    if "electron-proton" in versions:
+        domain, note = registered_domain("electron-proton", versions["electron-proton"])
+    return EvaluationSample(columns, timings, quarantined, versions, settings, domain, note)
 
 
 # --- the report ------------------------------------------------------------------------------
@@ -284,7 +292,30 @@ def classifier_figures(sample: EvaluationSample) -> dict[str, float]:
     out["electron_proton_auc"] = auc(is_e[ep], cols["cnn_electron_score"][ep])
     _, p_acc = efficiency_at(is_e[ep], cols["cnn_electron_score"][ep], 0.9)
     out["proton_acceptance_at_90pct_electrons"] = p_acc
+    domain = sample.electron_domain
+    if domain is not None:
+        inside = ep & domain.mask(cols["true_pdg"], cols["true_energy"], cols["deposit_gev"])
+        if is_e[inside].any() and (~is_e[inside]).any():
+            out["electron_proton_auc_in_training_domain"] = auc(
+                is_e[inside], cols["cnn_electron_score"][inside]
+            )
+            _, p_acc = efficiency_at(is_e[inside], cols["cnn_electron_score"][inside], 0.9)
+            out["proton_acceptance_at_90pct_electrons_in_training_domain"] = p_acc
     return out
+
+
+def _domain_note(sample: EvaluationSample) -> str:
+    """Why the e/p figure here can differ from the one the network's training run logged."""
+    head = (
+        "`electron_proton_auc` counts every held-out electron and proton, over the mission's energies; "
+        "the training run's test AUC counts only its dataset's events"
+    )
+    if sample.electron_domain is None:
+        return f"{head}. The training domain is unknown here: {sample.electron_domain_note}."
+    return (
+        f"{head}: {sample.electron_domain.describe()}. `..._in_training_domain` keeps the held-out "
+        "events of that domain and compares with the training run's figure."
+    )
 
 
 def _psd_inconsistency(cols: dict[str, np.ndarray]) -> np.ndarray:
@@ -483,6 +514,8 @@ def write_report(
         _markdown_table(
             [{"figure": k, "value": v} for k, v in classifiers.items()], ["figure", "value"], {"value": ".4f"}
         ),
+        "",
+        _domain_note(sample),
         "",
         "## Timings on this machine (seconds per event, one process)",
         "",
