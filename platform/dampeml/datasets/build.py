@@ -35,7 +35,7 @@ from dampeml import __version__
 from dampeml.datasets.process import process_unit
 from dampeml.datasets.spec import DatasetSpec, FileSource, SimulationSource
 from dampeml.datasets.split import SPLITS
-from dampeml.datasets.storage import MANIFEST, QUARANTINE, UNITS_DIR, Store
+from dampeml.datasets.storage import MANIFEST, QUARANTINE, TMP_DIR, UNITS_DIR, Store
 from dampeml.datasets.units import BadFile, WorkUnit, plan_units, planned_particle_counts
 from dampeml.detector.simulation import SIMULATION_VERSION
 from dampeml.io.datasource import DuplicateScan, EventIds, scan_duplicates
@@ -362,6 +362,7 @@ def build_dataset(
             init_ray(ray_address, num_cpus)
         run_units(todo, spec, store, context, on_done, upstream=upstream)
     manifest = write_manifest(spec, store, units, bad_files, limit_events, scan, upstream)
+    store.delete_dir(TMP_DIR)  # attempt files of killed runs (this run's were all moved into place)
     share = manifest["accounting"]["quarantined_share"]
     if share > spec.max_quarantine_fraction:
         raise DatasetBuildError(

@@ -1,9 +1,22 @@
 """Dataset storage on any pyarrow filesystem (local path, s3://, gs://), with commit markers.
 
-Writes are made exactly-once the way Hadoop/Spark committers do it: every file is written
-under a private temporary name and moved into place, and a unit of work only counts once
-its marker (`_units/<unit>.json`, written last) exists. A killed build leaves at most
-temporary files and shards without a marker; both are ignored and overwritten on resume.
+A unit of work counts once its marker (`_units/<unit>.json`) exists, and the marker is written
+last, after every shard of the unit is complete on the store. Every file is written under a private
+temporary name (`_tmp/<uuid>.tmp`) and then moved into place: on a local disk an atomic rename; on
+an object store pyarrow's move is a server-side copy plus a delete, not a rename, but an object only
+ever appears whole (a PUT or a copy is all-or-nothing), so no partial file is seen either way.
+Exactly-once rests on names: every name is a function of the unit (`<split>/<unit>.parquet`,
+`_units/<unit>.json`) and a unit's output a function of its inputs (seeded simulation, a file's
+event range, pinned upstream model versions), so rerunning an uncommitted unit overwrites what a
+killed run published with the same bytes and never adds a second copy. A killed build leaves at
+most attempt files (deleted when a later build or job finishes) and shards without a marker
+(overwritten when the resume reruns their unit, before any manifest exists). Workers of a killed
+Ray driver can outlive it and finish their unit after the kill: same names, same bytes again.
+
+Object stores must give read-after-write consistency for objects and listings, as S3 (since
+2020), GCS and MinIO do. With a lagging listing a resume would only redo committed units (no
+duplicates), but a reader that lists a split could miss shards. tests/test_object_store.py builds,
+kills and resumes a dataset on an S3 endpoint and counts every object's writes.
 """
 
 from __future__ import annotations
