@@ -90,16 +90,6 @@ def dataset_version(spec: DatasetSpec, upstream: Upstream | None = None) -> str:
     return version
 
 
-def other_physics(out_uri: str) -> int | None:
-    """The simulation version a build at `out_uri` was started under, if not today's; else None
-    (no build there, or the same physics). Such a build cannot be resumed, only made anew."""
-    store = Store.open(out_uri)
-    if not store.exists(BUILD_FILE):
-        return None
-    version = store.read_json(BUILD_FILE).get("simulation_version")
-    return None if version == SIMULATION_VERSION else version
-
-
 class UnitProcessor:
     """A Ray Data actor of a model-seeded build: the upstream chain is loaded once per actor
     (each model through the safe loader, at the versions the driver resolved), then units run."""
