@@ -57,8 +57,10 @@ def test_a_model_seeded_build_uses_the_chains_track_and_refuses_other_versions(
     from dampeml.models.architecture import Architecture
     from dampeml.reconstruction.chain import UPSTREAM_FIELDS, Chain, chosen_models
     from dampeml.registry.bootstrap import log_model
+    from dampeml.registry.tracking import setup_mlflow
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", registered_models)
+    setup_mlflow()  # mlflow's global URI may still name an earlier test's (stopped) server
     client = mlflow.MlflowClient()
     for name in UPSTREAM:  # a private alias: the session's store is shared with other tests
         client.set_registered_model_alias(name, "seeded", "1")

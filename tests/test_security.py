@@ -670,6 +670,9 @@ def test_architecture_records_are_validated(record, message):
 def _set_architecture_tag(value: str | None) -> None:
     import mlflow
 
+    from dampeml.registry.tracking import setup_mlflow
+
+    setup_mlflow()  # the store fixture's URI, whatever an earlier test left in mlflow's globals
     client = mlflow.MlflowClient()
     if value is None:
         client.delete_model_version_tag("bgo-direction-low", "1", "architecture")
@@ -679,11 +682,10 @@ def _set_architecture_tag(value: str | None) -> None:
 
 @pytest.mark.timeout(300)
 def test_a_version_without_or_with_a_wrong_architecture_record_is_refused(store):
-    import mlflow
+    from dampeml.models.architecture import Architecture, ArchitectureError
 
-    from dampeml.models.architecture import ArchitectureError
-
-    original = mlflow.MlflowClient().get_model_version("bgo-direction-low", "1").tags["architecture"]
+    _set_architecture_tag("x")  # points mlflow at the store, then the original is restored below
+    original = Architecture("bgo-direction-low").to_json()
     try:
         _set_architecture_tag(None)
         with pytest.raises(ArchitectureError, match="no 'architecture' tag.*Train and register it again"):
