@@ -77,7 +77,9 @@ class Architecture:
             raise ArchitectureError(
                 f"{where} has no '{ARCHITECTURE_TAG}' tag: it was registered before the registry "
                 "recorded how each model is built, and its file cannot be loaded safely without it. "
-                "Train and register it again (`dampeml train ...`, or `dampeml demo` for the demo's models)"
+                "Train and register it again (`dampeml train ...`, or `dampeml demo` for the demo's models), "
+                "then point the alias at the new version (`dampeml models promote NAME VERSION --alias "
+                "ALIAS --force`: the gate would compare it with this unloadable one)"
             )
         try:
             data = json.loads(text)
