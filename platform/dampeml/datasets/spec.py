@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from dampeml.io.schema import PDG
+from dampeml.security import ALIAS_RE
 
 Feature = Literal["bgo_image", "stk_clusters", "hough_hits", "shower_variables"]
 Target = Literal["track", "hough_offsets", "inelastic", "particle"]
@@ -108,7 +109,7 @@ class Roi(_Strict):
     source: Literal["truth-smeared", "axis-fit", "model"] = "truth-smeared"
     smear_mm: float = Field(2.0, ge=0.0, description="truth-smeared: Gaussian error per coordinate")
     upstream: Literal["seed", "coarse", "final"] | None = None
-    alias: str = Field("production", pattern=r"^[A-Za-z0-9_-]{1,255}$")
+    alias: str = Field("production", pattern=f"^{ALIAS_RE}$")
     geometry: Literal["precise", "coarse"] = "precise"
     zthr: float | None = Field(2**0.5, description="charge split threshold; null: no split")
 

@@ -9,7 +9,8 @@ each spec's sized variant (`dataset_variant: small` reads `datasets/X-small.yaml
 unknown network, a step that needs a step that does not exist, or a cycle are refused with the
 file and the field named. Paths in a recipe are relative to the recipe file.
 
-Its hash (of the resolved content) is part of every step's key (:mod:`.runner`).
+Its hash (of the resolved content, spec paths relative to the recipe) tags every model a run
+registers; each step's own key is made by :mod:`.runner`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,7 +113,10 @@ class Recipe:
             "profile": self.profile,
             "alias": self.alias,
             "steps": {
-                k: {**s.model_dump(mode="json"), "dataset": str(self.dataset_paths[k])}
+                k: {
+                    **s.model_dump(mode="json"),
+                    "dataset": os.path.relpath(self.dataset_paths[k], self.source.parent),
+                }
                 for k, s in self.steps.items()
             },
         }

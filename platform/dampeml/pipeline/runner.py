@@ -81,13 +81,9 @@ def _upstream_versions(step: Step, done: dict[str, StepResult]) -> dict[str, str
     return out
 
 
-def _init_uri(step: Step, done: dict[str, StepResult]) -> str | None:
-    if step.init_from is None:
-        return None
-    if step.init_from.startswith(MODEL_URI_PREFIX):
-        return step.init_from
-    up = done[step.init_from]
-    return f"{MODEL_URI_PREFIX}{up.network}/{up.version}"
+def _init_uri(step: Step, upstream: dict[str, str]) -> str | None:
+    """The version `step` fine-tunes from, as resolved for its key (an alias is not read twice)."""
+    return f"{MODEL_URI_PREFIX}{upstream[step.init_from]}" if step.init_from else None
 
 
 def plan_lines(recipe: Recipe) -> list[str]:
@@ -216,7 +212,7 @@ def _run_step(
         storage=str(Path(workdir).resolve() / "runs"),
         run_name=f"{recipe.name}-{recipe.profile}-{name}-{key}",
         seed=t.seed,
-        init_from=_init_uri(step, done),
+        init_from=_init_uri(step, upstream),
     )
     lineage = {
         "mlflow.parentRunId": parent_id,

@@ -167,7 +167,7 @@ def initial_weights(cfg: TrainConfig) -> tuple[TrainConfig, list]:
     """The weights of the registered version `cfg.init_from` (loaded as data, through the safe
     loader), checked to fit the network being trained; `cfg` comes back with the URI pinned to the
     version (an alias may move later), which the run's params then record as its parent."""
-    from dampeml.models.architecture import Architecture, ArchitectureError, check_same_weights_layout
+    from dampeml.models.architecture import ArchitectureError, check_same_weights_layout
     from dampeml.registry.models import load_model
     from dampeml.security import check_model_uri
 
