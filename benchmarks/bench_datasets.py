@@ -2,7 +2,7 @@
 
 Run: `.venv/bin/python benchmarks/bench_datasets.py [--events 8000] [--limit-events 1000]`.
 Starts a local Ray with 4 logical CPUs (`init_ray(num_cpus=4)`: Ray Data needs CPUs beside
-its consumer, see ../shared/RAY_MLFLOW_NOTES.md), whatever the number of cores. Prints:
+its consumer), whatever the number of cores. Prints:
 
 1. Build rate of a BGO dataset (the content of datasets/bgo-direction-low-small.yaml, scaled
    to --events): (a) from ROOT files simulated beforehand into a temp dir (a `files`

@@ -4,7 +4,7 @@
 Each node is its own `ray start` process in its own process group, with its own logical CPUs,
 custom resources and ports (nodes on one machine must not share the dashboard-agent, metrics or
 runtime-env ports). Teardown is by process group: SIGTERM, a grace period, then SIGKILL
-(SIGTERM alone leaves gcs_server running, see ../shared/RAY_MLFLOW_NOTES.md). Killing one
+(SIGTERM alone leaves gcs_server running). Killing one
 worker node's group is how the chaos tests take a whole node away.
 
 Used by tests/test_cluster.py; also runnable by hand:

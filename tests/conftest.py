@@ -81,7 +81,7 @@ def ray_idle():
 
     A Ray Train run returns before its placement group is gone. On a busy 2-core machine the next
     run in the same Ray could start with its workers on the free CPUs and none left for its data
-    feed, and wait forever (../shared/RAY_MLFLOW_NOTES.md). Fails, naming what still holds CPUs.
+    feed, and wait forever (a known Ray Data + Train pitfall). Fails, naming what still holds CPUs.
     """
     import ray
 

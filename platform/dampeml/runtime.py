@@ -4,7 +4,7 @@
 for a driver started by `ray job submit`); otherwise it starts a local instance with an explicit
 number of logical CPUs. Ray Data's read and map tasks need CPUs beside the tasks or training
 workers that consume them: with 2 logical CPUs (a 2-core CI machine) such a pipeline hangs, so
-the local default is at least 4 logical CPUs (see ../shared/RAY_MLFLOW_NOTES.md).
+the local default is at least 4 logical CPUs.
 """
 
 from __future__ import annotations

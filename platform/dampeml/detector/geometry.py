@@ -12,7 +12,7 @@ Sources:
   [2] Z. Zhang et al., "The calorimeter of DAMPE", NIM A 836 (2016) 98.
   [3] P. Azzarello et al., "The DAMPE silicon-tungsten tracker", NIM A 831 (2016) 378.
   [4] Y. Yu et al., "The plastic scintillator detector for DAMPE", Astropart. Phys. 94 (2017) 1.
-  [5] Tykhonov et al., Astropart. Phys. 146 (2023), ../shared/seeds/000_*.txt.
+  [5] A. Tykhonov et al., Astropart. Phys. 146 (2023).
 """
 
 from __future__ import annotations
