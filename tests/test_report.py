@@ -36,7 +36,8 @@ def sample(registered_models, mc_files):
     mp = pytest.MonkeyPatch()
     mp.setenv("MLFLOW_TRACKING_URI", registered_models)
     chain = Chain.from_registry("production")
-    yield collect(mc_files, chain, batch_size=250)
+    # the same versions again under another alias: the compared chain must agree event by event
+    yield collect(mc_files, chain, batch_size=250, others={"staging": Chain.from_registry("staging")})
     mp.undo()
 
 
@@ -126,6 +127,29 @@ def test_report_numbers_come_from_the_events(sample, tmp_path):
     # timings: every stage of the chain, per event
     assert metrics["seconds_per_event"]["chain"] > 0
     assert any(k.startswith("chain: ") for k in metrics["seconds_per_event"])
+
+
+def test_a_compared_chain_gets_its_own_rows_and_the_notes_come_first(sample, tmp_path):
+    """`others` (the demo's reference models) run on the same events; here the same versions, so
+    every compared figure equals the chain's own; a note (e.g. stale models) heads the report."""
+    cols = sample.columns
+    assert sample.others == {"staging": sample.versions}
+    np.testing.assert_array_equal(cols["staging_stk_charge"], cols["cnn_stk_charge"])
+    sample.notes = ["the 'reference' models are stale"]
+    text = write_report(sample, tmp_path).read_text()
+    assert text.splitlines()[2] == "> **Note:** the 'reference' models are stale"
+    assert "`cnn (staging)`" in text and "| cnn (staging) |" in text
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    ours = {(r["particle"], r["e_min"], r["containment"]): r["efficiency"] for r in metrics["efficiency"]
+            if r["method"] == "cnn"}  # fmt: skip
+    theirs = {(r["particle"], r["e_min"], r["containment"]): r["efficiency"] for r in metrics["efficiency"]
+              if r["method"] == "cnn (staging)"}  # fmt: skip
+    assert ours.keys() == theirs.keys() and ours
+    np.testing.assert_equal(ours, theirs)
+    c = metrics["classifiers"]
+    assert c["electron_proton_auc (staging)"] == pytest.approx(c["electron_proton_auc"])
+    assert {r["method"] for r in metrics["direction"]} >= {"BGO network (staging)"}
+    assert metrics["seconds_per_event"]["chain (staging)"] > 0
 
 
 def test_report_refuses_flight_files(registered_models, tmp_path, monkeypatch):

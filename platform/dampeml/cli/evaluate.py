@@ -20,6 +20,9 @@ def evaluate(
     max_events: Annotated[int | None, typer.Option(help="stop after this many events")] = None,
     batch_size: Annotated[int, typer.Option(help="events per chain call")] = 2000,
     coarse_below: CoarseBelowTeV = 1.0,
+    compare: Annotated[
+        list[str] | None, typer.Option(help="also run the chain of the models at this alias (repeatable)")
+    ] = None,
 ) -> None:
     """Run the CNN chain and the standard reconstruction on MC; write the physics report."""
     from dampeml.evaluation.report import collect, write_report
@@ -28,10 +31,15 @@ def evaluate(
     from dampeml.security import check_alias, check_job_paths
 
     check_alias(alias)
+    for other in compare or []:
+        check_alias(other, "--compare")
     check_job_paths(input=input, out=out)  # StorageNotAllowedError before any read
     files = expand_paths(input)
     config = ChainConfig.with_coarse_below_tev(coarse_below)
     chain = Chain.from_registry(alias=alias, flight=False, runtime=runtime, config=config)
-    sample = collect(files, chain, batch_size=batch_size, max_events=max_events)
+    others = {
+        a: Chain.from_registry(alias=a, flight=False, runtime=runtime, config=config) for a in compare or []
+    }
+    sample = collect(files, chain, batch_size=batch_size, max_events=max_events, others=others)
     path = write_report(sample, out)
     console.print(f"report of {sample.n_events} events: {path}")

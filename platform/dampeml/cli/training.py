@@ -115,6 +115,38 @@ def promote(
     console.print(do_promote(name, version, alias, force))
 
 
+@models_app.command("export-zoo")
+@clean_errors
+def export_zoo_cmd(
+    out: Annotated[str, typer.Argument(help="folder for the zoo (model files and zoo.json)")],
+    alias: Annotated[str, typer.Option(help="export every registered model at this alias")] = "reference",
+) -> None:
+    """Write the models at an alias as a model zoo: Keras files and an index with their lineage."""
+    from dampeml.registry.zoo import export_zoo, read_index
+
+    path = export_zoo(alias, out)
+    index = read_index(path.parent)
+    console.print(f"exported {len(index['models'])} models at @{alias} -> {path}")
+
+
+@models_app.command("import-zoo")
+@clean_errors
+def import_zoo_cmd(
+    folder: Annotated[str, typer.Argument(help="a model zoo folder (e.g. zoo/reference)")],
+    alias: Annotated[
+        str | None, typer.Option(help="alias to register them under (default: the zoo's)")
+    ] = None,
+) -> None:
+    """Register a model zoo's models in the local registry, loaded as data (weights only)."""
+    from dampeml.registry.zoo import import_zoo, read_index, stale_note
+
+    for m in import_zoo(folder, alias):
+        console.print(f"{m.name} v{m.version}: {m.status}")
+    note = stale_note(read_index(folder), "dampeml pipeline run recipes/chain.yaml --profile reference")
+    if note:
+        console.print(f"[yellow]{note}[/]")
+
+
 @clean_errors
 def align(
     network: Annotated[str, typer.Argument(help="BGO direction network, e.g. bgo-direction-mid")],

@@ -151,7 +151,7 @@ def format_table(rows: Sequence[Mapping], paper: bool = True) -> str:
 
 def paper_value(particle: str, method: str, e_min: float, e_max: float, containment: float) -> float | None:
     """The paper's Table 2 efficiency (%) for this row, None where the paper has no such cell."""
-    table = PAPER_TABLE2.get(particle, {}).get(method)
+    table = PAPER_TABLE2.get(particle, {}).get(method.split(" (")[0])  # "cnn (reference)": the cnn row
     if table is None or containment not in CONTAINMENTS:
         return None
     for (lo, hi), vals in zip(PAPER_ENERGY_BINS, table, strict=True):

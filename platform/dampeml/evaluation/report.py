@@ -20,9 +20,10 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -54,6 +55,10 @@ class EvaluationSample:
     #: the events the electron/proton network was trained on, or why that is unknown
     electron_domain: TrainingDomain | None = None
     electron_domain_note: str = ""
+    #: other chains run on the same events, {label: their model versions} (columns `<label>_...`)
+    others: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: what a reader must know first (e.g. that a chain's models are stale)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def n_events(self) -> int:
@@ -71,7 +76,9 @@ def _timed(timings: dict[str, float], stage: str):
     timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - t0
 
 
-def _per_file_columns(events: dict, chain, timings: dict[str, float]) -> dict[str, np.ndarray]:
+def _per_file_columns(
+    events: dict, chain, timings: dict[str, float], others: Mapping[str, Any]
+) -> dict[str, np.ndarray]:
     """Every method on one batch of good events; truth is read here only, never by the methods."""
     from dampeml.features.shower_axis import fit_shower_axis
     from dampeml.features.tracks import truth_track
@@ -99,6 +106,11 @@ def _per_file_columns(events: dict, chain, timings: dict[str, float]) -> dict[st
         out = chain.run(events)
     for k, v in out.items():
         cols[f"cnn_{k}"] = np.asarray(v)
+    for label, other in others.items():  # e.g. the reference models beside the ones just trained
+        with _timed(timings, f"chain ({label})"):
+            out = other.run(events)
+        for k, v in out.items():
+            cols[f"{label}_{k}"] = np.asarray(v)
 
     with _timed(timings, "shower-axis fit"):
         axis, _ = fit_shower_axis(events["bgo_energy"])
@@ -131,14 +143,22 @@ def _per_file_columns(events: dict, chain, timings: dict[str, float]) -> dict[st
 
 
 def collect(
-    files: Iterable[str], chain, batch_size: int = 2000, max_events: int | None = None
+    files: Iterable[str],
+    chain,
+    batch_size: int = 2000,
+    max_events: int | None = None,
+    others: Mapping[str, Any] | None = None,
 ) -> EvaluationSample:
-    """Run every method on the good events of MC `files`; bad events are listed, not silently lost."""
+    """Run every method on the good events of MC `files`; bad events are listed, not silently lost.
+
+    `others` ({label: chain}) run on the same events beside `chain`; the report compares them.
+    """
     from rich.progress import Progress
 
     from dampeml.io.root_reader import bad_events, inspect_file, read_events
 
     files = list(files)
+    others = dict(others or {})
     parts: list[dict[str, np.ndarray]] = []
     timings: dict[str, float] = {}
     quarantined: list[dict] = []
@@ -166,7 +186,7 @@ def collect(
                     )
                 if (~bad).any():
                     good = {k: v[~bad] for k, v in events.items()}
-                    parts.append(_per_file_columns(good, chain, timings))
+                    parts.append(_per_file_columns(good, chain, timings, others))
                 done += stop - start
                 progress.update(task, completed=done)
     if not parts:
@@ -181,7 +201,8 @@ def collect(
     domain, note = None, "no registered electron/proton network"
     if "electron-proton" in versions:
         domain, note = registered_domain("electron-proton", versions["electron-proton"])
-    return EvaluationSample(columns, timings, quarantined, versions, settings, domain, note)
+    other_versions = {label: dict(getattr(c, "versions", {})) for label, c in others.items()}
+    return EvaluationSample(columns, timings, quarantined, versions, settings, domain, note, other_versions)
 
 
 # --- the report ------------------------------------------------------------------------------
@@ -230,6 +251,7 @@ def efficiency_rows(sample: EvaluationSample) -> list[dict]:
             "standard, bgo seed": cols["seeded_std_charge"][hadron],
             "ideal, bgo seed": cols["seeded_ideal_charge"][hadron],
             "tracker cnns, axis seed": cols["axis_cnn_charge"][hadron],
+            **{f"cnn ({label})": cols[f"{label}_stk_charge"][hadron] for label in sample.others},
         },
         energy_bins=PAPER_ENERGY_BINS if enough else DECADE_BINS,
         mask=~(cols["true_inelastic"] & (cols["true_interaction_z"] < Z_TOP))[hadron],
@@ -246,12 +268,14 @@ def direction_table(sample: EvaluationSample) -> list[dict]:
         ("p+He", cols["true_pdg"] != PDG["electron"]),
         ("e", cols["true_pdg"] == PDG["electron"]),
     ):
-        for method, prefix in (
+        methods = [
             ("BGO network", "cnn_bgo"),
             ("shower-axis fit", "axis"),
             ("tracker seed", "seed"),
             ("CNN chain", "cnn_track"),
-        ):
+            *((f"BGO network ({label})", f"{label}_bgo") for label in sample.others),
+        ]
+        for method, prefix in methods:
             angle, pos = direction_errors(sample.track(prefix)[mask], truth[mask])
             a68, n = containment_by_bin(angle, cols["deposit_gev"][mask])
             a95, _ = containment_by_bin(angle, cols["deposit_gev"][mask], fraction=0.95)
@@ -292,6 +316,9 @@ def classifier_figures(sample: EvaluationSample) -> dict[str, float]:
     out["electron_proton_auc"] = auc(is_e[ep], cols["cnn_electron_score"][ep])
     _, p_acc = efficiency_at(is_e[ep], cols["cnn_electron_score"][ep], 0.9)
     out["proton_acceptance_at_90pct_electrons"] = p_acc
+    for label in sample.others:
+        out[f"inelastic_auc_cnn ({label})"] = auc(clean, cols[f"{label}_inelastic_score"][hadron])
+        out[f"electron_proton_auc ({label})"] = auc(is_e[ep], cols[f"{label}_electron_score"][ep])
     domain = sample.electron_domain
     if domain is not None:
         inside = ep & domain.mask(cols["true_pdg"], cols["true_energy"], cols["deposit_gev"])
@@ -391,7 +418,7 @@ def _plot_charges(cols: dict[str, np.ndarray], path: Path) -> None:
     plt.close(fig)
 
 
-def _plot_rocs(cols: dict[str, np.ndarray], path: Path) -> None:
+def _plot_rocs(cols: dict[str, np.ndarray], path: Path, labels: Iterable[str] = ()) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -409,8 +436,12 @@ def _plot_rocs(cols: dict[str, np.ndarray], path: Path) -> None:
     axes[0].set(xlabel="inelastic events kept", ylabel="clean events kept", title="inelastic interactions")
     is_e = cols["true_pdg"] == PDG["electron"]
     ep = is_e | (cols["true_pdg"] == PDG["proton"])
-    fpr, tpr = roc_curve(is_e[ep], cols["cnn_electron_score"][ep])
-    axes[1].plot(fpr, tpr, label=f"HAMF, AUC {auc(is_e[ep], cols['cnn_electron_score'][ep]):.4f}")
+    for name, key in (
+        ("HAMF", "cnn_electron_score"),
+        *((f"HAMF ({x})", f"{x}_electron_score") for x in labels),
+    ):
+        fpr, tpr = roc_curve(is_e[ep], cols[key][ep])
+        axes[1].plot(fpr, tpr, label=f"{name}, AUC {auc(is_e[ep], cols[key][ep]):.4f}")
     axes[1].set(
         xscale="log", xlabel="proton acceptance", ylabel="electron efficiency", title="electron/proton"
     )
@@ -453,12 +484,14 @@ def write_report(
     per_event = {stage: seconds / n for stage, seconds in sample.timings.items()}
     _plot_direction(direction, out / "direction_68.png")
     _plot_charges(cols, out / "stk_charge.png")
-    _plot_rocs(cols, out / "roc.png")
+    _plot_rocs(cols, out / "roc.png", sample.others)
     metrics = {
         "n_events": n,
         "n_quarantined": len(sample.quarantined),
         "events_per_particle": {p: int(m.sum()) for p, m in masks.items()},
         "model_versions": sample.versions,
+        "other_chains": sample.others,
+        "notes": sample.notes,
         "chain_settings": sample.settings,
         "efficiency": efficiency,
         "direction": direction,
@@ -468,10 +501,17 @@ def write_report(
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
     counts = ", ".join(f"{p} {int(m.sum())}" for p, m in masks.items())
     versions = ", ".join(f"{k} v{v}" for k, v in sorted(sample.versions.items())) or "n/a"
+    compared = [
+        f"Beside them, `cnn ({label})` and `({label})` rows: the chain with the models at @{label} "
+        f"({', '.join(f'{k} v{v}' for k, v in sorted(vs.items()))}), on the same events."
+        for label, vs in sample.others.items()
+    ]
     md = [
         f"# {title}",
         "",
+        *(f"> **Note:** {note}\n" for note in sample.notes),
         f"{n} held-out MC events ({counts}); {len(sample.quarantined)} quarantined. Models: {versions}.",
+        *compared,
         "",
         *(
             [

@@ -27,6 +27,9 @@ from dampeml.registry.tracking import tracking_uri
 
 #: The shipped recipe (the repository is installed editable, as the README does).
 RECIPE = Path(__file__).resolve().parents[3] / "recipes" / "chain.yaml"
+#: The reference models trained by the recipe's `reference` profile, shipped as a model zoo.
+REFERENCE_ZOO = RECIPE.parents[1] / "zoo" / "reference"
+RETRAIN_REFERENCE = "dampeml pipeline run recipes/chain.yaml --profile reference --workdir ref-work"
 #: The demo's MC: the paper's energy ranges, shortened so a laptop run takes seconds.
 DEMO_SAMPLES = (
     ("proton", 10.0, 1e6, "mc"),
@@ -78,6 +81,7 @@ def run_demo(
 
     console.rule("2-3. datasets (Ray Data), training (Ray Train) and registry (MLflow)")
     train_demo(workdir, epochs, console)
+    reference = import_reference(console)
 
     console.rule("4. alignment to the flight-like run")
     align_demo(flight, console)
@@ -99,7 +103,7 @@ def run_demo(
         )
         for i, (particle, e_min, e_max, mode) in enumerate(EVALUATION_SAMPLES)
     ]
-    report = evaluate_demo(held_out, workdir / "report", console)
+    report = evaluate_demo(held_out, workdir / "report", console, *reference)
     console.rule("done")
     console.print(f"physics report: {report}")
     console.print(f"models: `dampeml models list` (MLflow store {tracking_uri()})")
@@ -160,12 +164,37 @@ def reprocess_demo(flight_files: list[str], out: Path, console: Console) -> None
     console.print(f"reprocessed {totals['written']} events ({totals['quarantined']} quarantined) -> {out}")
 
 
-def evaluate_demo(files: list[str], out: Path, console: Console) -> Path:
+def import_reference(console: Console) -> tuple[bool, str | None]:
+    """Register the shipped reference models under `reference`: (imported, what the report must say).
+
+    The zoo's files are read as data (weights only; dampeml.registry.zoo) and imported once.
+    """
+    from dampeml.registry.zoo import ZooError, import_zoo, read_index, stale_note
+
+    try:
+        imported = import_zoo(REFERENCE_ZOO)
+        note = stale_note(read_index(REFERENCE_ZOO), RETRAIN_REFERENCE)
+    except ZooError as exc:
+        console.print(f"reference models not imported: {exc}")
+        return False, f"the reference models were not imported: {exc}"
+    done = sum(m.status == "imported" for m in imported)
+    console.print(f"reference models: {done} imported, {len(imported) - done} current, from {REFERENCE_ZOO}")
+    if note:
+        console.print(f"[yellow]{note}[/]")
+    return True, note
+
+
+def evaluate_demo(
+    files: list[str], out: Path, console: Console, reference: bool = False, note: str | None = None
+) -> Path:
+    """The report of the demo's chain, with the shipped reference chain beside it where it was imported."""
     from dampeml.evaluation.report import collect, write_report
     from dampeml.reconstruction.chain import Chain
 
     chain = Chain.from_registry(alias="production", flight=False)
-    sample = collect(files, chain)
+    others = {"reference": Chain.from_registry(alias="reference", flight=False)} if reference else {}
+    sample = collect(files, chain, others=others)
+    sample.notes = [note] if note else []
     return write_report(sample, out)
 
 

@@ -1,0 +1,212 @@
+"""The model zoo: registered models written out as files that ship with the project, read back as data.
+
+A zoo folder holds one Keras v3 file per model (`NAME.keras`, the file the registry stored) and
+an index, `zoo.json`: the alias the models held, the package and simulation versions, and per
+model its architecture record, the file's sha256, the registry version and run it came from,
+its lineage tags (recipe, profile, recipe hash, step key, upstream versions, dataset version,
+git commit), its test metrics and its training time; `recipe.resolved.yaml` is the pipeline's
+resolved recipe when the models came from one.
+
+Import treats every file as untrusted data, exactly as `security.safe_load_model` treats a
+registered artifact: the network is rebuilt by the project's builders from the index's
+architecture record, the file's config.json must name the same layers, and only its weights are
+read. The checksum catches a truncated or swapped file with a clear message; it is not what makes
+loading safe. Each model is then registered in the local store under the zoo's alias, tagged
+with its lineage; a rerun that finds the same file already behind the alias does nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dampeml.detector.simulation import SIMULATION_VERSION
+
+INDEX = "zoo.json"
+RECIPE_FILE = "recipe.resolved.yaml"
+#: The version tag that says which zoo file a registered version was imported from.
+SHA_TAG = "zoo_sha256"
+#: Version tags carried from the registry into the index (and back as tags on import).
+LINEAGE_TAGS = (
+    "pipeline",
+    "pipeline_step",
+    "recipe_hash",
+    "step_key",
+    "dataset_version",
+    "dataset_spec_hash",
+    "init_from",
+    "git_commit",
+)
+
+
+class ZooError(ValueError):
+    """A zoo folder or index that cannot be exported or imported; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class ImportedModel:
+    name: str
+    version: str
+    status: str  # "imported" or "current"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def export_zoo(alias: str, out: str | Path) -> Path:
+    """Write every registered model at `alias` to `out` (files + zoo.json); the index's path."""
+    import mlflow
+
+    from dampeml import __version__
+    from dampeml.models.architecture import ARCHITECTURE_TAG
+    from dampeml.registry.models import list_versions
+    from dampeml.security import audit_model_dir, check_alias
+
+    check_alias(alias)
+    chosen = [v for v in list_versions() if alias in v.aliases]
+    if not chosen:
+        raise ZooError(
+            f"no registered model has the alias {alias!r}: `dampeml models list` shows the aliases"
+        )
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    client = mlflow.MlflowClient()
+    models: dict[str, Any] = {}
+    parents: set[str] = set()
+    for v in chosen:
+        with tempfile.TemporaryDirectory() as tmp:
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=f"models:/{v.name}/{v.version}", dst_path=tmp
+            )
+            shutil.copyfile(audit_model_dir(local), out / f"{v.name}.keras")
+        run = client.get_run(v.run_id)
+        parent = run.data.tags.get("mlflow.parentRunId")
+        if parent:
+            parents.add(parent)
+        models[v.name] = {
+            "file": f"{v.name}.keras",
+            "sha256": _sha256(out / f"{v.name}.keras"),
+            "architecture": json.loads(v.metrics[ARCHITECTURE_TAG]),
+            "registry": {"version": v.version, "run_id": v.run_id},
+            "lineage": {k: v.metrics[k] for k in LINEAGE_TAGS if v.metrics.get(k)}
+            | {k: t for k, t in v.metrics.items() if k.startswith("upstream.")},
+            "test": {k: float(x) for k, x in v.metrics.items() if k.startswith("test_")},
+            "train_seconds": _train_seconds(run),
+        }
+    if len(parents) == 1:  # one pipeline run made them all: keep its resolved recipe beside them
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                got = mlflow.artifacts.download_artifacts(
+                    run_id=parents.pop(), artifact_path=RECIPE_FILE, dst_path=tmp
+                )
+                shutil.copyfile(got, out / RECIPE_FILE)
+            except Exception:  # noqa: BLE001  (MLflow raises its own types; the recipe is optional)
+                pass
+    index = {
+        "alias": alias,
+        "package_version": __version__,
+        "simulation_version": SIMULATION_VERSION,
+        "models": dict(sorted(models.items())),
+    }
+    path = out / INDEX
+    path.write_text(json.dumps(index, indent=2, sort_keys=False) + "\n")
+    return path
+
+
+def _train_seconds(run) -> float | None:
+    """Wall time of the training run (MLflow's start and end), None while unknown."""
+    info = run.info
+    if info.start_time and info.end_time:
+        return round((info.end_time - info.start_time) / 1000, 1)
+    return None
+
+
+def read_index(folder: str | Path) -> dict[str, Any]:
+    """The zoo's index, checked for the fields import needs; ZooError naming what is wrong."""
+    path = Path(folder) / INDEX
+    try:
+        index = json.loads(path.read_text())
+    except OSError as exc:
+        raise ZooError(
+            f"{path}: cannot read the zoo's index ({exc.strerror}); is {folder} a zoo folder?"
+        ) from None
+    except ValueError as exc:
+        raise ZooError(f"{path}: not JSON ({exc})") from None
+    for key in ("alias", "simulation_version", "models"):
+        if key not in index:
+            raise ZooError(f"{path}: no {key!r} field; export the zoo again (`dampeml models export-zoo`)")
+    for name, entry in index["models"].items():
+        missing = {"file", "sha256", "architecture"} - set(entry)
+        if missing:
+            raise ZooError(f"{path}: model {name!r} lacks {sorted(missing)}")
+    return index
+
+
+def stale_note(index: dict[str, Any], recipe_command: str) -> str | None:
+    """Why the zoo's models no longer fit this simulation, with the command that retrains them."""
+    if str(index["simulation_version"]) == str(SIMULATION_VERSION):
+        return None
+    return (
+        f"the {index['alias']!r} models were trained on simulation version {index['simulation_version']}, "
+        f"this is version {SIMULATION_VERSION}: they are stale. Retrain them with `{recipe_command}`"
+    )
+
+
+def import_zoo(folder: str | Path, alias: str | None = None) -> list[ImportedModel]:
+    """Register every model of the zoo in `folder` under `alias` (default: the zoo's), loaded as data."""
+    from dampeml.models.architecture import Architecture
+    from dampeml.registry.bootstrap import log_model
+    from dampeml.registry.models import RegistryError, list_versions
+    from dampeml.security import (
+        check_alias,
+        check_artifact_path,
+        check_config_matches,
+        keras_file_config,
+        load_weights_only,
+    )
+
+    folder = Path(folder)
+    index = read_index(folder)
+    alias = check_alias(alias or index["alias"])
+    out = []
+    for name, entry in index["models"].items():
+        path = folder / check_artifact_path(entry["file"])
+        where = f"zoo model {name} ({path})"
+        if not path.is_file():
+            raise ZooError(f"{where}: the file is missing; fetch the repository again or re-export the zoo")
+        if _sha256(path) != entry["sha256"]:
+            raise ZooError(
+                f"{where}: its sha256 differs from {folder / INDEX}; the file was changed or truncated"
+            )
+        architecture = Architecture.from_json(json.dumps(entry["architecture"]), where)
+        if architecture.registered_name != name:
+            raise ZooError(f"{where}: its architecture record describes {architecture.registered_name!r}")
+        try:
+            current = [v for v in list_versions(name) if alias in v.aliases]
+        except RegistryError:
+            current = []
+        if current and current[0].metrics.get(SHA_TAG) == entry["sha256"]:
+            out.append(ImportedModel(name, current[0].version, "current"))
+            continue
+        model = architecture.build()
+        check_config_matches(keras_file_config(path), model, where)
+        load_weights_only(model, path, where)
+        tags = {
+            SHA_TAG: entry["sha256"],
+            "zoo": str(folder.name),
+            "zoo_simulation_version": str(index["simulation_version"]),
+            **{k: str(v) for k, v in entry.get("lineage", {}).items()},
+            **{k: str(v) for k, v in entry.get("test", {}).items()},
+        }
+        out.append(ImportedModel(name, log_model(architecture, model, [alias], tags), "imported"))
+    return out
