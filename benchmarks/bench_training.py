@@ -16,6 +16,13 @@ Prints:
    over the training samples it processed; the Keras row is the `fit` call alone. Ratios are
    against Keras `fit` measured in the same run. (Differencing two Ray runs to remove the
    start-up gave negative rates on a shared, loaded machine: not used.)
+3. Steady state (`--steady`): for bgo-direction-low and stk-hough-coarse (small presets) on
+   datasets built from their small specs (--steady-bgo-events, --steady-hough-events), the same
+   training events and epochs (--steady-epochs) through plain Keras `fit` on in-memory arrays
+   and through `train` (Ray Train, 1 CPU worker, Ray Data feed from the Parquet files). Per
+   epoch, each side's training pass and its whole epoch (with the validation pass, and Ray's
+   checkpoint) are timed; the steady state is the median over the epochs after the first, the
+   fixed cost what the wall time holds beyond the epochs. Ratios: Ray Train over `fit`.
 """
 
 from __future__ import annotations
@@ -160,6 +167,109 @@ def section_ray(limit_events: int, ray_steps: int, ray_epochs: int) -> None:
             ray.shutdown()
 
 
+class _EpochTimer:
+    """Keras callback: seconds of each epoch's training pass and of the whole epoch."""
+
+    def __init__(self):
+        from dampeml.models.common import tf_keras
+
+        class Timer(tf_keras().callbacks.Callback):
+            def on_epoch_begin(cb, epoch, logs=None):  # noqa: N805
+                cb.t0 = time.perf_counter()
+
+            def on_test_begin(cb, logs=None):  # noqa: N805
+                cb.fit_end = time.perf_counter()
+
+            def on_epoch_end(cb, epoch, logs=None):  # noqa: N805
+                end = time.perf_counter()
+                self.fit.append(getattr(cb, "fit_end", end) - cb.t0)
+                self.epoch.append(end - cb.t0)
+
+        self.fit: list[float] = []
+        self.epoch: list[float] = []
+        self.callback = Timer()
+
+
+def scaled_spec(spec: str, events: int):
+    """The small spec `spec` with its particles' events scaled to `events` in all (same mix)."""
+    from dampeml.datasets.spec import DatasetSpec
+
+    data = load_spec(REPO / "datasets" / spec).model_dump(mode="json")
+    total = sum(p["events"] for src in data["sources"] for p in src["particles"].values())
+    for src in data["sources"]:
+        for p in src["particles"].values():
+            p["events"] = max(1, round(p["events"] * events / total))
+        src["events_per_unit"] = max(src["events_per_unit"], 5000)
+    return DatasetSpec.model_validate(data)
+
+
+def steady_pair(name: str, spec: str, limit_events: int, epochs: int, tmp: str) -> None:
+    """One network: Keras fit and Ray Train (1 worker) on the same built dataset, same epochs."""
+    from dampeml.training.config import TrainConfig
+    from dampeml.training.trainer import train
+
+    uri = f"{tmp}/{name}"
+    t = time.perf_counter()
+    build_dataset(scaled_spec(spec, limit_events), uri, limit_events)
+    x, y = split_arrays(uri)
+    xv, yv = split_arrays(uri, "val")
+    steps = len(y) // BATCH
+    n = steps * BATCH
+    print(
+        f"\n3. {name} (small) on {n} training events of {spec} ({len(yv)} validation), "
+        f"{epochs} epochs, batch {BATCH}; built and read in {time.perf_counter() - t:.0f} s",
+        flush=True,
+    )
+    model = build(name, preset="small")
+    timer = _EpochTimer()
+    t = time.perf_counter()
+    model.fit(x[:n], y[:n], batch_size=BATCH, epochs=epochs, verbose=0, shuffle=True,
+              validation_data=(xv, yv), validation_batch_size=BATCH, callbacks=[timer.callback])  # fmt: skip
+    keras_wall = time.perf_counter() - t
+    cfg = TrainConfig(
+        network=name, dataset=uri, workers=1, epochs=epochs, storage=f"{tmp}/runs", register=False
+    )
+    t = time.perf_counter()
+    result = train(cfg)
+    ray_wall = time.perf_counter() - t
+    ray_fit = [h["fit_seconds"] for h in result.history]
+    ray_epoch = [h["epoch_seconds"] for h in result.history]
+    rows = (
+        ("Keras fit, in memory", timer.fit, timer.epoch, keras_wall),
+        ("Ray Train, 1 worker, Ray Data", ray_fit, ray_epoch, ray_wall),
+    )
+    base = None
+    for label, fit_s, epoch_s, wall in rows:
+        fit_rate = n / float(np.median(fit_s[1:]))
+        epoch_rate = n / float(np.median(epoch_s[1:]))
+        fixed = wall - sum(epoch_s)
+        base = base or (fit_rate, epoch_rate)
+        print(
+            f"{label:32s} training pass {fit_rate:8.1f} samples/s (ratio {fit_rate / base[0]:.2f}), "
+            f"whole epoch {epoch_rate:8.1f} (ratio {epoch_rate / base[1]:.2f}); first epoch "
+            f"{epoch_s[0]:.0f} s, later {np.median(epoch_s[1:]):.0f} s; wall {wall:.0f} s, "
+            f"of which outside the epochs {fixed:.0f} s",
+            flush=True,
+        )
+
+
+def section_steady(bgo_events: int, hough_events: int, epochs: int) -> None:
+    import ray
+
+    from dampeml.runtime import RUNTIME_ENV
+
+    with tempfile.TemporaryDirectory(prefix="bench_training_") as tmp:
+        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
+        for key, value in RUNTIME_ENV["env_vars"].items():
+            os.environ.setdefault(key, value)
+        ray.init(address="local", num_cpus=4, object_store_memory=2 * 2**30, include_dashboard=False)
+        try:
+            steady_pair("bgo-direction-low", "bgo-direction-low-small.yaml", bgo_events, epochs, tmp)
+            steady_pair("stk-hough-coarse", "stk-hough-coarse-small.yaml", hough_events, epochs, tmp)
+        finally:
+            ray.shutdown()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -171,7 +281,14 @@ def main() -> None:
     parser.add_argument("--limit-events", type=int, default=4000)
     parser.add_argument("--skip-families", action="store_true")
     parser.add_argument("--skip-ray", action="store_true")
+    parser.add_argument("--steady", action="store_true", help="run section 3 only")
+    parser.add_argument("--steady-bgo-events", type=int, default=60000)
+    parser.add_argument("--steady-hough-events", type=int, default=8000)
+    parser.add_argument("--steady-epochs", type=int, default=5)
     args = parser.parse_args()
+    if args.steady:
+        section_steady(args.steady_bgo_events, args.steady_hough_events, args.steady_epochs)
+        return
     print(f"machine: {stdlib_platform.processor() or stdlib_platform.machine()}, {os.cpu_count()} cores")
     if not args.skip_families:
         section_families(args.steps, args.full_steps)

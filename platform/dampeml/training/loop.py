@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 
 import dampeml  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
 
@@ -74,13 +75,17 @@ def train_loop_per_worker(cfg: dict) -> None:
     train = _tf_dataset(ray.train.get_dataset_shard("train"), x_keys, batch, cfg["steps_per_epoch"])
     val = _tf_dataset(ray.train.get_dataset_shard("val"), x_keys, batch, cfg["val_steps"])
     for epoch in range(state["epoch"], cfg["epochs"]):
+        t0 = time.perf_counter()  # per-epoch seconds: the steady state, apart from start-up
         fit = model.fit(train, epochs=1, steps_per_epoch=cfg["steps_per_epoch"], verbose=0)
+        t1 = time.perf_counter()
         val_logs = model.evaluate(val, steps=cfg["val_steps"], verbose=0, return_dict=True)
         logs = {
             "epoch": epoch + 1,
             "lr": float(state["lr"]),
             **{k: float(v[-1]) for k, v in fit.history.items()},
             **{f"val_{k}": float(v) for k, v in val_logs.items()},
+            "fit_seconds": t1 - t0,
+            "val_seconds": time.perf_counter() - t1,
         }
         # reduce-on-plateau (the paper halves the learning rate); kept in the checkpoint state
         val_loss = logs["val_loss"]
@@ -98,6 +103,7 @@ def train_loop_per_worker(cfg: dict) -> None:
             target = d if rank == 0 else os.path.join(d, "discard")
             os.makedirs(target, exist_ok=True)
             model.save(os.path.join(target, MODEL_FILE))  # a collective: every worker saves
+            logs["epoch_seconds"] = time.perf_counter() - t0  # with validation and the checkpoint
             with open(os.path.join(d, STATE_FILE), "w") as f:
                 json.dump(state, f)
             ray.train.report(logs, checkpoint=ray.train.Checkpoint.from_directory(d) if rank == 0 else None)
