@@ -121,7 +121,7 @@ _SMALL_LR = {"learning_rate": 1e-3}
 _HOUGH_SMALL = {"input_pool": 4, "conv_filters": (8, 16, 16), "dense_units": (32,)}
 #: The track regressions keep the full stack of convolutions on the 4x pooled input: trained
 #: alike, the 8-16-16 stack left the coarse step 2-3x less precise from 5 to 100 TeV and the
-#: tracker CNNs 10-30 points less efficient there (benchmarks/README.md, bench_tracker_cnns.py);
+#: tracker CNNs 10-30 points less efficient there (benchmarks/README.md, the tracker CNNs trained longer);
 #: the deeper stack costs ~0.4 ms more per image on one core.
 _HOUGH_REGRESSION_SMALL = {"input_pool": 4}
 _HOUGH_CLASSIFIER = {"head": "classifier", "dropout": 0.1}

@@ -84,6 +84,11 @@ def export_zoo(alias: str, out: str | Path) -> Path:
     models: dict[str, Any] = {}
     parents: set[str] = set()
     for v in chosen:
+        if not v.metrics.get(ARCHITECTURE_TAG):
+            raise ZooError(
+                f"{v.name} v{v.version} (@{alias}) has no architecture record: it cannot be loaded as "
+                "data, so it is not exported; retrain it (`dampeml pipeline run ...` or `dampeml train`)"
+            )
         with tempfile.TemporaryDirectory() as tmp:
             local = mlflow.artifacts.download_artifacts(
                 artifact_uri=f"models:/{v.name}/{v.version}", dst_path=tmp
