@@ -133,6 +133,8 @@ def test_each_family_trains_through_ray_train_and_learns(network, datasets, env)
     print(f"\n{network}: loss per epoch {np.round(losses, 4).tolist()}, test {result.test}, "
           f"untrained {key} {before[key]:.4g}")  # fmt: skip
     assert [h["epoch"] for h in result.history] == [1, 2, 3]
+    # each epoch is timed (bench_training.py --steady): the training pass within the whole epoch
+    assert all(0 < h["fit_seconds"] < h["epoch_seconds"] and h["val_seconds"] > 0 for h in result.history)
     assert all(np.isfinite(list(result.test.values())))
     assert result.test[key] < before[key]
 
