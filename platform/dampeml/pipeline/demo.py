@@ -7,7 +7,8 @@
    chain's training recipe (recipes/chain.yaml), run by the same code as `dampeml pipeline run`;
 4. align the BGO networks to the flight-like run (alignment head, backbone frozen);
 5. reprocess the flight-like run with the registered chain (Ray Data, actor pool);
-6. evaluate the chain and the standard reconstruction on held-out MC: the physics report.
+6. evaluate the chain and the standard reconstruction on held-out MC: the physics report, with
+   the shipped reference models (zoo/reference, imported as data under `reference`) beside them.
 
 Every stage reuses what a previous run finished (files, datasets, promoted models, committed
 outputs), so an interrupted demo resumes.
