@@ -77,6 +77,21 @@ def test_steps_run_after_what_they_need_and_cycles_are_refused(tmp_path):
         load_recipe(_write(tmp_path / "r.yaml", recipe), "p")
 
 
+def test_a_model_seeded_step_must_need_the_steps_that_train_its_upstream(tmp_path):
+    """The shipped recipe with inelastic-hough's `needs` removed: its RoI (the chain's final track)
+    comes from networks the recipe trains, so the recipe is refused, naming the missing step."""
+    recipe = yaml.safe_load(SHIPPED.read_text())
+    del recipe["steps"]["inelastic-hough"]["needs"]
+    for step in recipe["steps"].values():
+        step["dataset"] = str((SHIPPED.parent / step["dataset"]).resolve())
+    path = _write(tmp_path / "chain.yaml", recipe)
+    with pytest.raises(
+        RecipeError, match=r"step 'inelastic-hough'.*does not need step\(s\) \['stk-hough-precise'\]"
+    ):
+        load_recipe(path, "reference")
+    load_recipe(path, "demo")  # the demo's small specs centre the RoI on the smeared true track
+
+
 def test_the_shipped_recipe_resolves_in_every_profile():
     """Each profile resolves (specs exist, settings valid); the demo trains every catalog network
     on the small specs; profiles change sizes, never which networks the chain has."""

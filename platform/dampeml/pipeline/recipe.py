@@ -166,6 +166,38 @@ def _dependency_order(steps: Mapping[str, Step], where: str) -> list[str]:
     return order
 
 
+def _check_seeded_needs(steps: Mapping[str, Step], datasets: Mapping[str, Path], where: str) -> None:
+    """A step whose dataset is seeded by models that the recipe trains must need those steps.
+
+    Otherwise the build would read whatever holds the alias, and a retrained upstream model would
+    not change the step's key: the step would be reused with a dataset of the old models.
+    """
+    from dampeml.datasets.spec import load_spec
+    from dampeml.reconstruction.chain import NETWORK_OF_FIELD, UPSTREAM_FIELDS
+
+    trained_by = {s.network: name for name, s in steps.items()}
+
+    def closure(name: str) -> set[str]:
+        out: set[str] = set()
+        for u in steps[name].upstream:
+            out |= {u, *closure(u)}
+        return out
+
+    for name in steps:
+        roi = load_spec(datasets[name]).roi
+        if roi is None or roi.source != "model":
+            continue
+        networks = [NETWORK_OF_FIELD[f] for f in UPSTREAM_FIELDS[roi.upstream]]
+        missing = [trained_by[n] for n in networks if n in trained_by and trained_by[n] not in closure(name)]
+        missing = [m for m in missing if not any(m in closure(o) for o in missing)]  # the last ones only
+        if missing:
+            raise RecipeError(
+                f"{where}: step {name!r}: its dataset's RoI comes from models this recipe trains "
+                f"(roi.upstream {roi.upstream!r}), but it does not need step(s) {missing}: add them to its "
+                "`needs`, so that it runs after them and is rebuilt when they change"
+            )
+
+
 def load_recipe(path: str | Path, profile: str, extra: Mapping[str, Any] | None = None) -> Recipe:
     """The recipe at `path` resolved for `profile`; RecipeError naming the file and field otherwise.
 
@@ -199,6 +231,7 @@ def load_recipe(path: str | Path, profile: str, extra: Mapping[str, Any] | None 
             raise RecipeError(f"{where}: dataset spec {spec} does not exist")
         datasets[name] = spec
     order = _dependency_order(steps, str(path))
+    _check_seeded_needs(steps, datasets, str(path))
     return Recipe(
         name=recipe.name,
         profile=profile,
