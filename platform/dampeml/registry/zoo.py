@@ -4,7 +4,7 @@ A zoo folder holds one Keras v3 file per model (`NAME.keras`, the file the regis
 an index, `zoo.json`: the alias the models held, the package and simulation versions, and per
 model its architecture record, the file's sha256, the registry version and run it came from,
 its lineage tags (recipe, profile, recipe hash, step key, upstream versions, dataset version,
-git commit), its test metrics and its training time; `recipe.resolved.yaml` is the pipeline's
+git commit), its test metrics and its pipeline step's wall time; `recipe.resolved.yaml` is the pipeline's
 resolved recipe when the models came from one.
 
 Import treats every file as untrusted data, exactly as `security.safe_load_model` treats a
@@ -106,7 +106,7 @@ def export_zoo(alias: str, out: str | Path) -> Path:
             "lineage": {k: v.metrics[k] for k in LINEAGE_TAGS if v.metrics.get(k)}
             | {k: t for k, t in v.metrics.items() if k.startswith("upstream.")},
             "test": {k: float(x) for k, x in v.metrics.items() if k.startswith("test_")},
-            "train_seconds": _train_seconds(run),
+            "step_seconds": _step_seconds(client, parent, v.metrics.get("pipeline_step")),
         }
     if len(parents) == 1:  # one pipeline run made them all: keep its resolved recipe beside them
         with tempfile.TemporaryDirectory() as tmp:
@@ -128,12 +128,12 @@ def export_zoo(alias: str, out: str | Path) -> Path:
     return path
 
 
-def _train_seconds(run) -> float | None:
-    """Wall time of the training run (MLflow's start and end), None while unknown."""
-    info = run.info
-    if info.start_time and info.end_time:
-        return round((info.end_time - info.start_time) / 1000, 1)
-    return None
+def _step_seconds(client, parent: str | None, step: str | None) -> float | None:
+    """Wall time of the pipeline step that made the model (build, training, registration)."""
+    if not parent or not step:
+        return None
+    value = client.get_run(parent).data.metrics.get(f"seconds.{step}")
+    return None if value is None else round(value, 1)
 
 
 def read_index(folder: str | Path) -> dict[str, Any]:
