@@ -112,9 +112,18 @@ class Roi(_Strict):
     alias: str = Field("production", pattern=f"^{ALIAS_RE}$")
     geometry: Literal["precise", "coarse"] = "precise"
     zthr: float | None = Field(2**0.5, description="charge split threshold; null: no split")
+    coarse_everywhere: bool | None = Field(
+        None,
+        description="model: the upstream chain runs its coarse step at every deposited energy "
+        "(`--coarse-below inf`), not only below 1 TeV (the paper's switch)",
+    )
 
     @model_validator(mode="after")
     def _model_needs_upstream(self) -> Roi:
+        if self.coarse_everywhere is not None and self.source != "model":
+            raise ValueError(
+                "roi.coarse_everywhere is a setting of the upstream chain: only with source 'model'"
+            )
         if (self.source == "model") != (self.upstream is not None):
             raise ValueError(
                 "roi.upstream (seed, coarse or final: the chain's track it is centred on) is given "
@@ -160,7 +169,10 @@ class DatasetSpec(_Strict):
 
     def spec_hash(self) -> str:
         """Content hash: same meaning, same hash (independent of YAML layout and comments)."""
-        canon = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        data = self.model_dump(mode="json")
+        if data["roi"] and data["roi"]["coarse_everywhere"] is None:  # added later: unset, old hashes hold
+            del data["roi"]["coarse_everywhere"]
+        canon = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canon.encode()).hexdigest()[:16]
 
 
