@@ -180,6 +180,12 @@ def test_chain_constants_match_dataset_specs():
     assert {"coarse": COARSE}[inelastic.roi.geometry] == config.inelastic
     assert (coarse.roi.upstream, precise.roi.upstream, inelastic.roi.upstream) == ("seed", "coarse", "final")
     assert coarse.selection.deposit_gev.max * 1e3 == config.coarse_below_mev
+    # the chain with its coarse step everywhere: its coarse network sees every deposit, and the
+    # precise one the coarse network's track at every energy
+    coarse_all = load_spec(f"{DATASETS}/stk-hough-coarse-everywhere.yaml")
+    precise_all = load_spec(f"{DATASETS}/stk-hough-precise-everywhere.yaml")
+    assert coarse_all.selection.deposit_gev.max is None and precise_all.roi.coarse_everywhere
+    assert (coarse_all.roi.geometry, precise_all.roi.geometry) == (coarse.roi.geometry, precise.roi.geometry)
     assert (config.low_mid_switch_mev, config.mid_high_switch_mev) == (300e3, 20e6)
     assert (config.coarse, config.precise) == (PAPER_COARSE, PAPER_PRECISE)
     assert (config.axis_seed_from_layer, config.precise_passes) == (LATE_SHOWER_LAYER, PRECISE_PASSES)

@@ -105,6 +105,10 @@ def test_every_design_network_has_a_spec_and_a_small_variant():
         ({"features": ["hough_hits"], "kind": "stk-hough"}, "need an `roi:` section"),
         ({"roi": {"source": "model"}}, "roi.upstream .* is given exactly when roi.source is 'model'"),
         ({"roi": {"source": "axis-fit", "upstream": "seed"}}, "exactly when roi.source is 'model'"),
+        (
+            {"roi": {"source": "axis-fit", "coarse_everywhere": True}},
+            "coarse_everywhere .* only with source 'model'",
+        ),
         ({"kind": "muon-tagger"}, "kind: Input should be"),
         (
             {

@@ -133,12 +133,16 @@ def test_a_compared_chain_gets_its_own_rows_and_the_notes_come_first(sample, tmp
     """`others` (the demo's reference models) run on the same events; here the same versions, so
     every compared figure equals the chain's own; a note (e.g. stale models) heads the report."""
     cols = sample.columns
-    assert sample.others == {"staging": sample.versions}
+    assert sample.others == {"staging": sample.versions} and sample.other_settings == {"staging": "1"}
     np.testing.assert_array_equal(cols["staging_stk_charge"], cols["cnn_stk_charge"])
     sample.notes = ["the 'reference' models are stale"]
     text = write_report(sample, tmp_path).read_text()
     assert text.splitlines()[2] == "> **Note:** the 'reference' models are stale"
-    assert "`cnn (staging)`" in text and "| cnn (staging) |" in text
+    assert (
+        "`cnn (staging)`" in text
+        and "| cnn (staging) |" in text
+        and "step below 1 TeV deposited), on" in text
+    )
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     ours = {(r["particle"], r["e_min"], r["containment"]): r["efficiency"] for r in metrics["efficiency"]
             if r["method"] == "cnn"}  # fmt: skip

@@ -10,7 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dampeml.registry.zoo import INDEX, SHA_TAG, ZooError, export_zoo, import_zoo, read_index, stale_note
+from dampeml.registry.zoo import (
+    INDEX,
+    SHA_TAG,
+    ZooError,
+    chain_config,
+    export_zoo,
+    import_zoo,
+    read_index,
+    stale_note,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "zoo" / "reference"
@@ -50,7 +59,7 @@ def exported(tmp_path_factory):
         models[name] = arch.build()
         log_model(arch, models[name], ["reference"], {**LINEAGE, **metric})
     log_model(Architecture("bgo-direction-mid"), Architecture("bgo-direction-mid").build(), ["production"])
-    index = export_zoo("reference", d / "zoo")
+    index = export_zoo("reference", d / "zoo", coarse_below_tev=float("inf"))
     mp.undo()
     yield d / "zoo", models, json.loads(index.read_text())
 
@@ -64,6 +73,7 @@ def test_export_writes_the_alias_models_with_their_lineage(exported):
     assert entry["architecture"]["network"] == "bgo-direction-low"
     assert (folder / entry["file"]).is_file() and len(entry["sha256"]) == 64
     assert stale_note(index, "retrain") is None
+    assert chain_config(index).coarse_below_tev == float("inf")  # the setting they were trained for
 
 
 @pytest.mark.timeout(300)
@@ -136,7 +146,7 @@ def test_the_shipped_reference_zoo_is_whole_and_loads_as_data():
     from dampeml.security import check_config_matches, keras_file_config, load_weights_only
 
     index = read_index(SHIPPED)
-    assert index["alias"] == "reference"
+    assert index["alias"] == "reference" and chain_config(index).coarse_below_tev > 0
     expected = {
         "bgo-direction-low", "bgo-direction-mid", "bgo-direction-high", "stk-hough-coarse",
         "stk-hough-precise", "inelastic-raw-stk", "inelastic-hough", "electron-proton",

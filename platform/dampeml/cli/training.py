@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from dampeml.cli.errors import clean_errors, console
+from dampeml.cli.options import CoarseBelowTeV
 
 models_app = typer.Typer(
     help="The MLflow model registry: versions, aliases, promotion.", no_args_is_help=True
@@ -120,11 +121,15 @@ def promote(
 def export_zoo_cmd(
     out: Annotated[str, typer.Argument(help="folder for the zoo (model files and zoo.json)")],
     alias: Annotated[str, typer.Option(help="export every registered model at this alias")] = "reference",
+    coarse_below: CoarseBelowTeV = 1.0,
 ) -> None:
-    """Write the models at an alias as a model zoo: Keras files and an index with their lineage."""
+    """Write the models at an alias as a model zoo: Keras files and an index with their lineage.
+
+    `--coarse-below` records the chain setting the models were trained for (the report runs them so).
+    """
     from dampeml.registry.zoo import export_zoo, read_index
 
-    path = export_zoo(alias, out)
+    path = export_zoo(alias, out, coarse_below)
     index = read_index(path.parent)
     console.print(f"exported {len(index['models'])} models at @{alias} -> {path}")
 

@@ -57,6 +57,8 @@ class EvaluationSample:
     electron_domain_note: str = ""
     #: other chains run on the same events, {label: their model versions} (columns `<label>_...`)
     others: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: {label: their coarse_below_tev}
+    other_settings: dict[str, str] = field(default_factory=dict)
     #: what a reader must know first (e.g. that a chain's models are stale)
     notes: list[str] = field(default_factory=list)
 
@@ -202,7 +204,12 @@ def collect(
     if "electron-proton" in versions:
         domain, note = registered_domain("electron-proton", versions["electron-proton"])
     other_versions = {label: dict(getattr(c, "versions", {})) for label, c in others.items()}
-    return EvaluationSample(columns, timings, quarantined, versions, settings, domain, note, other_versions)
+    other_settings = {
+        label: f"{c.config.coarse_below_tev:g}" for label, c in others.items() if hasattr(c, "config")
+    }
+    return EvaluationSample(
+        columns, timings, quarantined, versions, settings, domain, note, other_versions, other_settings
+    )
 
 
 # --- the report ------------------------------------------------------------------------------
@@ -491,6 +498,7 @@ def write_report(
         "events_per_particle": {p: int(m.sum()) for p, m in masks.items()},
         "model_versions": sample.versions,
         "other_chains": sample.others,
+        "other_chain_settings": sample.other_settings,
         "notes": sample.notes,
         "chain_settings": sample.settings,
         "efficiency": efficiency,
@@ -503,7 +511,8 @@ def write_report(
     versions = ", ".join(f"{k} v{v}" for k, v in sorted(sample.versions.items())) or "n/a"
     compared = [
         f"Beside them, `cnn ({label})` and `({label})` rows: the chain with the models at @{label} "
-        f"({', '.join(f'{k} v{v}' for k, v in sorted(vs.items()))}), on the same events."
+        f"({', '.join(f'{k} v{v}' for k, v in sorted(vs.items()))}; coarse Hough step below "
+        f"{sample.other_settings.get(label, '?')} TeV deposited), on the same events."
         for label, vs in sample.others.items()
     ]
     md = [

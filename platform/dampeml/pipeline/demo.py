@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -165,35 +166,39 @@ def reprocess_demo(flight_files: list[str], out: Path, console: Console) -> None
     console.print(f"reprocessed {totals['written']} events ({totals['quarantined']} quarantined) -> {out}")
 
 
-def import_reference(console: Console) -> tuple[bool, str | None]:
-    """Register the shipped reference models under `reference`: (imported, what the report must say).
+def import_reference(console: Console) -> tuple[Any, str | None]:
+    """Register the shipped reference models under `reference`: (the ChainConfig they were trained
+    for, or None when they were not imported; what the report must say).
 
     The zoo's files are read as data (weights only; dampeml.registry.zoo) and imported once.
     """
-    from dampeml.registry.zoo import ZooError, import_zoo, read_index, stale_note
+    from dampeml.registry.zoo import ZooError, chain_config, import_zoo, read_index, stale_note
 
     try:
         imported = import_zoo(REFERENCE_ZOO)
-        note = stale_note(read_index(REFERENCE_ZOO), RETRAIN_REFERENCE)
+        index = read_index(REFERENCE_ZOO)
     except ZooError as exc:
         console.print(f"reference models not imported: {exc}")
-        return False, f"the reference models were not imported: {exc}"
+        return None, f"the reference models were not imported: {exc}"
+    note = stale_note(index, RETRAIN_REFERENCE)
     done = sum(m.status == "imported" for m in imported)
     console.print(f"reference models: {done} imported, {len(imported) - done} current, from {REFERENCE_ZOO}")
     if note:
         console.print(f"[yellow]{note}[/]")
-    return True, note
+    return chain_config(index), note
 
 
 def evaluate_demo(
-    files: list[str], out: Path, console: Console, reference: bool = False, note: str | None = None
+    files: list[str], out: Path, console: Console, reference: Any = None, note: str | None = None
 ) -> Path:
     """The report of the demo's chain, with the shipped reference chain beside it where it was imported."""
     from dampeml.evaluation.report import collect, write_report
     from dampeml.reconstruction.chain import Chain
 
     chain = Chain.from_registry(alias="production", flight=False)
-    others = {"reference": Chain.from_registry(alias="reference", flight=False)} if reference else {}
+    others = {}
+    if reference is not None:  # the ChainConfig the reference models were trained for
+        others["reference"] = Chain.from_registry(alias="reference", flight=False, config=reference)
     sample = collect(files, chain, others=others)
     sample.notes = [note] if note else []
     return write_report(sample, out)

@@ -63,8 +63,12 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def export_zoo(alias: str, out: str | Path) -> Path:
-    """Write every registered model at `alias` to `out` (files + zoo.json); the index's path."""
+def export_zoo(alias: str, out: str | Path, coarse_below_tev: float = 1.0) -> Path:
+    """Write every registered model at `alias` to `out` (files + zoo.json); the index's path.
+
+    `coarse_below_tev` is the chain setting the models were trained for (inf: the coarse step at
+    every energy); the index keeps it, and whoever runs the zoo's chain uses it.
+    """
     import mlflow
 
     from dampeml import __version__
@@ -121,6 +125,7 @@ def export_zoo(alias: str, out: str | Path) -> Path:
         "alias": alias,
         "package_version": __version__,
         "simulation_version": SIMULATION_VERSION,
+        "chain": {"coarse_below_tev": str(coarse_below_tev)},
         "models": dict(sorted(models.items())),
     }
     path = out / INDEX
@@ -155,6 +160,13 @@ def read_index(folder: str | Path) -> dict[str, Any]:
         if missing:
             raise ZooError(f"{path}: model {name!r} lacks {sorted(missing)}")
     return index
+
+
+def chain_config(index: dict[str, Any]):
+    """The ChainConfig the zoo's models were trained for (the paper's switch when unrecorded)."""
+    from dampeml.reconstruction.chain import ChainConfig
+
+    return ChainConfig.with_coarse_below_tev(float(index.get("chain", {}).get("coarse_below_tev", 1.0)))
 
 
 def stale_note(index: dict[str, Any], recipe_command: str) -> str | None:
