@@ -83,6 +83,29 @@ def test_promote_moves_the_alias_to_a_better_version_and_refuses_a_worse_one(reg
     assert sorted(rows[(NAME, "3")][0].split(",")) == ["production", "staging"] and rows[(NAME, "2")][0] == ""
 
 
+@pytest.mark.timeout(300)
+def test_versions_tested_on_other_dataset_specs_are_not_compared(registry):
+    """A test MAE of another spec's test split says nothing about which model is better (the
+    reference pipeline's Hough networks moved to specs of every deposited energy)."""
+    import mlflow
+
+    from dampeml.models.architecture import Architecture
+    from dampeml.registry.bootstrap import log_model
+    from dampeml.registry.models import version_of
+
+    bgo = Architecture(NAME)
+    old = log_model(bgo, bgo.build(), ["holder"], tags={"test_mae": "1.0", "dataset_spec_hash": "aaaa"})
+    same = log_model(bgo, bgo.build(), [], tags={"test_mae": "7.0", "dataset_spec_hash": "aaaa"})
+    other = log_model(bgo, bgo.build(), [], tags={"test_mae": "7.0", "dataset_spec_hash": "bbbb"})
+    code, out = _run("promote", NAME, same, "--alias", "holder")
+    assert code != 0 and "worse than @holder" in " ".join(out.split())  # same spec: compared, refused
+    code, out = _run("promote", NAME, other, "--alias", "holder")
+    text = " ".join(out.split())
+    assert code == 0 and f"not compared with v{old}: its test split is of another dataset spec" in text
+    assert version_of(NAME, "holder") == other
+    mlflow.MlflowClient().delete_registered_model_alias(NAME, "holder")
+
+
 @pytest.mark.timeout(120)
 def test_list_of_an_empty_registry_says_how_to_fill_it(tmp_path, monkeypatch):
     from dampeml.registry.bootstrap import ensure_experiment

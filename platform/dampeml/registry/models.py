@@ -2,7 +2,9 @@
 
 Promotion compares the primary test metric (MAE for regressions, AUC for classifiers)
 recorded on each version; a version worse than the current holder of the alias is
-refused unless forced, so `production` never silently gets worse.
+refused unless forced, so `production` never silently gets worse. Versions whose test splits
+come from different dataset specs (their `dataset_spec_hash` tags differ) are not compared: the
+promotion says so.
 """
 
 from __future__ import annotations
@@ -133,6 +135,10 @@ def promote(name: str, version: str, alias: str = "production", force: bool = Fa
             raise PromotionRefusedError(
                 f"{name} v{version} has no {metric} recorded; use --force to promote anyway"
             )
+        ours, theirs = (versions[v].metrics.get("dataset_spec_hash") for v in (version, current))
+        if old is not None and ours and theirs and ours != theirs:  # other test events: not comparable
+            old = None
+            message += f" (not compared with v{current}: its test split is of another dataset spec)"
         if old is not None:
             worse = float(new) < float(old) if higher_better else float(new) > float(old)
             if worse:
