@@ -112,11 +112,12 @@ def export_zoo(alias: str, out: str | Path, coarse_below_tev: float = 1.0) -> Pa
             "test": {k: float(x) for k, x in v.metrics.items() if k.startswith("test_")},
             "step_seconds": _step_seconds(client, parent, v.metrics.get("pipeline_step")),
         }
-    if len(parents) == 1:  # one pipeline run made them all: keep its resolved recipe beside them
+    if parents:  # the newest pipeline run that made them (a rerun reuses the older steps' models)
+        newest = max(parents, key=lambda r: client.get_run(r).info.start_time)
         with tempfile.TemporaryDirectory() as tmp:
             try:
                 got = mlflow.artifacts.download_artifacts(
-                    run_id=parents.pop(), artifact_path=RECIPE_FILE, dst_path=tmp
+                    run_id=newest, artifact_path=RECIPE_FILE, dst_path=tmp
                 )
                 shutil.copyfile(got, out / RECIPE_FILE)
             except Exception:  # noqa: BLE001  (MLflow raises its own types; the recipe is optional)
