@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -122,10 +123,20 @@ def export_zoo(alias: str, out: str | Path, coarse_below_tev: float = 1.0) -> Pa
                 shutil.copyfile(got, out / RECIPE_FILE)
             except Exception:  # noqa: BLE001  (MLflow raises its own types; the recipe is optional)
                 pass
+    # the simulation the models were trained on (their datasets' versions end in +sim<N>)
+    sims = {
+        m.group(1)
+        for e in models.values()
+        if (m := re.search(r"\+sim(\d+)", e["lineage"].get("dataset_version", "")))
+    }
+    if len(sims) > 1:
+        raise ZooError(
+            f"the models at @{alias} were trained on simulation versions {sorted(sims)}: retrain them alike"
+        )
     index = {
         "alias": alias,
         "package_version": __version__,
-        "simulation_version": SIMULATION_VERSION,
+        "simulation_version": int(sims.pop()) if sims else SIMULATION_VERSION,
         "chain": {"coarse_below_tev": str(coarse_below_tev)},
         "models": dict(sorted(models.items())),
     }
