@@ -82,8 +82,13 @@ def test_a_model_seeded_step_must_need_the_steps_that_train_its_upstream(tmp_pat
     comes from networks the recipe trains, so the recipe is refused, naming the missing step."""
     recipe = yaml.safe_load(SHIPPED.read_text())
     del recipe["steps"]["inelastic-hough"]["needs"]
-    for step in recipe["steps"].values():
-        step["dataset"] = str((SHIPPED.parent / step["dataset"]).resolve())
+    steps = [
+        *recipe["steps"].values(),
+        *(s for p in recipe["profiles"].values() for s in p.get("steps", {}).values()),
+    ]
+    for step in steps:  # the copy lives elsewhere: spec paths made absolute
+        if "dataset" in step:
+            step["dataset"] = str((SHIPPED.parent / step["dataset"]).resolve())
     path = _write(tmp_path / "chain.yaml", recipe)
     with pytest.raises(
         RecipeError, match=r"step 'inelastic-hough'.*does not need step\(s\) \['stk-hough-precise'\]"
