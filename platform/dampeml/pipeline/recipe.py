@@ -3,9 +3,13 @@
 A recipe names its steps (one trained and registered model each) and its profiles (the same
 chain at other sizes: `demo` for minutes on a laptop, `reference` for hours on a workstation,
 `paper` for the paper's sizes on GPUs). A profile changes settings, never the chain's shape:
-it deep-merges `defaults` into every step, then `steps.<name>` into that step, and may pick
+it deep-merges every step into its `defaults` (the step's own settings win), then `steps.<name>`
+into that step, and may pick
 each spec's sized variant (`dataset_variant: small` reads `datasets/X-small.yaml` for
-`datasets/X.yaml`). The result is validated as strictly as a dataset spec: unknown keys, an
+`datasets/X.yaml`). A profile may add steps (`add_steps`) that train the recipe's own networks
+further, e.g. fine-tuning stages on a harder energy range; the chain's networks stay the same,
+and the last step that trains a network in dependency order makes the version the chain uses.
+The result is validated as strictly as a dataset spec: unknown keys, an
 unknown network, a step that needs a step that does not exist, or a cycle are refused with the
 file and the field named. Paths in a recipe are relative to the recipe file.
 
@@ -86,6 +90,10 @@ class Profile(_Strict):
     dataset_variant: str | None = Field(None, pattern=r"^[a-z0-9-]+$")
     defaults: dict[str, Any] = Field(default_factory=dict, description="merged into every step")
     steps: dict[str, dict[str, Any]] = Field(default_factory=dict, description="merged into one step")
+    add_steps: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="steps only this profile trains: later stages of the recipe's networks (fine-tuning)",
+    )
     description: str = ""
 
 
@@ -166,8 +174,17 @@ def _dependency_order(steps: Mapping[str, Step], where: str) -> list[str]:
     return order
 
 
+def closure(steps: Mapping[str, Step], name: str) -> set[str]:
+    """Every step that `name` runs after: its upstream steps and theirs."""
+    out: set[str] = set()
+    for u in steps[name].upstream:
+        out |= {u, *closure(steps, u)}
+    return out
+
+
 def _check_seeded_needs(steps: Mapping[str, Step], datasets: Mapping[str, Path], where: str) -> None:
-    """A step whose dataset is seeded by models that the recipe trains must need those steps.
+    """A step whose dataset is seeded by models that the recipe trains must run after a step
+    training each of them (the runner pins the last such stage, :func:`pinned_steps`).
 
     Otherwise the build would read whatever holds the alias, and a retrained upstream model would
     not change the step's key: the step would be reused with a dataset of the old models.
@@ -175,27 +192,32 @@ def _check_seeded_needs(steps: Mapping[str, Step], datasets: Mapping[str, Path],
     from dampeml.datasets.spec import load_spec
     from dampeml.reconstruction.chain import NETWORK_OF_FIELD, UPSTREAM_FIELDS
 
-    trained_by = {s.network: name for name, s in steps.items()}
-
-    def closure(name: str) -> set[str]:
-        out: set[str] = set()
-        for u in steps[name].upstream:
-            out |= {u, *closure(u)}
-        return out
-
+    trained_by = {s.network: name for name, s in steps.items()}  # the last stage in file order
     for name in steps:
         roi = load_spec(datasets[name]).roi
         if roi is None or roi.source != "model":
             continue
+        before = closure(steps, name)
         networks = [NETWORK_OF_FIELD[f] for f in UPSTREAM_FIELDS[roi.upstream]]
-        missing = [trained_by[n] for n in networks if n in trained_by and trained_by[n] not in closure(name)]
-        missing = [m for m in missing if not any(m in closure(o) for o in missing)]  # the last ones only
+        missing = [
+            trained_by[n]
+            for n in networks
+            if n in trained_by and not any(steps[u].network == n for u in before)
+        ]
+        missing = [m for m in missing if not any(m in closure(steps, o) for o in missing)]  # the last ones
         if missing:
             raise RecipeError(
                 f"{where}: step {name!r}: its dataset's RoI comes from models this recipe trains "
                 f"(roi.upstream {roi.upstream!r}), but it does not need step(s) {missing}: add them to its "
                 "`needs`, so that it runs after them and is rebuilt when they change"
             )
+
+
+def pinned_steps(recipe: Recipe, name: str) -> dict[str, str]:
+    """{network: step} of the models a model-seeded dataset of step `name` is built with: for each
+    network, the last step in dependency order among those `name` runs after (its latest stage)."""
+    before = closure(recipe.steps, name)
+    return {s.network: k for k, s in recipe.steps.items() if k in before}
 
 
 def load_recipe(path: str | Path, profile: str, extra: Mapping[str, Any] | None = None) -> Recipe:
@@ -215,11 +237,23 @@ def load_recipe(path: str | Path, profile: str, extra: Mapping[str, Any] | None 
     unknown = sorted(set(prof.steps) - set(recipe.steps))
     if unknown:
         raise RecipeError(f"{path}: profile {profile!r} sets step {unknown[0]!r}, which is not a step")
+    clash = sorted(set(prof.add_steps) & set(recipe.steps))
+    if clash:
+        raise RecipeError(
+            f"{path}: profile {profile!r} adds step {clash[0]!r}, which the recipe already has: "
+            "set it under `steps`, or give the added step another name"
+        )
+    networks = {b.get("network") for b in recipe.steps.values()}
     steps: dict[str, Step] = {}
     datasets: dict[str, Path] = {}
-    for name, body in recipe.steps.items():
+    for name, body in {**recipe.steps, **prof.add_steps}.items():
         where = f"{path}: step {name!r} (profile {profile!r})"
-        merged = _merge(_merge(_merge(body, prof.defaults), prof.steps.get(name, {})), extra or {})
+        if name in prof.add_steps and body.get("network") not in networks:
+            raise RecipeError(
+                f"{where}: an added step trains one of the recipe's networks ({sorted(map(str, networks))}), "
+                f"not {body.get('network')!r}: a profile never changes the chain"
+            )
+        merged = _merge(_merge(_merge(prof.defaults, body), prof.steps.get(name, {})), extra or {})
         try:
             steps[name] = Step.model_validate(merged)
         except ValidationError as exc:
@@ -231,7 +265,7 @@ def load_recipe(path: str | Path, profile: str, extra: Mapping[str, Any] | None 
             raise RecipeError(f"{where}: dataset spec {spec} does not exist")
         datasets[name] = spec
     order = _dependency_order(steps, str(path))
-    _check_seeded_needs(steps, datasets, str(path))
+    _check_seeded_needs({k: steps[k] for k in order}, datasets, str(path))
     return Recipe(
         name=recipe.name,
         profile=profile,

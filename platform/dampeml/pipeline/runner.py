@@ -4,9 +4,11 @@ Every step is keyed by the hash of everything that decides its model: the resolv
 (network, preset, overrides, training settings), its dataset's spec hash and event limit, the
 registered versions of its upstream steps (and of an `init_from` model), the package and
 simulation versions. A finished step writes `steps/<name>.json` under the run folder; a rerun
-skips a step whose key is unchanged and whose version is still registered, so a change reruns
-exactly the steps downstream of it, and a killed pipeline resumes at its first unfinished step
-(a killed training resumes from its last checkpoint: the Ray Train run is named by the key).
+skips a step whose key is unchanged and whose version is still registered (or finds a version
+tagged with the key in the registry: another run folder's, or a model zoo's imported with its
+lineage), so a change reruns exactly the steps downstream of it, and a killed pipeline resumes at
+its first unfinished step (a killed training resumes from its last checkpoint: the Ray Train run
+is named by the key).
 
 One MLflow parent run per pipeline invocation holds the resolved recipe; each training is its
 child (`mlflow.parentRunId`), and each registered version carries its lineage as tags.
@@ -25,7 +27,7 @@ import yaml
 
 from dampeml import __version__
 from dampeml.detector.simulation import SIMULATION_VERSION
-from dampeml.pipeline.recipe import MODEL_URI_PREFIX, Recipe, Step
+from dampeml.pipeline.recipe import MODEL_URI_PREFIX, Recipe, Step, pinned_steps
 
 RESOLVED_FILE = "recipe.resolved.yaml"
 
@@ -61,13 +63,49 @@ def step_key(recipe: Recipe, name: str, spec_hash: str, upstream: dict[str, str]
     return hashlib.sha256(canon.encode()).hexdigest()[:16]
 
 
-def _still_registered(name: str, version: str) -> bool:
+def _registered_versions(name: str) -> list:
     from dampeml.registry.models import RegistryError, list_versions
 
     try:
-        return any(v.version == version for v in list_versions(name))
+        return list_versions(name)
     except RegistryError:
-        return False
+        return []
+
+
+def _finished(state_file: Path, network: str, key: str) -> dict | None:
+    """The result of a finished step with this key, or None: from this run folder's state file
+    while its version is still registered, else from a registered version tagged with the key
+    (trained by another run folder, or imported from a model zoo with its lineage)."""
+    versions = _registered_versions(network)
+    if state_file.exists():
+        state = json.loads(state_file.read_text())
+        if state["key"] == key and any(v.version == state["version"] for v in versions):
+            return state
+    tagged = [v for v in versions if v.tags.get("step_key") == key]
+    if not tagged:
+        return None
+    v = tagged[-1]
+    test = {k: float(x) for k, x in _run_metrics(v.run_id).items() if k.startswith("test_")}
+    return {
+        "step": v.tags.get("pipeline_step", ""),
+        "network": network,
+        "version": v.version,
+        "key": key,
+        "promoted": False,
+        "note": "found in the registry",
+        "test": test,
+    }
+
+
+def _run_metrics(run_id: str | None) -> dict[str, float]:
+    import mlflow
+
+    if not run_id:
+        return {}
+    try:
+        return dict(mlflow.MlflowClient().get_run(run_id).data.metrics)
+    except Exception:  # noqa: BLE001  (a version imported without its run)
+        return {}
 
 
 def _upstream_versions(step: Step, done: dict[str, StepResult]) -> dict[str, str]:
@@ -171,18 +209,20 @@ def _run_step(
     upstream = _upstream_versions(step, done)
     key = step_key(recipe, name, spec.spec_hash(), upstream)
     state_file = root / "steps" / f"{name}.json"
-    if state_file.exists():
-        state = json.loads(state_file.read_text())
-        if state["key"] == key and _still_registered(step.network, state["version"]):
-            log(f"{name}: {step.network} v{state['version']} is current (key {key}): reused")
-            return StepResult(**{**state, "status": "reused", "seconds": 0.0})
+    state = _finished(state_file, step.network, key)
+    if state is not None:
+        log(f"{name}: {step.network} v{state['version']} is current (key {key}): reused")
+        state = {**state, "step": name}
+        state_file.write_text(json.dumps(state))
+        return StepResult(**{**state, "status": "reused", "seconds": 0.0})
     # one folder per content: a changed spec, event limit, simulation or upstream model builds anew
     limit = f"-n{step.limit_events}" if step.limit_events else ""
     content = hashlib.sha256(json.dumps([spec.spec_hash(), upstream], sort_keys=True).encode()).hexdigest()
     folder = f"{spec.name}-{content[:8]}-sim{SIMULATION_VERSION}{limit}"
     uri = str(Path(workdir).resolve() / "datasets" / folder)
-    # a model-seeded RoI uses the upstream steps' own versions (promoted or not), others the alias
-    pinned = {done[u].network: done[u].version for u in step.needs}
+    # a model-seeded RoI uses the upstream steps' own versions (promoted or not; of a network trained
+    # in stages, the latest stage this step runs after), networks the recipe does not train the alias
+    pinned = {network: done[u].version for network, u in pinned_steps(recipe, name).items()}
     summary = build_dataset(
         spec,
         uri,
