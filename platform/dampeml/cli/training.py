@@ -87,8 +87,8 @@ def list_cmd(name: Annotated[str | None, typer.Argument(help="one registered mod
     for col in ("model", "version", "aliases", "metrics", "dataset"):
         t.add_column(col)
     for v in rows:
-        metrics = ", ".join(f"{k}={float(x):.4g}" for k, x in v.metrics.items() if k.startswith("test_"))
-        t.add_row(v.name, v.version, ",".join(v.aliases), metrics, v.metrics.get("dataset_version", ""))
+        metrics = ", ".join(f"{k}={float(x):.4g}" for k, x in v.tags.items() if k.startswith("test_"))
+        t.add_row(v.name, v.version, ",".join(v.aliases), metrics, v.tags.get("dataset_version", ""))
     console.print(t if rows else "no registered models yet: `dampeml train ...` registers them")
 
 

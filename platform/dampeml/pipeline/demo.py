@@ -136,7 +136,7 @@ def align_demo(flight_files: list[str], console: Console) -> None:
     for network in BGO_NETWORKS:
         base = f"{network} v{version_of(network, 'production')}"
         done = current_version(aligned_name(network), "production")
-        if done and done.metrics.get("base_model") == base:
+        if done and done.tags.get("base_model") == base:
             console.print(f"{network}: {aligned_name(network)} v{done.version} aligns {base}: reused")
             continue
         try:

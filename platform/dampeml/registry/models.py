@@ -28,7 +28,7 @@ class VersionInfo:
     name: str
     version: str
     aliases: list[str]
-    metrics: dict[str, str]
+    tags: dict[str, str]  # the version's tags (lineage, test metrics as logged, architecture)
     run_id: str
     created: int
 

@@ -89,7 +89,7 @@ def export_zoo(alias: str, out: str | Path, coarse_below_tev: float = 1.0) -> Pa
     models: dict[str, Any] = {}
     parents: set[str] = set()
     for v in chosen:
-        if not v.metrics.get(ARCHITECTURE_TAG):
+        if not v.tags.get(ARCHITECTURE_TAG):
             raise ZooError(
                 f"{v.name} v{v.version} (@{alias}) has no architecture record: it cannot be loaded as "
                 "data, so it is not exported; retrain it (`dampeml pipeline run ...` or `dampeml train`)"
@@ -106,12 +106,12 @@ def export_zoo(alias: str, out: str | Path, coarse_below_tev: float = 1.0) -> Pa
         models[v.name] = {
             "file": f"{v.name}.keras",
             "sha256": _sha256(out / f"{v.name}.keras"),
-            "architecture": json.loads(v.metrics[ARCHITECTURE_TAG]),
+            "architecture": json.loads(v.tags[ARCHITECTURE_TAG]),
             "registry": {"version": v.version, "run_id": v.run_id},
-            "lineage": {k: v.metrics[k] for k in LINEAGE_TAGS if v.metrics.get(k)}
-            | {k: t for k, t in v.metrics.items() if k.startswith("upstream.")},
-            "test": {k: float(x) for k, x in v.metrics.items() if k.startswith("test_")},
-            "step_seconds": _step_seconds(client, parent, v.metrics.get("pipeline_step")),
+            "lineage": {k: v.tags[k] for k in LINEAGE_TAGS if v.tags.get(k)}
+            | {k: t for k, t in v.tags.items() if k.startswith("upstream.")},
+            "test": {k: float(x) for k, x in v.tags.items() if k.startswith("test_")},
+            "step_seconds": _step_seconds(client, parent, v.tags.get("pipeline_step")),
         }
     if parents:  # the newest pipeline run that made them (a rerun reuses the older steps' models)
         newest = max(parents, key=lambda r: client.get_run(r).info.start_time)
