@@ -47,6 +47,16 @@ def _recipe(spec: str = "../datasets/bgo-direction-low-small.yaml", **step) -> d
             lambda r: r["profiles"]["p"].update(steps={"zz": {}}),
             "profile 'p' sets step 'zz', which is not",
         ),
+        (
+            lambda r: r["profiles"]["p"].update(add_steps={"a": {"network": "bgo-direction-low"}}),
+            "profile 'p' adds step 'a', which the recipe already has",
+        ),
+        (
+            lambda r: r["profiles"]["p"].update(
+                add_steps={"z": {"network": "electron-proton", "dataset": "x"}}
+            ),
+            r"step 'z'.*an added step trains one of the recipe's networks.*not 'electron-proton'",
+        ),
         (lambda r: r["profiles"]["p"].update(alias="../x"), r"profiles.p.alias: String should match"),
         (lambda r: r.update(stages=[]), "stages: Extra inputs are not permitted"),
     ],
@@ -77,24 +87,72 @@ def test_steps_run_after_what_they_need_and_cycles_are_refused(tmp_path):
         load_recipe(_write(tmp_path / "r.yaml", recipe), "p")
 
 
-def test_a_model_seeded_step_must_need_the_steps_that_train_its_upstream(tmp_path):
-    """The shipped recipe with inelastic-hough's `needs` removed: its RoI (the chain's final track)
-    comes from networks the recipe trains, so the recipe is refused, naming the missing step."""
+def _shipped_copy(tmp_path: Path, edit) -> Path:
+    """The shipped recipe, edited, written elsewhere with its spec paths made absolute."""
     recipe = yaml.safe_load(SHIPPED.read_text())
-    del recipe["steps"]["inelastic-hough"]["needs"]
+    edit(recipe)
     steps = [
         *recipe["steps"].values(),
-        *(s for p in recipe["profiles"].values() for s in p.get("steps", {}).values()),
+        *(
+            s
+            for p in recipe["profiles"].values()
+            for k in ("steps", "add_steps")
+            for s in p.get(k, {}).values()
+        ),
     ]
-    for step in steps:  # the copy lives elsewhere: spec paths made absolute
+    for step in steps:
         if "dataset" in step:
             step["dataset"] = str((SHIPPED.parent / step["dataset"]).resolve())
-    path = _write(tmp_path / "chain.yaml", recipe)
+    return _write(tmp_path / "chain.yaml", recipe)
+
+
+def test_a_model_seeded_step_must_need_the_steps_that_train_its_upstream(tmp_path):
+    """The shipped recipe with inelastic-hough's `needs` removed: its RoI (the chain's final track)
+    comes from networks the recipe trains, so the recipe is refused, naming the missing step: in
+    the reference profile, the last fine-tuning stage of the precise network."""
+
+    def no_needs(recipe):
+        del recipe["steps"]["inelastic-hough"]["needs"]
+        del recipe["profiles"]["reference"]["steps"]["inelastic-hough"]["needs"]
+
+    path = _shipped_copy(tmp_path, no_needs)
     with pytest.raises(
-        RecipeError, match=r"step 'inelastic-hough'.*does not need step\(s\) \['stk-hough-precise'\]"
+        RecipeError, match=r"step 'inelastic-hough'.*does not need step\(s\) \['stk-hough-precise-high'\]"
     ):
         load_recipe(path, "reference")
     load_recipe(path, "demo")  # the demo's small specs centre the RoI on the smeared true track
+    with pytest.raises(RecipeError, match=r"\['stk-hough-precise'\]"):
+        load_recipe(_shipped_copy(tmp_path, lambda r: r["steps"]["inelastic-hough"].pop("needs")), "paper")
+
+
+def test_fine_tuning_stages_seed_their_datasets_with_the_latest_stage_before_them():
+    """The reference profile trains the BGO and tracker networks in stages: each model-seeded
+    dataset is built with, per network, the last stage its step runs after (not the alias)."""
+    from dampeml.pipeline.recipe import pinned_steps
+
+    ref = load_recipe(SHIPPED, "reference")
+    order = list(ref.steps)
+    assert (
+        order.index("bgo-direction-mid-more")
+        < order.index("stk-hough-coarse-high")
+        < order.index("stk-hough-precise-high")
+        < order.index("inelastic-hough")
+    )
+    assert pinned_steps(ref, "stk-hough-coarse") == {
+        f"bgo-direction-{r}": f"bgo-direction-{r}" for r in ("low", "mid", "high")
+    }
+    high = pinned_steps(ref, "stk-hough-precise-high")
+    assert high["bgo-direction-mid"] == "bgo-direction-mid-more"
+    assert high["stk-hough-coarse"] == "stk-hough-coarse-high"
+    assert high["stk-hough-precise"] == "stk-hough-precise"  # what it fine-tunes from
+    final = pinned_steps(ref, "inelastic-hough")
+    assert final["stk-hough-precise"] == "stk-hough-precise-high" and "electron-proton" not in final
+    # an added step's own settings win over the profile's defaults
+    assert (
+        ref.steps["stk-hough-coarse-high"].train.epochs == 4
+        and ref.steps["stk-hough-coarse"].train.epochs == 6
+    )
+    assert ref.steps["bgo-direction-high-more"].limit_events == 150000
 
 
 def test_the_shipped_recipe_resolves_in_every_profile():
@@ -168,7 +226,7 @@ def test_a_recipe_runs_reruns_nothing_and_reruns_exactly_what_a_change_touches(e
     a, b, c = first["a"], first["b"], first["c"]
     assert version_of("bgo-direction-low", "ci") == a.version and not b.promoted
     assert version_of("bgo-direction-mid", "ci") == c.version and c.promoted
-    tags = {v.version: v.metrics for v in list_versions("bgo-direction-low")}
+    tags = {v.version: v.tags for v in list_versions("bgo-direction-low")}
     assert tags[b.version]["init_from"] == f"models:/bgo-direction-low/{a.version}"
     assert tags[b.version]["upstream.a"] == f"bgo-direction-low/{a.version}"
     child = mlflow.get_run(mlflow.MlflowClient().get_model_version("bgo-direction-mid", c.version).run_id)
@@ -181,6 +239,12 @@ def test_a_recipe_runs_reruns_nothing_and_reruns_exactly_what_a_change_touches(e
         k: ("reused", r.version) for k, r in first.items()
     }
 
+    # another run folder on the same registry finds every step by its key among the registered versions
+    elsewhere = run_pipeline(load_recipe(path, "ci"), env / "work-elsewhere")
+    assert {k: (r.status, r.version) for k, r in elsewhere.items()} == {
+        k: ("reused", r.version) for k, r in first.items()
+    }
+
     # another seed in a's spec: a and b (fine-tuned from a) train again, c is untouched
     spec = env / "bgo-direction-low-small.yaml"
     raw = yaml.safe_load(spec.read_text())
@@ -190,7 +254,7 @@ def test_a_recipe_runs_reruns_nothing_and_reruns_exactly_what_a_change_touches(e
     print("\n" + ", ".join(f"{k}: {r.status} v{r.version}" for k, r in third.items()))
     assert [third[k].status for k in "abc"] == ["trained", "trained", "reused"]
     assert third["c"].version == c.version and third["a"].version not in (a.version, b.version)
-    tags = {v.version: v.metrics for v in list_versions("bgo-direction-low")}
+    tags = {v.version: v.tags for v in list_versions("bgo-direction-low")}
     assert tags[third["b"].version]["init_from"] == f"models:/bgo-direction-low/{third['a'].version}"
 
 

@@ -261,7 +261,7 @@ def test_fine_tuning_starts_from_the_registered_weights(datasets, env):
     from_fresh = max(float(np.abs(a - b).max()) for a, b in zip(before, fresh, strict=True))
     print(f"\nlargest weight change from the parent {moved:.2e}; parent vs a fresh build {from_fresh:.2e}")
     assert moved < 1e-6 < from_fresh
-    tags = {v.version: v.metrics for v in list_versions("bgo-direction-low")}
+    tags = {v.version: v.tags for v in list_versions("bgo-direction-low")}
     assert tags[child.model_version]["init_from"] == pinned
     register_catalog(aliases=(), networks=["electron-proton"], aligned=False)
     with pytest.raises(TrainingError, match="--init-from models:/electron-proton/1: .*same architecture"):

@@ -159,7 +159,7 @@ def test_alignment_that_lowers_the_held_out_residual_is_registered_and_aliased(a
     assert version is not None and version not in versions
     assert _aligned_versions() == (sorted([*versions, version], key=int), version)  # the alias moved to it
     (new,) = [v for v in list_versions("bgo-direction-mid-aligned") if v.version == version]
-    tags = new.metrics  # the version's tags
+    tags = new.tags
     assert tags["base_model"] == "bgo-direction-mid v1"
     assert tags["flight_files"] == ",".join(aligned_store["run"])
     assert (tags["n_fit"], tags["n_held_out"]) == (str(result.n_fit), str(result.n_held_out))
@@ -263,7 +263,7 @@ def test_train_registers_a_version_with_its_architecture(tmp_path, monkeypatch, 
     assert re.search(r"test: .*test_mae=\d", out), out
     (registered,) = list_versions("bgo-direction-low")  # one version, the printed one, no alias yet
     assert registered.version == version and not registered.aliases
-    assert "test_mae" in registered.metrics
+    assert "test_mae" in registered.tags
     assert registered_architecture("bgo-direction-low", version) == Architecture("bgo-direction-low", "small")
     assert (tmp_path / "runs" / "cli-train").is_dir()
     assert not (tmp_path / "mlartifacts").exists() and not (tmp_path / "dampeml-runs").exists()

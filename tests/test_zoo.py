@@ -92,7 +92,7 @@ def test_import_registers_the_same_weights_and_a_rerun_adds_nothing(exported, tm
         loaded = safe_load_model(f"models:/{name}@reference")
         for a, b in zip(original.get_weights(), loaded.get_weights(), strict=True):
             np.testing.assert_array_equal(a, b)
-        tags = next(v for v in list_versions(name) if "reference" in v.aliases).metrics
+        tags = next(v for v in list_versions(name) if "reference" in v.aliases).tags
         assert tags["recipe_hash"] == "abc123" and tags[SHA_TAG]
     again = import_zoo(folder)
     assert {m.status for m in again} == {"current"}
