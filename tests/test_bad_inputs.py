@@ -2,7 +2,8 @@
 real CLI of every command that reads it (issue 19, "And beyond the list"). Add a case by adding a
 file to the corpus (or a spec or campaign to its table); every command below takes it.
 
-What every refusal must look like: exit code 1 (the project's "bad input"; 2 is a usage error),
+What every refusal must look like: exit code 2 (bad input, as for a usage error; 1 is a job that
+could not finish),
 one `error:` line that names the bad input, no Python traceback, and nothing half-written (no
 output folder that a rerun would mistake for a started one). A job that quarantines per file (a
 dataset build, a reprocessing) instead goes on, and lists the bad file with its reason, with
@@ -183,9 +184,9 @@ def _cli(*args: str) -> tuple[int, str]:
 
 
 def _refused(code: int, out: str, *names: object) -> None:
-    """Exit 1, one `error:` line, no traceback, and every name in it."""
+    """Exit 2 (bad input), one `error:` line, no traceback, and every name in it."""
     print(f"\n{out}")
-    assert code == 1, (code, out)
+    assert code == 2, (code, out)
     assert "Traceback" not in out and out.count("error:") == 1, out
     flat = "".join(out.split())  # Rich wraps long lines, inside words too
     for name in names:

@@ -1,4 +1,4 @@
-"""Bad command-line values give one clear line naming the option, exit 1, and no work done.
+"""Bad command-line values give one clear line naming the option, exit 2 (bad input), and no work done.
 
 Issue 19, defects 7 and 8: a simulation that could not write its file failed after simulating
 everything (with a traceback), `--out DIR --overwrite`, a dataset `--out` that is a file and an
@@ -30,7 +30,7 @@ def _cli(*args: str):
 
 def _one_error(code: int, out: str, *names: str) -> None:
     print(f"\n{out}")
-    assert code == 1 and "Traceback" not in out and out.count("error:") == 1, out
+    assert code == 2 and "Traceback" not in out and out.count("error:") == 1, out
     for name in names:
         assert name in out, (name, out)
 
@@ -218,3 +218,48 @@ def test_the_simulation_job_script_names_bad_options_and_refuses_outside_storage
         err = " ".join(capsys.readouterr().err.split())
         assert err.count("error:") == 1 and message in err, err
     assert not (tmp_path / "data" / "p").exists() and not (tmp_path / "elsewhere").exists()
+
+
+@pytest.mark.parametrize(
+    "raised, code, shown",
+    [
+        ("input", 2, "error: --foo 3: must be 1 or 2"),
+        ("job", 1, "error: 2 of 8 units failed: rerun the same command to finish"),
+    ],
+)
+def test_exit_codes_tell_bad_input_from_a_failed_job(capsys, raised, code, shown):
+    """Bad input exits 2, a job that could not finish exits 1, each as one line."""
+    from dampeml.cli.errors import clean_errors
+    from dampeml.errors import InputError, JobError
+
+    @clean_errors
+    def command():
+        if raised == "input":
+            raise InputError("--foo 3: must be 1 or 2")
+        raise JobError("2 of 8 units failed: rerun the same command to finish")
+
+    with pytest.raises(typer.Exit) as exc:
+        command()
+    err = " ".join(capsys.readouterr().err.split())
+    assert exc.value.exit_code == code and err == shown, err
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch):
+    """A KeyError (or any exception the project does not raise on purpose) is not turned into a
+    one-line message: the real CLI exits 1 with the exception and its traceback."""
+    import traceback
+
+    from typer.testing import CliRunner
+
+    import dampeml.registry.models
+    from dampeml.cli.main import app
+
+    def bug(*args, **kwargs):
+        return {}["no such key"]
+
+    monkeypatch.setattr(dampeml.registry.models, "list_versions", bug)
+    r = CliRunner().invoke(app, ["models", "list"])
+    assert r.exit_code == 1 and isinstance(r.exception, KeyError), (r.exit_code, r.output)
+    frames = "".join(traceback.format_exception(r.exception))
+    print(frames)
+    assert "in bug" in frames and "error:" not in r.output

@@ -170,5 +170,5 @@ def test_evaluate_cli_names_a_missing_alias(registered_models, mc_files, tmp_pat
     result = CliRunner().invoke(
         app, ["evaluate", "--input", mc_files[0], "--out", str(tmp_path / "r"), "--alias", "nosuch"]
     )
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "no alias 'nosuch'" in result.output and not (tmp_path / "r").exists()

@@ -373,4 +373,4 @@ def test_cli_help_and_run(tmp_path, mixed_inputs, ray_local, registry):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["totals"]["written"] == 350 and summary["coarse_below_tev"] == "inf"
     res = runner.invoke(app, [*argv[:-2], "--alias", "nosuchalias"])
-    assert res.exit_code == 1 and "nosuchalias" in res.output
+    assert res.exit_code == 2 and "nosuchalias" in res.output

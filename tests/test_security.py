@@ -204,7 +204,7 @@ def test_the_jobs_refuse_a_glob_that_climbs_out_of_the_root(glob_tree, tmp_path)
 
 def _refused_climb(code: int, out: str, name: str) -> None:
     print(f"\n{out}")
-    assert code == 1 and "Traceback" not in out and out.count("error:") == 1, out
+    assert code == 2 and "Traceback" not in out and out.count("error:") == 1, out
     assert name in out and "'..' after a wildcard" in out, out
 
 
@@ -341,7 +341,7 @@ def _cli(*args: str):
 
 def _refused(code: int, out: str, *names) -> None:
     print(f"\n{out}")
-    assert code == 1 and "Traceback" not in out and out.count("error:") == 1, out
+    assert code == 2 and "Traceback" not in out and out.count("error:") == 1, out
     assert "outside the allowed storage" in out and "DAMPEML_ALLOWED_STORAGE" in out, out
     for name in names:
         assert str(name) in out, (name, out)
@@ -497,7 +497,7 @@ def test_a_hough_roi_alias_that_is_no_alias_is_refused_before_any_work(roots, tm
     spec = _spec(tmp_path / "roi.yaml", roots / "*.root", "stk-hough", "hough_hits", "hough_offsets", roi)
     code, out = _cli("dataset", "build", str(spec), "--out", str(roots / "ds"))
     print(f"\n{out}")
-    assert code == 1 and "Traceback" not in out and "roi.alias: String should match pattern" in out
+    assert code == 2 and "Traceback" not in out and "roi.alias: String should match pattern" in out
     assert not (roots / "ds").exists()
 
 

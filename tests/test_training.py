@@ -274,14 +274,14 @@ def test_bad_inputs_give_clear_errors(datasets, tmp_path):
         return r.exit_code, " ".join(r.output.split())  # rich wraps long lines
 
     code, out = run("train", "bgo-direction-huge", "--dataset", datasets["bgo-direction-low"])
-    assert code == 1 and "unknown network 'bgo-direction-huge'" in out
+    assert code == 2 and "unknown network 'bgo-direction-huge'" in out
     assert "bgo-direction-low" in out and "Traceback" not in out
     code, out = run("train", "bgo-direction-low", "--dataset", str(tmp_path / "nothing"))
-    assert code == 1 and "no dataset manifest" in out and "dampeml dataset build" in out
+    assert code == 2 and "no dataset manifest" in out and "dampeml dataset build" in out
     code, out = run("train", "bgo-direction-low", "--dataset", datasets["electron-proton"])
-    assert code == 1 and "is a 'electron-proton' dataset" in out
+    assert code == 2 and "is a 'electron-proton' dataset" in out
     code, out = run("train", "stk-hough-precise", "--dataset", datasets["stk-hough-coarse"])
-    assert code == 1 and "needs precise" in out
+    assert code == 2 and "needs precise" in out
 
 
 @pytest.mark.timeout(120)

@@ -91,7 +91,7 @@ def test_bad_campaign_files_give_clear_errors(tmp_path, fields, message):
     assert str(path) in str(err.value) and message in str(err.value)
     r = CliRunner().invoke(app, ["tune", str(path), "--workdir", str(tmp_path / "w")])
     out = " ".join(r.output.split())
-    assert r.exit_code == 1 and message in out and "Traceback" not in out
+    assert r.exit_code == 2 and message in out and "Traceback" not in out
     assert not (tmp_path / "w").exists()  # nothing started
 
 

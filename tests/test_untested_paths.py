@@ -218,7 +218,7 @@ def test_simulate_writes_a_readable_file_with_the_requested_events(tmp_path):
 
     # same seed, same events; an existing file is kept unless --overwrite
     code, out = _cli("simulate", *sim, "--events", "37", "--seed", "5", "--out", str(mc))
-    assert code == 1 and "--overwrite" in out, out
+    assert code == 2 and "--overwrite" in out, out
     again = tmp_path / "again.root"
     assert _cli("simulate", *sim, "--events", "37", "--seed", "5", "--out", str(again))[0] == 0
     assert (read_events(again)["bgo_energy"] == events["bgo_energy"]).all()

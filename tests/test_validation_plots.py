@@ -74,7 +74,7 @@ def test_sim_plots_bad_file_exits_1_with_its_name(sample_files, tmp_path, damage
     shutil.copy(sample_files["helium"], good)
     result = _run(str(good), str(bad), "--out", str(tmp_path / "plots"))
     print(result.output)
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     flat = result.output.replace("\n", "")
     assert bad.name in flat
     assert "error" in result.output.lower()

@@ -15,6 +15,7 @@ import os
 import ray
 
 from dampeml import TF_ENV
+from dampeml.errors import InputError
 
 # Environment of every Ray worker (and of this driver): what TensorFlow must see before a worker
 # imports it (tf-keras, GPU memory on demand). The package itself is installed, so no PYTHONPATH.
@@ -48,7 +49,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, **kwargs):
     }
     if address:
         if num_cpus is not None:
-            raise ValueError("num_cpus is for a local Ray only: the cluster's nodes declare their CPUs")
+            raise InputError("num_cpus is for a local Ray only: the cluster's nodes declare their CPUs")
         args["address"] = address
     else:
         # "local": always a new instance of our own. Without it ray.init joins whatever cluster

@@ -26,19 +26,21 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from dampeml.errors import InputError
+
 ALLOWED_STORAGE_VAR = "DAMPEML_ALLOWED_STORAGE"
 GLOB_CHARS = re.compile(r"[*?\[]")
 
 
-class StorageNotAllowedError(PermissionError):
+class StorageNotAllowedError(InputError, PermissionError):
     """A path or URI outside the allowed storage roots; the message names both."""
 
 
-class UnsafeModelError(RuntimeError):
+class UnsafeModelError(InputError, RuntimeError):
     """A model artifact that could run code when loaded (Lambda layer, pickle, bundled code)."""
 
 
-class ArtifactPathError(ValueError):
+class ArtifactPathError(InputError):
     """An artifact path that would escape its artifact directory."""
 
 
@@ -210,7 +212,7 @@ def check_alias(alias: str, what: str = "--alias") -> str:
         or alias.lower() == "latest"
         or re.fullmatch(r"[vV]\d+", alias)
     ):
-        raise ValueError(
+        raise InputError(
             f"{what} {alias!r} is not a registry alias: use letters, digits, '_' and '-' (e.g. production, "
             "staging); 'latest' and 'v<N>' are reserved"
         )

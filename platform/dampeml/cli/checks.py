@@ -11,8 +11,10 @@ import os
 import tempfile
 from pathlib import Path
 
+from dampeml.errors import InputError
 
-class OptionError(ValueError):
+
+class OptionError(InputError):
     """A command-line value that cannot work; the message names the option and what to do."""
 
 
@@ -51,7 +53,7 @@ def check_output_file(path: str | os.PathLike, option: str = "--out", overwrite:
             "(--overwrite replaces files, never folders)"
         )
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{option} {path} exists: pass --overwrite to replace it")
+        raise OptionError(f"{option} {path} exists: pass --overwrite to replace it")
     check_writable_folder(path.parent, option, path)
 
 

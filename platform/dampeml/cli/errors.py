@@ -1,39 +1,30 @@
-"""Readable failures for every command: the project's input errors become one line and exit 1.
+"""Readable failures for every command, with exit codes a script can act on.
 
-Exit codes follow ctapipe's tools: 0 ok, 1 error (bad input, with a message naming the
-file and what to do), 2 usage error, 130 interrupted.
+- 0: done;
+- 2: bad input (`dampeml.errors.InputError`, and click's usage errors): one line naming the file,
+  field, option or model and what to do; nothing was started, or nothing is lost by rerunning;
+- 1: a job that could not finish (`dampeml.errors.JobError`), or the disk, a permission or the
+  network failing under it (OSError): one line saying what happened and how to resume;
+- 130: interrupted.
+
+Anything else is a bug: it is not caught, and its traceback is printed.
 """
 
 from __future__ import annotations
 
 import functools
 
+import pydantic
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from dampeml.io.root_reader import EventFileError
-from dampeml.security import StorageNotAllowedError, UnsafeModelError
+from dampeml.errors import DampemlError, InputError
 
 console = Console(stderr=True)
 
-
-def _runtime_errors() -> tuple[type[Exception], ...]:
-    """The project's own "cannot go on" errors (RuntimeError subclasses); other RuntimeErrors are bugs."""
-    from dampeml.datasets.build import DatasetBuildError
-    from dampeml.detector.production import ProductionError
-    from dampeml.inference.predictor import ReprocessError
-    from dampeml.registry.models import PromotionRefusedError
-    from dampeml.training.trainer import TrainingError
-
-    return (
-        DatasetBuildError,
-        ProductionError,
-        PromotionRefusedError,
-        ReprocessError,
-        TrainingError,
-        UnsafeModelError,
-    )
+#: exit codes (see the module docstring)
+BAD_INPUT, FAILED = InputError.exit_code, 1
 
 
 def _os_error(exc: OSError) -> str:
@@ -43,26 +34,24 @@ def _os_error(exc: OSError) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
+def _fail(message: str, code: int) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {escape(message)}")
+    return typer.Exit(code)
+
+
 def clean_errors(fn):
-    """Turn the project's input errors into one readable line and exit code 1."""
+    """Turn the project's errors into one readable line and their exit code; let bugs through."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (
-            EventFileError,
-            ValueError,
-            LookupError,
-            FileExistsError,
-            StorageNotAllowedError,
-            *_runtime_errors(),
-        ) as exc:
-            console.print(f"[bold red]error:[/] {escape(str(exc))}")
-            raise typer.Exit(1) from None
+        except DampemlError as exc:
+            raise _fail(str(exc), exc.exit_code) from None
+        except pydantic.ValidationError as exc:  # a typed config built from the user's values
+            raise _fail(str(exc), BAD_INPUT) from None
         except OSError as exc:  # a disk, permission or network failure the checks up front could not see
-            console.print(f"[bold red]error:[/] {escape(_os_error(exc))}")
-            raise typer.Exit(1) from None
+            raise _fail(_os_error(exc), FAILED) from None
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/]")
             raise typer.Exit(130) from None

@@ -1,7 +1,8 @@
 """`dampeml` entry point.
 
-Exit codes follow ctapipe's tools: 0 ok, 1 error (bad input, with a message naming the
-file and what to do), 2 usage error, 130 interrupted.
+Exit codes (dampeml.cli.errors): 0 done, 2 bad input or usage (one line naming the file,
+field or option and what to do), 1 a job that could not finish (with how to resume), 130
+interrupted; a bug keeps its traceback.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import typer
 
 from dampeml.cli.errors import clean_errors, console
 from dampeml.detector.simulation import SimulationConfig
+from dampeml.errors import InputError
 
 app = typer.Typer(
     name="dampeml",
@@ -155,7 +157,7 @@ def simulate_production(
 
     check_simulation_options(events, energy_min, energy_max, spectrum_index, seed)
     if not 1 <= events_per_shard <= MAX_EVENTS_PER_FILE:
-        raise ValueError(f"--events-per-shard {events_per_shard}: must be in 1..{MAX_EVENTS_PER_FILE}")
+        raise InputError(f"--events-per-shard {events_per_shard}: must be in 1..{MAX_EVENTS_PER_FILE}")
     request = ProductionRequest(
         particle=particle,
         n_events=events,

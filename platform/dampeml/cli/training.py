@@ -9,6 +9,7 @@ from rich.table import Table
 
 from dampeml.cli.errors import clean_errors, console
 from dampeml.cli.options import CoarseBelowTeV
+from dampeml.errors import InputError
 
 models_app = typer.Typer(
     help="The MLflow model registry: versions, aliases, promotion.", no_args_is_help=True
@@ -46,7 +47,7 @@ def train(
     from dampeml.training.trainer import check_inputs, train
 
     if resume and not run_name:
-        raise ValueError("--resume needs --run-name (the run to continue)")
+        raise InputError("--resume needs --run-name (the run to continue)")
     cfg = TrainConfig(
         network=network,
         dataset=dataset,

@@ -38,6 +38,7 @@ from dampeml.datasets.split import SPLITS
 from dampeml.datasets.storage import MANIFEST, QUARANTINE, TMP_DIR, UNITS_DIR, Store
 from dampeml.datasets.units import BadFile, WorkUnit, plan_units, planned_particle_counts
 from dampeml.detector.simulation import SIMULATION_VERSION
+from dampeml.errors import JobError
 from dampeml.io.datasource import DuplicateScan, EventIds, scan_duplicates
 
 BUILD_FILE = "_build.json"
@@ -45,7 +46,7 @@ BUILD_FILE = "_build.json"
 TRUTH_TARGETS = frozenset({"track", "hough_offsets", "inelastic", "particle"})
 
 
-class DatasetBuildError(RuntimeError):
+class DatasetBuildError(JobError):
     """The build cannot go on (output exists, resume mismatch, too much quarantined)."""
 
 

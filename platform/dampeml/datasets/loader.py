@@ -15,13 +15,14 @@ import pyarrow as pa
 
 from dampeml.datasets.columns import GEOMETRIES, TRACK
 from dampeml.datasets.storage import MANIFEST, Store
+from dampeml.errors import InputError
 from dampeml.features import RoiHits, render_hough, render_stk_image, to_float
 from dampeml.features.tracks import cos_theta
 
 ELECTRON = 2  # particle label of electrons (dampeml.datasets.units.PARTICLES)
 
 
-class DatasetError(ValueError):
+class DatasetError(InputError):
     """A dataset that is missing, incomplete, or of the wrong kind for its use."""
 
 

@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from dampeml.errors import InputError
 from dampeml.io.schema import PDG
 from dampeml.security import ALIAS_RE
 
@@ -23,7 +24,7 @@ Target = Literal["track", "hough_offsets", "inelastic", "particle"]
 Kind = Literal["bgo-direction", "stk-hough", "inelastic-raw-stk", "inelastic-hough", "electron-proton"]
 
 
-class SpecError(ValueError):
+class SpecError(InputError):
     """A spec that cannot be used; the message names the file and the field."""
 
 

@@ -44,6 +44,7 @@ import uproot
 
 from dampeml import __version__
 from dampeml.detector.simulation import SIMULATION_VERSION, SimulationConfig, simulate
+from dampeml.errors import InputError, JobError
 from dampeml.io.root_reader import EventFileError, inspect_file
 from dampeml.io.root_writer import write_event_file
 
@@ -59,7 +60,7 @@ _INT64_MAX = np.iinfo(np.int64).max
 _SAME_GENERATION = ("particle", "mode", "energy_min", "energy_max", "spectrum_index", "seed", "run_id")
 
 
-class ProductionError(Exception):
+class ProductionError(JobError):
     """Some shards could not be made; the others are on disk and in the manifest. Rerun to retry."""
 
 
@@ -99,16 +100,16 @@ class ProductionRequest:
         # absolute: the shard tasks may run in another working directory
         object.__setattr__(self, "out_dir", os.path.abspath(os.fspath(self.out_dir)))
         if self.events_per_shard < 1:
-            raise ValueError(f"events_per_shard must be >= 1, got {self.events_per_shard}")
+            raise InputError(f"events_per_shard must be >= 1, got {self.events_per_shard}")
         if self.n_events < 1:
-            raise ValueError(f"n_events must be >= 1, got {self.n_events}")
+            raise InputError(f"n_events must be >= 1, got {self.n_events}")
         if self.n_shards > SHARDS_PER_SEED:
-            raise ValueError(
+            raise InputError(
                 f"{self.n_shards} shards: at most {SHARDS_PER_SEED} per production; raise events_per_shard"
             )
         if self.base_seed < 0 or self.base_seed * SHARDS_PER_SEED + SHARDS_PER_SEED - 1 > _INT64_MAX:
             top = _INT64_MAX // SHARDS_PER_SEED - 1
-            raise ValueError(f"base_seed must be in 0..{top}, got {self.base_seed}")
+            raise InputError(f"base_seed must be in 0..{top}, got {self.base_seed}")
         self.config(self.shard(0))  # validates particle, mode, energies
 
     @property
@@ -266,7 +267,7 @@ def run_production(
     conflicts = [s for s in states if s.status == "conflict"]
     if conflicts:
         more = f" (and {len(conflicts) - 1} more)" if len(conflicts) > 1 else ""
-        raise ValueError(conflicts[0].reason + more)
+        raise InputError(conflicts[0].reason + more)
 
     summary = ProductionSummary(n_shards=len(shards))
     entries: dict[int, dict] = {}

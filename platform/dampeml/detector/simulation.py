@@ -20,6 +20,7 @@ from dampeml.detector import bgo, psd, stk
 from dampeml.detector import geometry as geo
 from dampeml.detector.generator import generate_primaries
 from dampeml.detector.propagation import propagate, sample_interactions
+from dampeml.errors import InputError
 from dampeml.io.schema import CHARGE, MC_ONLY, PDG, SCHEMA_VERSION
 
 Particle = Literal["proton", "helium", "electron"]
@@ -49,23 +50,23 @@ class SimulationConfig:
 
     def __post_init__(self) -> None:
         if self.particle not in PDG:
-            raise ValueError(f"unknown particle {self.particle!r}: choose one of {sorted(PDG)}")
+            raise InputError(f"unknown particle {self.particle!r}: choose one of {sorted(PDG)}")
         if self.mode not in ("mc", "flight"):
-            raise ValueError(f"unknown mode {self.mode!r}: use 'mc' or 'flight'")
+            raise InputError(f"unknown mode {self.mode!r}: use 'mc' or 'flight'")
         if not 1 <= self.n_events <= MAX_EVENTS_PER_FILE:
-            raise ValueError(
+            raise InputError(
                 f"n_events must be in 1..{MAX_EVENTS_PER_FILE} per file, got {self.n_events}; "
                 "simulate more as shards (simulate-production)"
             )
         if not all(math.isfinite(v) for v in (self.energy_min, self.energy_max, self.spectrum_index)):
-            raise ValueError(
+            raise InputError(
                 f"energies and spectrum index must be finite, got {self.energy_min}, {self.energy_max}, "
                 f"{self.spectrum_index}"
             )
         if not 0 < self.energy_min < self.energy_max:
-            raise ValueError(f"need 0 < energy_min < energy_max, got {self.energy_min}, {self.energy_max}")
+            raise InputError(f"need 0 < energy_min < energy_max, got {self.energy_min}, {self.energy_max}")
         if self.seed < 0:
-            raise ValueError(f"seed must be >= 0, got {self.seed}")
+            raise InputError(f"seed must be >= 0, got {self.seed}")
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ import awkward as ak
 import numpy as np
 
 from dampeml.detector import geometry as geo
+from dampeml.errors import InputError
 from dampeml.features.shower_axis import SHOWER_START_FRACTION, SHOWER_START_MIP, shower_start_layer
 from dampeml.features.tracks import cos_theta, truth_track
 from dampeml.io.root_reader import inspect_file, read_validated
@@ -587,7 +588,7 @@ def make_validation_plots(
     the plots that need truth are drawn from the MC files only (skipped if there are none).
     """
     if not files:
-        raise ValueError("no event files given")
+        raise InputError("no event files given")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     mc, flight = _load(files, max_events_per_file)

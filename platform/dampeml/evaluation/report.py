@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from dampeml.detector.geometry import Z_TOP
+from dampeml.errors import InputError
 from dampeml.evaluation.domain import TrainingDomain, registered_domain
 from dampeml.evaluation.performance import (
     DEPOSIT_EDGES_GEV,
@@ -167,7 +168,7 @@ def collect(
     infos = [inspect_file(f) for f in files]  # raises EventFileError naming a bad file up front
     for info in infos:
         if "true_pdg" not in info.branches:
-            raise ValueError(f"{info.path}: no MC truth (a flight file?); the report needs MC events")
+            raise InputError(f"{info.path}: no MC truth (a flight file?); the report needs MC events")
     total = sum(i.n_events for i in infos)
     if max_events is not None:
         total = min(total, max_events)
@@ -192,7 +193,7 @@ def collect(
                 done += stop - start
                 progress.update(task, completed=done)
     if not parts:
-        raise ValueError(f"no good MC events in {len(files)} file(s)")
+        raise InputError(f"no good MC events in {len(files)} file(s)")
     columns = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     for stage, seconds in getattr(chain, "timings", {}).items():
         timings[f"chain: {stage}"] = seconds

@@ -18,13 +18,15 @@ import awkward as ak
 import numpy as np
 import pyarrow as pa
 
+from dampeml.errors import JobError
+
 IDENTITY = ("source_file", "entry", "run_id", "event_id", "quarantine_reason")
 STRING_OUTPUTS = ("bgo_model",)
 INTEGER_OUTPUTS = ("n_track_hits", "axis_seed")
 MODES = ("mc", "flight")
 
 
-class ReprocessError(RuntimeError):
+class ReprocessError(JobError):
     """The reprocessing job cannot go on (output of other models, alias moved, bad arguments)."""
 
 

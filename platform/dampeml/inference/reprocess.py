@@ -60,6 +60,7 @@ import pyarrow.compute as pc
 
 from dampeml import __version__
 from dampeml.datasets.storage import QUARANTINE, TMP_DIR, Store
+from dampeml.errors import InputError
 from dampeml.inference.predictor import MODES, ChainPredictor, ReprocessError
 from dampeml.io.datasource import (
     DUPLICATE,
@@ -115,14 +116,14 @@ class ReprocessConfig:
             check_job_paths(input=path)
         check_job_paths(out=self.out)
         if self.runtime not in RUNTIMES:
-            raise ValueError(f"runtime must be one of {RUNTIMES}, got {self.runtime!r}")
+            raise InputError(f"runtime must be one of {RUNTIMES}, got {self.runtime!r}")
         for name in ("actors", "batch_size", "events_per_block"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.gpus_per_actor < 0 or self.cpus_per_actor < 0:
-            raise ValueError("gpus_per_actor and cpus_per_actor must be >= 0")
+            raise InputError("gpus_per_actor and cpus_per_actor must be >= 0")
         if not self.coarse_below_tev >= 0:
-            raise ValueError(f"coarse_below_tev must be >= 0 (inf: every event), got {self.coarse_below_tev}")
+            raise InputError(f"coarse_below_tev must be >= 0 (inf: every event), got {self.coarse_below_tev}")
 
 
 @dataclass

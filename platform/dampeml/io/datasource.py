@@ -63,6 +63,7 @@ from ray.data import Datasource, ReadTask
 from ray.data.block import BlockMetadata
 from ray.data.extensions import ArrowTensorArray
 
+from dampeml.errors import InputError
 from dampeml.io.root_reader import EventFileError, EventFileInfo, bad_events, inspect_file, read_events
 from dampeml.io.schema import BRANCHES, BY_NAME, COUNTER, JAGGED, TREE_NAME, required_branches
 
@@ -111,15 +112,15 @@ def expand_paths(paths_or_glob: PathsOrGlob) -> list[str]:
         if "://" not in s and glob.has_magic(s):
             matches = sorted(os.path.abspath(m) for m in glob.glob(s))
             if not matches:
-                raise ValueError(f"no files match {s!r}")
+                raise InputError(f"no files match {s!r}")
             out.extend(matches)
         else:
             out.append(s if "://" in s else os.path.abspath(s))  # workers may run in another directory
     if not out:
-        raise ValueError("no input files given")
+        raise InputError("no input files given")
     dupes = sorted(p for p, k in Counter(out).items() if k > 1)
     if dupes:
-        raise ValueError(f"files listed more than once (their events would be read twice): {dupes[:5]}")
+        raise InputError(f"files listed more than once (their events would be read twice): {dupes[:5]}")
     return out
 
 
@@ -140,7 +141,7 @@ def plan_event_files(
     if branches is not None:
         unknown = [b for b in branches if b not in BY_NAME]
         if unknown or not branches:
-            raise ValueError(
+            raise InputError(
                 f"unknown branches {unknown}: choose from {[b.name for b in BRANCHES]}"
                 if unknown
                 else "branches must not be empty"
@@ -152,7 +153,7 @@ def plan_event_files(
     if branches is None:
         modes = sorted({info.mode for info in good})
         if len(modes) > 1:
-            raise ValueError(
+            raise InputError(
                 "the input mixes mc and flight files; pass branches= explicitly, e.g. "
                 "required_branches('flight') for the branches both have"
             )
@@ -476,11 +477,11 @@ class EventFileDatasource(Datasource):
     ) -> None:
         super().__init__()
         if on_bad_file not in ON_BAD_FILE:
-            raise ValueError(f"on_bad_file must be one of {ON_BAD_FILE}, got {on_bad_file!r}")
+            raise InputError(f"on_bad_file must be one of {ON_BAD_FILE}, got {on_bad_file!r}")
         if events_per_block < 1:
-            raise ValueError(f"events_per_block must be >= 1, got {events_per_block}")
+            raise InputError(f"events_per_block must be >= 1, got {events_per_block}")
         if isinstance(paths, EventFilePlan) and branches is not None and tuple(branches) != paths.branches:
-            raise ValueError("branches differ from the plan's: plan with the branches you want to read")
+            raise InputError("branches differ from the plan's: plan with the branches you want to read")
         self.plan = plan_event_files(paths, branches)
         if self.plan.bad and on_bad_file == "raise":
             path, reason = self.plan.bad[0]

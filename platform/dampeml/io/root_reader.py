@@ -18,10 +18,11 @@ import numpy as np
 import uproot
 
 from dampeml.detector import geometry as geo
+from dampeml.errors import InputError
 from dampeml.io.schema import BRANCHES, BY_NAME, JAGGED, MC_ONLY, METADATA_KEY, TREE_NAME
 
 
-class EventFileError(Exception):
+class EventFileError(InputError):
     """A file that cannot be used as it is. `str()` says which file, what is wrong, what to do."""
 
     def __init__(self, path: str | os.PathLike, problem: str, hint: str = "") -> None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dampeml.detector import geometry as geo
+from dampeml.errors import InputError
 
 TREE_NAME = "events"
 METADATA_KEY = "metadata"  # a TObjString holding JSON: geometry, run, generator, versions
@@ -72,7 +73,7 @@ MC_ONLY = tuple(b.name for b in BRANCHES if b.mc_only)
 def required_branches(mode: str) -> tuple[str, ...]:
     """Branches a file of this mode ('mc' or 'flight') must carry."""
     if mode not in ("mc", "flight"):
-        raise ValueError(f"unknown mode {mode!r}: use 'mc' or 'flight'")
+        raise InputError(f"unknown mode {mode!r}: use 'mc' or 'flight'")
     return tuple(b.name for b in BRANCHES if mode == "mc" or not b.mc_only)
 
 

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from dampeml.errors import InputError
 from dampeml.models.catalog import ALIGNED_SUFFIX, PRESETS, Preset, aligned_name, get_network
 from dampeml.models.config import ConfigError
 
@@ -28,7 +29,7 @@ ARCHITECTURE_TAG = "architecture"
 _KEYS = ("network", "preset", "overrides", "alignment_head")
 
 
-class ArchitectureError(ValueError):
+class ArchitectureError(InputError):
     """An architecture record that is missing, malformed or names no buildable network."""
 
 

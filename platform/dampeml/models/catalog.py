@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from dampeml.errors import InputError
 from dampeml.models.bgo_cnn import BgoCnnConfig
 from dampeml.models.common import compile_model, keras_name
 from dampeml.models.config import ModelConfig, Task
@@ -39,7 +40,7 @@ FAMILIES: dict[str, tuple[type[ModelConfig], str]] = {
 }
 
 
-class UnknownNetworkError(ValueError):
+class UnknownNetworkError(InputError):
     """A network name that is not in the catalog; the message lists the known names."""
 
 
@@ -65,7 +66,7 @@ class NetworkSpec:
     def config_for(self, preset: Preset = "small", overrides: Mapping[str, Any] | None = None) -> ModelConfig:
         """The preset's config with `overrides` applied (unknown keys raise ConfigError)."""
         if preset not in PRESETS:
-            raise ValueError(f"unknown preset {preset!r}: use one of {list(PRESETS)}")
+            raise InputError(f"unknown preset {preset!r}: use one of {list(PRESETS)}")
         base = self.config if preset == "full" else self.small_config
         return base.replace(overrides) if overrides else base
 
@@ -234,7 +235,7 @@ def aligned_name(name: str) -> str:
     """The registry name of a BGO direction network's data/MC alignment model ('...-aligned')."""
     spec = get_network(name)
     if spec.family != "bgo_cnn":
-        raise ValueError(
+        raise InputError(
             f"{name!r} has no alignment head: only the BGO direction networks are aligned to data"
         )
     return name + ALIGNED_SUFFIX

@@ -22,13 +22,15 @@ from typing import Any, ClassVar, Literal, Self
 
 import yaml
 
+from dampeml.errors import InputError
+
 #: The paper's optimiser: Adam in its default configuration, initial learning rate 1e-4.
 PAPER_LEARNING_RATE = 1e-4
 
 Task = Literal["regression", "classification"]
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A model config that cannot be used: unknown key, wrong type or out-of-range value."""
 
 

@@ -31,13 +31,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from dampeml.datasets.spec import read_yaml_mapping, validation_problems
+from dampeml.errors import InputError
 from dampeml.models.catalog import get_network
 from dampeml.security import ALIAS_RE
 
 MODEL_URI_PREFIX = "models:/"
 
 
-class RecipeError(ValueError):
+class RecipeError(InputError):
     """A recipe or profile that cannot run; the message names the file and the field."""
 
 

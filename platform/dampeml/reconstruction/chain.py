@@ -59,6 +59,7 @@ from typing import Any
 
 import numpy as np
 
+from dampeml.errors import InputError
 from dampeml.features import (
     COARSE,
     PRECISE,
@@ -148,7 +149,7 @@ class ChainConfig:
 
     def __post_init__(self) -> None:
         if self.precise_passes < 1:
-            raise ValueError(
+            raise InputError(
                 f"precise_passes must be >= 1 (the precise step makes the track), got {self.precise_passes}"
             )
 
@@ -316,7 +317,7 @@ class Chain:
         (`onnx_threads` > 0 fixes their threads). `runtime` records which runtime ran the chain.
         """
         if runtime not in RUNTIMES:
-            raise ValueError(f"unknown runtime {runtime!r}: use one of {list(RUNTIMES)}")
+            raise InputError(f"unknown runtime {runtime!r}: use one of {list(RUNTIMES)}")
         self.models = models
         self.config = config or ChainConfig()
         # Hough networks with an input pooling layer run as twins fed the pooled 8-bit image
@@ -369,7 +370,7 @@ class Chain:
         onnxruntime (`onnx_threads` > 0 fixes its threads).
         """
         if runtime not in RUNTIMES:  # before any loading
-            raise ValueError(f"unknown runtime {runtime!r}: use one of {list(RUNTIMES)}")
+            raise InputError(f"unknown runtime {runtime!r}: use one of {list(RUNTIMES)}")
         chosen = chosen_models(alias, flight)  # all errors before any loading
         return cls.from_versions(chosen, flight, runtime, config, onnx_threads)
 
@@ -562,7 +563,7 @@ class Chain:
         """The (N, 4) track the chain has after `stage` ("seed", "coarse", "final"), computed
         exactly as :meth:`run` computes it: what a network downstream of that stage receives."""
         if stage not in UPSTREAM_FIELDS:
-            raise ValueError(f"unknown chain stage {stage!r}: use one of {list(UPSTREAM_FIELDS)}")
+            raise InputError(f"unknown chain stage {stage!r}: use one of {list(UPSTREAM_FIELDS)}")
         events = {k: events[k] for k in events if not _is_truth(k)}
         energy = np.asarray(events["bgo_energy"], dtype=np.float32)
         deposit = energy.sum(axis=(1, 2), dtype=np.float64)

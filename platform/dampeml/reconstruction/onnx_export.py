@@ -19,13 +19,15 @@ from typing import Any
 
 import numpy as np
 
+from dampeml.errors import JobError
+
 #: ONNX opset: 17 is supported by every onnxruntime >= 1.11 and covers all our layers.
 OPSET = 17
 PARITY_ATOL = 1e-4
 PARITY_RTOL = 1e-5
 
 
-class OnnxParityError(RuntimeError):
+class OnnxParityError(JobError):
     """The ONNX model's outputs differ from TensorFlow's beyond the tolerance."""
 
 

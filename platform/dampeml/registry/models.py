@@ -11,15 +11,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dampeml.errors import InputError, JobError
 from dampeml.registry.tracking import setup_mlflow
 from dampeml.training.metrics import PRIMARY
 
 
-class RegistryError(LookupError):
+class RegistryError(InputError, LookupError):
     """A registered model, version or alias that does not exist; the message says what does."""
 
 
-class PromotionRefusedError(RuntimeError):
+class PromotionRefusedError(JobError):
     """The candidate is worse than the current holder of the alias, or a classifier at chance."""
 
 

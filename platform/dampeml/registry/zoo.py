@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from dampeml.detector.simulation import SIMULATION_VERSION
+from dampeml.errors import InputError
 
 INDEX = "zoo.json"
 RECIPE_FILE = "recipe.resolved.yaml"
@@ -45,7 +46,7 @@ LINEAGE_TAGS = (
 )
 
 
-class ZooError(ValueError):
+class ZooError(InputError):
     """A zoo folder or index that cannot be exported or imported; the message says what to do."""
 
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dampeml.datasets.split import event_uniform
+from dampeml.errors import InputError
 from dampeml.features.bgo_image import bgo_image, to_float
 
 MIN_HITS_PER_PROJECTION = 5
@@ -44,7 +45,7 @@ HEAD_LEARNING_RATE = 1e-3
 HUBER_DELTA_MM = 2.0
 
 
-class AlignmentError(ValueError):
+class AlignmentError(InputError):
     """Too few clean events to align, or inputs of the wrong kind; the message says what to do."""
 
 

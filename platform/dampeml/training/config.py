@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
+from dampeml.errors import InputError
+
 PAPER_BATCH = 32
 PAPER_LR = 1e-4
 
@@ -38,11 +40,11 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.workers < 1:
-            raise ValueError(f"workers must be >= 1, got {self.workers}")
+            raise InputError(f"workers must be >= 1, got {self.workers}")
         if self.epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+            raise InputError(f"epochs must be >= 1, got {self.epochs}")
         if self.gpus_per_worker < 0:
-            raise ValueError("gpus_per_worker must be >= 0")
+            raise InputError("gpus_per_worker must be >= 0")
 
     @property
     def global_batch(self) -> int:

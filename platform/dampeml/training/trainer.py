@@ -18,13 +18,14 @@ from pathlib import Path
 import numpy as np
 
 from dampeml.datasets.loader import DatasetError, load_manifest, network_dataset
+from dampeml.errors import JobError
 from dampeml.models.architecture import Architecture
 from dampeml.training.config import TrainConfig
 from dampeml.training.loop import MODEL_FILE, STATE_FILE, train_loop_per_worker
 from dampeml.training.metrics import evaluate_test
 
 
-class TrainingError(RuntimeError):
+class TrainingError(JobError):
     """Training could not run or finish; the message says why and what to do."""
 
 

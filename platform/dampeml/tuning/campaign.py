@@ -26,6 +26,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from dampeml.datasets.spec import DatasetSpec, SpecError, load_spec, read_yaml_mapping, validation_problems
+from dampeml.errors import InputError
 from dampeml.security import StorageNotAllowedError, check_spec_storage
 
 #: Training settings a campaign may search over (the rest belong to the campaign itself).
@@ -41,7 +42,7 @@ TEST_METRICS = {
 }
 
 
-class CampaignError(ValueError):
+class CampaignError(InputError):
     """A campaign that cannot run; the message names the file and the field."""
 
 
@@ -205,10 +206,10 @@ def load_campaign(path: str | Path) -> Campaign:
         raise CampaignError(f"{path}: invalid campaign: {validation_problems(exc)}") from None
     try:
         check_campaign(campaign)
+    except StorageNotAllowedError as exc:  # before ValueError: it is bad input too, of its own kind
+        raise StorageNotAllowedError(f"{path}: {exc}") from None
     except (SpecError, ValueError) as exc:
         raise CampaignError(f"{path}: {exc}") from None
-    except StorageNotAllowedError as exc:
-        raise StorageNotAllowedError(f"{path}: {exc}") from None
     return campaign
 
 

@@ -31,6 +31,7 @@ from typing import Any
 
 import ray.tune
 
+from dampeml.errors import InputError
 from dampeml.models.architecture import Architecture
 from dampeml.tuning.campaign import Campaign, CampaignError, variant_key
 
@@ -38,7 +39,7 @@ EXPERIMENT = "dampeml-campaigns"
 STATE_FILE = "campaign.json"
 
 
-class TuneError(ValueError):
+class TuneError(InputError):
     """A campaign could not run or finish; the message says why and what to do."""
 
 
