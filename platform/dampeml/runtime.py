@@ -9,12 +9,13 @@ the local default is at least 4 logical CPUs.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 
 import ray
 
-from dampeml import TF_ENV
+from dampeml import TF_ENV, logs
 from dampeml.errors import InputError
 
 # Environment of every Ray worker (and of this driver): what TensorFlow must see before a worker
@@ -46,6 +47,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, **kwargs):
         "ignore_reinit_error": True,
         "log_to_driver": True,
         "runtime_env": _runtime_env_without_job_conflicts(),
+        **logs.ray_init_options(),  # the console the command line asked for (dampeml.logs)
     }
     if address:
         if num_cpus is not None:
@@ -58,7 +60,11 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, **kwargs):
         args["num_cpus"] = num_cpus if num_cpus is not None else default_num_cpus()
         args["include_dashboard"] = False
     args.update(kwargs)
-    return ray.init(**args)
+    context = ray.init(**args)
+    if logs.verbosity() is not None:
+        importlib.import_module("ray.data")  # sets up its logging; the console handler is then lowered
+        logs.quiet_ray_data()
+    return context
 
 
 def _runtime_env_without_job_conflicts() -> dict:
@@ -67,7 +73,7 @@ def _runtime_env_without_job_conflicts() -> dict:
     Ray refuses to merge a job's runtime env with the driver's when both set the same env var,
     even to the same value; the job's setting wins here.
     """
-    env_vars = dict(RUNTIME_ENV["env_vars"])
+    env_vars = {**RUNTIME_ENV["env_vars"], **logs.worker_env()}
     try:
         job_env = json.loads(os.environ.get(_JOB_CONFIG_VAR) or "{}").get("runtime_env") or {}
     except (ValueError, AttributeError):

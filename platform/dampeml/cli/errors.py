@@ -21,7 +21,9 @@ from rich.markup import escape
 
 from dampeml.errors import DampemlError, InputError
 
+#: the commands' messages (silenced by --quiet); errors go to their own console, never silenced
 console = Console(stderr=True)
+_errors = Console(stderr=True)
 
 #: exit codes (see the module docstring)
 BAD_INPUT, FAILED = InputError.exit_code, 1
@@ -35,7 +37,7 @@ def _os_error(exc: OSError) -> str:
 
 
 def _fail(message: str, code: int) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {escape(message)}")
+    _errors.print(f"[bold red]error:[/] {escape(message)}")
     return typer.Exit(code)
 
 
@@ -53,7 +55,7 @@ def clean_errors(fn):
         except OSError as exc:  # a disk, permission or network failure the checks up front could not see
             raise _fail(_os_error(exc), FAILED) from None
         except KeyboardInterrupt:
-            console.print("[yellow]interrupted[/]")
+            _errors.print("[yellow]interrupted[/]")
             raise typer.Exit(130) from None
 
     return wrapper

@@ -26,6 +26,23 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def _console(
+    verbose: Annotated[
+        bool,
+        typer.Option("--verbose", "-v", help="also show Ray's, Ray Data's and TensorFlow's own messages"),
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="only warnings and errors")] = False,
+) -> None:
+    """Deep-learning reconstruction for DAMPE: simulate, build datasets, train, register, reprocess."""
+    from dampeml import logs
+
+    if verbose and quiet:
+        raise typer.BadParameter("give --verbose or --quiet, not both")
+    logs.configure(1 if verbose else -1 if quiet else 0)
+    console.quiet = quiet
+
+
 def _register_subcommands() -> None:
     from dampeml.cli.dataset import app as dataset_app
     from dampeml.cli.evaluate import evaluate

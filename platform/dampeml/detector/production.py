@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import time
 import uuid
@@ -47,6 +48,8 @@ from dampeml.detector.simulation import SIMULATION_VERSION, SimulationConfig, si
 from dampeml.errors import InputError, JobError
 from dampeml.io.root_reader import EventFileError, inspect_file
 from dampeml.io.root_writer import write_event_file
+
+logger = logging.getLogger(__name__)
 
 SHARDS_PER_SEED = 100_000  # shard index < this: 5-digit file index, and run_id stays unique
 MANIFEST = "production.json"
@@ -247,7 +250,7 @@ class ProductionSummary:
 def run_production(
     request: ProductionRequest,
     progress: bool = True,
-    log: Callable[[str], None] | None = print,
+    log: Callable[[str], None] | None = logger.info,
     ray_address: str | None = None,
     num_cpus: int | None = None,
 ) -> ProductionSummary:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ import yaml
 from dampeml import __version__
 from dampeml.detector.simulation import SIMULATION_VERSION
 from dampeml.pipeline.recipe import MODEL_URI_PREFIX, Recipe, Step, pinned_steps
+
+logger = logging.getLogger(__name__)
 
 RESOLVED_FILE = "recipe.resolved.yaml"
 
@@ -152,7 +155,7 @@ def plan_lines(recipe: Recipe) -> list[str]:
 def run_pipeline(
     recipe: Recipe,
     workdir: Path,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = logger.info,
 ) -> dict[str, StepResult]:
     """Run every step of `recipe` not already finished with the same key; {step: result}.
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import math
 import os
 from collections.abc import Callable
@@ -34,6 +35,8 @@ import ray.tune
 from dampeml.errors import InputError
 from dampeml.models.architecture import Architecture
 from dampeml.tuning.campaign import Campaign, CampaignError, variant_key
+
+logger = logging.getLogger(__name__)
 
 EXPERIMENT = "dampeml-campaigns"
 STATE_FILE = "campaign.json"
@@ -342,7 +345,7 @@ def run_campaign(
     c: Campaign,
     workdir: str | Path,
     resume: bool = False,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = logger.info,
     ray_address: str | None = None,
     num_cpus: int | None = None,
 ) -> CampaignResult:

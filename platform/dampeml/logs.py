@@ -1,0 +1,68 @@
+"""The console of every command: the project's messages through `logging` (loggers under
+`dampeml.*`), the libraries' own chatter kept out of it unless asked for.
+
+The command line calls :func:`configure` once (`dampeml --verbose` / `--quiet`):
+- quiet (-1): warnings and errors only;
+- normal (0): the project's messages; Ray's and Ray Data's own INFO lines (progress logs,
+  execution plans), the Ray workers' output and TensorFlow's C++ start-up messages stay in Ray's
+  session logs (`/tmp/ray/session_latest/logs` on each node; Ray Data's in `ray-data.log`);
+- verbose (1): all of it on the console.
+Code that never calls it (tests, notebooks) keeps the libraries' own defaults.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+LOGGER = "dampeml"
+#: Set before TensorFlow starts, in this process and (through the runtime env) in Ray's workers.
+QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2"}
+_verbosity: int | None = None
+
+
+def configure(verbosity: int = 0) -> None:
+    """Route `dampeml.*` messages to stderr at the level `verbosity` asks for (see the module)."""
+    from rich.console import Console
+    from rich.logging import RichHandler
+
+    global _verbosity
+    _verbosity = verbosity
+    logger = logging.getLogger(LOGGER)
+    logger.setLevel(logging.WARNING if verbosity < 0 else logging.DEBUG if verbosity > 0 else logging.INFO)
+    if not logger.handlers:
+        handler = RichHandler(console=Console(stderr=True), show_time=False, show_path=False, markup=False)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+    if verbosity <= 0:
+        for key, value in QUIET_ENV.items():
+            os.environ.setdefault(key, value)
+
+
+def verbosity() -> int | None:
+    """What :func:`configure` was given; None when it was not called."""
+    return _verbosity
+
+
+def ray_init_options() -> dict:
+    """`ray.init` options for the console asked for: Ray's driver messages at WARNING and the
+    workers' output left in the session logs, unless verbose (or never configured)."""
+    if _verbosity is None or _verbosity > 0:
+        return {}
+    return {"log_to_driver": False, "logging_level": logging.WARNING}
+
+
+def quiet_ray_data() -> None:
+    """Ray Data's console handler at WARNING (its progress log lines and execution plans stay in
+    `ray-data.log`), unless verbose or never configured. Call after `ray.data` is imported."""
+    if _verbosity is None or _verbosity > 0:
+        return
+    for handler in logging.getLogger("ray.data").handlers:
+        if type(handler).__name__ != "SessionFileHandler":
+            handler.setLevel(logging.WARNING)
+
+
+def worker_env() -> dict[str, str]:
+    """The QUIET_ENV variables this process has, for Ray's workers."""
+    return {k: os.environ[k] for k in QUIET_ENV if k in os.environ}
