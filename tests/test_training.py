@@ -296,17 +296,22 @@ def test_each_epoch_starts_exactly_the_passes_it_needs(env):
     from dampeml.training.loop import _tf_dataset
 
     rows = [{"x": np.full(3, i, np.float32), "y": np.float32(i)} for i in range(8)]
+
+    def to_arrays(table):  # what network_batch does for a real dataset's stored rows
+        return {"x": np.stack(table["x"].to_numpy(zero_copy_only=False)), "y": table["y"].to_numpy()[:, None]}
+
+    signature = {"x": ((3,), "float32"), "y": ((1,), "float32")}
     for steps, passes in ((4, 1), (2, 1), (5, 2)):  # 4 batches of 2 per pass
         shard = ray.data.from_items(rows).iterator()
         with mock.patch.object(shard, "_iter_batches", wraps=shard._iter_batches) as started:
-            it = iter(_tf_dataset(shard, ["x"], 2, steps).prefetch(4))
+            it = iter(_tf_dataset(shard, to_arrays, ["x"], 2, signature, steps).prefetch(4))
             got = [next(it) for _ in range(steps)]
             # the end of the prefetched iterator: its read-ahead has run as far as it ever will
             # (take(steps) pulls nothing after its last batch), so every pass it started is counted
             with pytest.raises(StopIteration):
                 next(it)
             assert started.call_count == passes, f"{steps} steps started {started.call_count} passes"
-        labels = np.concatenate([y.numpy() for _, y in got])
+        labels = np.concatenate([y.numpy()[:, 0] for _, y in got])
         assert labels.tolist() == [float(i % 8) for i in range(2 * steps)]  # in order, no pass skipped
 
 

@@ -160,6 +160,13 @@ def network_batch(table: pa.Table, manifest: dict) -> dict[str, np.ndarray]:
     return INPUTS[manifest["kind"]](table, manifest["spec"])
 
 
+def batch_signature(uri: str, split: str = "train") -> dict[str, tuple[tuple[int, ...], str]]:
+    """{array name: (shape of one row, dtype)} of the split's network batches, from two stored rows."""
+    manifest = load_manifest(uri)
+    table = network_dataset(uri, split, render=False).take_batch(2, batch_format="pyarrow")
+    return {k: (tuple(a.shape[1:]), a.dtype.name) for k, a in network_batch(table, manifest).items()}
+
+
 def network_dataset(
     uri: str,
     split: str = "train",
@@ -167,8 +174,10 @@ def network_dataset(
     cache: bool = False,
     shuffle: bool = False,
     seed: int | None = None,
+    render: bool = True,
 ):
-    """The split as a Ray Data dataset of network batches (rendered lazily, per block).
+    """The split as a Ray Data dataset of network batches (rendered lazily, per block); with
+    `render=False`, of the stored rows, for a consumer that renders them itself (:func:`network_batch`).
 
     `cache=True` keeps the stored (compact) rows in Ray's object store after the first
     read, so later epochs only re-render; for splits that fit the cluster's memory.
@@ -201,4 +210,4 @@ def network_dataset(
     if shuffle:
         order = None if seed is None else ray.data.RandomSeedConfig(seed=seed, reseed_after_execution=True)
         ds = ds.random_shuffle(seed=order)
-    return ds.map_batches(network_batch, batch_format="pyarrow", fn_args=(manifest,))
+    return ds.map_batches(network_batch, batch_format="pyarrow", fn_args=(manifest,)) if render else ds

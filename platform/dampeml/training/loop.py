@@ -9,6 +9,7 @@ manifest; data passed over as often as needed, never once more), and every worke
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -20,20 +21,37 @@ MODEL_FILE = "model.keras"
 STATE_FILE = "state.json"
 
 
-def _tf_dataset(shard, x_keys: list[str], batch: int, steps: int):
+def _tf_dataset(shard, to_arrays, x_keys: list[str], batch: int, signature: dict, steps: int):
     """Exactly `steps` batches per iteration, passing over the shard as often as needed.
+
+    The shard holds stored rows (compact: a Hough event's hits, not its 640 kB image);
+    `to_arrays` (:func:`dampeml.datasets.loader.network_batch`) renders each batch of them here,
+    in tf.data's generator thread, beside the training step (the renderers release the GIL), and
+    the batches are prefetched. Rendered in Ray Data tasks instead, every image went through the
+    object store and a second conversion, CPU taken from the training on a small machine
+    (benchmarks/README.md, "Training"). `signature`: {array: (row shape, dtype)} of its output.
 
     Every pass over a `streaming_split` shard is an epoch of Ray's split coordinator,
     which waits until all workers start it. A bare `.repeat()` let the prefetch of one
     worker (but not always the other's) start a pass after the last needed batch; the
     workers' pass counts then drifted apart and a later epoch deadlocked. `take(steps)`
-    stops asking before a pass nobody needs.
+    stops asking before a pass nobody needs (the prefetch comes after it).
     """
+    import tensorflow as tf
     from ray.train.tensorflow import prepare_dataset_shard
 
-    features = x_keys[0] if len(x_keys) == 1 else x_keys
-    ds = shard.to_tf(feature_columns=features, label_columns="y", batch_size=batch, drop_last=True)
-    return prepare_dataset_shard(ds.repeat().take(steps))
+    spec = {k: tf.TensorSpec((None, *shape), dtype) for k, (shape, dtype) in signature.items()}
+
+    def inputs(arrays: dict):
+        return arrays[x_keys[0]] if len(x_keys) == 1 else {k: arrays[k] for k in x_keys}
+
+    def batches():
+        for table in shard.iter_batches(batch_size=batch, batch_format="pyarrow", drop_last=True):
+            arrays = to_arrays(table)
+            yield inputs(arrays), arrays["y"]
+
+    ds = tf.data.Dataset.from_generator(batches, output_signature=(inputs(spec), spec["y"]))
+    return prepare_dataset_shard(ds.repeat().take(steps).prefetch(2))
 
 
 def train_loop_per_worker(cfg: dict) -> None:
@@ -41,6 +59,7 @@ def train_loop_per_worker(cfg: dict) -> None:
     import ray.train
     import tensorflow as tf
 
+    from dampeml.datasets.loader import network_batch
     from dampeml.models.catalog import build
 
     tf.keras.utils.set_random_seed(cfg["seed"])
@@ -71,9 +90,13 @@ def train_loop_per_worker(cfg: dict) -> None:
             model.set_weights(cfg["init_weights"])
     model.optimizer.learning_rate.assign(state["lr"])
 
-    batch, x_keys = cfg["batch_per_worker"], cfg["x_keys"]
-    train = _tf_dataset(ray.train.get_dataset_shard("train"), x_keys, batch, cfg["steps_per_epoch"])
-    val = _tf_dataset(ray.train.get_dataset_shard("val"), x_keys, batch, cfg["val_steps"])
+    feed = (
+        functools.partial(network_batch, manifest=cfg["manifest"]),
+        cfg["x_keys"],
+        cfg["batch_per_worker"],
+    )
+    train = _tf_dataset(ray.train.get_dataset_shard("train"), *feed, cfg["signature"], cfg["steps_per_epoch"])
+    val = _tf_dataset(ray.train.get_dataset_shard("val"), *feed, cfg["signature"], cfg["val_steps"])
     for epoch in range(state["epoch"], cfg["epochs"]):
         t0 = time.perf_counter()  # per-epoch seconds: the steady state, apart from start-up
         fit = model.fit(train, epochs=1, steps_per_epoch=cfg["steps_per_epoch"], verbose=0)

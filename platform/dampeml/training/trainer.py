@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dampeml.datasets.loader import DatasetError, load_manifest, network_dataset
+from dampeml.datasets.loader import DatasetError, batch_signature, load_manifest, network_dataset
 from dampeml.errors import JobError
 from dampeml.models.architecture import Architecture
 from dampeml.training.config import TrainConfig
@@ -133,6 +133,9 @@ def make_trainer(
         **cfg.to_dict(),
         "learning_rate": cfg.learning_rate(net.config_for(cfg.preset, cfg.overrides).learning_rate),
         "x_keys": list(net.input_keys),
+        # the workers render the stored rows themselves (training.loop._tf_dataset)
+        "manifest": {"kind": manifest["kind"], "spec": manifest["spec"]},
+        "signature": batch_signature(cfg.dataset),
         "steps_per_epoch": cfg.steps_per_epoch or max(1, n_train // cfg.global_batch),
         "val_steps": max(1, n_val // cfg.global_batch),
         # Train V2 refuses `resume_from_checkpoint`: the loop restores this one when Ray has none newer
@@ -156,7 +159,12 @@ def make_trainer(
         ),
         datasets={
             s: network_dataset(
-                cfg.dataset, s, cache=_fits_cache(manifest, s), shuffle=s == "train", seed=cfg.seed
+                cfg.dataset,
+                s,
+                cache=_fits_cache(manifest, s),
+                shuffle=s == "train",
+                seed=cfg.seed,
+                render=False,
             )
             for s in ("train", "val")
         },
