@@ -119,8 +119,8 @@ def test_an_invalid_alias_is_refused_before_the_registry_or_ray(no_work, tmp_pat
 
 
 def test_the_alias_check_agrees_with_the_registry_uri_check():
-    from dampeml.registry.models import RegistryError
-    from dampeml.security import check_alias, check_model_uri
+    from dampeml.registry.models import RegistryError, check_model_uri
+    from dampeml.security import check_alias
 
     for good in ("production", "staging-2", "ab_c", "A1"):
         assert check_alias(good) == good

@@ -87,8 +87,7 @@ def test_a_model_is_registered_and_loaded_through_the_server(server, monkeypatch
         monkeypatch.setenv(k, v)
     monkeypatch.chdir(tmp_path)  # nothing may land in a local store
     from dampeml.registry.bootstrap import register_catalog
-    from dampeml.registry.models import list_versions
-    from dampeml.security import safe_load_model
+    from dampeml.registry.models import list_versions, safe_load_model
 
     versions = register_catalog(aliases=("production",), networks=["bgo-direction-low"], aligned=False)
     model = safe_load_model("models:/bgo-direction-low@production", dst_path=tmp_path)

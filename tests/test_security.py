@@ -12,18 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from dampeml.registry.models import RegistryError
+from dampeml.registry.models import RegistryError, check_model_uri, model_exists, safe_load_model
 from dampeml.security import (
     ArtifactPathError,
     StorageNotAllowedError,
     UnsafeModelError,
     check_artifact_path,
     check_job_paths,
-    check_model_uri,
     check_spec_storage,
     check_storage,
-    model_exists,
-    safe_load_model,
 )
 
 REPO = Path(__file__).resolve().parents[1]

@@ -78,8 +78,7 @@ def test_export_writes_the_alias_models_with_their_lineage(exported):
 
 @pytest.mark.timeout(300)
 def test_import_registers_the_same_weights_and_a_rerun_adds_nothing(exported, tmp_path, monkeypatch):
-    from dampeml.registry.models import list_versions
-    from dampeml.security import safe_load_model
+    from dampeml.registry.models import list_versions, safe_load_model
 
     folder, models, _ = exported
     _store(monkeypatch, tmp_path)  # another, empty registry

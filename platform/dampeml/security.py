@@ -4,8 +4,8 @@ Jobs on a shared cluster take paths and URIs from dataset specs, campaign files 
 lines; each is checked against the allowed storage roots before anything is read or written.
 Model files can carry code (Keras layers such as `Lambda` or `TensorFlowOpLayer` run what the
 file names, MLflow models can ship pickles and `code/` directories), so registry models are
-loaded only through :func:`safe_load_model`, which rebuilds the network with the project's own
-builders and reads nothing but weights from the artifact.
+loaded only through `dampeml.registry.models.safe_load_model` (with the checks here), which
+rebuilds the network with the project's own builders and reads nothing but weights from the artifact.
 
 Allowed storage: `DAMPEML_ALLOWED_STORAGE`, a comma-separated list of roots (local paths or
 URIs such as `s3://bucket/prefix`). Unset, nothing is restricted (one machine, one user); the
@@ -219,37 +219,6 @@ def check_alias(alias: str, what: str = "--alias") -> str:
     return alias
 
 
-def check_model_uri(uri: str) -> tuple[str, str]:
-    """`models:/NAME@ALIAS` or `models:/NAME/VERSION` that exists in the registry; (name, version).
-
-    Raises dampeml.registry.models.RegistryError saying what exists otherwise.
-    """
-    from dampeml.registry.models import RegistryError, list_versions, version_of
-
-    m = re.fullmatch(rf"models:/([A-Za-z0-9][A-Za-z0-9._-]*)(?:@({ALIAS_RE})|/(\d+))", uri or "")
-    if not m:
-        raise RegistryError(f"{uri!r} is not a registry URI: use models:/NAME@ALIAS or models:/NAME/VERSION")
-    name, alias, version = m.groups()
-    if alias:
-        return name, version_of(name, alias)
-    versions = [v.version for v in list_versions(name)]
-    if version not in versions:
-        raise RegistryError(
-            f"{name} has no version {version} (versions: {', '.join(versions)}); `dampeml models show {name}`"
-        )
-    return name, version
-
-
-def model_exists(uri: str) -> bool:
-    from dampeml.registry.models import RegistryError
-
-    try:
-        check_model_uri(uri)
-    except RegistryError:
-        return False
-    return True
-
-
 # MLflow files that are unpickled or put on sys.path by MLflow's own loader (never by ours).
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".cloudpickle", ".joblib")
 IGNORED_PICKLE = "global_custom_objects.cloudpickle"  # written by MLflow for every tf-keras model
@@ -357,38 +326,3 @@ def load_weights_only(model: Any, path: str | os.PathLike, where: str) -> None:
             f"{where}: its weights do not fit the registered architecture "
             f"({str(exc).splitlines()[0][:300]}); refused. Register the model again from trusted code"
         ) from None
-
-
-def safe_load_model(uri: str, dst_path: str | os.PathLike | None = None):
-    """Load a registered tf-keras model (`models:/NAME@ALIAS`) as data, never as code.
-
-    The model is rebuilt by the project's builders from the architecture record the registry
-    holds for the version (:mod:`dampeml.models.architecture`); from the artifact only the
-    weights are read, after :func:`audit_model_dir` and :func:`check_config_matches` pass. So
-    no layer, op or pickle named by the artifact is ever built or run. Use it instead of
-    `mlflow.tensorflow.load_model` (unpickles the artifact's global_custom_objects.cloudpickle)
-    or `keras.models.load_model` (builds whatever layers config.json names, TensorFlowOpLayer
-    included, even with safe_mode).
-    """
-    import mlflow
-
-    from dampeml.registry.models import registered_architecture
-    from dampeml.registry.tracking import setup_mlflow
-
-    setup_mlflow()
-    name, version = check_model_uri(uri)
-    where = f"{uri} (models:/{name}/{version})"
-    architecture = registered_architecture(name, version)
-    if architecture.registered_name != name:
-        raise UnsafeModelError(
-            f"{where}: its architecture record describes {architecture.registered_name!r}, "
-            f"not {name!r}; refused"
-        )
-    local = mlflow.artifacts.download_artifacts(  # the resolved version: an alias may move meanwhile
-        artifact_uri=f"models:/{name}/{version}", dst_path=None if dst_path is None else str(dst_path)
-    )
-    path = audit_model_dir(local)
-    model = architecture.build()
-    check_config_matches(keras_file_config(path), model, where)
-    load_weights_only(model, path, where)
-    return model

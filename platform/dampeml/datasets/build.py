@@ -171,7 +171,8 @@ def check_build_inputs(
     `upstream_versions` ({registered name: version}, e.g. a pipeline's upstream steps) pins those
     networks instead of the alias."""
     from dampeml.reconstruction.chain import NETWORK_OF_FIELD, UPSTREAM_FIELDS, chosen_models
-    from dampeml.security import check_model_uri, check_spec_storage, check_storage
+    from dampeml.registry.models import check_model_uri
+    from dampeml.security import check_spec_storage, check_storage
 
     check_spec_storage(spec, spec_path)
     check_storage(out_uri, what="--out")

@@ -15,9 +15,11 @@ import pyarrow as pa
 
 from dampeml.datasets.spec import DatasetSpec, Roi
 from dampeml.datasets.split import event_uniform
+from dampeml.datasets.units import PARTICLES
 from dampeml.features import COARSE, PRECISE, bgo_image, fit_shower_axis, select_roi_hits, shower_variables
 from dampeml.features.hough import hough_targets
 from dampeml.features.tracks import truth_track
+from dampeml.io.schema import PARTICLE_OF_PDG
 
 TRACK = ("x_top", "y_top", "x_bot", "y_bot")
 GEOMETRIES = {"precise": PRECISE, "coarse": COARSE}
@@ -78,8 +80,6 @@ def feature_columns(
     events: dict, spec: DatasetSpec, chain: Any = None
 ) -> tuple[dict[str, pa.Array], np.ndarray, dict]:
     """Columns to store for the selected events, a keep-mask (RoI requirement), upstream info."""
-    from dampeml.datasets.process import particle_labels
-
     n = len(events["event_id"])
     mc = "true_pdg" in events
     cols: dict[str, pa.Array] = {
@@ -122,3 +122,15 @@ def feature_columns(
             for i, name in enumerate(TRACK):
                 cols[f"hough_target_{name}"] = pa.array(target[:, i].astype(np.float32))
     return cols, keep, upstream
+
+
+def particle_labels(events: dict) -> np.ndarray:
+    """Index into PARTICLES (proton 0, helium 1, electron 2); -1 without truth."""
+    if "true_pdg" not in events:
+        return np.full(len(events["event_id"]), -1, dtype=np.int8)
+    lut = {pdg: PARTICLES.index(name) for pdg, name in PARTICLE_OF_PDG.items()}
+    pdg = np.asarray(events["true_pdg"])
+    out = np.full(len(pdg), -1, dtype=np.int8)
+    for code, idx in lut.items():
+        out[pdg == code] = idx
+    return out

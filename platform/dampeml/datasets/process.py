@@ -13,7 +13,7 @@ from collections import Counter
 import numpy as np
 import pyarrow as pa
 
-from dampeml.datasets.columns import feature_columns
+from dampeml.datasets.columns import feature_columns, particle_labels
 from dampeml.datasets.spec import DatasetSpec
 from dampeml.datasets.split import SPLITS, assign_split, event_uniform
 from dampeml.datasets.storage import UNITS_DIR, Store
@@ -21,7 +21,6 @@ from dampeml.datasets.units import PARTICLES, WorkUnit
 from dampeml.detector.simulation import SimulationConfig, simulate
 from dampeml.io.datasource import DUPLICATE
 from dampeml.io.root_reader import EventFileError, bad_events, read_events
-from dampeml.io.schema import PARTICLE_OF_PDG
 
 _DECADES = np.arange(-3, 9)
 _DECADE_LABELS = np.array([f"1e{d}-1e{d + 1}" for d in _DECADES], dtype=object)
@@ -55,18 +54,6 @@ def energy_bin_labels(energy_gev: np.ndarray) -> np.ndarray:
     """Decade bins ('1e2-1e3' GeV) for the manifest's per-energy counts."""
     d = np.clip(np.floor(np.log10(np.maximum(energy_gev, 1e-3))).astype(int), _DECADES[0], _DECADES[-1])
     return _DECADE_LABELS[d - _DECADES[0]]
-
-
-def particle_labels(events: dict) -> np.ndarray:
-    """Index into PARTICLES (proton 0, helium 1, electron 2); -1 without truth."""
-    if "true_pdg" not in events:
-        return np.full(len(events["event_id"]), -1, dtype=np.int8)
-    lut = {pdg: PARTICLES.index(name) for pdg, name in PARTICLE_OF_PDG.items()}
-    pdg = np.asarray(events["true_pdg"])
-    out = np.full(len(pdg), -1, dtype=np.int8)
-    for code, idx in lut.items():
-        out[pdg == code] = idx
-    return out
 
 
 def electron_keep_probabilities(planned: dict[str, int], fraction: float) -> tuple[float, float]:

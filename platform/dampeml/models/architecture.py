@@ -5,7 +5,7 @@ layers (`Lambda`, `TFOpLambda`, `TensorFlowOpLayer`) run Python or TensorFlow op
 whoever wrote the file. A deny-list of such layers is never complete. So the registry keeps,
 beside every version, this small record of how the project's own builders make the network;
 the loader rebuilds the model from it and reads only tensors (the weights) from the artifact
-(:func:`dampeml.security.safe_load_model`). Nothing in an artifact chooses code to run.
+(:func:`dampeml.registry.models.safe_load_model`). Nothing in an artifact chooses code to run.
 
 The record is a model-version tag, ``architecture``, holding JSON such as
 ``{"network": "bgo-direction-low", "preset": "small", "overrides": {}, "alignment_head": false}``;

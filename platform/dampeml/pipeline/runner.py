@@ -113,7 +113,7 @@ def _run_metrics(run_id: str | None) -> dict[str, float]:
 
 def _upstream_versions(step: Step, done: dict[str, StepResult]) -> dict[str, str]:
     """{step or model URI: registered version} of what `step` depends on."""
-    from dampeml.security import check_model_uri
+    from dampeml.registry.models import check_model_uri
 
     out = {u: f"{done[u].network}/{done[u].version}" for u in step.upstream}
     if step.init_from and step.init_from.startswith(MODEL_URI_PREFIX):

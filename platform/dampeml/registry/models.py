@@ -9,10 +9,20 @@ promotion says so.
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass
 
 from dampeml.errors import InputError, JobError
 from dampeml.registry.tracking import setup_mlflow
+from dampeml.security import (
+    ALIAS_RE,
+    UnsafeModelError,
+    audit_model_dir,
+    check_config_matches,
+    keras_file_config,
+    load_weights_only,
+)
 from dampeml.training.metrics import PRIMARY
 
 
@@ -155,12 +165,10 @@ def promote(name: str, version: str, alias: str = "production", force: bool = Fa
 def load_model(uri: str):
     """Load `models:/NAME@ALIAS` (or `models:/NAME/VERSION`) as an uncompiled tf-keras model, safely.
 
-    dampeml.security.safe_load_model audits the artifact and loads it in Keras' safe mode
+    :func:`safe_load_model` audits the artifact and loads it as data
     (`mlflow.tensorflow.load_model` would unpickle files of the artifact).
     """
     import mlflow
-
-    from dampeml.security import safe_load_model
 
     if not uri.startswith("models:/"):
         raise RegistryError(f"{uri!r} is not a registry URI: use models:/NAME@ALIAS")
@@ -173,3 +181,62 @@ def load_model(uri: str):
             f"cannot load {uri}: {exc.message.splitlines()[0]}; "
             "`dampeml models list` shows the registered models and aliases"
         ) from None
+
+
+def check_model_uri(uri: str) -> tuple[str, str]:
+    """`models:/NAME@ALIAS` or `models:/NAME/VERSION` that exists in the registry; (name, version).
+
+    Raises RegistryError saying what exists otherwise.
+    """
+    m = re.fullmatch(rf"models:/([A-Za-z0-9][A-Za-z0-9._-]*)(?:@({ALIAS_RE})|/(\d+))", uri or "")
+    if not m:
+        raise RegistryError(f"{uri!r} is not a registry URI: use models:/NAME@ALIAS or models:/NAME/VERSION")
+    name, alias, version = m.groups()
+    if alias:
+        return name, version_of(name, alias)
+    versions = [v.version for v in list_versions(name)]
+    if version not in versions:
+        raise RegistryError(
+            f"{name} has no version {version} (versions: {', '.join(versions)}); `dampeml models show {name}`"
+        )
+    return name, version
+
+
+def model_exists(uri: str) -> bool:
+    try:
+        check_model_uri(uri)
+    except RegistryError:
+        return False
+    return True
+
+
+def safe_load_model(uri: str, dst_path: str | os.PathLike | None = None):
+    """Load a registered tf-keras model (`models:/NAME@ALIAS`) as data, never as code.
+
+    The model is rebuilt by the project's builders from the architecture record the registry
+    holds for the version (:mod:`dampeml.models.architecture`); from the artifact only the
+    weights are read, after :func:`audit_model_dir` and :func:`check_config_matches` pass. So
+    no layer, op or pickle named by the artifact is ever built or run. Use it instead of
+    `mlflow.tensorflow.load_model` (unpickles the artifact's global_custom_objects.cloudpickle)
+    or `keras.models.load_model` (builds whatever layers config.json names, TensorFlowOpLayer
+    included, even with safe_mode).
+    """
+    import mlflow
+
+    setup_mlflow()
+    name, version = check_model_uri(uri)
+    where = f"{uri} (models:/{name}/{version})"
+    architecture = registered_architecture(name, version)
+    if architecture.registered_name != name:
+        raise UnsafeModelError(
+            f"{where}: its architecture record describes {architecture.registered_name!r}, "
+            f"not {name!r}; refused"
+        )
+    local = mlflow.artifacts.download_artifacts(  # the resolved version: an alias may move meanwhile
+        artifact_uri=f"models:/{name}/{version}", dst_path=None if dst_path is None else str(dst_path)
+    )
+    path = audit_model_dir(local)
+    model = architecture.build()
+    check_config_matches(keras_file_config(path), model, where)
+    load_weights_only(model, path, where)
+    return model

@@ -7,7 +7,7 @@ its lineage tags (recipe, profile, recipe hash, step key, upstream versions, dat
 git commit), its test metrics and its pipeline step's wall time; `recipe.resolved.yaml` is the pipeline's
 resolved recipe when the models came from one.
 
-Import treats every file as untrusted data, exactly as `security.safe_load_model` treats a
+Import treats every file as untrusted data, exactly as `registry.models.safe_load_model` treats a
 registered artifact: the network is rebuilt by the project's builders from the index's
 architecture record, the file's config.json must name the same layers, and only its weights are
 read. The checksum catches a truncated or swapped file with a clear message; it is not what makes

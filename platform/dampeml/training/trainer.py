@@ -52,7 +52,7 @@ def check_inputs(cfg: TrainConfig):
     check_job_paths(dataset=cfg.dataset, storage=cfg.storage)  # StorageNotAllowedError, before any read
     net = get_network(cfg.network)  # UnknownNetworkError lists the known names
     if cfg.init_from:
-        from dampeml.security import check_model_uri
+        from dampeml.registry.models import check_model_uri
 
         check_model_uri(cfg.init_from)  # RegistryError saying what exists, before Ray starts
     try:
@@ -177,8 +177,7 @@ def initial_weights(cfg: TrainConfig) -> tuple[TrainConfig, list]:
     loader), checked to fit the network being trained; `cfg` comes back with the URI pinned to the
     version (an alias may move later), which the run's params then record as its parent."""
     from dampeml.models.architecture import ArchitectureError, check_same_weights_layout
-    from dampeml.registry.models import load_model
-    from dampeml.security import check_model_uri
+    from dampeml.registry.models import check_model_uri, load_model
 
     name, version = check_model_uri(cfg.init_from)  # RegistryError saying what exists
     pinned = f"models:/{name}/{version}"

@@ -267,3 +267,8 @@ def check_campaign(c: Campaign) -> None:
             f"metric: ASHA stops trials on a metric reported every epoch ({EPOCH_METRICS[net.task]}), "
             f"not {c.metric!r} (test metrics exist only at the end): use scheduler none or a val_ metric"
         )
+
+
+def decode_params(c: Campaign, params: dict[str, Any]) -> dict[str, Any]:
+    """Trial values by search key (grid/choice values travel through Tune as JSON strings)."""
+    return {k: json.loads(v) if c.search_space[k].values is not None else v for k, v in params.items()}

@@ -50,7 +50,7 @@ def _short(v) -> str:
 
 def trial_rows(c: Campaign, trials) -> list[dict]:
     """One plain row per Tune trial: id, status, point, seed, metrics of its last result."""
-    from dampeml.tuning.run import decode_params
+    from dampeml.tuning.campaign import decode_params
 
     rows = []
     for t in trials:

@@ -34,7 +34,7 @@ import ray.tune
 
 from dampeml.errors import InputError
 from dampeml.models.architecture import Architecture
-from dampeml.tuning.campaign import Campaign, CampaignError, variant_key
+from dampeml.tuning.campaign import Campaign, CampaignError, decode_params, variant_key
 
 logger = logging.getLogger(__name__)
 
@@ -101,11 +101,6 @@ def prepare_datasets(
 
 
 # --- one trial --------------------------------------------------------------------------------
-def decode_params(c: Campaign, params: dict[str, Any]) -> dict[str, Any]:
-    """Trial values by search key (grid/choice values travel through Tune as JSON strings)."""
-    return {k: json.loads(v) if c.search_space[k].values is not None else v for k, v in params.items()}
-
-
 def dataset_assignment(values: dict[str, Any]) -> dict[str, Any]:
     """The dataset keys of a trial's values (which dataset variant it trains on)."""
     return {k: v for k, v in values.items() if k == "dataset" or k.startswith("dataset.")}
