@@ -143,7 +143,11 @@ class ChainPredictor:
                 if c in STRING_OUTPUTS:
                     arr = pa.array(np.where(good, values, None).tolist(), typ)
                 else:
-                    arr = pa.array(values.astype(typ.to_pandas_dtype()), typ, mask=mask)
+                    values = values.astype(typ.to_pandas_dtype())
+                    # a value the chain could not give (no hit on the track: no charge) is null, not
+                    # NaN, so that SQL and dataframe tools skip it (avg, count) instead of returning NaN
+                    missing = mask | np.isnan(values) if values.dtype.kind == "f" else mask
+                    arr = pa.array(values, typ, mask=missing)
             else:
                 arr = pa.nulls(n, typ)
             arrays.append(arr)
