@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import os
 
 import ray
@@ -28,6 +29,13 @@ _JOB_CONFIG_VAR = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by the job manager for a 
 def default_num_cpus() -> int:
     """Logical CPUs for a local instance: all cores, and never fewer than MIN_LOCAL_CPUS."""
     return max(MIN_LOCAL_CPUS, os.cpu_count() or 1)
+
+
+def local_cpus(need: float = 0.0) -> int:
+    """The one rule for a local Ray's logical CPUs: all cores (at least MIN_LOCAL_CPUS), and at
+    least what the job needs (its workers, actors or trials with their data feeds) plus 2 spare
+    for Ray Data's tasks; below that a pipeline can hang instead of failing."""
+    return max(default_num_cpus(), math.ceil(need) + 2)
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None, **kwargs):

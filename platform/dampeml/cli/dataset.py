@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from dampeml.cli.errors import clean_errors, console
+from dampeml.cli.options import Address, NumCpus
 
 app = typer.Typer(
     help="Build and inspect versioned training datasets (YAML specs in datasets/).", no_args_is_help=True
@@ -24,8 +25,8 @@ def build(
         int | None, typer.Option(help="build from at most this many input events")
     ] = None,
     resume: Annotated[bool, typer.Option(help="finish an interrupted build at --out")] = False,
-    address: Annotated[str | None, typer.Option(help="Ray cluster address (default: local Ray)")] = None,
-    num_cpus: Annotated[int | None, typer.Option(help="logical CPUs of a local Ray")] = None,
+    address: Address = None,
+    num_cpus: NumCpus = None,
 ) -> None:
     """Run the Ray Data pipeline of a spec and write Parquet shards plus a manifest."""
     from rich.progress import Progress

@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from dampeml.cli.errors import clean_errors, console
+from dampeml.cli.options import Address, NumCpus
 from dampeml.detector.simulation import SimulationConfig
 from dampeml.errors import InputError
 
@@ -162,14 +163,12 @@ def simulate_production(
     mode: Annotated[str, typer.Option(help="mc (with truth) or flight (no truth, misaligned)")] = "mc",
     seed: Annotated[int, typer.Option(help="base seed; each shard's seed derives from it and its index")] = 0,
     events_per_shard: Annotated[int, typer.Option(help="events per shard (one ROOT file each)")] = 2000,
-    address: Annotated[str | None, typer.Option(help="Ray address (default: RAY_ADDRESS, else local)")] = (
-        None
-    ),
-    num_cpus: Annotated[int | None, typer.Option(help="logical CPUs of a local Ray")] = None,
+    address: Address = None,
+    num_cpus: NumCpus = None,
 ) -> None:
     """Simulate many events as seeded shards on Ray; a rerun makes only missing or broken shards."""
     from dampeml.cli.checks import check_simulation_options
-    from dampeml.detector.production import ProductionError, ProductionRequest, run_production
+    from dampeml.detector.production import ProductionRequest, run_production
     from dampeml.detector.simulation import MAX_EVENTS_PER_FILE
 
     check_simulation_options(events, energy_min, energy_max, spectrum_index, seed)
@@ -186,16 +185,12 @@ def simulate_production(
         base_seed=seed,
         events_per_shard=events_per_shard,
     )
-    try:
-        run_production(
-            request,
-            log=lambda line: console.print(line, markup=False, highlight=False),
-            ray_address=address,
-            num_cpus=num_cpus,
-        )
-    except ProductionError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(1) from None
+    run_production(  # failed shards: a ProductionError (a JobError: exit 1, "rerun to finish")
+        request,
+        log=lambda line: console.print(line, markup=False, highlight=False),
+        ray_address=address,
+        num_cpus=num_cpus,
+    )
 
 
 def main() -> None:  # pragma: no cover

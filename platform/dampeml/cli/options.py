@@ -15,3 +15,15 @@ CoarseBelowTeV = Annotated[
         min=0.0,
     ),
 ]
+
+#: where Ray runs: the cluster of the address, or of RAY_ADDRESS (a submitted job), else a local Ray
+Address = Annotated[
+    str | None, typer.Option(help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
+]
+#: a local Ray's logical CPUs (dampeml.runtime.local_cpus makes the default)
+NumCpus = Annotated[
+    int | None,
+    typer.Option(
+        help="logical CPUs of a local Ray (default: all cores, at least 4, and what the job needs + 2)", min=1
+    ),
+]

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from dampeml.cli.errors import clean_errors, console
+from dampeml.cli.options import Address, NumCpus
 
 app = typer.Typer(help="Training recipes: a chain of networks trained, registered and promoted in order.")
 
@@ -21,13 +22,13 @@ def run(
         Path, typer.Option(help="datasets, Ray Train storage and step records (shared on a cluster)")
     ] = Path("dampeml-work"),
     dry_run: Annotated[bool, typer.Option(help="print the plan and check the recipe; run nothing")] = False,
-    address: Annotated[str | None, typer.Option(help="Ray cluster address (default: local Ray)")] = None,
-    num_cpus: Annotated[int | None, typer.Option(help="logical CPUs of a local Ray")] = None,
+    address: Address = None,
+    num_cpus: NumCpus = None,
 ) -> None:
     """Run every step not already done with the same inputs; a rerun skips finished steps."""
     from dampeml.pipeline.recipe import load_recipe
     from dampeml.pipeline.runner import plan_lines, run_pipeline
-    from dampeml.runtime import init_ray
+    from dampeml.runtime import init_ray, local_cpus
     from dampeml.security import check_storage
 
     resolved = load_recipe(recipe, profile)  # every check that needs no Ray
@@ -36,8 +37,8 @@ def run(
         console.print(line, markup=False, highlight=False)
     if dry_run:
         return
-    workers = max(s.train.workers for s in resolved.steps.values())
-    init_ray(address=address, num_cpus=num_cpus or max(4, workers + 2))
+    need = max(s.train.workers * s.train.cpus_per_worker + 1 for s in resolved.steps.values())  # + the feed
+    init_ray(address=address, num_cpus=num_cpus or local_cpus(need))
     results = run_pipeline(resolved, workdir, log=lambda s: console.print(s, markup=False, highlight=False))
     trained = sum(r.status == "trained" for r in results.values())
     console.print(

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from dampeml.cli.errors import clean_errors, console
-from dampeml.cli.options import CoarseBelowTeV
+from dampeml.cli.options import Address, CoarseBelowTeV, NumCpus
 
 
 @clean_errors
@@ -31,8 +31,8 @@ def reprocess(
         bool, typer.Option(help="replace outputs in --out made with other model versions or chain settings")
     ] = False,
     coarse_below: CoarseBelowTeV = 1.0,
-    address: Annotated[str | None, typer.Option(help="Ray cluster address (default: local Ray)")] = None,
-    num_cpus: Annotated[int | None, typer.Option(help="logical CPUs of a local Ray")] = None,
+    address: Address = None,
+    num_cpus: NumCpus = None,
 ) -> None:
     """Reconstruct events with the registered chain; one Parquet file per input file, every event
     accounted for (written or quarantined). A rerun with the same arguments finishes a killed job."""
@@ -42,7 +42,7 @@ def reprocess(
     from dampeml.inference.predictor import ReprocessError
     from dampeml.inference.reprocess import ReprocessConfig
     from dampeml.inference.reprocess import reprocess as run
-    from dampeml.runtime import init_ray
+    from dampeml.runtime import init_ray, local_cpus
     from dampeml.security import check_alias
 
     check_alias(alias)  # else the registry's "no alias" message suggests promoting to it
@@ -62,7 +62,7 @@ def reprocess(
     cfg.check()  # before starting Ray
     check_output_folder(out, "--out")  # a file there, or no write permission: said now, not mid-job
     if num_cpus is None and not (address or os.environ.get("RAY_ADDRESS")):  # a local Ray: room for the pool
-        num_cpus = max(4, int(actors * cpus_per_actor) + 2)
+        num_cpus = local_cpus(actors * cpus_per_actor + 1)  # + the read tasks
     init_ray(address=address, num_cpus=num_cpus)
     import ray
 

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from dampeml.cli.errors import clean_errors, console
-from dampeml.cli.options import CoarseBelowTeV
+from dampeml.cli.options import Address, CoarseBelowTeV, NumCpus
 from dampeml.errors import InputError
 
 models_app = typer.Typer(
@@ -38,13 +38,13 @@ def train(
         str | None,
         typer.Option(help="fine-tune: start from the weights of models:/NAME@ALIAS (or /VERSION)"),
     ] = None,
-    address: Annotated[str | None, typer.Option(help="Ray cluster address (default: local Ray)")] = None,
-    num_cpus: Annotated[int | None, typer.Option(help="logical CPUs of a local Ray")] = None,
+    address: Address = None,
+    num_cpus: NumCpus = None,
 ) -> None:
     """Train a network data-parallel with Ray Train; log and register it in MLflow."""
-    from dampeml.runtime import init_ray
+    from dampeml.runtime import init_ray, local_cpus
     from dampeml.training.config import TrainConfig
-    from dampeml.training.trainer import check_inputs, train
+    from dampeml.training.trainer import check_inputs, cpus_needed, train
 
     if resume and not run_name:
         raise InputError("--resume needs --run-name (the run to continue)")
@@ -61,7 +61,7 @@ def train(
         init_from=init_from,
     )
     check_inputs(cfg)  # before starting Ray
-    init_ray(address=address, num_cpus=num_cpus or max(4, workers + 2))
+    init_ray(address=address, num_cpus=num_cpus or local_cpus(cpus_needed(cfg)))
     result = train(cfg, resume=resume)
     t = Table(title=f"{network}: {result.run_name}")
     for col in ("epoch", "loss", "val_loss", "lr"):

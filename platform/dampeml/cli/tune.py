@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from dampeml.cli.errors import clean_errors, console
+from dampeml.cli.options import Address, NumCpus
 
 
 @clean_errors
@@ -17,10 +18,8 @@ def tune(
         Path, typer.Option(help="datasets cache, Tune and Train storage, comparison (shared on a cluster)")
     ] = Path("dampeml-campaigns"),
     resume: Annotated[bool, typer.Option(help="continue an interrupted campaign in --workdir")] = False,
-    address: Annotated[str | None, typer.Option(help="Ray cluster address (default: local Ray)")] = None,
-    num_cpus: Annotated[
-        int | None, typer.Option(help="logical CPUs of a local Ray (default: enough for the trials)")
-    ] = None,
+    address: Address = None,
+    num_cpus: NumCpus = None,
 ) -> None:
     """Run an ablation campaign; log it to MLflow (one parent run, a child per trial) and compare."""
     from dampeml.tuning.campaign import load_campaign

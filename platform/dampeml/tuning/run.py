@@ -23,7 +23,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -348,7 +347,7 @@ def run_campaign(
 
     `workdir` is checked first; Ray is started only then, if it is not running yet
     (`dampeml.runtime.init_ray(ray_address, num_cpus)`; a local Ray gets, by default, the
-    logical CPUs its concurrent trials need, plus one).
+    logical CPUs of `dampeml.runtime.local_cpus` for its concurrent trials).
     """
     import ray
     from ray.tune import FailureConfig, RunConfig, TuneConfig, Tuner
@@ -367,10 +366,10 @@ def run_campaign(
     probe = train_config(c, {}, "unused", 0, "probe", str(root))
     budget = dict(concurrent=c.resources.max_concurrent_trials, extra=c.resources.trial_cpus)
     if not ray.is_initialized():
-        from dampeml.runtime import init_ray
+        from dampeml.runtime import init_ray, local_cpus
 
-        local_cpus = num_cpus or max(6, math.ceil(cpus_needed(probe, **budget)) + 1)
-        init_ray(ray_address, None if ray_address else local_cpus)
+        cpus = num_cpus or local_cpus(cpus_needed(probe, **budget))
+        init_ray(ray_address, None if ray_address else cpus)
     state_path = root / STATE_FILE
     if state_path.exists():
         state = json.loads(state_path.read_text())
