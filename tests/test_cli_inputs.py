@@ -9,6 +9,8 @@ The heavy functions behind each command are replaced by ones that fail the test 
 from __future__ import annotations
 
 import math
+import sys
+from pathlib import Path
 
 import pytest
 import typer
@@ -194,16 +196,18 @@ def test_the_simulation_config_refuses_non_finite_energies_and_oversized_files()
 def test_the_simulation_job_script_names_bad_options_and_refuses_outside_storage(
     no_work, tmp_path, monkeypatch, capsys
 ):
-    """jobs/simulate.py (ray job submit) checks like `dampeml simulate-production`; a --out outside
-    DAMPEML_ALLOWED_STORAGE escaped as a PermissionError traceback."""
-    import importlib.util
-    from pathlib import Path
+    """jobs/simulate.py (ray job submit) is `dampeml simulate-production`: bad options by name and a
+    --out outside DAMPEML_ALLOWED_STORAGE (once a PermissionError traceback) are one line, exit 2."""
+    import runpy
+
+    import dampeml.detector.production
 
     path = Path(__file__).resolve().parents[1] / "jobs" / "simulate.py"
-    spec = importlib.util.spec_from_file_location("simulate_job", path)
-    job = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(job)
-    monkeypatch.setattr(job, "run_production", lambda *a, **k: pytest.fail("the production was reached"))
+    monkeypatch.setattr(
+        dampeml.detector.production,
+        "run_production",
+        lambda *a, **k: pytest.fail("the production was reached"),
+    )
     (tmp_path / "data").mkdir()
     monkeypatch.setenv("DAMPEML_ALLOWED_STORAGE", str(tmp_path / "data"))
     for args, message in [
@@ -214,9 +218,11 @@ def test_the_simulation_job_script_names_bad_options_and_refuses_outside_storage
         ([*SIM, "--out", str(tmp_path / "data" / "p"), "--events-per-shard", "0"], "--events-per-shard 0"),
         ([*SIM, "--out", str(tmp_path / "elsewhere")], "outside the allowed storage"),
     ]:
-        assert job.main(args) == 1
+        monkeypatch.setattr(sys, "argv", [str(path), *args])
+        with pytest.raises(SystemExit) as exit_:
+            runpy.run_path(str(path), run_name="__main__")
         err = " ".join(capsys.readouterr().err.split())
-        assert err.count("error:") == 1 and message in err, err
+        assert exit_.value.code == 2 and err.count("error:") == 1 and message in err, (args, err)
     assert not (tmp_path / "data" / "p").exists() and not (tmp_path / "elsewhere").exists()
 
 

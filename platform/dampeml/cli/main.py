@@ -165,6 +165,7 @@ def simulate_production(
     events_per_shard: Annotated[int, typer.Option(help="events per shard (one ROOT file each)")] = 2000,
     address: Address = None,
     num_cpus: NumCpus = None,
+    progress: Annotated[bool, typer.Option(help="a progress bar (off for job logs)")] = True,
 ) -> None:
     """Simulate many events as seeded shards on Ray; a rerun makes only missing or broken shards."""
     from dampeml.cli.checks import check_simulation_options
@@ -187,6 +188,7 @@ def simulate_production(
     )
     run_production(  # failed shards: a ProductionError (a JobError: exit 1, "rerun to finish")
         request,
+        progress=progress,
         log=lambda line: console.print(line, markup=False, highlight=False),
         ray_address=address,
         num_cpus=num_cpus,
