@@ -25,12 +25,13 @@ from rich.console import Console
 from dampeml.detector.simulation import SIMULATION_VERSION, SimulationConfig, simulate
 from dampeml.io.root_reader import EventFileError, inspect_file
 from dampeml.io.root_writer import write_event_file
+from dampeml.paths import RECIPES, ZOO
 from dampeml.registry.tracking import tracking_uri
 
-#: The shipped recipe (the repository is installed editable, as the README does).
-RECIPE = Path(__file__).resolve().parents[3] / "recipes" / "chain.yaml"
+#: The shipped recipe (package data: dampeml.paths).
+RECIPE = RECIPES / "chain.yaml"
 #: The reference models trained by the recipe's `reference` profile, shipped as a model zoo.
-REFERENCE_ZOO = RECIPE.parents[1] / "zoo" / "reference"
+REFERENCE_ZOO = ZOO / "reference"
 RETRAIN_REFERENCE = "dampeml pipeline run recipes/chain.yaml --profile reference --workdir ref-work"
 #: The demo's MC: the paper's energy ranges, shortened so a laptop run takes seconds.
 DEMO_SAMPLES = (
