@@ -130,7 +130,7 @@ def promote(name: str, version: str, alias: str = "production", force: bool = Fa
     if version not in versions:
         raise RegistryError(f"{name} has no version {version} (versions: {', '.join(versions) or 'none'})")
     metric, higher_better = PRIMARY[_task(name)]
-    auc = versions[version].metrics.get("test_auc") if metric == "test_auc" else None
+    auc = versions[version].tags.get("test_auc") if metric == "test_auc" else None
     if auc is not None and float(auc) <= CHANCE_AUC and not force:
         raise PromotionRefusedError(
             f"{name} v{version} has test_auc={float(auc):.3g}, no better than chance (<= {CHANCE_AUC}): "
@@ -140,13 +140,13 @@ def promote(name: str, version: str, alias: str = "production", force: bool = Fa
     current = None if current is None else str(current)
     message = f"{name} version {version} is now @{alias}"
     if current and current != version and not force:
-        new = versions[version].metrics.get(metric)
-        old = versions[current].metrics.get(metric)
+        new = versions[version].tags.get(metric)
+        old = versions[current].tags.get(metric)
         if new is None:
             raise PromotionRefusedError(
                 f"{name} v{version} has no {metric} recorded; use --force to promote anyway"
             )
-        ours, theirs = (versions[v].metrics.get("dataset_spec_hash") for v in (version, current))
+        ours, theirs = (versions[v].tags.get("dataset_spec_hash") for v in (version, current))
         if old is not None and ours and theirs and ours != theirs:  # other test events: not comparable
             old = None
             message += f" (not compared with v{current}: its test split is of another dataset spec)"

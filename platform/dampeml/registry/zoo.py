@@ -225,7 +225,7 @@ def import_zoo(folder: str | Path, alias: str | None = None) -> list[ImportedMod
             current = [v for v in list_versions(name) if alias in v.aliases]
         except RegistryError:
             current = []
-        if current and current[0].metrics.get(SHA_TAG) == entry["sha256"]:
+        if current and current[0].tags.get(SHA_TAG) == entry["sha256"]:
             out.append(ImportedModel(name, current[0].version, "current"))
             continue
         model = architecture.build()
