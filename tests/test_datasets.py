@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from dampeml.datasets.build import DatasetBuildError, build_dataset
+from dampeml.datasets.build import DatasetBuildError, DatasetJobError, build_dataset
 from dampeml.datasets.loader import DatasetError, network_dataset
 from dampeml.datasets.spec import DatasetSpec, SpecError, load_spec
 from dampeml.datasets.split import assign_split
@@ -222,7 +222,7 @@ def test_accounting_closes_with_corrupt_and_truncated_files(tmp_path, mixed_file
             "strict.yaml",
         )
     )
-    with pytest.raises(DatasetBuildError, match="above the spec's limit max_quarantine_fraction=0.001"):
+    with pytest.raises(DatasetJobError, match="above the spec's limit max_quarantine_fraction=0.001"):
         build_dataset(strict, str(tmp_path / "strict"))
 
 

@@ -55,12 +55,15 @@ def ray_init_options() -> dict:
 
 def quiet_ray_data() -> None:
     """Ray Data's console handler at WARNING (its progress log lines and execution plans stay in
-    `ray-data.log`), unless verbose or never configured. Call after `ray.data` is imported."""
+    `ray-data.log`) and its progress bars off, unless verbose or never configured."""
     if _verbosity is None or _verbosity > 0:
         return
+    import ray.data
+
     for handler in logging.getLogger("ray.data").handlers:
         if type(handler).__name__ != "SessionFileHandler":
             handler.setLevel(logging.WARNING)
+    ray.data.DataContext.get_current().enable_progress_bars = False  # the commands show their own
 
 
 def worker_env() -> dict[str, str]:

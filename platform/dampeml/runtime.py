@@ -9,7 +9,6 @@ the local default is at least 4 logical CPUs.
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 import os
@@ -69,9 +68,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, **kwargs):
         args["include_dashboard"] = False
     args.update(kwargs)
     context = ray.init(**args)
-    if logs.verbosity() is not None:
-        importlib.import_module("ray.data")  # sets up its logging; the console handler is then lowered
-        logs.quiet_ray_data()
+    logs.quiet_ray_data()
     return context
 
 

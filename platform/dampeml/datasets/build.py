@@ -38,7 +38,7 @@ from dampeml.datasets.split import SPLITS
 from dampeml.datasets.storage import MANIFEST, QUARANTINE, TMP_DIR, UNITS_DIR, Store
 from dampeml.datasets.units import BadFile, WorkUnit, plan_units, planned_particle_counts
 from dampeml.detector.simulation import SIMULATION_VERSION
-from dampeml.errors import JobError
+from dampeml.errors import InputError, JobError
 from dampeml.io.datasource import DuplicateScan, EventIds, scan_duplicates
 
 BUILD_FILE = "_build.json"
@@ -46,8 +46,13 @@ BUILD_FILE = "_build.json"
 TRUTH_TARGETS = frozenset({"track", "hough_offsets", "inelastic", "particle"})
 
 
-class DatasetBuildError(JobError):
-    """The build cannot go on (output exists, resume mismatch, too much quarantined)."""
+class DatasetBuildError(InputError):
+    """A build refused before any work: sources that cannot make the dataset, or an --out that
+    holds another dataset or one started otherwise (the message says what to change)."""
+
+
+class DatasetJobError(JobError):
+    """A build that ran but cannot be published: too much quarantined, or its accounting broken."""
 
 
 @dataclass
@@ -359,7 +364,7 @@ def build_dataset(
     store.delete_dir(TMP_DIR)  # attempt files of killed runs (this run's were all moved into place)
     share = manifest["accounting"]["quarantined_share"]
     if share > spec.max_quarantine_fraction:
-        raise DatasetBuildError(
+        raise DatasetJobError(
             f"{share:.2%} of the events read were quarantined, above the spec's limit "
             f"max_quarantine_fraction={spec.max_quarantine_fraction}: see {store.path(QUARANTINE)}"
         )
@@ -419,7 +424,7 @@ def write_manifest(
     n_q = sum(quarantined.values())
     n_f = sum(filtered.values())
     if written + n_q + n_f != n_read:  # the accounting must close; anything else is a bug
-        raise DatasetBuildError(
+        raise DatasetJobError(
             f"accounting does not close: read {n_read} != written {written} + "
             f"filtered {n_f} + quarantined {n_q}"
         )
