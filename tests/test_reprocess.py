@@ -23,7 +23,7 @@ from dampeml.inference.reprocess import (
     EVENTS_DIR,
     MARKERS_DIR,
     ReprocessConfig,
-    ReprocessError,
+    ReprocessInputError,
     file_key,
     model_column,
     reprocess,
@@ -266,7 +266,7 @@ def test_other_model_versions_refused_unless_overwrite(tmp_path, mixed_inputs, r
     first = ReprocessConfig(str(src / "*.root"), str(out), alias="staging", events_per_block=100)
     assert reprocess(first).summary["coarse_below_tev"] == "1"
     # the same models with the coarse Hough step at every energy: other outputs
-    with pytest.raises(ReprocessError, match=r"coarse_below_tev 1 \(now inf\).*pass --overwrite"):
+    with pytest.raises(ReprocessInputError, match=r"coarse_below_tev 1 \(now inf\).*pass --overwrite"):
         reprocess(ReprocessConfig(**{**first.__dict__, "coarse_below_tev": float("inf")}))
     # alias 'other': electron-proton at a new version, everything else as @staging
     client = mlflow.MlflowClient()
@@ -277,7 +277,7 @@ def test_other_model_versions_refused_unless_overwrite(tmp_path, mixed_inputs, r
         Architecture("electron-proton"), build("electron-proton", preset="small", compile=False), ["other"]
     )
     cfg = ReprocessConfig(str(src / "*.root"), str(out), alias="other", events_per_block=100)
-    with pytest.raises(ReprocessError, match="pass --overwrite") as err:
+    with pytest.raises(ReprocessInputError, match="pass --overwrite") as err:
         reprocess(cfg)
     print(f"\n{err.value}")
     result = reprocess(ReprocessConfig(**{**cfg.__dict__, "overwrite": True}))
@@ -298,7 +298,7 @@ def test_missing_alias_fails_before_any_work(tmp_path, mixed_inputs, ray_local, 
 def test_pool_larger_than_the_cluster_is_refused_before_any_work(tmp_path, mixed_inputs, ray_local, registry):
     out = tmp_path / "reco"
     for kwargs, message in (({"gpus_per_actor": 1.0}, "GPUs"), ({"actors": 8}, "CPUs")):
-        with pytest.raises(ReprocessError, match=message) as err:
+        with pytest.raises(ReprocessInputError, match=message) as err:
             reprocess(ReprocessConfig(str(mixed_inputs / "a_mc.root"), str(out), **kwargs))
         print(f"\n{err.value}")
     assert not out.exists()

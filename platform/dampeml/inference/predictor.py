@@ -18,7 +18,7 @@ import awkward as ak
 import numpy as np
 import pyarrow as pa
 
-from dampeml.errors import JobError
+from dampeml.errors import InputError, JobError
 
 IDENTITY = ("source_file", "entry", "run_id", "event_id", "quarantine_reason")
 STRING_OUTPUTS = ("bgo_model",)
@@ -27,7 +27,11 @@ MODES = ("mc", "flight")
 
 
 class ReprocessError(JobError):
-    """The reprocessing job cannot go on (output of other models, alias moved, bad arguments)."""
+    """The reprocessing job cannot go on (an alias moved during the job, broken accounting)."""
+
+
+class ReprocessInputError(InputError):
+    """Reprocessing refused before any work: --out holds other outputs, or the pool does not fit."""
 
 
 def output_type(column: str) -> pa.DataType:

@@ -61,7 +61,7 @@ import pyarrow.compute as pc
 from dampeml import __version__
 from dampeml.datasets.storage import QUARANTINE, TMP_DIR, Store
 from dampeml.errors import InputError
-from dampeml.inference.predictor import MODES, ChainPredictor, ReprocessError
+from dampeml.inference.predictor import MODES, ChainPredictor, ReprocessError, ReprocessInputError
 from dampeml.io.datasource import (
     DUPLICATE,
     DuplicateScan,
@@ -199,7 +199,7 @@ def _prepare_out(store: Store, params: dict, overwrite: bool) -> dict:
                 if previous["versions"][m].get(net) != params["versions"][m].get(net)
             )
             what = ", ".join(settings) if settings else f"other model versions ({'; '.join(changes)})"
-            raise ReprocessError(
+            raise ReprocessInputError(
                 f"{store.uri} holds outputs made with @{previous.get('alias')}, {what}: pass --overwrite "
                 "to replace them, or choose another --out to keep both"
             )
@@ -209,7 +209,7 @@ def _prepare_out(store: Store, params: dict, overwrite: bool) -> dict:
             if store.exists(rel):
                 store.fs.delete_file(store.path(rel))
     elif any(name != TMP_DIR for name in _entries(store)):
-        raise ReprocessError(
+        raise ReprocessInputError(
             f"{store.uri} is not empty and holds no reprocessing output: choose another --out"
         )
     return params
@@ -319,12 +319,12 @@ def _check_resources(cfg: ReprocessConfig) -> None:
     have = ray.cluster_resources()
     need_cpu = cfg.actors * cfg.cpus_per_actor + 1  # + 1 for the read tasks
     if have.get("CPU", 0) < need_cpu:
-        raise ReprocessError(
+        raise ReprocessInputError(
             f"{cfg.actors} actors x {cfg.cpus_per_actor} CPU plus the readers need {need_cpu:g} CPUs, "
             f"the Ray cluster has {have.get('CPU', 0):g}: use fewer --actors (or a larger --num-cpus locally)"
         )
     if cfg.gpus_per_actor and have.get("GPU", 0) < cfg.actors * cfg.gpus_per_actor:
-        raise ReprocessError(
+        raise ReprocessInputError(
             f"{cfg.actors} actors x {cfg.gpus_per_actor} GPU need {cfg.actors * cfg.gpus_per_actor:g} GPUs, "
             f"the Ray cluster has {have.get('GPU', 0):g}: use --gpus-per-actor 0 or fewer --actors"
         )
