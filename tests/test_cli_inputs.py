@@ -269,3 +269,23 @@ def test_a_bug_keeps_its_traceback(monkeypatch):
     frames = "".join(traceback.format_exception(r.exception))
     print(frames)
     assert "in bug" in frames and "error:" not in r.output
+
+
+def test_a_config_file_gives_any_commands_options_and_the_command_line_wins(tmp_path):
+    """`dampeml --config FILE CMD`: the file's values (either spelling of a name) with the flags
+    given winning; a key that is no option of the command, or a value of the wrong type, is one
+    line naming it, exit 2, before any work; it reaches commands inside a group too."""
+    config = tmp_path / "sim.yaml"
+    out = tmp_path / "p.root"
+    config.write_text(f"particle: helium\nevents: 3\nenergy-min: 10\nenergy_max: 100\nout: {out}\n")
+    code, text = _cli("--config", str(config), "simulate", "--events", "4")
+    assert code == 0 and "wrote 4 mc helium events" in text, text
+    config.write_text("particle: helium\nevnts: 3\n")
+    code, text = _cli("--config", str(config), "simulate")
+    _one_error(code, text, "'evnts' is not an option of `dampeml simulate`", "events, mode")
+    config.write_text("limit-events: 100\nworkers: 2\n")
+    code, text = _cli("--config", str(config), "dataset", "build", "x.yaml", "--out", str(tmp_path / "ds"))
+    _one_error(code, text, "'workers' is not an option of `dampeml dataset build`", "limit-events")
+    config.write_text("limit-events: ten\n")
+    code, text = _cli("--config", str(config), "dataset", "build", "x.yaml", "--out", str(tmp_path / "ds"))
+    assert code == 2 and "--limit-events" in text and not (tmp_path / "ds").exists(), text

@@ -16,6 +16,15 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+@clean_errors
+def _group(ctx: typer.Context) -> None:
+    """Datasets: build a versioned Parquet dataset from a spec, show one."""
+    from dampeml.cli.config_file import apply_config
+
+    apply_config(ctx)  # `dampeml --config FILE` reaches the command through its group
+
+
 @app.command()
 @clean_errors
 def build(

@@ -28,7 +28,15 @@ app = typer.Typer(
 
 
 @app.callback()
+@clean_errors
 def _console(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", "-c", help="a YAML file of the command's options (as `--help` names them); flags win"
+        ),
+    ] = None,
     verbose: Annotated[
         bool,
         typer.Option("--verbose", "-v", help="also show Ray's, Ray Data's and TensorFlow's own messages"),
@@ -42,6 +50,10 @@ def _console(
         raise typer.BadParameter("give --verbose or --quiet, not both")
     logs.configure(1 if verbose else -1 if quiet else 0)
     console.quiet = quiet
+    if config is not None:
+        from dampeml.cli.config_file import read_config
+
+        read_config(ctx, config)
 
 
 def _register_subcommands() -> None:

@@ -13,6 +13,15 @@ from dampeml.cli.options import Address, NumCpus
 app = typer.Typer(help="Training recipes: a chain of networks trained, registered and promoted in order.")
 
 
+@app.callback()
+@clean_errors
+def _group(ctx: typer.Context) -> None:
+    """Training recipes: a chain of networks trained, registered and promoted in order."""
+    from dampeml.cli.config_file import apply_config
+
+    apply_config(ctx)  # `dampeml --config FILE` reaches the command through its group
+
+
 @app.command("run")
 @clean_errors
 def run(

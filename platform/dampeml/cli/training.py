@@ -16,6 +16,15 @@ models_app = typer.Typer(
 )
 
 
+@models_app.callback()
+@clean_errors
+def _group(ctx: typer.Context) -> None:
+    """The model registry: list, show, promote, export and import a model zoo."""
+    from dampeml.cli.config_file import apply_config
+
+    apply_config(ctx)  # `dampeml --config FILE` reaches the command through its group
+
+
 @clean_errors
 def train(
     network: Annotated[
