@@ -145,7 +145,7 @@ def run_units(
                 "upstream": upstream,
                 "tracking": tracking_uri(),
             },
-            concurrency=max(1, min(len(units), free)),
+            compute=ray.data.ActorPoolStrategy(size=max(1, min(len(units), free))),
             num_cpus=num_cpus_per_unit,
         )
         for row in actors.iter_rows():
