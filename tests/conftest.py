@@ -41,6 +41,19 @@ def pytest_runtest_protocol(item, nextitem):
         faulthandler.cancel_dump_traceback_later()
 
 
+#: The slow tier (`pytest -m slow`; `-m "not slow"` is the fast one): tests marked so, and every
+#: test whose own timeout allows more than this (Ray clusters, training, tuning, reprocessing,
+#: the main job), so that a new long test lands in the slow tier by the timeout it needs.
+SLOW_TIMEOUT_S = 120
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        marker = item.get_closest_marker("timeout")
+        if marker and marker.args and float(marker.args[0]) > SLOW_TIMEOUT_S:
+            item.add_marker(pytest.mark.slow)
+
+
 def in_ci() -> bool:
     """True under CI (the CI variable set, as every CI service and .ci/run set it)."""
     return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
