@@ -23,7 +23,7 @@ import time
 import awkward as ak
 import numpy as np
 
-from dampeml.detector import geometry as geo
+from dampeml import geometry as geo
 from dampeml.detector.simulation import SimulationConfig, simulate
 from dampeml.evaluation.efficiency import PAPER_ENERGY_BINS, efficiency_table, paper_value
 from dampeml.features.tracks import truth_track

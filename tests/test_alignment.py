@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dampeml.detector.geometry import BGO_Z_TOP, Z_TOP
 from dampeml.detector.simulation import SimulationConfig, simulate
+from dampeml.geometry import BGO_Z_TOP, Z_TOP
 from dampeml.training.alignment import (
     AlignmentError,
     align,

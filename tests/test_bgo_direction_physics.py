@@ -70,7 +70,7 @@ def test_bgo_network_seed_recovers_the_pev_tracking_efficiency(trained_bgo_mid):
     efficiency in the 85% window, on held-out events, without interactions in the PSD."""
     import numpy as np
 
-    from dampeml.detector import geometry as geo
+    from dampeml import geometry as geo
     from dampeml.detector.simulation import SimulationConfig, simulate
     from dampeml.evaluation.efficiency import efficiency_table
     from dampeml.features.tracks import truth_track

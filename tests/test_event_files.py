@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import uproot
 
-from dampeml.detector import geometry as geo
+from dampeml import geometry as geo
 from dampeml.detector.simulation import SimulationConfig, simulate
 from dampeml.io import schema
 from dampeml.io.root_reader import EventFileError, bad_events, inspect_file, read_events, read_validated

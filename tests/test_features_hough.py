@@ -6,7 +6,7 @@ import awkward as ak
 import numpy as np
 import pytest
 
-from dampeml.detector import geometry as geo
+from dampeml import geometry as geo
 from dampeml.features.hough import (
     COARSE,
     COUNT_SCALE,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dampeml.detector import geometry as geo
+from dampeml import geometry as geo
 from dampeml.features.shower_variables import SHOWER_VARIABLE_NAMES, shower_variables
 from dampeml.io.root_reader import read_events
 

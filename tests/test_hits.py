@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dampeml.detector import geometry as geo
+from dampeml import geometry as geo
 from dampeml.features.tracks import position_at_layer, truth_track
 from dampeml.io.root_reader import read_events
 from dampeml.reconstruction.hits import (

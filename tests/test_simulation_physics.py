@@ -11,7 +11,7 @@ import awkward as ak
 import numpy as np
 import pytest
 
-from dampeml.detector import geometry as geo
+from dampeml import geometry as geo
 from dampeml.detector import validation as val
 from dampeml.detector.simulation import SimulationConfig, simulate
 from dampeml.io.root_reader import EventFileError, inspect_file, read_events

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import gammainc
 
-from dampeml.detector import geometry as geo
+from dampeml import geometry as geo
 from dampeml.detector.physics import landau_signal, laplace_cdf
 
 N_SUBSHOWERS = 5

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dampeml.detector import geometry as geo
+from dampeml import geometry as geo
 
 #: Planes a particle must cross inside the active area: (z, half-width).
 ACCEPTANCE_PLANES = (

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dampeml.detector import geometry as geo
+from dampeml import geometry as geo
 from dampeml.detector.generator import Primaries
 from dampeml.detector.physics import highland_theta0, momentum
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dampeml.detector import geometry as geo
+from dampeml import geometry as geo
 from dampeml.detector.physics import landau_signal
 from dampeml.detector.stk import Hits, measured_pair
 

@@ -16,8 +16,8 @@ import awkward as ak
 import numpy as np
 
 from dampeml import __version__
+from dampeml import geometry as geo
 from dampeml.detector import bgo, psd, stk
-from dampeml.detector import geometry as geo
 from dampeml.detector.generator import generate_primaries
 from dampeml.detector.propagation import propagate, sample_interactions
 from dampeml.errors import InputError

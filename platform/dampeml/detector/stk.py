@@ -21,7 +21,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from dampeml.detector import geometry as geo
+from dampeml import geometry as geo
 from dampeml.detector.physics import landau_signal
 
 BACKSPLASH_NORM = 0.4

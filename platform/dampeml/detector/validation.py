@@ -22,7 +22,7 @@ from pathlib import Path
 import awkward as ak
 import numpy as np
 
-from dampeml.detector import geometry as geo
+from dampeml import geometry as geo
 from dampeml.errors import InputError
 from dampeml.features.shower_axis import SHOWER_START_FRACTION, SHOWER_START_MIP, shower_start_layer
 from dampeml.features.tracks import cos_theta, truth_track

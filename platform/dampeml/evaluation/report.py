@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 
-from dampeml.detector.geometry import Z_TOP
 from dampeml.errors import InputError
 from dampeml.evaluation.domain import TrainingDomain, registered_domain
 from dampeml.evaluation.performance import (
@@ -38,6 +37,7 @@ from dampeml.evaluation.performance import (
     efficiency_at,
     roc_curve,
 )
+from dampeml.geometry import Z_TOP
 
 TRACK_KEYS = ("x_top", "y_top", "x_bot", "y_bot")
 PDG = {"proton": 2212, "helium": 1000020040, "electron": 11}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dampeml.detector import geometry as geo
+from dampeml import geometry as geo
 
 BGO_IMAGE_SHAPE = (geo.BGO_N_LAYERS, geo.BGO_N_BARS)
 BGO_IMAGE_LEVELS = 255

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dampeml.detector import geometry as geo
+from dampeml import geometry as geo
 
 AXIS_HALF_WIDTH = 2  # bars on each side of the layer's hottest bar
 #: A layer with more than this many MIPs is no longer a lone ionising track: the shower

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dampeml.detector import geometry as geo
+from dampeml import geometry as geo
 
 START_THRESHOLD_MEV = 5 * geo.BGO_MIP_MEV
 FIRED_BAR_MEV = 1.0  # the readout's zero-suppression level

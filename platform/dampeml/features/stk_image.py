@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from dampeml.detector import geometry as geo
+from dampeml import geometry as geo
 from dampeml.features.jagged import event_index, flatten
 
 STK_IMAGE_SHAPE = (geo.STK_N_LAYERS * geo.STK_N_HALVES, geo.STK_CHANNELS_PER_HALF)

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from dampeml.detector import geometry as geo
+from dampeml import geometry as geo
 
 TRACK_COLUMNS = ("x_top", "y_top", "x_bot", "y_bot")
 LEVER_ARM = geo.Z_BOT - geo.Z_TOP

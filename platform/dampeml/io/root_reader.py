@@ -17,7 +17,7 @@ import awkward as ak
 import numpy as np
 import uproot
 
-from dampeml.detector import geometry as geo
+from dampeml import geometry as geo
 from dampeml.errors import InputError
 from dampeml.io.schema import BRANCHES, BY_NAME, JAGGED, MC_ONLY, METADATA_KEY, TREE_NAME
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dampeml.detector import geometry as geo
+from dampeml import geometry as geo
 from dampeml.errors import InputError
 
 TREE_NAME = "events"

@@ -41,7 +41,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from dampeml.detector import geometry as geo
+from dampeml import geometry as geo
 from dampeml.models.common import compile_model, dense_stack, tf_keras
 from dampeml.models.config import (
     ConfigError,

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dampeml.detector import geometry as geo
+from dampeml import geometry as geo
 from dampeml.features.jagged import event_index, flatten
 from dampeml.features.tracks import LAYER_FRACTION, LAYER_PROJECTION, cos_theta, position_at_layer
 

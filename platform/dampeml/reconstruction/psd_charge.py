@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dampeml.detector import geometry as geo
+from dampeml import geometry as geo
 from dampeml.features.tracks import LEVER_ARM, cos_theta
 
 #: Largest allowed charge difference between the two PSD layers, and between PSD and STK,

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from dampeml.detector import geometry as geo
+from dampeml import geometry as geo
 from dampeml.features.jagged import event_index, flatten
 from dampeml.features.shower_axis import fit_shower_axis
 from dampeml.features.tracks import LEVER_ARM, cos_theta, position_at_layer, slopes

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dampeml.detector import geometry as geo
+from dampeml import geometry as geo
 
 #: The metric promotion compares, and whether higher is better, per task.
 PRIMARY = {"regression": ("test_mae", False), "classification": ("test_auc", True)}
