@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from dampeml import geometry as geo
-from dampeml.detector import validation as val
 from dampeml.detector.simulation import SimulationConfig, simulate
+from dampeml.evaluation import simulation_plots as val
 from dampeml.io.root_reader import EventFileError, inspect_file, read_events
 from dampeml.io.schema import MC_ONLY
 

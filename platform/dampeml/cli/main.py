@@ -132,7 +132,7 @@ def sim_plots(
 ) -> None:
     """Draw the simulation's validation plots (profiles, backsplash, charges, event display)."""
     from dampeml.cli.checks import check_output_folder
-    from dampeml.detector.validation import make_validation_plots
+    from dampeml.evaluation.simulation_plots import make_validation_plots
     from dampeml.security import check_storage
 
     for i, f in enumerate(files):

@@ -58,7 +58,7 @@ def run_demo(
     console: Console | None = None,
 ) -> Path:
     """The whole platform, small, under `workdir`; returns the path of the physics report."""
-    from dampeml.detector.validation import make_validation_plots
+    from dampeml.evaluation.simulation_plots import make_validation_plots
 
     console = console or Console(stderr=True)
     workdir = Path(workdir).resolve()
