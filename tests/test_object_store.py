@@ -23,8 +23,8 @@ import pytest
 from dampeml.datasets.build import build_dataset
 from dampeml.datasets.spec import load_spec
 from dampeml.datasets.split import SPLITS
-from dampeml.datasets.storage import TMP_DIR, UNITS_DIR, Store
 from dampeml.datasets.units import plan_units
+from dampeml.storage import TMP_DIR, UNITS_DIR, Store
 
 pytest.importorskip("moto.server", reason="moto[server] (the test extra) is not installed")
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
+import runpy
+import sys
 from pathlib import Path
 
 import awkward as ak
@@ -151,10 +152,15 @@ def test_failed_shard_is_reported_and_the_rest_kept(ray_session, tmp_path):
     assert summary.made == [1] and summary.skipped == [0] and summary.complete
 
 
-def test_job_script(ray_session, tmp_path):
-    spec = importlib.util.spec_from_file_location("simulate_job", ROOT / "jobs" / "simulate.py")
-    job = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(job)
+def test_job_script(ray_session, tmp_path, monkeypatch):
+    """jobs/simulate.py, run as `ray job submit` runs it: its exit status is the command's."""
+    script = ROOT / "jobs" / "simulate.py"
+
+    def run(argv: list[str]) -> int:
+        monkeypatch.setattr(sys, "argv", [str(script), *argv])
+        with pytest.raises(SystemExit) as done:
+            runpy.run_path(str(script), run_name="__main__")
+        return done.value.code
 
     def args(energy_max: str) -> list[str]:
         return [
@@ -175,8 +181,8 @@ def test_job_script(ray_session, tmp_path):
             "--no-progress",
         ]
 
-    assert job.main(args("100")) == 0
+    assert run(args("100")) == 0
     names = sorted(p.name for p in tmp_path.glob("*.root"))
     assert names == ["electron_mc_s3_00000.root", "electron_mc_s3_00001.root"]
     assert inspect_file(tmp_path / names[1]).n_events == 10
-    assert job.main(args("1000")) == 1  # another request's directory: refused
+    assert run(args("1000")) == 2  # another request's directory: refused (bad input)

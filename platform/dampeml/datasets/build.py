@@ -35,11 +35,11 @@ from dampeml import __version__
 from dampeml.datasets.process import process_unit
 from dampeml.datasets.spec import DatasetSpec, FileSource, SimulationSource
 from dampeml.datasets.split import SPLITS
-from dampeml.datasets.storage import MANIFEST, QUARANTINE, TMP_DIR, UNITS_DIR, Store
 from dampeml.datasets.units import BadFile, WorkUnit, plan_units, planned_particle_counts
 from dampeml.detector.simulation import SIMULATION_VERSION
 from dampeml.errors import InputError, JobError
 from dampeml.io.datasource import DuplicateScan, EventIds, scan_duplicates
+from dampeml.storage import MANIFEST, QUARANTINE, TMP_DIR, UNITS_DIR, Store
 
 BUILD_FILE = "_build.json"
 #: targets that only MC truth can give (today: every target, so every spec is supervised)

@@ -14,10 +14,10 @@ import numpy as np
 import pyarrow as pa
 
 from dampeml.datasets.columns import GEOMETRIES, TRACK
-from dampeml.datasets.storage import MANIFEST, Store
 from dampeml.errors import InputError
 from dampeml.features import RoiHits, render_hough, render_stk_image, to_float
 from dampeml.features.tracks import cos_theta
+from dampeml.storage import MANIFEST, Store
 
 ELECTRON = 2  # particle label of electrons (dampeml.datasets.units.PARTICLES)
 

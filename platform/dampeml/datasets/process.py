@@ -16,11 +16,11 @@ import pyarrow as pa
 from dampeml.datasets.columns import feature_columns, particle_labels
 from dampeml.datasets.spec import DatasetSpec
 from dampeml.datasets.split import SPLITS, assign_split, event_uniform
-from dampeml.datasets.storage import UNITS_DIR, Store
 from dampeml.datasets.units import PARTICLES, WorkUnit
 from dampeml.detector.simulation import SimulationConfig, simulate
 from dampeml.io.datasource import DUPLICATE
 from dampeml.io.root_reader import EventFileError, bad_events, read_events
+from dampeml.storage import UNITS_DIR, Store
 
 _DECADES = np.arange(-3, 9)
 _DECADE_LABELS = np.array([f"1e{d}-1e{d + 1}" for d in _DECADES], dtype=object)

@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
 from dampeml.datasets.loader import network_batch  # noqa: E402
-from dampeml.datasets.storage import Store  # noqa: E402
+from dampeml.storage import Store  # noqa: E402
 
 
 def sample_picture(uri: str, manifest: dict, out: Path | None = None, n: int = 6) -> Path:

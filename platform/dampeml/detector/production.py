@@ -32,7 +32,6 @@ import json
 import logging
 import os
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -48,6 +47,7 @@ from dampeml.detector.simulation import SIMULATION_VERSION, SimulationConfig, si
 from dampeml.errors import InputError, JobError
 from dampeml.io.root_reader import EventFileError, inspect_file
 from dampeml.io.root_writer import write_event_file
+from dampeml.storage import atomic_file
 
 logger = logging.getLogger(__name__)
 
@@ -335,13 +335,8 @@ def write_manifest(request: ProductionRequest, shards: list[dict], complete: boo
         "n_generated": sum(s["n_generated"] for s in shards),
         "shards": [{k: v for k, v in s.items() if k != "seconds"} for s in shards],
     }
-    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
+    with atomic_file(out) as tmp:
         tmp.write_text(json.dumps(doc, indent=1) + "\n")
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return out
 
 

@@ -59,7 +59,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dampeml import __version__
-from dampeml.datasets.storage import QUARANTINE, TMP_DIR, Store
 from dampeml.errors import InputError
 from dampeml.inference.predictor import MODES, ChainPredictor, ReprocessError, ReprocessInputError
 from dampeml.io.datasource import (
@@ -73,6 +72,7 @@ from dampeml.io.datasource import (
 )
 from dampeml.io.root_reader import EventFileInfo
 from dampeml.io.schema import required_branches
+from dampeml.storage import QUARANTINE, TMP_DIR, Store
 
 Runtime = Literal["tensorflow", "onnx"]
 RUNTIMES = ("tensorflow", "onnx")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from pathlib import Path
 
 import awkward as ak
@@ -12,6 +11,7 @@ import numpy as np
 import uproot
 
 from dampeml.io.schema import BRANCHES, JAGGED, METADATA_KEY, TREE_NAME
+from dampeml.storage import atomic_file
 
 COMPRESSION = uproot.ZLIB(4)
 BASKET_EVENTS = 1000
@@ -24,8 +24,6 @@ def write_event_file(path: str | os.PathLike, branches: dict, metadata: dict) ->
     place, so a killed writer never leaves a file under the final name.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     tree: dict[str, object] = {}
     for b in BRANCHES:
         if b.name in branches and not b.jagged:
@@ -33,24 +31,19 @@ def write_event_file(path: str | os.PathLike, branches: dict, metadata: dict) ->
     present = [name for name in JAGGED if name in branches]
     if present:
         tree["stk"] = ak.zip({name[len("stk_") :]: branches[name] for name in present})
-    try:
-        with uproot.recreate(tmp, compression=COMPRESSION) as f:
-            f[METADATA_KEY] = json.dumps(metadata, default=_json_default)
-            # mktree: a TTree (plain assignment of a dict makes an RNTuple in uproot >= 5.7).
-            # Baskets of BASKET_EVENTS, so that reading an event range decompresses only that range.
-            n = len(next(iter(tree.values()))) if tree else 0
-            bounds = range(0, max(n, 1), BASKET_EVENTS)
-            out = None
-            for start in bounds:
-                chunk = {k: v[start : start + BASKET_EVENTS] for k, v in tree.items()}
-                if out is None:
-                    out = f.mktree(TREE_NAME, chunk, title="DAMPE events")
-                else:
-                    out.extend(chunk)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_file(path) as tmp, uproot.recreate(tmp, compression=COMPRESSION) as f:
+        f[METADATA_KEY] = json.dumps(metadata, default=_json_default)
+        # mktree: a TTree (plain assignment of a dict makes an RNTuple in uproot >= 5.7).
+        # Baskets of BASKET_EVENTS, so that reading an event range decompresses only that range.
+        n = len(next(iter(tree.values()))) if tree else 0
+        bounds = range(0, max(n, 1), BASKET_EVENTS)
+        out = None
+        for start in bounds:
+            chunk = {k: v[start : start + BASKET_EVENTS] for k, v in tree.items()}
+            if out is None:
+                out = f.mktree(TREE_NAME, chunk, title="DAMPE events")
+            else:
+                out.extend(chunk)
     return path
 
 

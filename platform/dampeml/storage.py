@@ -1,4 +1,6 @@
-"""Dataset storage on any pyarrow filesystem (local path, s3://, gs://), with commit markers.
+"""Storage on any pyarrow filesystem (local path, s3://, gs://), with commit markers; and
+:func:`atomic_file`, the same write-then-rename for a single local file. Every stage that
+publishes files (simulation, dataset builds, reprocessing) writes through this module.
 
 A unit of work counts once its marker (`_units/<unit>.json`) exists, and the marker is written
 last, after every shard of the unit is complete on the store. Every file is written under a private
@@ -23,12 +25,32 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+
+
+@contextmanager
+def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside `path` to write to; renamed into place when the block ends
+    without error, removed otherwise: a killed writer never leaves a file under the final name."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
 
 MANIFEST = "manifest.json"
 UNITS_DIR = "_units"
@@ -49,8 +71,6 @@ class Store:
         try:
             fs, root = pafs.FileSystem.from_uri(uri)
         except (pa.ArrowInvalid, ValueError):  # a plain relative path
-            import os
-
             fs, root = pafs.LocalFileSystem(), os.path.abspath(uri)
         return cls(fs, root.rstrip("/"), uri)
 
