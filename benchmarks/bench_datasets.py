@@ -44,11 +44,11 @@ from dampeml.datasets.build import build_dataset
 from dampeml.datasets.loader import network_dataset
 from dampeml.datasets.process import load_unit_events, process_unit
 from dampeml.datasets.spec import DatasetSpec, load_spec
-from dampeml.storage import Store
 from dampeml.datasets.units import plan_units, planned_particle_counts
 from dampeml.detector.simulation import SimulationConfig, simulate
 from dampeml.io.root_writer import write_event_file
 from dampeml.runtime import init_ray
+from dampeml.storage import Store
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported (feed section)
 

@@ -203,7 +203,9 @@ def scaled_spec(spec: str, events: int):
     return DatasetSpec.model_validate(data)
 
 
-def steady_pair(name: str, spec: str, limit_events: int, epochs: int, tmp: str) -> None:
+def steady_pair(
+    name: str, spec: str, limit_events: int, epochs: int, tmp: str, cpus_per_worker: float
+) -> None:
     """One network: Keras fit and Ray Train (1 worker) on the same built dataset, same epochs."""
     from dampeml.training.config import TrainConfig
     from dampeml.training.trainer import train
@@ -227,7 +229,13 @@ def steady_pair(name: str, spec: str, limit_events: int, epochs: int, tmp: str) 
               validation_data=(xv, yv), validation_batch_size=BATCH, callbacks=[timer.callback])  # fmt: skip
     keras_wall = time.perf_counter() - t
     cfg = TrainConfig(
-        network=name, dataset=uri, workers=1, epochs=epochs, storage=f"{tmp}/runs", register=False
+        network=name,
+        dataset=uri,
+        workers=1,
+        cpus_per_worker=cpus_per_worker,
+        epochs=epochs,
+        storage=f"{tmp}/runs",
+        register=False,
     )
     t = time.perf_counter()
     result = train(cfg)
@@ -253,7 +261,7 @@ def steady_pair(name: str, spec: str, limit_events: int, epochs: int, tmp: str) 
         )
 
 
-def section_steady(bgo_events: int, hough_events: int, epochs: int) -> None:
+def section_steady(bgo_events: int, hough_events: int, epochs: int, cpus_per_worker: float) -> None:
     import ray
 
     from dampeml.runtime import RUNTIME_ENV
@@ -264,8 +272,12 @@ def section_steady(bgo_events: int, hough_events: int, epochs: int) -> None:
             os.environ.setdefault(key, value)
         ray.init(address="local", num_cpus=4, object_store_memory=2 * 2**30, include_dashboard=False)
         try:
-            steady_pair("bgo-direction-low", "bgo-direction-low-small.yaml", bgo_events, epochs, tmp)
-            steady_pair("stk-hough-coarse", "stk-hough-coarse-small.yaml", hough_events, epochs, tmp)
+            steady_pair(
+                "bgo-direction-low", "bgo-direction-low-small.yaml", bgo_events, epochs, tmp, cpus_per_worker
+            )
+            steady_pair(
+                "stk-hough-coarse", "stk-hough-coarse-small.yaml", hough_events, epochs, tmp, cpus_per_worker
+            )
         finally:
             ray.shutdown()
 
@@ -285,9 +297,14 @@ def main() -> None:
     parser.add_argument("--steady-bgo-events", type=int, default=60000)
     parser.add_argument("--steady-hough-events", type=int, default=8000)
     parser.add_argument("--steady-epochs", type=int, default=5)
+    parser.add_argument(
+        "--steady-cpus-per-worker", type=float, default=1.0, help="the Ray Train worker's CPUs (and threads)"
+    )
     args = parser.parse_args()
     if args.steady:
-        section_steady(args.steady_bgo_events, args.steady_hough_events, args.steady_epochs)
+        section_steady(
+            args.steady_bgo_events, args.steady_hough_events, args.steady_epochs, args.steady_cpus_per_worker
+        )
         return
     print(f"machine: {stdlib_platform.processor() or stdlib_platform.machine()}, {os.cpu_count()} cores")
     if not args.skip_families:

@@ -25,7 +25,7 @@ def _tf_dataset(shard, to_arrays, x_keys: list[str], batch: int, signature: dict
     """Exactly `steps` batches per iteration, passing over the shard as often as needed.
 
     The shard holds stored rows (compact: a Hough event's hits, not its 640 kB image);
-    `to_arrays` (:func:`dampeml.datasets.loader.network_batch`) renders each batch of them here,
+    `to_arrays` (:func:`dampeml.datasets.loader.network_batch`) renders them, a read at a time, here,
     in tf.data's generator thread, beside the training step (the renderers release the GIL), and
     the batches are prefetched. Rendered in Ray Data tasks instead, every image went through the
     object store and a second conversion, CPU taken from the training on a small machine
@@ -45,13 +45,34 @@ def _tf_dataset(shard, to_arrays, x_keys: list[str], batch: int, signature: dict
     def inputs(arrays: dict):
         return arrays[x_keys[0]] if len(x_keys) == 1 else {k: arrays[k] for k in x_keys}
 
+    rows = _rows_per_read(batch, signature)
+
     def batches():
-        for table in shard.iter_batches(batch_size=batch, batch_format="pyarrow", drop_last=True):
+        # read and render `rows` at a time (Ray Data's per-batch cost, paid once per read, halved the
+        # small networks' rate), then hand out `batch`-row slices; a pass ends without its last
+        # partial batch, as drop_last would, so every pass yields the same count
+        for table in shard.iter_batches(batch_size=rows, batch_format="pyarrow", drop_last=False):
             arrays = to_arrays(table)
-            yield inputs(arrays), arrays["y"]
+            for start in range(0, len(arrays["y"]) - batch + 1, batch):
+                part = {k: a[start : start + batch] for k, a in arrays.items()}
+                yield inputs(part), part["y"]
 
     ds = tf.data.Dataset.from_generator(batches, output_signature=(inputs(spec), spec["y"]))
     return prepare_dataset_shard(ds.repeat().take(steps).prefetch(2))
+
+
+#: bytes of rendered inputs read at once in a worker (a Hough image is 640 kB: ~3 batches)
+READ_BYTES = 64 * 2**20
+#: batches read at once at the most (a BGO image is 1.2 kB)
+READ_BATCHES = 32
+
+
+def _rows_per_read(batch: int, signature: dict) -> int:
+    """Rows per read: whole batches, at most READ_BATCHES of them and about READ_BYTES."""
+    import numpy as np
+
+    row = sum(int(np.prod(shape)) * np.dtype(dtype).itemsize for shape, dtype in signature.values())
+    return batch * max(1, min(READ_BATCHES, READ_BYTES // max(1, row * batch)))
 
 
 def train_loop_per_worker(cfg: dict) -> None:
@@ -62,6 +83,11 @@ def train_loop_per_worker(cfg: dict) -> None:
     from dampeml.datasets.loader import network_batch
     from dampeml.models.catalog import build
 
+    if cfg["cpus_per_worker"] >= 2:  # a worker computes on all the CPUs it reserved
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(int(cfg["cpus_per_worker"]))
+        except RuntimeError:  # TensorFlow already ran in this process: its pools are fixed
+            pass
     tf.keras.utils.set_random_seed(cfg["seed"])
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     ctx = ray.train.get_context()
