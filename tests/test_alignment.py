@@ -127,6 +127,7 @@ def test_head_trained_in_one_energy_range_works_in_another(base_model, flight):
     assert after["offset_mm"] < 0.5 * before["offset_mm"]
 
 
+@pytest.mark.slow  # its fixture trains a BGO network (~2 min)
 def test_alignment_refuses_mc_and_too_few_events(base_model):
     mc = _mc("proton", 50, 5)
     with pytest.raises(AlignmentError, match="truth"):
