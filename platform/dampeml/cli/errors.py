@@ -19,14 +19,14 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from dampeml.errors import DampemlError, InputError
+from dampeml.errors import DampemlError, InputError, JobError
 
 #: the commands' messages (silenced by --quiet); errors go to their own console, never silenced
 console = Console(stderr=True)
 _errors = Console(stderr=True)
 
 #: exit codes (see the module docstring)
-BAD_INPUT, FAILED = InputError.exit_code, 1
+BAD_INPUT, FAILED = InputError.exit_code, JobError.exit_code
 
 
 def _os_error(exc: OSError) -> str:

@@ -88,7 +88,7 @@ def _finished(state_file: Path, network: str, key: str) -> dict | None:
     if not tagged:
         return None
     v = tagged[-1]
-    test = {k: float(x) for k, x in _run_metrics(v.run_id).items() if k.startswith("test_")}
+    test = {k: float(x) for k, x in v.tags.items() if k.startswith("test_")}  # tagged at registration
     return {
         "step": v.tags.get("pipeline_step", ""),
         "network": network,
@@ -98,17 +98,6 @@ def _finished(state_file: Path, network: str, key: str) -> dict | None:
         "note": "found in the registry",
         "test": test,
     }
-
-
-def _run_metrics(run_id: str | None) -> dict[str, float]:
-    import mlflow
-
-    if not run_id:
-        return {}
-    try:
-        return dict(mlflow.MlflowClient().get_run(run_id).data.metrics)
-    except Exception:  # noqa: BLE001  (a version imported without its run)
-        return {}
 
 
 def _upstream_versions(step: Step, done: dict[str, StepResult]) -> dict[str, str]:
