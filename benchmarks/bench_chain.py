@@ -143,7 +143,7 @@ def build_chain(
     keras_models = {f: build(n, preset=preset, compile=False) for f, n in NETWORK_OF_FIELD.items()}
     network_flops = {f: float(flops(m)) for f, m in keras_models.items()}
     versions = {n: f"untrained-{preset}" for n in NETWORK_OF_FIELD.values()}
-    config = dataclasses.replace(ChainConfig.with_coarse_below_tev(coarse_below_tev), pooled_inputs=pooled)
+    config = dataclasses.replace(ChainConfig().with_coarse_below_tev(coarse_below_tev), pooled_inputs=pooled)
     chain = Chain(ChainModels(**keras_models), versions, runtime=runtime, onnx_threads=1, config=config)
     return chain, network_flops
 

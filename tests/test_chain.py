@@ -496,3 +496,39 @@ def test_missing_alias_or_model_is_a_clear_registry_error(registered_models, tmp
     ensure_experiment(tmp_path / "artifacts")
     with pytest.raises(RegistryError, match="no registered model 'bgo-direction-low'"):
         Chain.from_registry(alias="production")
+
+
+def test_chain_settings_file_round_trip_and_bad_fields(tmp_path):
+    """A settings file changes only what it names; the written record reads back identical; a
+    mistyped field, a wrong type or an out-of-range value is refused naming the file and field."""
+    from dampeml.reconstruction.config import ChainConfigError, read_chain_config
+
+    path = tmp_path / "chain.yaml"
+    path.write_text("precise_passes: 3\ncoarse: {pixel_mm: 0.5}\ncoarse_below_mev: .inf\n")
+    config = read_chain_config(path)
+    default = ChainConfig()
+    assert config.precise_passes == 3 and config.coarse.pixel_mm == 0.5 and config.coarse.n_pixels == 400
+    assert config.refit_window_mm == default.refit_window_mm  # not named: the default
+    assert config.differences(default) == [
+        "coarse_below_mev 1000000.0 (now inf)",
+        "precise_passes 2 (now 3)",
+        "coarse {'pixel_mm': 0.4, 'n_pixels': 400} (now {'pixel_mm': 0.5, 'n_pixels': 400})",
+    ]
+    (tmp_path / "back.yaml").write_text(config.to_yaml())
+    assert read_chain_config(tmp_path / "back.yaml") == config
+    assert default.with_coarse_below_tev(None) is default
+    assert default.with_coarse_below_tev(2.0).coarse_below_mev == 2e6
+    for text, field in [
+        ("precise_pases: 3\n", "precise_pases"),
+        ("precise_passes: two\n", "precise_passes"),
+        ("precise_passes: 0\n", "precise_passes must be >= 1"),
+        ("coarse_below_mev: -1\n", "coarse_below_mev must be >= 0"),
+        ("coarse: {pixel_mm: -0.4}\n", "coarse"),
+        ("- a list\n", "YAML mapping"),
+    ]:
+        path.write_text(text)
+        with pytest.raises(ChainConfigError, match=field) as err:
+            read_chain_config(path)
+        assert str(path) in str(err.value)
+    with pytest.raises(ChainConfigError, match="no such chain settings file"):
+        read_chain_config(tmp_path / "missing.yaml")

@@ -24,6 +24,7 @@ from dampeml.datasets.build import build_dataset
 from dampeml.datasets.spec import load_spec
 from dampeml.datasets.split import SPLITS
 from dampeml.datasets.units import plan_units
+from dampeml.reconstruction.config import ChainConfig
 from dampeml.storage import TMP_DIR, UNITS_DIR, Store
 
 pytest.importorskip("moto.server", reason="moto[server] (the test extra) is not installed")
@@ -292,7 +293,12 @@ def test_reprocessing_commits_on_s3_exactly_once(s3, monkeypatch):
         commit_file(store, info, _reprocessed(info, 2.0), versions, ["energy"])
     assert remove_orphans(store) == [f"{file_key(infos['c'].path)}.parquet"]
     plan = EventFilePlan([infos["a"], infos["b"]], [], ())
-    params = {"alias": "production", "runtime": "tensorflow", "coarse_below_tev": "1", "versions": {}}
+    params = {
+        "alias": "production",
+        "runtime": "tensorflow",
+        "chain": ChainConfig().as_dict(),
+        "versions": {},
+    }
     summary, quarantine = write_summary(store, plan, params, {})
     totals = summary["totals"]
     assert totals["written"] + totals["quarantined"] == totals["events"] == 11

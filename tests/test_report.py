@@ -156,6 +156,20 @@ def test_a_compared_chain_gets_its_own_rows_and_the_notes_come_first(sample, tmp
     assert metrics["seconds_per_event"]["chain (staging)"] > 0
 
 
+def test_a_report_of_one_particle_has_no_roc_but_every_other_figure(sample, tmp_path):
+    """Held-out events of one particle (a Table 2 bin re-evaluated alone): no electron/proton or
+    inelastic ROC can be drawn, the panels say so, and the rest of the report is written."""
+    import dataclasses
+
+    helium = sample.columns["true_pdg"] == 1000020040
+    one = dataclasses.replace(sample, columns={k: v[helium] for k, v in sample.columns.items()}, others={})
+    assert 0 < one.n_events < sample.n_events
+    text = write_report(one, tmp_path).read_text()
+    assert "![roc](roc.png)" in text and "helium" in text
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert np.isnan(metrics["classifiers"]["electron_proton_auc"])
+
+
 def test_report_refuses_flight_files(registered_models, tmp_path, monkeypatch):
     from dampeml.reconstruction.chain import Chain
 
@@ -172,3 +186,44 @@ def test_evaluate_cli_names_a_missing_alias(registered_models, mc_files, tmp_pat
     )
     assert result.exit_code == 2
     assert "no alias 'nosuch'" in result.output and not (tmp_path / "r").exists()
+
+
+def test_evaluate_cli_writes_its_settings_beside_the_report(
+    registered_models, mc_files, tmp_path, monkeypatch
+):
+    """`--chain` sets the chain, `--coarse-below` wins over it; the report folder holds the resolved
+    chain settings and the options the command ran with, which `--config` reads back."""
+    from dampeml.reconstruction.config import read_chain_config
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", registered_models)
+    chain = tmp_path / "chain.yaml"
+    chain.write_text("precise_passes: 1\ncoarse_below_mev: 3.0e+6\n")
+    out = tmp_path / "r"
+    argv = [
+        "evaluate",
+        "--input",
+        mc_files[0],
+        "--out",
+        str(out),
+        "--max-events",
+        "60",
+        "--chain",
+        str(chain),
+    ]
+    result = CliRunner().invoke(app, [*argv, "--coarse-below", "inf"])
+    assert result.exit_code == 0, result.output
+    written = read_chain_config(out / "chain.yaml")
+    assert written.precise_passes == 1 and written.coarse_below_mev == float("inf")
+    assert "Chain: tensorflow runtime; coarse Hough step below inf TeV" in (out / "report.md").read_text()
+    recorded = out / "evaluate.config.yaml"
+    text = recorded.read_text()
+    assert (
+        text.startswith("# dampeml --config evaluate.config.yaml evaluate") and "coarse-below: .inf" in text
+    )
+    (out / "report.md").unlink()
+    result = CliRunner().invoke(app, ["--config", str(recorded), "evaluate"])
+    assert result.exit_code == 0, result.output
+    assert (out / "report.md").exists() and read_chain_config(out / "chain.yaml") == written
+    chain.write_text("precise_pases: 1\n")
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 2 and "precise_pases" in result.output and str(chain) in result.output

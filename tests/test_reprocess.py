@@ -32,6 +32,7 @@ from dampeml.io.datasource import DUPLICATE
 from dampeml.io.root_reader import read_events
 from dampeml.io.root_writer import write_event_file
 from dampeml.io.schema import MC_ONLY
+from dampeml.reconstruction.config import read_chain_config
 from dampeml.registry.models import RegistryError
 from tests.conftest import make_file
 
@@ -266,8 +267,11 @@ def test_other_model_versions_refused_unless_overwrite(tmp_path, mixed_inputs, r
     first = ReprocessConfig(str(src / "*.root"), str(out), alias="staging", events_per_block=100)
     assert reprocess(first).summary["coarse_below_tev"] == "1"
     # the same models with the coarse Hough step at every energy: other outputs
-    with pytest.raises(ReprocessInputError, match=r"coarse_below_tev 1 \(now inf\).*pass --overwrite"):
-        reprocess(ReprocessConfig(**{**first.__dict__, "coarse_below_tev": float("inf")}))
+    everywhere = first.chain.with_coarse_below_tev(float("inf"))
+    with pytest.raises(
+        ReprocessInputError, match=r"coarse_below_mev 1000000.0 \(now inf\).*pass --overwrite"
+    ):
+        reprocess(ReprocessConfig(**{**first.__dict__, "chain": everywhere}))
     # alias 'other': electron-proton at a new version, everything else as @staging
     client = mlflow.MlflowClient()
     for m in client.search_registered_models():
@@ -370,13 +374,26 @@ def test_cli_help_and_run(tmp_path, mixed_inputs, ray_local, registry):
         assert opt in res.output
     assert "--coarse-below" in res.output
     out = tmp_path / "cli"
+    chain_file = tmp_path / "chain.yaml"
+    chain_file.write_text("coarse_below_mev: 5.0e+5\nprecise_passes: 1\n")
     argv = ["reprocess", "--input", str(mixed_inputs / "[ab]_*.root"), "--out", str(out)]
-    argv += ["--coarse-below", "inf", "--num-cpus", "4"]
+    argv += ["--chain", str(chain_file), "--coarse-below", "inf", "--num-cpus", "4"]
     res = runner.invoke(app, argv)
     print(res.output)
     assert res.exit_code == 0, res.output
     assert "written 350" in res.output and "quarantined 0" in res.output
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["totals"]["written"] == 350 and summary["coarse_below_tev"] == "inf"
+    assert summary["totals"]["written"] == 350 and summary["coarse_below_tev"] == "inf"  # the flag wins
+    assert summary["chain"]["precise_passes"] == 1  # the file's setting
+    written = read_chain_config(out / "chain.yaml")
+    assert written.precise_passes == 1 and written.coarse_below_mev == float("inf")
+    # the recorded invocation reruns the job: all done, nothing redone
+    recorded = out / "reprocess.config.yaml"
+    res = runner.invoke(app, ["--config", str(recorded), "reprocess", "--num-cpus", "4"])
+    assert res.exit_code == 0, res.output
+    assert "files were already done" in res.output and "written 350" in res.output
+    # other chain settings than the outputs': refused, naming the setting
+    res = runner.invoke(app, [*argv[:5], "--num-cpus", "4"])
+    assert res.exit_code == 2 and "precise_passes 1 (now 2)" in res.output, res.output
     res = runner.invoke(app, [*argv[:-2], "--alias", "nosuchalias"])
     assert res.exit_code == 2 and "nosuchalias" in res.output

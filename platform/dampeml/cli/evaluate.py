@@ -7,19 +7,22 @@ from typing import Annotated
 
 import typer
 
+from dampeml.cli.config_file import write_invocation
 from dampeml.cli.errors import clean_errors, console
-from dampeml.cli.options import CoarseBelowTeV
+from dampeml.cli.options import ChainFile, CoarseBelowTeV, chain_settings
 
 
 @clean_errors
 def evaluate(
+    ctx: typer.Context,
     input: Annotated[str, typer.Option(help="MC event files: a path or a quoted glob ('mc/*.root')")],
     out: Annotated[Path, typer.Option(help="report folder (report.md, PNGs, metrics.json)")],
     alias: Annotated[str, typer.Option(help="registry alias of the chain's models")] = "production",
     runtime: Annotated[str, typer.Option(help="tensorflow or onnx")] = "tensorflow",
     max_events: Annotated[int | None, typer.Option(help="stop after this many events")] = None,
     batch_size: Annotated[int, typer.Option(help="events per chain call")] = 2000,
-    coarse_below: CoarseBelowTeV = 1.0,
+    coarse_below: CoarseBelowTeV = None,
+    chain_file: ChainFile = None,
     compare: Annotated[
         list[str] | None, typer.Option(help="also run the chain of the models at this alias (repeatable)")
     ] = None,
@@ -27,7 +30,7 @@ def evaluate(
     """Run the CNN chain and the standard reconstruction on MC; write the physics report."""
     from dampeml.evaluation.report import collect, write_report
     from dampeml.io.datasource import expand_paths
-    from dampeml.reconstruction.chain import Chain, ChainConfig
+    from dampeml.reconstruction.chain import Chain
     from dampeml.security import check_alias, check_job_paths
 
     check_alias(alias)
@@ -35,11 +38,13 @@ def evaluate(
         check_alias(other, "--compare")
     check_job_paths(input=input, out=out)  # StorageNotAllowedError before any read
     files = expand_paths(input)
-    config = ChainConfig.with_coarse_below_tev(coarse_below)
+    config = chain_settings(chain_file, coarse_below)
     chain = Chain.from_registry(alias=alias, flight=False, runtime=runtime, config=config)
     others = {
         a: Chain.from_registry(alias=a, flight=False, runtime=runtime, config=config) for a in compare or []
     }
     sample = collect(files, chain, batch_size=batch_size, max_events=max_events, others=others)
     path = write_report(sample, out)
-    console.print(f"report of {sample.n_events} events: {path}")
+    (out / "chain.yaml").write_text(config.to_yaml())
+    write_invocation(ctx, out)
+    console.print(f"report of {sample.n_events} events: {path} (its chain settings: {out / 'chain.yaml'})")

@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from dampeml.cli.config_file import write_invocation
 from dampeml.cli.errors import clean_errors, console
 from dampeml.cli.options import Address, NumCpus
 from dampeml.detector.simulation import SimulationConfig
@@ -60,6 +61,7 @@ def _register_subcommands() -> None:
     from dampeml.cli.dataset import app as dataset_app
     from dampeml.cli.evaluate import evaluate
     from dampeml.cli.pipeline import app as pipeline_app
+    from dampeml.cli.reference import config_reference
     from dampeml.cli.reprocess import reprocess
     from dampeml.cli.training import align, models_app, train
     from dampeml.cli.tune import tune
@@ -72,6 +74,7 @@ def _register_subcommands() -> None:
     app.command()(evaluate)
     app.command()(reprocess)
     app.command()(tune)
+    app.command("config-reference")(config_reference)
 
 
 @app.command()
@@ -166,6 +169,7 @@ def demo(
 @app.command("simulate-production")
 @clean_errors
 def simulate_production(
+    ctx: typer.Context,
     particle: Annotated[str, typer.Option(help="proton, helium or electron")],
     events: Annotated[int, typer.Option(help="accepted events in total, over all shards")],
     energy_min: Annotated[float, typer.Option(help="minimum kinetic energy, GeV")],
@@ -205,6 +209,7 @@ def simulate_production(
         ray_address=address,
         num_cpus=num_cpus,
     )
+    write_invocation(ctx, out)
 
 
 def main() -> None:  # pragma: no cover

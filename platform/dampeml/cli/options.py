@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+if TYPE_CHECKING:
+    from dampeml.reconstruction.config import ChainConfig
+
 CoarseBelowTeV = Annotated[
-    float,
+    float | None,
     typer.Option(
-        help="deposited BGO energy (TeV) below which the chain runs its coarse Hough step. The paper's 1 "
-        "assumes BGO networks as precise as its own; inf runs the step for every event, better for "
-        "less precise ones (benchmarks/README.md, the full CNN chain)",
+        help="deposited BGO energy (TeV) below which the chain runs its coarse Hough step (default: the "
+        "--chain file's, else 1). The paper's 1 assumes BGO networks as precise as its own; inf runs the "
+        "step for every event, better for less precise ones (benchmarks/README.md, the full CNN chain)",
         min=0.0,
+    ),
+]
+#: the chain's settings file (dampeml.reconstruction.config)
+ChainFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--chain",
+        help="a YAML file of the chain's settings, only those it changes (docs/config-reference.md); "
+        "--coarse-below wins over it",
     ),
 ]
 
@@ -27,3 +40,11 @@ NumCpus = Annotated[
         help="logical CPUs of a local Ray (default: all cores, at least 4, and what the job needs + 2)", min=1
     ),
 ]
+
+
+def chain_settings(file: Path | None, coarse_below_tev: float | None) -> ChainConfig:
+    """The chain's settings of `--chain FILE` (else the defaults), with `--coarse-below` applied."""
+    from dampeml.reconstruction.config import ChainConfig, read_chain_config  # numba: 0.6 s on every --help
+
+    config = read_chain_config(file) if file is not None else ChainConfig()
+    return config.with_coarse_below_tev(coarse_below_tev)

@@ -8,12 +8,14 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from dampeml.cli.config_file import write_invocation
 from dampeml.cli.errors import clean_errors, console
-from dampeml.cli.options import Address, CoarseBelowTeV, NumCpus
+from dampeml.cli.options import Address, ChainFile, CoarseBelowTeV, NumCpus, chain_settings
 
 
 @clean_errors
 def reprocess(
+    ctx: typer.Context,
     input_glob: Annotated[
         str, typer.Option("--input", help="event files: a path or a quoted glob ('runs/*.root')")
     ],
@@ -30,7 +32,8 @@ def reprocess(
     overwrite: Annotated[
         bool, typer.Option(help="replace outputs in --out made with other model versions or chain settings")
     ] = False,
-    coarse_below: CoarseBelowTeV = 1.0,
+    coarse_below: CoarseBelowTeV = None,
+    chain_file: ChainFile = None,
     address: Address = None,
     num_cpus: NumCpus = None,
 ) -> None:
@@ -57,7 +60,7 @@ def reprocess(
         batch_size=batch_size,
         events_per_block=events_per_block,
         overwrite=overwrite,
-        coarse_below_tev=coarse_below,
+        chain=chain_settings(chain_file, coarse_below),
     )
     cfg.check()  # before starting Ray
     check_output_folder(out, "--out")  # a file there, or no write permission: said now, not mid-job
@@ -91,6 +94,7 @@ def reprocess(
             progress.stop()
             console.print(f"[bold red]error:[/] {exc}")
             raise typer.Exit(1) from None
+    write_invocation(ctx, out)
     print_summary(result.summary)
     if result.files_done_before:
         console.print(

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from dampeml.cli.config_file import log_invocation
 from dampeml.cli.errors import clean_errors, console
 from dampeml.cli.options import Address, CoarseBelowTeV, NumCpus
 from dampeml.errors import InputError
@@ -27,6 +28,7 @@ def _group(ctx: typer.Context) -> None:
 
 @clean_errors
 def train(
+    ctx: typer.Context,
     network: Annotated[
         str, typer.Argument(help="network name, e.g. bgo-direction-low (see `dampeml models`)")
     ],
@@ -72,6 +74,8 @@ def train(
     check_inputs(cfg)  # before starting Ray
     init_ray(address=address, num_cpus=num_cpus or local_cpus(cpus_needed(cfg)))
     result = train(cfg, resume=resume)
+    if result.mlflow_run_id:
+        log_invocation(ctx, result.mlflow_run_id)
     t = Table(title=f"{network}: {result.run_name}")
     for col in ("epoch", "loss", "val_loss", "lr"):
         t.add_column(col, justify="right")

@@ -7,12 +7,14 @@ from typing import Annotated
 
 import typer
 
+from dampeml.cli.config_file import write_invocation
 from dampeml.cli.errors import clean_errors, console
 from dampeml.cli.options import Address, NumCpus
 
 
 @clean_errors
 def tune(
+    ctx: typer.Context,
     campaign: Annotated[Path, typer.Argument(help="campaign file (the shipped ones are in campaigns/)")],
     workdir: Annotated[
         Path, typer.Option(help="datasets cache, Tune and Train storage, comparison (shared on a cluster)")
@@ -35,6 +37,7 @@ def tune(
         ray_address=address,
         num_cpus=num_cpus,
     )
+    write_invocation(ctx, workdir)
     console.print(rich_table(c, result.groups))
     console.print(f"comparison: {', '.join(str(p) for p in result.artifacts)}")
     console.print(f"MLflow parent run {result.parent_run_id} (experiment dampeml-campaigns)")

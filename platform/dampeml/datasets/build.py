@@ -102,12 +102,13 @@ class UnitProcessor:
 
     def __init__(self, spec_json: str, store_uri: str, context: dict, upstream: Upstream, tracking: str):
         os.environ["MLFLOW_TRACKING_URI"] = tracking  # actors may run where the driver's env is not
-        from dampeml.reconstruction.chain import Chain, ChainConfig
+        from dampeml.reconstruction.chain import Chain
+        from dampeml.reconstruction.config import ChainConfig
 
         self.spec = DatasetSpec.model_validate_json(spec_json)
         self.store = Store.open(store_uri)
         everywhere = self.spec.roi is not None and self.spec.roi.coarse_everywhere
-        config = ChainConfig.with_coarse_below_tev(float("inf")) if everywhere else None
+        config = ChainConfig().with_coarse_below_tev(float("inf")) if everywhere else None
         self.context = {**context, "upstream_chain": Chain.from_versions(upstream, config=config)}
 
     def __call__(self, row: dict) -> dict:

@@ -35,25 +35,38 @@ class _Strict(BaseModel):
 class FileSource(_Strict):
     """Existing event files (MC or flight), by glob."""
 
+    #: the source kind
     type: Literal["files"] = "files"
+    #: ROOT event files: a path or a glob (relative to where the build runs)
     glob: str
     events_per_unit: int = Field(5000, gt=0, description="events per work unit (one shard per split)")
 
 
 class ParticleRecipe(_Strict):
+    """Events of one particle: an isotropic flux with a power-law spectrum."""
+
+    #: events to simulate
     events: int = Field(gt=0)
+    #: lowest true energy (GeV)
     energy_min: float = Field(gt=0)
+    #: highest true energy (GeV)
     energy_max: float = Field(gt=0)
+    #: dN/dE ~ E^-index (1: flat in log E)
     spectrum_index: float = 1.0
 
 
 class SimulationSource(_Strict):
     """Events simulated inside the pipeline, never written as ROOT files."""
 
+    #: the source kind
     type: Literal["simulation"] = "simulation"
+    #: per particle (proton, helium, electron): how many events, of which energies
     particles: dict[str, ParticleRecipe]
+    #: base seed; each work unit derives its own from it, so a rebuild makes the same events
     seed: int = Field(0, ge=0)
+    #: mc (with truth) or flight (no truth, flight-like conditions)
     mode: Literal["mc", "flight"] = "mc"
+    #: events per work unit (one shard per split)
     events_per_unit: int = Field(2000, gt=0)
 
     @model_validator(mode="after")
@@ -71,7 +84,11 @@ Source = Annotated[FileSource | SimulationSource, Field(discriminator="type")]
 
 
 class Range(_Strict):
+    """A half-open interval [min, max); null leaves that side open."""
+
+    #: lowest value kept (inclusive); null: no lower bound
     min: float | None = None
+    #: first value no longer kept (exclusive); null: no upper bound
     max: float | None = None
 
     def contains(self, value):
@@ -86,6 +103,8 @@ class Range(_Strict):
 
 
 class Selection(_Strict):
+    """Which events of the sources a dataset keeps."""
+
     deposit_gev: Range = Range()  # BGO deposited energy (available in flight data too)
     true_energy_gev: Range = Range()  # MC truth, for the paper's training ranges
     electron_fraction: float | None = Field(
@@ -107,10 +126,14 @@ class Roi(_Strict):
     track). The models are those at `alias` when the build starts (a build may name another).
     """
 
+    #: truth-smeared (the true track, blurred), axis-fit (the shower-axis fit) or model (the chain)
     source: Literal["truth-smeared", "axis-fit", "model"] = "truth-smeared"
     smear_mm: float = Field(2.0, ge=0.0, description="truth-smeared: Gaussian error per coordinate")
+    #: model: the chain's stage whose track centres the RoI (seed, coarse or final)
     upstream: Literal["seed", "coarse", "final"] | None = None
+    #: model: the registry alias of the upstream models
     alias: str = Field("production", pattern=f"^{ALIAS_RE}$")
+    #: the Hough image: precise (50 um pixels, +-10 mm) or coarse (400 um, +-80 mm)
     geometry: Literal["precise", "coarse"] = "precise"
     zthr: float | None = Field(2**0.5, description="charge split threshold; null: no split")
     coarse_everywhere: bool | None = Field(
@@ -134,8 +157,13 @@ class Roi(_Strict):
 
 
 class Split(_Strict):
+    """Shares of the train, validation and test splits (an event's split: a hash of its identity)."""
+
+    #: share of events for training
     train: float = 0.8
+    #: share for validation (learning-rate schedule, early stopping)
     val: float = 0.1
+    #: share held out for the test metrics
     test: float = 0.1
 
     @model_validator(mode="after")
@@ -148,15 +176,25 @@ class Split(_Strict):
 
 
 class DatasetSpec(_Strict):
+    #: the dataset's name (lower case, digits, `.`, `_`, `-`); its versions are told apart by hash
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")
+    #: the network family it trains (the catalog checks that a network reads this kind)
     kind: Kind
+    #: free text, shown by `dampeml dataset show`
     description: str = ""
+    #: where the events come from: `type: files` (ROOT files) or `type: simulation` (made in the build)
     sources: list[Source] = Field(min_length=1)
+    #: which events are kept
     selection: Selection = Selection()
+    #: the stored inputs of the network
     features: list[Feature] = Field(min_length=1)
+    #: the stored training targets
     targets: list[Target] = Field(min_length=1)
+    #: the Hough region of interest (specs with hough_hits or hough_offsets)
     roi: Roi | None = None
+    #: the train/val/test shares
     split: Split = Split()
+    #: the build fails when more than this share of the input events is quarantined
     max_quarantine_fraction: float = Field(0.01, ge=0.0, le=1.0)
 
     @model_validator(mode="after")

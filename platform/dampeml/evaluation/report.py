@@ -391,7 +391,8 @@ def _plot_direction(rows: list[dict], path: Path) -> None:
             title=group,
         )
         ax.grid(alpha=0.3)
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:  # a group with no events draws no line
+            ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -417,13 +418,23 @@ def _plot_charges(cols: dict[str, np.ndarray], path: Path) -> None:
     ):
         for particle in ("proton", "helium"):
             q = cols[key][masks[particle]]
-            ax.hist(q[np.isfinite(q)], bins=bins, histtype="step", density=True, label=particle)
+            if np.isfinite(q).any():  # an empty histogram has no density
+                ax.hist(q[np.isfinite(q)], bins=bins, histtype="step", density=True, label=particle)
         ax.set(xlabel="STK charge (e)", title=title)
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
     axes[0].set_ylabel("normalised")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _both_classes(ax, y: np.ndarray, what: str) -> bool:
+    """Whether `y` holds both classes (a ROC needs them); else says so on the panel."""
+    if y.any() and not y.all():
+        return True
+    ax.text(0.5, 0.5, f"no ROC: the events lack {what}", ha="center", va="center", transform=ax.transAxes)
+    return False
 
 
 def _plot_rocs(cols: dict[str, np.ndarray], path: Path, labels: Iterable[str] = ()) -> None:
@@ -439,6 +450,8 @@ def _plot_rocs(cols: dict[str, np.ndarray], path: Path, labels: Iterable[str] = 
         ("CNN (raw STK x Hough)", cols["cnn_inelastic_score"][hadron]),
         ("PSD-STK charge consistency", -_psd_inconsistency(cols)[hadron]),
     ):
+        if not _both_classes(axes[0], clean, "clean and inelastic hadrons"):
+            break
         fpr, tpr = roc_curve(clean, score)
         axes[0].plot(fpr, tpr, label=f"{label}, AUC {auc(clean, score):.3f}")
     axes[0].set(xlabel="inelastic events kept", ylabel="clean events kept", title="inelastic interactions")
@@ -448,6 +461,8 @@ def _plot_rocs(cols: dict[str, np.ndarray], path: Path, labels: Iterable[str] = 
         ("HAMF", "cnn_electron_score"),
         *((f"HAMF ({x})", f"{x}_electron_score") for x in labels),
     ):
+        if not _both_classes(axes[1], is_e[ep], "electrons and protons"):
+            break
         fpr, tpr = roc_curve(is_e[ep], cols[key][ep])
         axes[1].plot(fpr, tpr, label=f"{name}, AUC {auc(is_e[ep], cols[key][ep]):.4f}")
     axes[1].set(
@@ -455,7 +470,8 @@ def _plot_rocs(cols: dict[str, np.ndarray], path: Path, labels: Iterable[str] = 
     )
     for ax in axes:
         ax.grid(alpha=0.3)
-        ax.legend(loc="lower right")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -60,7 +60,9 @@ N_CHANNELS = 4
 class HoughGeometry:
     """Pixel size and count of a square Hough image; the window is +-pixel_mm * n_pixels / 2."""
 
+    #: pixel size (mm)
     pixel_mm: float
+    #: pixels per side
     n_pixels: int = 400
 
     def __post_init__(self) -> None:

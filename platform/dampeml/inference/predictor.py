@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from dampeml.errors import InputError, JobError
+from dampeml.reconstruction.config import ChainConfig
 
 IDENTITY = ("source_file", "entry", "run_id", "event_id", "quarantine_reason")
 STRING_OUTPUTS = ("bgo_model",)
@@ -86,12 +87,12 @@ class ChainPredictor:
         flight_files: Sequence[str],
         branches: Sequence[str],
         tracking_uri: str | None = None,
-        coarse_below_tev: float = 1.0,
+        config: ChainConfig | None = None,
     ) -> None:
         if tracking_uri:  # actors may run where the driver's environment is not
             os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
         import dampeml  # noqa: F401  (tf-keras before TensorFlow)
-        from dampeml.reconstruction.chain import OUTPUT_COLUMNS, Chain, ChainConfig
+        from dampeml.reconstruction.chain import OUTPUT_COLUMNS, Chain
 
         self.columns = tuple(OUTPUT_COLUMNS)
         self.schema = output_schema(self.columns)
@@ -103,7 +104,7 @@ class ChainPredictor:
                 alias=alias,
                 flight=mode == "flight",
                 runtime=runtime,
-                config=ChainConfig.with_coarse_below_tev(coarse_below_tev),
+                config=config,
             )
             got = {k: str(v) for k, v in chain.versions.items()}
             if got != dict(pinned):

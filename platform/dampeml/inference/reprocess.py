@@ -19,14 +19,15 @@ Layout at `out` (a local path or a pyarrow URI):
                                   file and entry), or per unusable file (entry null: its events are
                                   unknown; e.g. unreadable, no events, unknown metadata `mode`)
     summary.json                  counts per file and totals, versions, chain settings, throughput
-    _job.json                     what the outputs were made with (CHAIN_SETTINGS, pinned versions)
+    chain.yaml                    the chain's settings (reconstruction.config; `--chain` reads it)
+    _job.json                     what the outputs were made with (runtime, chain, pinned versions)
 
 Exactly-once output (Ray Data writes are not: a retried task rewrites its file without a commit
 step): Ray Data only computes; the driver writes each output into a private attempt file
 (`_tmp/<uuid>.tmp`), publishes it by rename, then writes the file's marker. An input file is done
 if and only if its marker exists. A killed job rerun with the same arguments skips the done files
 and redoes the rest (overwriting any half-published output). A rerun whose alias resolves to other
-versions, or with other chain settings (runtime, coarse_below_tev), is refused unless
+versions, or with other chain settings (the runtime, any field of `chain.yaml`), is refused unless
 `overwrite=True`, which removes the previous outputs first; to keep both, write to a new `out`.
 New input files can be added to an existing `out` by a rerun with the same models. One job at a
 time may write to an `out`.
@@ -51,7 +52,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -72,6 +73,7 @@ from dampeml.io.datasource import (
 )
 from dampeml.io.root_reader import EventFileInfo
 from dampeml.io.schema import required_branches
+from dampeml.reconstruction.config import ChainConfig, chain_config_from_dict
 from dampeml.storage import QUARANTINE, TMP_DIR, Store
 
 Runtime = Literal["tensorflow", "onnx"]
@@ -82,10 +84,7 @@ EVENTS_DIR = "events"
 SUMMARY = "summary.json"
 _RANGE = re.compile(r"events \d+-\d+")  # the reader names the range; the summary groups by cause
 BRANCHES = required_branches("flight")  # what the chain may see: never the MC truth
-#: what the outputs depend on besides the model versions (recorded in _job.json; a rerun with other
-#: values is refused unless overwrite), and the value of outputs written before a setting existed
-CHAIN_SETTINGS = ("runtime", "coarse_below_tev")
-CHAIN_DEFAULTS = {"coarse_below_tev": "1"}
+CHAIN_FILE = "chain.yaml"
 
 
 @dataclass(frozen=True)
@@ -102,9 +101,8 @@ class ReprocessConfig:
     batch_size: int = 512
     events_per_block: int = 2000
     overwrite: bool = False
-    #: deposited energy (TeV) below which the chain runs its coarse Hough step; the paper's 1 TeV
-    #: assumes BGO networks as precise as its own, inf runs the step for every event
-    coarse_below_tev: float = 1.0
+    #: the chain's settings (reconstruction.config; `--chain FILE.yaml`, `--coarse-below`)
+    chain: ChainConfig = field(default_factory=ChainConfig)
 
     def check(self) -> None:
         """Fail fast, before Ray or any read: inputs and `out` under the allowed storage
@@ -122,8 +120,6 @@ class ReprocessConfig:
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.gpus_per_actor < 0 or self.cpus_per_actor < 0:
             raise InputError("gpus_per_actor and cpus_per_actor must be >= 0")
-        if not self.coarse_below_tev >= 0:
-            raise InputError(f"coarse_below_tev must be >= 0 (inf: every event), got {self.coarse_below_tev}")
 
 
 @dataclass
@@ -177,16 +173,22 @@ def pin_versions(alias: str, modes: Sequence[str]) -> dict[str, dict[str, str]]:
     return {mode: dict(chosen_models(alias, mode == "flight").values()) for mode in modes}
 
 
+def recorded_chain(params: dict) -> ChainConfig:
+    """The chain settings a job recorded in `_job.json` (a job of before the full record: the
+    default chain with its `coarse_below_tev`)."""
+    if "chain" in params:
+        return chain_config_from_dict(params["chain"])
+    return ChainConfig().with_coarse_below_tev(float(params.get("coarse_below_tev", "1")))
+
+
 def _prepare_out(store: Store, params: dict, overwrite: bool) -> dict:
     """Check what `out` holds against this job; returns the params to record (modes merged)."""
     if store.exists(JOB_FILE):
         previous = store.read_json(JOB_FILE)
-        # outputs written before the setting existed were made with the default
-        settings = [
-            f"{k} {previous.get(k, CHAIN_DEFAULTS.get(k))} (now {params[k]})"
-            for k in CHAIN_SETTINGS
-            if previous.get(k, CHAIN_DEFAULTS.get(k)) != params[k]
-        ]
+        settings = [f"runtime {previous['runtime']} (now {params['runtime']})"] * (
+            previous["runtime"] != params["runtime"]
+        )
+        settings += chain_config_from_dict(params["chain"]).differences(recorded_chain(previous))
         shared = set(previous.get("versions", {})) & set(params["versions"])
         same_models = all(previous["versions"][m] == params["versions"][m] for m in shared)
         if not settings and same_models and not overwrite:
@@ -205,7 +207,7 @@ def _prepare_out(store: Store, params: dict, overwrite: bool) -> dict:
             )
         for rel in (EVENTS_DIR, MARKERS_DIR, TMP_DIR):
             store.delete_dir(rel)
-        for rel in (QUARANTINE, SUMMARY, JOB_FILE):
+        for rel in (QUARANTINE, SUMMARY, JOB_FILE, CHAIN_FILE):
             if store.exists(rel):
                 store.fs.delete_file(store.path(rel))
     elif any(name != TMP_DIR for name in _entries(store)):
@@ -350,7 +352,7 @@ def run_pipeline(
         fn_constructor_kwargs={
             "alias": cfg.alias,
             "runtime": cfg.runtime,
-            "coarse_below_tev": cfg.coarse_below_tev,
+            "config": cfg.chain,
             "versions": versions,
             "flight_files": flight_files,
             "branches": list(plan.branches),
@@ -412,7 +414,8 @@ def write_summary(store: Store, plan: EventFilePlan, params: dict, run: dict) ->
         "out": store.uri,
         "alias": params["alias"],
         "runtime": params["runtime"],
-        "coarse_below_tev": params["coarse_below_tev"],
+        "coarse_below_tev": f"{chain_config_from_dict(params['chain']).coarse_below_tev:g}",
+        "chain": params["chain"],
         "versions": params["versions"],
         "package_version": __version__,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -438,12 +441,13 @@ def reprocess(cfg: ReprocessConfig, progress: Callable[[Progress], None] | None 
     params = {
         "alias": cfg.alias,
         "runtime": cfg.runtime,
-        "coarse_below_tev": f"{cfg.coarse_below_tev:g}",
+        "chain": cfg.chain.as_dict(),
         "versions": versions,
     }
     store = Store.open(cfg.out)
     params = _prepare_out(store, params, cfg.overwrite)
     store.write_json(JOB_FILE, params)
+    store.write_text(CHAIN_FILE, cfg.chain.to_yaml())  # `--chain` of a job that reruns these outputs
 
     done = {name[: -len(".json")] for name in store.list(MARKERS_DIR, ".json")}
     todo = [i for i in plan.good if file_key(i.path) not in done]

@@ -49,28 +49,39 @@ class _Strict(BaseModel):
 class TrainSettings(_Strict):
     """Ray Train settings of one step (dampeml.training.config.TrainConfig's fields)."""
 
+    #: passes over the train split
     epochs: int = Field(6, ge=1)
+    #: Ray Train workers (data parallel; the learning rate scales with them)
     workers: int = Field(2, ge=1)
+    #: CPUs each worker reserves (>= 2: TensorFlow computes on that many threads)
     cpus_per_worker: float = Field(1.0, gt=0)
+    #: GPUs each worker reserves
     gpus_per_worker: float = Field(0.0, ge=0)
+    #: events per batch on each worker (the paper's 32)
     batch_per_worker: int = Field(32, ge=1)
     base_lr: float | None = Field(None, gt=0, description="default: the preset's rate")
+    #: epochs without a better validation loss before the rate is halved
     lr_patience: int = Field(2, ge=0)
     steps_per_epoch: int | None = Field(None, ge=1, description="default: one pass over the train split")
+    #: initial weights and shuffling
     seed: int = Field(0, ge=0)
 
 
 class Step(_Strict):
     """One network trained on one dataset, registered, and (unless `promote: false`) promoted."""
 
+    #: the catalog network it trains (`dampeml train --help` lists them); registered under this name
     network: str
     dataset: str = Field(description="dataset spec file, relative to the recipe")
+    #: the network's size: small (CPU minutes) or full (the paper's)
     preset: Literal["small", "full"] = "small"
     overrides: dict[str, Any] = Field(default_factory=dict, description="model config fields")
     limit_events: int | None = Field(None, ge=1, description="events per dataset build (None: all)")
+    #: Ray Train settings
     train: TrainSettings = TrainSettings()
     init_from: str | None = Field(None, description="a step's name, or models:/NAME@ALIAS: fine-tune")
     needs: tuple[str, ...] = Field((), description="steps whose models this step's data or init use")
+    #: promote the registered version to the profile's alias if it passes the gate
     promote: bool = True
 
     @model_validator(mode="after")
@@ -87,7 +98,10 @@ class Step(_Strict):
 
 
 class Profile(_Strict):
+    """One way to run the recipe: sizes, the alias, extra fine-tuning stages; never the chain."""
+
     alias: str = Field("production", pattern=f"^{ALIAS_RE}$", description="alias the promoted models get")
+    #: read datasets/X-<variant>.yaml for every step's datasets/X.yaml (e.g. small)
     dataset_variant: str | None = Field(None, pattern=r"^[a-z0-9-]+$")
     defaults: dict[str, Any] = Field(default_factory=dict, description="merged into every step")
     steps: dict[str, dict[str, Any]] = Field(default_factory=dict, description="merged into one step")
@@ -95,13 +109,18 @@ class Profile(_Strict):
         default_factory=dict,
         description="steps only this profile trains: later stages of the recipe's networks (fine-tuning)",
     )
+    #: free text, shown by `dampeml pipeline run --dry-run`
     description: str = ""
 
 
 class RecipeFile(_Strict):
+    #: the recipe's name (the pipeline's MLflow parent run and its lineage tags carry it)
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+    #: free text
     description: str = ""
+    #: the steps by name: each a Step (below) once a profile's settings are merged in
     steps: dict[str, dict[str, Any]]
+    #: the profiles by name (`--profile`)
     profiles: dict[str, Profile]
 
 

@@ -61,9 +61,6 @@ import numpy as np
 
 from dampeml.errors import InputError
 from dampeml.features import (
-    COARSE,
-    PRECISE,
-    ZTHR,
     HoughGeometry,
     RoiHits,
     bgo_image,
@@ -80,7 +77,8 @@ from dampeml.features.jagged import flatten, gather_index
 from dampeml.features.tracks import cos_theta, slopes
 from dampeml.io.schema import MC_ONLY
 from dampeml.models.catalog import ALIGNED_SUFFIX
-from dampeml.reconstruction.hits import ASSIGN_WINDOW_MM, REFIT_WINDOW_MM, refit_track, stk_charge
+from dampeml.reconstruction.config import ChainConfig
+from dampeml.reconstruction.hits import refit_track, stk_charge
 from dampeml.registry.models import RegistryError
 
 ENERGY_RANGES = ("low", "mid", "high")
@@ -100,67 +98,6 @@ OUTPUT_COLUMNS = (
     "axis_seed",
 )
 STK_BRANCHES = ("stk_layer", "stk_half", "stk_channel", "stk_pos", "stk_signal")
-
-
-@dataclass(frozen=True)
-class ChainConfig:
-    """Every constant of the chain, with where it comes from (Tykhonov et al. 2023 = 'paper').
-
-    Energies are deposited BGO energies in MeV (the sum of `bgo_energy`), what flight data has.
-    """
-
-    #: paper sec. 4: low/mid models switch at 300 GeV deposited, mid/high at 20 TeV.
-    low_mid_switch_mev: float = 300e3
-    mid_high_switch_mev: float = 20e6
-    #: paper sec. 5, footnote 15: the coarse Hough step runs below ~1 TeV deposited. Above, the
-    #: precise step (+-10 mm) starts from the BGO network's track, which assumes a network as
-    #: precise as the paper's; np.inf runs the coarse step for every event (benchmarks/README.md).
-    coarse_below_mev: float = 1e6
-    #: ours (the paper is silent): events whose shower starts at this BGO layer (0 = top) or
-    #: deeper, or shows no shower, take the shower-axis fit as the seed; None: always the
-    #: network. 11 (the last three layers) minimised the seeds outside the coarse window at
-    #: 56 TeV-1 PeV among 9-12 (benchmarks/README.md, "The seed of late showers").
-    axis_seed_from_layer: int | None = 11
-    #: ours: the precise step runs this many times, each around the previous pass's track (the
-    #: paper: once). A second pass gained 1-3 points at 56-100 TeV and 5-7 at PeV, a third
-    #: nothing (benchmarks/README.md, "Two precise passes").
-    precise_passes: int = 2
-    #: ours: refit the final track to the hit nearest it within this distance per layer
-    #: (reconstruction.hits.refit_track); None: the networks' track as it is (the paper).
-    refit_window_mm: float | None = REFIT_WINDOW_MM
-    #: paper sec. 5: coarse 400 um pixels +-80 mm, precise 50 um +-10 mm (features.hough).
-    coarse: HoughGeometry = COARSE
-    precise: HoughGeometry = PRECISE
-    #: paper sec. 6: the inelastic Hough network reads a 400 um image; datasets/inelastic-hough.yaml
-    #: centres it on the precise network's track (roi.geometry: coarse).
-    inelastic: HoughGeometry = COARSE
-    #: paper sec. 5: charge split of the Hough channels at Zthr = sqrt(2) (dataset specs' roi.zthr).
-    zthr: float | None = ZTHR
-    #: paper sec. 2: one hit per layer within 0.3 mm of the track.
-    assign_window_mm: float = ASSIGN_WINDOW_MM
-    #: events per network call; Hough images are rendered per chunk too (640 kB each, and a
-    #: full-preset first convolution holds ~10 MB of activations per event).
-    hough_chunk: int = 64
-    #: ours: run input-pooled Hough networks as twins fed the 8-bit image pooled outside the
-    #: network (same outputs, less CPU); False runs the models' graphs as they are.
-    pooled_inputs: bool = True
-    raw_stk_chunk: int = 128
-    chunk: int = 1024
-
-    def __post_init__(self) -> None:
-        if self.precise_passes < 1:
-            raise InputError(
-                f"precise_passes must be >= 1 (the precise step makes the track), got {self.precise_passes}"
-            )
-
-    @classmethod
-    def with_coarse_below_tev(cls, tev: float) -> ChainConfig:
-        """The default chain with its coarse step below `tev` TeV deposited (the CLIs' --coarse-below)."""
-        return cls(coarse_below_mev=tev * 1e6)
-
-    @property
-    def coarse_below_tev(self) -> float:
-        return self.coarse_below_mev / 1e6
 
 
 @dataclass

@@ -177,9 +177,9 @@ def read_index(folder: str | Path) -> dict[str, Any]:
 
 def chain_config(index: dict[str, Any]):
     """The ChainConfig the zoo's models were trained for (the paper's switch when unrecorded)."""
-    from dampeml.reconstruction.chain import ChainConfig
+    from dampeml.reconstruction.config import ChainConfig
 
-    return ChainConfig.with_coarse_below_tev(float(index.get("chain", {}).get("coarse_below_tev", 1.0)))
+    return ChainConfig().with_coarse_below_tev(float(index.get("chain", {}).get("coarse_below_tev", 1.0)))
 
 
 def stale_note(index: dict[str, Any], recipe_command: str) -> str | None:

@@ -53,9 +53,13 @@ class _Strict(BaseModel):
 class Sampler(_Strict):
     """One search dimension: exactly one of grid (every value), choice (random pick), uniform, loguniform."""
 
+    #: every value, each a point of the grid
     grid: list[Any] | None = None
+    #: one value drawn at random per sample (`num_samples`)
     choice: list[Any] | None = None
+    #: [low, high]: a value drawn uniformly
     uniform: tuple[float, float] | None = None
+    #: [low, high], low > 0: a value drawn uniformly in log
     loguniform: tuple[float, float] | None = None
 
     @model_validator(mode="after")
@@ -82,14 +86,20 @@ class Sampler(_Strict):
 class Scheduler(_Strict):
     """`none`: every trial runs all epochs. `asha`: stop the poor ones early (on the campaign metric)."""
 
+    #: none or asha
     type: Literal["none", "asha"] = "none"
     grace_period: int = Field(1, ge=1, description="epochs every trial runs before it can be stopped")
+    #: asha: the share of trials kept at each rung is 1 / this
     reduction_factor: float = Field(2.0, gt=1.0)
 
 
 class Resources(_Strict):
+    """What each trial reserves on the Ray cluster."""
+
     workers_per_trial: int = Field(1, ge=1, description="Ray Train workers of each trial")
+    #: CPUs each Ray Train worker reserves
     cpus_per_worker: float = Field(1.0, gt=0)
+    #: GPUs each Ray Train worker reserves
     gpus_per_worker: float = Field(0.0, ge=0)
     trial_cpus: float = Field(0.1, gt=0, description="the trial function itself (drives its Ray Train run)")
     max_concurrent_trials: int = Field(
@@ -98,29 +108,42 @@ class Resources(_Strict):
 
 
 class Campaign(_Strict):
+    """A grid or random search: each trial builds (or reuses) its dataset and trains one network."""
+
+    #: the campaign's name (lower case, digits, `.`, `_`, `-`): its MLflow parent run
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")
+    #: free text
     description: str = ""
+    #: the catalog network every trial trains
     network: str
+    #: the network's size: small or full
     preset: Literal["small", "full"] = "small"
     dataset: str = Field(description="dataset spec file, relative to the campaign file")
     test_dataset: str | None = Field(
         None, description="spec whose test split every trial is evaluated on (default: the trial's own)"
     )
     limit_events: int | None = Field(None, gt=0, description="cap on events read per dataset build")
+    #: key -> dimension; keys: `model.<field>` (network config), `train.<setting>`, `dataset` (another
+    #: spec) or `dataset.<dotted.path>` (a field of the spec)
     search_space: dict[str, Sampler] = Field(min_length=1)
     repeats: int = Field(1, ge=1, description="seeds per point of the search space (spread over seeds)")
     num_samples: int = Field(1, ge=1, description="random draws of choice/uniform dimensions")
+    #: early stopping of poor trials
     scheduler: Scheduler = Scheduler()
+    #: the metric trials are compared on (a logged metric, e.g. val_loss, test_auc)
     metric: str = "val_loss"
+    #: whether a lower (min) or higher (max) metric is better
     mode: Literal["min", "max"] = "min"
     compare: list[str] = Field(default_factory=list, description="further metrics shown in the table")
+    #: epochs of each trial
     epochs: int = Field(3, ge=1)
     steps_per_epoch: int | None = Field(None, ge=1, description="default: one pass over the train split")
     batch_per_worker: int = Field(32, ge=1, description="the paper's 32; smaller for tiny test datasets")
     base_lr: float | None = Field(None, gt=0, description="default: the network preset's rate")
+    #: what each trial reserves
     resources: Resources = Resources()
 
-    # filled in by load_campaign: absolute paths and the file it came from
+    #: not to be written: the loader sets it to the campaign file's path
     source: str = ""
 
     def spec_path(self, rel: str) -> Path:
