@@ -1,5 +1,6 @@
 """The package's modules import each other without a circle, counting the imports inside
-functions too (which would otherwise hide one until a call order changes)."""
+functions too (which would otherwise hide one until a call order changes); and only the heavy
+libraries are imported inside functions."""
 
 from __future__ import annotations
 
@@ -68,3 +69,56 @@ def test_no_module_of_the_package_imports_itself_through_others():
     for c in circles:
         print(" <-> ".join(c), {m: sorted(graph[m] & set(c)) for m in c})
     assert circles == []
+
+
+#: what a module may import inside a function instead of at its top: the heavy optional libraries
+#: (seconds to import, or absent where only part of the platform runs), and the package's modules
+#: that load them at their top. The command line (`dampeml.cli`) imports lazily whatever it can:
+#: `dampeml --help` must not load the platform.
+HEAVY = {"tensorflow", "tf_keras", "keras", "ray", "mlflow", "matplotlib", "onnxruntime", "tf2onnx", "onnx"}
+HEAVY |= {"torch", "scipy", "boto3"}
+
+
+def _top_level_targets(tree: ast.Module, files: dict[str, Path]) -> set[str]:
+    out = set()
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.module:
+            subs = {f"{node.module}.{a.name}" for a in node.names}
+            out |= {s for s in subs if s in files} or {node.module}
+        elif isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+    return out
+
+
+def test_imports_inside_functions_are_only_the_heavy_ones():
+    files = {}
+    for f in (ROOT / "dampeml").rglob("*.py"):
+        files[".".join(f.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")] = f
+    trees = {name: ast.parse(f.read_text()) for name, f in files.items()}
+    top = {name: _top_level_targets(tree, files) for name, tree in trees.items()}
+
+    def loads(module: str, seen: set[str]) -> set[str]:
+        """The external top-level packages that importing `module` loads."""
+        if module in seen:
+            return set()
+        seen.add(module)
+        if module not in files:
+            return {module.split(".")[0]}
+        parents = [".".join(module.split(".")[:i]) for i in range(1, module.count(".") + 1)]
+        return set().union(*(loads(t, seen) for t in [*parents, *top[module]]))
+
+    lazy = []
+    for name, tree in trees.items():
+        if name.startswith("dampeml.cli"):
+            continue
+        lines = files[name].read_text().splitlines()
+        for fn in ast.walk(tree):
+            if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+                for node in ast.walk(fn):
+                    if isinstance(node, ast.Import | ast.ImportFrom):
+                        targets = _top_level_targets(ast.Module(body=[node], type_ignores=[]), files)
+                        heavy = set().union(*(loads(t, set()) for t in targets)) & HEAVY
+                        if not heavy and "#" not in lines[node.lineno - 1]:
+                            lazy.append(f"{files[name].relative_to(ROOT)}:{node.lineno}: {ast.unparse(node)}")
+    print("\n".join(lazy))
+    assert not lazy, "import these at the module's top (or say on the line why not)"

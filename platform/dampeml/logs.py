@@ -15,6 +15,9 @@ from __future__ import annotations
 import logging
 import os
 
+from rich.console import Console
+from rich.logging import RichHandler
+
 LOGGER = "dampeml"
 #: Set before TensorFlow starts, in this process and (through the runtime env) in Ray's workers.
 QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -23,8 +26,6 @@ _verbosity: int | None = None
 
 def configure(verbosity: int = 0) -> None:
     """Route `dampeml.*` messages to stderr at the level `verbosity` asks for (see the module)."""
-    from rich.console import Console
-    from rich.logging import RichHandler
 
     global _verbosity
     _verbosity = verbosity

@@ -21,10 +21,14 @@ import json
 import os
 import posixpath
 import re
+import zipfile
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
+
+import yaml
 
 from dampeml.errors import InputError
 
@@ -226,7 +230,6 @@ IGNORED_PICKLE = "global_custom_objects.cloudpickle"  # written by MLflow for ev
 
 def keras_file_config(path: str | os.PathLike) -> Any:
     """The model config inside a Keras v3 `.keras` file (a zip holding config.json), as plain JSON."""
-    import zipfile
 
     try:
         with zipfile.ZipFile(path) as z:
@@ -261,7 +264,6 @@ def check_config_matches(file_config: Any, model: Any, where: str) -> None:
     The config is never deserialized (the model is rebuilt by our builders); a difference means
     the file was edited or registered under the wrong architecture, and says which classes differ.
     """
-    from collections import Counter
 
     import tf_keras as keras
 
@@ -280,7 +282,6 @@ def check_config_matches(file_config: Any, model: Any, where: str) -> None:
 def audit_model_dir(local: str | os.PathLike) -> Path:
     """Inspect a downloaded MLflow tf-keras model; return its `.keras` file. Refuses pickles,
     bundled code, links out of the artifact, other flavors and formats."""
-    import yaml
 
     local = Path(local)
     check_artifact_tree(local)

@@ -132,7 +132,7 @@ def model_section(title: str, intro: str, root: type) -> list[str]:
     return out
 
 
-def command_section(app: typer.Typer) -> list[str]:
+def command_section(root: Any) -> list[str]:
     """One table per command: the keys a `--config` file may hold (its options)."""
     from dampeml.cli.config_file import option_key
 
@@ -144,7 +144,6 @@ def command_section(app: typer.Typer) -> list[str]:
         "(`<command>.config.yaml`); `dampeml train` logs them to its MLflow run (`config/`).",
         "",
     ]
-    root = typer.main.get_command(app)
     for path, cmd in _commands(root, "dampeml"):
         params = [p for p in cmd.params if p.name != "help"]
         if not params:
@@ -171,10 +170,10 @@ def _commands(group: Any, path: str) -> Iterator[tuple[str, Any]]:
             yield f"{path} {name}", cmd
 
 
-def undocumented() -> list[str]:
+def undocumented(root: Any) -> list[str]:
     """`section: field` for every field and option of the page without a meaning."""
     missing, where = [], ""
-    for line in render().splitlines():
+    for line in render(root).splitlines():
         if line.startswith("#"):
             where = line.lstrip("# ")
         if line.startswith("| `") and line.endswith("|  |"):
@@ -182,9 +181,8 @@ def undocumented() -> list[str]:
     return missing
 
 
-def render() -> str:
-    """The whole reference page."""
-    from dampeml.cli.main import app
+def render(root: Any) -> str:
+    """The whole reference page; `root`: the `dampeml` command group (its commands' options)."""
     from dampeml.datasets.spec import DatasetSpec
     from dampeml.pipeline.recipe import RecipeFile, Step
     from dampeml.reconstruction.config import ChainConfig
@@ -224,16 +222,17 @@ def render() -> str:
         "Energies are deposited BGO energies in MeV; `.inf` is YAML's infinity.",
         ChainConfig,
     )
-    lines += command_section(app)
+    lines += command_section(root)
     return "\n".join(lines).rstrip() + "\n"
 
 
 @clean_errors
 def config_reference(
+    ctx: typer.Context,
     out: Annotated[Path | None, typer.Option(help="write the page here (default: print it)")] = None,
 ) -> None:
     """Print (or write) the reference of every configuration field, generated from the code."""
-    text = render()
+    text = render(ctx.find_root().command)
     if out is None:
         console.print(text, markup=False, highlight=False, soft_wrap=True)
         return

@@ -39,6 +39,11 @@ from dampeml.datasets.units import BadFile, WorkUnit, plan_units, planned_partic
 from dampeml.detector.simulation import SIMULATION_VERSION
 from dampeml.errors import InputError, JobError
 from dampeml.io.datasource import DuplicateScan, EventIds, scan_duplicates
+from dampeml.reconstruction.chain import NETWORK_OF_FIELD, UPSTREAM_FIELDS, Chain, chosen_models
+from dampeml.reconstruction.config import ChainConfig
+from dampeml.registry.models import check_model_uri, list_versions
+from dampeml.registry.tracking import tracking_uri
+from dampeml.security import check_spec_storage, check_storage
 from dampeml.storage import MANIFEST, QUARANTINE, TMP_DIR, UNITS_DIR, Store
 
 BUILD_FILE = "_build.json"
@@ -102,8 +107,6 @@ class UnitProcessor:
 
     def __init__(self, spec_json: str, store_uri: str, context: dict, upstream: Upstream, tracking: str):
         os.environ["MLFLOW_TRACKING_URI"] = tracking  # actors may run where the driver's env is not
-        from dampeml.reconstruction.chain import Chain
-        from dampeml.reconstruction.config import ChainConfig
 
         self.spec = DatasetSpec.model_validate_json(spec_json)
         self.store = Store.open(store_uri)
@@ -134,8 +137,6 @@ def run_units(
     spec_json = spec.model_dump_json()
     ds = ray.data.from_items([u.to_dict() for u in units], override_num_blocks=max(len(units), 1))
     if upstream:
-        from dampeml.registry.tracking import tracking_uri
-
         free = int(ray.available_resources().get("CPU", 1) // num_cpus_per_unit)
         actors = ds.map(
             UnitProcessor,
@@ -176,9 +177,6 @@ def check_build_inputs(
     ({} unless roi.source is 'model'), resolved now: an alias moved during the build changes nothing.
     `upstream_versions` ({registered name: version}, e.g. a pipeline's upstream steps) pins those
     networks instead of the alias."""
-    from dampeml.reconstruction.chain import NETWORK_OF_FIELD, UPSTREAM_FIELDS, chosen_models
-    from dampeml.registry.models import check_model_uri
-    from dampeml.security import check_spec_storage, check_storage
 
     check_spec_storage(spec, spec_path)
     check_storage(out_uri, what="--out")
@@ -376,7 +374,6 @@ def _upstream_records(upstream: Upstream) -> list[dict]:
     """Name, version and training run of each upstream model (the manifest's lineage)."""
     if not upstream:
         return []
-    from dampeml.registry.models import list_versions
 
     records = []
     for name, version in sorted(upstream.values()):

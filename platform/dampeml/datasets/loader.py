@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from dampeml.datasets.columns import GEOMETRIES, TRACK
 from dampeml.errors import InputError
@@ -133,7 +134,6 @@ TARGET_COLUMNS: dict[str, tuple[str, ...]] = {
 def check_targets(uri: str, manifest: dict, split: str) -> None:
     """DatasetError unless every stored row of `split` has its network's target: a dataset built
     from files without MC truth (flight data) would otherwise train on absent or -1 targets."""
-    import pyarrow.parquet as pq
 
     store = Store.open(uri)
     shards = store.list(split, ".parquet")

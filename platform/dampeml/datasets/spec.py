@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Literal
 
+import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -92,7 +93,6 @@ class Range(_Strict):
     max: float | None = None
 
     def contains(self, value):
-        import numpy as np
 
         ok = np.ones(np.shape(value), dtype=bool)
         if self.min is not None:

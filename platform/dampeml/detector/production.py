@@ -41,12 +41,15 @@ from pathlib import Path
 import numpy as np
 import ray
 import uproot
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from dampeml import __version__
 from dampeml.detector.simulation import SIMULATION_VERSION, SimulationConfig, simulate
 from dampeml.errors import InputError, JobError
 from dampeml.io.root_reader import EventFileError, inspect_file
 from dampeml.io.root_writer import write_event_file
+from dampeml.security import check_job_paths
 from dampeml.storage import atomic_file
 
 logger = logging.getLogger(__name__)
@@ -97,7 +100,6 @@ class ProductionRequest:
     events_per_shard: int = 2000
 
     def __post_init__(self) -> None:
-        from dampeml.security import check_job_paths
 
         check_job_paths(out=self.out_dir)  # StorageNotAllowedError before any shard runs
         # absolute: the shard tasks may run in another working directory
@@ -346,8 +348,6 @@ def _progress(enabled: bool, total: int, label: str) -> Iterator[Callable[[int],
     if not enabled:
         yield lambda n: None
         return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     with Progress(
         TextColumn("{task.description}"),

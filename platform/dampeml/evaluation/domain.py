@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dampeml.datasets.loader import DatasetError, load_manifest
 from dampeml.datasets.spec import DatasetSpec, Range, SimulationSource
 from dampeml.io.schema import PDG
 
@@ -58,8 +59,6 @@ def domain_from_manifest(manifest: dict) -> TrainingDomain | None:
 def registered_domain(name: str, version: str) -> tuple[TrainingDomain | None, str]:
     """(domain, why it is None) of a registered version, from its training run's dataset."""
     import mlflow
-
-    from dampeml.datasets.loader import DatasetError, load_manifest
 
     client = mlflow.MlflowClient()
     try:

@@ -26,9 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.progress import Progress
 
 from dampeml.errors import InputError
 from dampeml.evaluation.domain import TrainingDomain, registered_domain
+from dampeml.evaluation.efficiency import PAPER_ENERGY_BINS, efficiency_table, format_table
 from dampeml.evaluation.performance import (
     DEPOSIT_EDGES_GEV,
     auc,
@@ -37,7 +39,14 @@ from dampeml.evaluation.performance import (
     efficiency_at,
     roc_curve,
 )
+from dampeml.features.shower_axis import fit_shower_axis
+from dampeml.features.tracks import truth_track
 from dampeml.geometry import Z_TOP
+from dampeml.io.root_reader import bad_events, inspect_file, read_events
+from dampeml.reconstruction.chain import BGO_COLUMNS
+from dampeml.reconstruction.hits import stk_charge
+from dampeml.reconstruction.psd_charge import psd_charge
+from dampeml.reconstruction.standard import reconstruct, select_ideal
 
 TRACK_KEYS = ("x_top", "y_top", "x_bot", "y_bot")
 PDG = {"proton": 2212, "helium": 1000020040, "electron": 11}
@@ -83,12 +92,6 @@ def _per_file_columns(
     events: dict, chain, timings: dict[str, float], others: Mapping[str, Any]
 ) -> dict[str, np.ndarray]:
     """Every method on one batch of good events; truth is read here only, never by the methods."""
-    from dampeml.features.shower_axis import fit_shower_axis
-    from dampeml.features.tracks import truth_track
-    from dampeml.reconstruction.chain import BGO_COLUMNS
-    from dampeml.reconstruction.hits import stk_charge
-    from dampeml.reconstruction.psd_charge import psd_charge
-    from dampeml.reconstruction.standard import reconstruct, select_ideal
 
     truth = truth_track(events)
     stk = (events["stk_layer"], events["stk_pos"], events["stk_signal"])
@@ -156,9 +159,6 @@ def collect(
 
     `others` ({label: chain}) run on the same events beside `chain`; the report compares them.
     """
-    from rich.progress import Progress
-
-    from dampeml.io.root_reader import bad_events, inspect_file, read_events
 
     files = list(files)
     others = dict(others or {})
@@ -235,7 +235,6 @@ def efficiency_rows(sample: EvaluationSample) -> list[dict]:
     The paper's energy bins when every one holds MIN_EVENTS_PER_BIN events of each particle
     (then the paper's figure is shown beside ours), decades otherwise.
     """
-    from dampeml.evaluation.efficiency import PAPER_ENERGY_BINS, efficiency_table
 
     cols = sample.columns
     names = np.full(sample.n_events, "other", dtype=object)
@@ -495,7 +494,6 @@ def write_report(
     sample: EvaluationSample, out_dir: str | Path, title: str = "DAMPE reconstruction report"
 ) -> Path:
     """`report.md`, its PNGs and `metrics.json` in `out_dir`; returns the Markdown path."""
-    from dampeml.evaluation.efficiency import format_table
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,8 @@ import numpy as np
 import pyarrow as pa
 
 from dampeml.errors import InputError, JobError
+from dampeml.io.schema import BY_NAME, JAGGED
+from dampeml.reconstruction.chain import OUTPUT_COLUMNS, Chain
 from dampeml.reconstruction.config import ChainConfig
 
 IDENTITY = ("source_file", "entry", "run_id", "event_id", "quarantine_reason")
@@ -58,7 +60,6 @@ def output_schema(output_columns: Sequence[str]) -> pa.Schema:
 
 def table_to_events(table: pa.Table, branches: Sequence[str]) -> dict:
     """Arrow rows from the event-file source as `read_events` gives them: numpy and awkward arrays."""
-    from dampeml.io.schema import BY_NAME, JAGGED
 
     events: dict = {}
     for name in branches:
@@ -92,7 +93,6 @@ class ChainPredictor:
         if tracking_uri:  # actors may run where the driver's environment is not
             os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
         import dampeml  # noqa: F401  (tf-keras before TensorFlow)
-        from dampeml.reconstruction.chain import OUTPUT_COLUMNS, Chain
 
         self.columns = tuple(OUTPUT_COLUMNS)
         self.schema = output_schema(self.columns)

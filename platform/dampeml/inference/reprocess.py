@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import os
 import platform as stdlib_platform
 import re
@@ -58,6 +59,7 @@ from typing import Literal
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.fs as pafs
 
 from dampeml import __version__
 from dampeml.errors import InputError
@@ -73,7 +75,10 @@ from dampeml.io.datasource import (
 )
 from dampeml.io.root_reader import EventFileInfo
 from dampeml.io.schema import required_branches
+from dampeml.reconstruction.chain import OUTPUT_COLUMNS, chosen_models
 from dampeml.reconstruction.config import ChainConfig, chain_config_from_dict
+from dampeml.registry.tracking import tracking_uri
+from dampeml.security import check_job_paths
 from dampeml.storage import QUARANTINE, TMP_DIR, Store
 
 Runtime = Literal["tensorflow", "onnx"]
@@ -107,7 +112,6 @@ class ReprocessConfig:
     def check(self) -> None:
         """Fail fast, before Ray or any read: inputs and `out` under the allowed storage
         (StorageNotAllowedError), the numbers in range."""
-        from dampeml.security import check_job_paths
 
         inputs = [self.inputs] if isinstance(self.inputs, str | os.PathLike) else list(self.inputs)
         for path in inputs:
@@ -168,7 +172,6 @@ def pin_versions(alias: str, modes: Sequence[str]) -> dict[str, dict[str, str]]:
     Resolved without loading a model, by the chain's rule (flight data: the `-aligned` BGO models
     where registered). Every actor checks that its loaded chain has exactly these versions.
     """
-    from dampeml.reconstruction.chain import chosen_models
 
     return {mode: dict(chosen_models(alias, mode == "flight").values()) for mode in modes}
 
@@ -218,7 +221,6 @@ def _prepare_out(store: Store, params: dict, overwrite: bool) -> dict:
 
 
 def _entries(store: Store) -> list[str]:
-    import pyarrow.fs as pafs
 
     if store.fs.get_file_info(store.root).type == pafs.FileType.NotFound:
         return []
@@ -343,7 +345,6 @@ def run_pipeline(
     import ray
 
     from dampeml.reconstruction.chain import OUTPUT_COLUMNS  # noqa: F401  (fail here, not in an actor)
-    from dampeml.registry.tracking import tracking_uri
 
     flight_files = [i.path for i in plan.good if i.mode == "flight"]
     ds = read_event_files(plan, events_per_block=cfg.events_per_block, on_bad_file="quarantine")
@@ -385,7 +386,6 @@ def run_pipeline(
 
 def write_summary(store: Store, plan: EventFilePlan, params: dict, run: dict) -> tuple[dict, list[dict]]:
     """summary.json and quarantine.jsonl from the markers of the planned files plus the bad files."""
-    import json
 
     files, lines = [], []
     totals = {"files": 0, "unreadable_files": 0, "events": 0, "written": 0, "quarantined": 0}
@@ -459,8 +459,6 @@ def reprocess(cfg: ReprocessConfig, progress: Callable[[Progress], None] | None 
     t_run = time.perf_counter()
     duplicate_scan = None  # nothing to do: nothing read
     if todo:
-        from dampeml.reconstruction.chain import OUTPUT_COLUMNS
-
         scan = find_repeats(store, plan, todo, cfg.events_per_block)
         duplicate_scan = scan.report()
 

@@ -48,6 +48,7 @@ from __future__ import annotations
 import functools
 import glob
 import os
+import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -56,6 +57,7 @@ from typing import Literal
 
 import awkward as ak
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import ray
 import uproot
@@ -285,9 +287,6 @@ def find_duplicates(ids: Sequence[EventIds], skip: dict[str, set[int]] | None = 
     Hash-based (pandas.factorize), linear in the number of events. `skip[label]` are entries that do not
     count (already quarantined as duplicates in committed output, so never the kept copy).
     """
-    import time
-
-    import pandas as pd
 
     t0 = time.perf_counter()
     skip = skip or {}
@@ -335,7 +334,6 @@ def scan_duplicates(
 ) -> DuplicateScan:
     """Find the repeats among `items` in priority order: file ranges (their identities are read
     here) or identities known without reading (e.g. of simulated events)."""
-    import time
 
     t0 = time.perf_counter()
     ranges = [x for x in items if not isinstance(x, EventIds)]

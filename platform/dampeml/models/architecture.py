@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dampeml.errors import InputError
+from dampeml.models.bgo_cnn import with_alignment_head
 from dampeml.models.catalog import ALIGNED_SUFFIX, PRESETS, Preset, aligned_name, get_network
 from dampeml.models.config import ConfigError
 
@@ -57,7 +58,6 @@ class Architecture:
 
     def build(self) -> Any:
         """The uncompiled tf-keras model, from the project's builders only (fresh weights)."""
-        from dampeml.models.bgo_cnn import with_alignment_head
 
         model = get_network(self.network).build(self.preset, dict(self.overrides), compile=False)
         return with_alignment_head(model, compile=False) if self.alignment_head else model

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from dampeml.models.config import ModelConfig, Task
+from dampeml.models.config import PAPER_LEARNING_RATE, ModelConfig, Task
 
 
 def tf_keras():
@@ -45,7 +45,6 @@ def compile_model(model: Any, config: ModelConfig | Task, learning_rate: float |
     `learning_rate` overrides the config's (e.g. the training code's scaled rate); with a task
     name and no rate, the paper's 1e-4 is used.
     """
-    from dampeml.models.config import PAPER_LEARNING_RATE
 
     keras = tf_keras()
     task = config if isinstance(config, str) else config.task

@@ -23,10 +23,18 @@ from typing import Any
 from rich.console import Console
 
 from dampeml.detector.simulation import SIMULATION_VERSION, SimulationConfig, simulate
+from dampeml.evaluation.report import collect, write_report
+from dampeml.evaluation.simulation_plots import make_validation_plots
+from dampeml.inference.predictor import ReprocessError
 from dampeml.io.root_reader import EventFileError, inspect_file
 from dampeml.io.root_writer import write_event_file
+from dampeml.models.catalog import aligned_name
 from dampeml.paths import RECIPES, ZOO
+from dampeml.pipeline.recipe import load_recipe
+from dampeml.reconstruction.chain import Chain
+from dampeml.registry.models import RegistryError, list_versions, version_of
 from dampeml.registry.tracking import tracking_uri
+from dampeml.training.alignment import AlignmentError, align_registered
 
 #: The shipped recipe (package data: dampeml.paths).
 RECIPE = RECIPES / "chain.yaml"
@@ -58,7 +66,6 @@ def run_demo(
     console: Console | None = None,
 ) -> Path:
     """The whole platform, small, under `workdir`; returns the path of the physics report."""
-    from dampeml.evaluation.simulation_plots import make_validation_plots
 
     console = console or Console(stderr=True)
     workdir = Path(workdir).resolve()
@@ -129,10 +136,7 @@ def simulate_file(
 
 def align_demo(flight_files: list[str], console: Console) -> None:
     """Alignment head of every BGO network on the flight-like run, where it has enough clean events."""
-    from dampeml.models.catalog import aligned_name
     from dampeml.registry.bootstrap import BGO_NETWORKS
-    from dampeml.registry.models import version_of
-    from dampeml.training.alignment import AlignmentError, align_registered
 
     for network in BGO_NETWORKS:
         base = f"{network} v{version_of(network, 'production')}"
@@ -154,7 +158,6 @@ def align_demo(flight_files: list[str], console: Console) -> None:
 
 
 def reprocess_demo(flight_files: list[str], out: Path, console: Console) -> None:
-    from dampeml.inference.predictor import ReprocessError
     from dampeml.inference.reprocess import ReprocessConfig, reprocess
 
     cfg = ReprocessConfig(inputs=flight_files, out=str(out), actors=2)
@@ -193,8 +196,6 @@ def evaluate_demo(
     files: list[str], out: Path, console: Console, reference: Any = None, note: str | None = None
 ) -> Path:
     """The report of the demo's chain, with the shipped reference chain beside it where it was imported."""
-    from dampeml.evaluation.report import collect, write_report
-    from dampeml.reconstruction.chain import Chain
 
     chain = Chain.from_registry(alias="production", flight=False)
     others = {}
@@ -207,7 +208,6 @@ def evaluate_demo(
 
 def train_demo(workdir: Path, epochs: int, console: Console) -> None:
     """The chain recipe's `demo` profile: each network's small dataset built, trained, promoted."""
-    from dampeml.pipeline.recipe import load_recipe
     from dampeml.pipeline.runner import run_pipeline
     from dampeml.runtime import init_ray
 
@@ -218,7 +218,6 @@ def train_demo(workdir: Path, epochs: int, console: Console) -> None:
 
 def current_version(name: str, alias: str):
     """The registry's VersionInfo (version, tags) behind `name@alias`, or None when there is none."""
-    from dampeml.registry.models import RegistryError, list_versions
 
     try:
         versions = list_versions(name)

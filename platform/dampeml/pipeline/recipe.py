@@ -30,9 +30,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from dampeml.datasets.spec import read_yaml_mapping, validation_problems
+from dampeml.datasets.spec import load_spec, read_yaml_mapping, validation_problems
 from dampeml.errors import InputError
 from dampeml.models.catalog import get_network
+from dampeml.reconstruction.chain import NETWORK_OF_FIELD, UPSTREAM_FIELDS
 from dampeml.security import ALIAS_RE
 
 MODEL_URI_PREFIX = "models:/"
@@ -209,8 +210,6 @@ def _check_seeded_needs(steps: Mapping[str, Step], datasets: Mapping[str, Path],
     Otherwise the build would read whatever holds the alias, and a retrained upstream model would
     not change the step's key: the step would be reused with a dataset of the old models.
     """
-    from dampeml.datasets.spec import load_spec
-    from dampeml.reconstruction.chain import NETWORK_OF_FIELD, UPSTREAM_FIELDS
 
     trained_by = {s.network: name for name, s in steps.items()}  # the last stage in file order
     for name in steps:

@@ -27,8 +27,20 @@ from pathlib import Path
 import yaml
 
 from dampeml import __version__
+from dampeml.datasets.spec import load_spec
 from dampeml.detector.simulation import SIMULATION_VERSION
+from dampeml.pipeline.plan import describe, step_cost
 from dampeml.pipeline.recipe import MODEL_URI_PREFIX, Recipe, Step, pinned_steps
+from dampeml.registry.models import (
+    PromotionRefusedError,
+    RegistryError,
+    check_model_uri,
+    list_versions,
+    promote,
+)
+from dampeml.registry.tracking import setup_mlflow
+from dampeml.training.config import TrainConfig
+from dampeml.training.trainer import latest_checkpoint, storage_path, train
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +79,6 @@ def step_key(recipe: Recipe, name: str, spec_hash: str, upstream: dict[str, str]
 
 
 def _registered_versions(name: str) -> list:
-    from dampeml.registry.models import RegistryError, list_versions
 
     try:
         return list_versions(name)
@@ -102,7 +113,6 @@ def _finished(state_file: Path, network: str, key: str) -> dict | None:
 
 def _upstream_versions(step: Step, done: dict[str, StepResult]) -> dict[str, str]:
     """{step or model URI: registered version} of what `step` depends on."""
-    from dampeml.registry.models import check_model_uri
 
     out = {u: f"{done[u].network}/{done[u].version}" for u in step.upstream}
     if step.init_from and step.init_from.startswith(MODEL_URI_PREFIX):
@@ -118,8 +128,6 @@ def _init_uri(step: Step, upstream: dict[str, str]) -> str | None:
 
 def plan_lines(recipe: Recipe) -> list[str]:
     """What a run would do and cost, a line per step and a total (the dry run's output)."""
-    from dampeml.datasets.spec import load_spec
-    from dampeml.pipeline.plan import describe, step_cost
 
     head = f"recipe {recipe.name}, profile {recipe.profile} (hash {recipe.recipe_hash()})"
     lines = [f"{head}, alias {recipe.alias}"]
@@ -151,8 +159,6 @@ def run_pipeline(
     Ray must be running (the caller starts it: `dampeml.runtime.init_ray`).
     """
     import mlflow
-
-    from dampeml.registry.tracking import setup_mlflow
 
     root = run_dir(workdir, recipe)
     (root / "steps").mkdir(parents=True, exist_ok=True)
@@ -191,9 +197,6 @@ def _run_step(
     log: Callable[[str], None],
 ) -> StepResult:
     from dampeml.datasets.build import build_dataset
-    from dampeml.datasets.spec import load_spec
-    from dampeml.training.config import TrainConfig
-    from dampeml.training.trainer import latest_checkpoint, storage_path, train
 
     step = recipe.steps[name]
     t0 = time.perf_counter()
@@ -271,7 +274,6 @@ def _run_step(
 
 def _promote(step: Step, version: str, alias: str) -> tuple[bool, str]:
     """Gated promotion to the profile's alias: (promoted, what happened)."""
-    from dampeml.registry.models import PromotionRefusedError, promote
 
     if not step.promote:
         return False, "registered, not promoted (an intermediate step)"

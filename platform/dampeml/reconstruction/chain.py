@@ -77,9 +77,11 @@ from dampeml.features.jagged import flatten, gather_index
 from dampeml.features.tracks import cos_theta, slopes
 from dampeml.io.schema import MC_ONLY
 from dampeml.models.catalog import ALIGNED_SUFFIX
+from dampeml.models.hough_cnn import pooled_input_twin
 from dampeml.reconstruction.config import ChainConfig
 from dampeml.reconstruction.hits import refit_track, stk_charge
-from dampeml.registry.models import RegistryError
+from dampeml.reconstruction.onnx_export import export, session
+from dampeml.registry.models import RegistryError, load_model, version_of
 
 ENERGY_RANGES = ("low", "mid", "high")
 RUNTIMES = ("tensorflow", "onnx")
@@ -214,7 +216,6 @@ def chosen_models(
     On flight data a BGO range uses `<name>-aligned@alias` where it is registered, the base
     model otherwise. A missing model or alias raises RegistryError saying what to do.
     """
-    from dampeml.registry.models import version_of
 
     chosen: dict[str, tuple[str, str]] = {}
     for fname, name in NETWORK_OF_FIELD.items():
@@ -322,7 +323,6 @@ class Chain:
     ) -> Chain:
         """The chain of exactly these versions ({ChainModels field: (name, version)}, e.g. from
         :func:`chosen_models`), each loaded once through the safe loader; fields not given stay None."""
-        from dampeml.registry.models import load_model
 
         loaded = {f: load_model(f"models:/{name}/{version}") for f, (name, version) in chosen.items()}
         versions = dict(chosen.values())
@@ -599,14 +599,12 @@ def _pooled_twin(model: Any) -> tuple[Any, int]:
     """models.hough_cnn.pooled_input_twin for a tf-keras model; anything else as it is (factor 1)."""
     if not hasattr(model, "predict_on_batch"):
         return model, 1
-    from dampeml.models.hough_cnn import pooled_input_twin
 
     return pooled_input_twin(model)
 
 
 def _to_onnx(models: ChainModels, threads: int) -> ChainModels:
     """Every tf-keras model of `models` as a parity-checked onnxruntime session."""
-    from dampeml.reconstruction.onnx_export import export, session
 
     out = {}
     for f in fields(models):

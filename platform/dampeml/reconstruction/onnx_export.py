@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from dampeml.errors import JobError
+from dampeml.registry.models import load_model
 
 #: ONNX opset: 17 is supported by every onnxruntime >= 1.11 and covers all our layers.
 OPSET = 17
@@ -155,8 +156,6 @@ def export(
 ) -> OnnxExport:
     """Convert `source` (a registry URI or a tf-keras model) to ONNX, check parity, save to `path`."""
     if isinstance(source, str):
-        from dampeml.registry.models import load_model
-
         model, label = load_model(source), source
     else:
         model, label = source, getattr(source, "name", "model")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from dampeml.models.architecture import Architecture
+from dampeml.models.bgo_cnn import with_alignment_head
 from dampeml.models.catalog import NETWORK_NAMES, Preset, aligned_name, build, get_network
 from dampeml.registry.logging import log_keras_model
 from dampeml.registry.tracking import EXPERIMENT, setup_mlflow
@@ -74,7 +75,6 @@ def register_catalog(
     networks also get their `-aligned` model (the alignment head on the same backbone, identity
     initialised). Returns {registered name: version}.
     """
-    from dampeml.models.bgo_cnn import with_alignment_head
 
     aliases = tuple(aliases)
     models = dict(models or {})

@@ -7,6 +7,9 @@ from collections.abc import Mapping
 import matplotlib
 
 matplotlib.use("Agg")
+import subprocess
+from pathlib import Path
+
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -16,6 +19,7 @@ from dampeml.models.architecture import (  # noqa: E402
     check_same_weights_layout,
 )
 from dampeml.registry.tracking import setup_mlflow  # noqa: E402
+from dampeml.training.metrics import roc_auc
 
 TF_KERAS_PIN = "tf-keras==2.21.0"
 
@@ -34,7 +38,6 @@ def _loss_figure(history: list[dict]):
 
 
 def _residual_figure(task: str, y: np.ndarray, pred: np.ndarray):
-    from dampeml.training.metrics import roc_auc
 
     if task == "regression":
         names = ["x_top", "y_top", "x_bot", "y_bot"][: y.shape[1]]
@@ -120,8 +123,6 @@ def log_training(
 
 def git_commit() -> str | None:
     """The commit of the source tree this package runs from, when it is a git checkout."""
-    import subprocess
-    from pathlib import Path
 
     try:
         out = subprocess.run(

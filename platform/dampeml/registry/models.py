@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass
 
 from dampeml.errors import InputError, JobError
+from dampeml.models.architecture import ARCHITECTURE_TAG, Architecture
+from dampeml.models.catalog import get_network
 from dampeml.registry.tracking import setup_mlflow
 from dampeml.security import (
     ALIAS_RE,
@@ -52,7 +54,6 @@ def _client():
 
 
 def _task(name: str) -> str:
-    from dampeml.models.catalog import get_network
 
     return get_network(name.removesuffix("-aligned")).task
 
@@ -109,7 +110,6 @@ def version_of(name: str, alias: str) -> str:
 
 def registered_architecture(name: str, version: str):
     """How `name` v`version` is built (its `architecture` tag), validated; ArchitectureError otherwise."""
-    from dampeml.models.architecture import ARCHITECTURE_TAG, Architecture
 
     try:
         tags = _client().get_model_version(name, version).tags

@@ -26,8 +26,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dampeml import __version__
 from dampeml.detector.simulation import SIMULATION_VERSION
 from dampeml.errors import InputError
+from dampeml.models.architecture import ARCHITECTURE_TAG, Architecture
+from dampeml.reconstruction.config import ChainConfig
+from dampeml.registry.models import RegistryError, list_versions
+from dampeml.security import (
+    audit_model_dir,
+    check_alias,
+    check_artifact_path,
+    check_config_matches,
+    keras_file_config,
+    load_weights_only,
+)
 
 INDEX = "zoo.json"
 RECIPE_FILE = "recipe.resolved.yaml"
@@ -72,11 +84,6 @@ def export_zoo(alias: str, out: str | Path, coarse_below_tev: float = 1.0) -> Pa
     every energy); the index keeps it, and whoever runs the zoo's chain uses it.
     """
     import mlflow
-
-    from dampeml import __version__
-    from dampeml.models.architecture import ARCHITECTURE_TAG
-    from dampeml.registry.models import list_versions
-    from dampeml.security import audit_model_dir, check_alias
 
     check_alias(alias)
     chosen = [v for v in list_versions() if alias in v.aliases]
@@ -177,7 +184,6 @@ def read_index(folder: str | Path) -> dict[str, Any]:
 
 def chain_config(index: dict[str, Any]):
     """The ChainConfig the zoo's models were trained for (the paper's switch when unrecorded)."""
-    from dampeml.reconstruction.config import ChainConfig
 
     return ChainConfig().with_coarse_below_tev(float(index.get("chain", {}).get("coarse_below_tev", 1.0)))
 
@@ -194,16 +200,7 @@ def stale_note(index: dict[str, Any], recipe_command: str) -> str | None:
 
 def import_zoo(folder: str | Path, alias: str | None = None) -> list[ImportedModel]:
     """Register every model of the zoo in `folder` under `alias` (default: the zoo's), loaded as data."""
-    from dampeml.models.architecture import Architecture
     from dampeml.registry.bootstrap import log_model
-    from dampeml.registry.models import RegistryError, list_versions
-    from dampeml.security import (
-        check_alias,
-        check_artifact_path,
-        check_config_matches,
-        keras_file_config,
-        load_weights_only,
-    )
 
     folder = Path(folder)
     index = read_index(folder)

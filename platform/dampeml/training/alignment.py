@@ -25,11 +25,21 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import awkward as ak
 import numpy as np
 
 from dampeml.datasets.split import event_uniform
 from dampeml.errors import InputError
 from dampeml.features.bgo_image import bgo_image, to_float
+from dampeml.io.root_reader import bad_events, read_events
+from dampeml.io.schema import MC_ONLY
+from dampeml.models.bgo_cnn import ALIGNMENT_LAYER, with_alignment_head
+from dampeml.models.catalog import aligned_name
+from dampeml.reconstruction.hits import stk_charge
+from dampeml.reconstruction.psd_charge import psd_charge
+from dampeml.reconstruction.standard import reconstruct
+from dampeml.registry.models import load_model, registered_architecture, version_of
+from dampeml.security import check_job_paths
 
 MIN_HITS_PER_PROJECTION = 5
 SAME_TRACK_MM = 2.0
@@ -51,9 +61,6 @@ class AlignmentError(InputError):
 
 def select_clean_tracks(events: Mapping) -> tuple[np.ndarray, np.ndarray]:
     """(N,) bool mask of clean single-track events and (N, 4) their STK tracks (no truth read)."""
-    from dampeml.reconstruction.hits import stk_charge
-    from dampeml.reconstruction.psd_charge import psd_charge
-    from dampeml.reconstruction.standard import reconstruct
 
     result = reconstruct(events)
     track = result.track
@@ -125,8 +132,6 @@ def train_head(
     import tensorflow as tf
     import tf_keras as keras
 
-    from dampeml.models.bgo_cnn import with_alignment_head
-
     tf.keras.utils.set_random_seed(seed)
     model = with_alignment_head(base, trainable_backbone=trainable_backbone, compile=False)
     model.compile(
@@ -149,7 +154,6 @@ def bgo_inputs(events: Mapping) -> np.ndarray:
 
 def align(base, events: Mapping, epochs: int = 30, seed: int = 0) -> AlignmentResult:
     """Select clean events of flight `events`, fit the head on one half, measure on the other."""
-    from dampeml.models.bgo_cnn import ALIGNMENT_LAYER
 
     if any(k.startswith("true_") for k in events):
         raise AlignmentError("alignment runs on flight data: these events carry MC truth")
@@ -173,8 +177,6 @@ def align(base, events: Mapping, epochs: int = 30, seed: int = 0) -> AlignmentRe
 
 def read_flight_events(files: list[str]) -> tuple[dict, int]:
     """All good events of flight files, and how many bad ones (NaNs, out of range) were left out."""
-    from dampeml.io.root_reader import bad_events, read_events
-    from dampeml.io.schema import MC_ONLY
 
     parts = []
     n_bad = 0
@@ -185,7 +187,6 @@ def read_flight_events(files: list[str]) -> tuple[dict, int]:
         ok = bad_events(ev) == ""
         n_bad += int((~ok).sum())
         parts.append({k: v[ok] for k, v in ev.items()})
-    import awkward as ak
 
     events = {
         k: (
@@ -209,10 +210,7 @@ def align_registered(
 
     Returns (result, registered version or None when it did not improve, extra figures).
     """
-    from dampeml.models.catalog import aligned_name
     from dampeml.registry.bootstrap import log_model
-    from dampeml.registry.models import load_model, registered_architecture, version_of
-    from dampeml.security import check_job_paths
 
     for path in flight_files:
         check_job_paths(flight=path)  # StorageNotAllowedError before any read

@@ -15,7 +15,11 @@ import os
 import tempfile
 import time
 
+import numpy as np
+
 import dampeml  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
+from dampeml.datasets.loader import network_batch
+from dampeml.models.catalog import build
 
 MODEL_FILE = "model.keras"
 STATE_FILE = "state.json"
@@ -69,7 +73,6 @@ READ_BATCHES = 32
 
 def _rows_per_read(batch: int, signature: dict) -> int:
     """Rows per read: whole batches, at most READ_BATCHES of them and about READ_BYTES."""
-    import numpy as np
 
     row = sum(int(np.prod(shape)) * np.dtype(dtype).itemsize for shape, dtype in signature.values())
     return batch * max(1, min(READ_BATCHES, READ_BYTES // max(1, row * batch)))
@@ -79,9 +82,6 @@ def train_loop_per_worker(cfg: dict) -> None:
     """Build (or restore) the model inside the strategy, then fit epoch by epoch with checkpoints."""
     import ray.train
     import tensorflow as tf
-
-    from dampeml.datasets.loader import network_batch
-    from dampeml.models.catalog import build
 
     if cfg["cpus_per_worker"] >= 2:  # a worker computes on all the CPUs it reserved
         try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from dampeml import geometry as geo
+from dampeml.datasets.loader import network_dataset
 
 #: The metric promotion compares, and whether higher is better, per task.
 PRIMARY = {"regression": ("test_mae", False), "classification": ("test_auc", True)}
@@ -13,7 +14,6 @@ PRIMARY = {"regression": ("test_mae", False), "classification": ("test_auc", Tru
 
 def predict_split(model, uri: str, net, split: str = "test", batch_size: int = 256):
     """(inputs, targets, predictions) of a split, in the loader's order."""
-    from dampeml.datasets.loader import network_dataset
 
     xs, ys, ps = [], [], []
     for batch in network_dataset(uri, split).iter_batches(batch_size=batch_size, batch_format="numpy"):

@@ -19,7 +19,10 @@ import numpy as np
 
 from dampeml.datasets.loader import DatasetError, batch_signature, load_manifest, network_dataset
 from dampeml.errors import JobError
-from dampeml.models.architecture import Architecture
+from dampeml.models.architecture import Architecture, ArchitectureError, check_same_weights_layout
+from dampeml.models.catalog import get_network
+from dampeml.registry.models import check_model_uri, load_model
+from dampeml.security import check_job_paths, load_weights_only
 from dampeml.training.config import TrainConfig
 from dampeml.training.loop import MODEL_FILE, STATE_FILE, train_loop_per_worker
 from dampeml.training.metrics import evaluate_test
@@ -46,14 +49,10 @@ class TrainResult:
 def check_inputs(cfg: TrainConfig):
     """Fail fast, before Ray starts: the dataset and checkpoint storage are under the allowed
     storage, the network exists and the dataset is built for it."""
-    from dampeml.models.catalog import get_network
-    from dampeml.security import check_job_paths
 
     check_job_paths(dataset=cfg.dataset, storage=cfg.storage)  # StorageNotAllowedError, before any read
     net = get_network(cfg.network)  # UnknownNetworkError lists the known names
     if cfg.init_from:
-        from dampeml.registry.models import check_model_uri
-
         check_model_uri(cfg.init_from)  # RegistryError saying what exists, before Ray starts
     try:
         manifest = load_manifest(cfg.dataset)
@@ -176,8 +175,6 @@ def initial_weights(cfg: TrainConfig) -> tuple[TrainConfig, list]:
     """The weights of the registered version `cfg.init_from` (loaded as data, through the safe
     loader), checked to fit the network being trained; `cfg` comes back with the URI pinned to the
     version (an alias may move later), which the run's params then record as its parent."""
-    from dampeml.models.architecture import ArchitectureError, check_same_weights_layout
-    from dampeml.registry.models import check_model_uri, load_model
 
     name, version = check_model_uri(cfg.init_from)  # RegistryError saying what exists
     pinned = f"models:/{name}/{version}"
@@ -255,7 +252,6 @@ def _fits_cache(manifest: dict, split: str) -> bool:
 def load_checkpoint_model(ckpt_dir: str, architecture: Architecture):
     """The uncompiled model of a checkpoint, loaded as data like a registered one: `architecture`
     built by our builders, only the weights read from the file."""
-    from dampeml.security import load_weights_only
 
     model = architecture.build()
     load_weights_only(model, os.path.join(ckpt_dir, MODEL_FILE), f"checkpoint {ckpt_dir}")

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from dampeml.datasets.spec import DatasetSpec, SpecError, load_spec, read_yaml_mapping, validation_problems
 from dampeml.errors import InputError
+from dampeml.models.catalog import get_network
 from dampeml.security import StorageNotAllowedError, check_spec_storage
 
 #: Training settings a campaign may search over (the rest belong to the campaign itself).
@@ -239,7 +240,6 @@ def load_campaign(path: str | Path) -> Campaign:
 def check_campaign(c: Campaign) -> None:
     """Everything that can be checked without Ray: the network, each search value, the metric, the
     storage every dataset variant reads (StorageNotAllowedError)."""
-    from dampeml.models.catalog import get_network
 
     try:
         net = get_network(c.network)

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from rich.table import Table
 
-from dampeml.tuning.campaign import Campaign
+from dampeml.tuning.campaign import Campaign, decode_params
 
 
 @dataclass
@@ -50,7 +51,6 @@ def _short(v) -> str:
 
 def trial_rows(c: Campaign, trials) -> list[dict]:
     """One plain row per Tune trial: id, status, point, seed, metrics of its last result."""
-    from dampeml.tuning.campaign import decode_params
 
     rows = []
     for t in trials:
@@ -117,7 +117,6 @@ def best_group(c: Campaign, groups: list[Group]) -> Group | None:
 
 
 def rich_table(c: Campaign, groups: list[Group]):
-    from rich.table import Table
 
     best = best_group(c, groups)
     t = Table(title=f"campaign {c.name}: {c.network}, {c.metric} ({c.mode}), {c.repeats} seed(s) per point")

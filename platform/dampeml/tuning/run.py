@@ -31,9 +31,27 @@ from typing import Any
 
 import ray.tune
 
+from dampeml.datasets.loader import DatasetError, load_manifest
+from dampeml.datasets.spec import load_spec
 from dampeml.errors import InputError
 from dampeml.models.architecture import Architecture
+from dampeml.registry.tracking import setup_mlflow, tracking_uri
+from dampeml.security import check_job_paths
+from dampeml.storage import MANIFEST
+from dampeml.training.config import TrainConfig
+from dampeml.training.loop import STATE_FILE as TRAIN_STATE
+from dampeml.training.metrics import evaluate_test
+from dampeml.training.trainer import (
+    TrainingError,
+    check_cpus,
+    check_inputs,
+    cpus_needed,
+    latest_checkpoint,
+    load_checkpoint_model,
+    make_trainer,
+)
 from dampeml.tuning.campaign import Campaign, CampaignError, decode_params, variant_key
+from dampeml.tuning.report import comparison, trial_rows, write_report
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +87,6 @@ def dataset_uri(workdir: Path, spec, limit_events: int | None) -> str:
 def ensure_dataset(spec, uri: str, limit_events: int | None, log: Callable[[str], None]) -> str:
     """Reuse a built dataset, finish a half-built one, or build it (on the driver, through Ray Data)."""
     from dampeml.datasets.build import BUILD_FILE, build_dataset
-    from dampeml.storage import MANIFEST
 
     if Path(uri, MANIFEST).exists():
         log(f"dataset {spec.name}@{spec.spec_hash()}: cached at {uri}")
@@ -84,7 +101,6 @@ def prepare_datasets(
     c: Campaign, workdir: Path, log: Callable[[str], None]
 ) -> tuple[dict[str, str], str | None]:
     """Build every dataset variant of the search space (and the common test set) before any trial."""
-    from dampeml.datasets.spec import load_spec
 
     uris = {}
     for assignment in c.dataset_variants():
@@ -106,7 +122,6 @@ def dataset_assignment(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def train_config(c: Campaign, values: dict[str, Any], uri: str, seed: int, run_name: str, storage: str):
-    from dampeml.training.config import TrainConfig
 
     return TrainConfig(
         network=c.network,
@@ -135,16 +150,6 @@ def run_trial(
 ) -> None:
     """One trial: a Ray Train run (reports forwarded to Tune every epoch), then the test metrics."""
     from ray.tune.integration.ray_train import TuneReportCallback
-
-    from dampeml.training.loop import STATE_FILE as TRAIN_STATE
-    from dampeml.training.metrics import evaluate_test
-    from dampeml.training.trainer import (
-        TrainingError,
-        check_inputs,
-        latest_checkpoint,
-        load_checkpoint_model,
-        make_trainer,
-    )
 
     c = Campaign.model_validate_json(campaign_json)
     values = decode_params(c, config["params"])
@@ -206,9 +211,6 @@ class ChildLogger:
     def log(self, trial) -> None:
         from mlflow.entities import Metric, Param
 
-        from dampeml.training.loop import STATE_FILE as TRAIN_STATE
-        from dampeml.training.trainer import latest_checkpoint
-
         c = Campaign.model_validate_json(self.campaign_json)
         status = "FAILED" if trial.status == "ERROR" else "FINISHED"
         client = self._client()
@@ -261,7 +263,6 @@ class ChildLogger:
 
 
 def _dataset_version(uri: str) -> str:
-    from dampeml.datasets.loader import DatasetError, load_manifest
 
     try:
         return load_manifest(uri)["dataset_version"] if uri else ""
@@ -285,8 +286,6 @@ class MlflowChildCallback(ray.tune.Callback):
 def _parent_run(c: Campaign, root: Path, state: dict, tracking_uri: str) -> str:
     """The campaign's MLflow parent run: created once, found again on resume."""
     import mlflow
-
-    from dampeml.registry.tracking import setup_mlflow
 
     exp_id = setup_mlflow(EXPERIMENT)
     client = mlflow.MlflowClient(tracking_uri)
@@ -352,11 +351,6 @@ def run_campaign(
     import ray
     from ray.tune import FailureConfig, RunConfig, TuneConfig, Tuner
     from ray.tune.schedulers import ASHAScheduler
-
-    from dampeml.registry.tracking import tracking_uri
-    from dampeml.security import check_job_paths
-    from dampeml.training.trainer import check_cpus, cpus_needed
-    from dampeml.tuning.report import comparison, write_report
 
     check_job_paths(workdir=workdir)  # StorageNotAllowedError before anything is read or written
     workdir = Path(workdir).resolve()
@@ -448,7 +442,6 @@ def run_campaign(
     groups = comparison(c, trials)
     artifacts = write_report(c, groups, root)
     _finish_parent(uri, state["parent_run_id"], c, groups, artifacts, trials)
-    from dampeml.tuning.report import trial_rows
 
     return CampaignResult(c, root, state["parent_run_id"], trial_rows(c, trials), groups, artifacts)
 
