@@ -388,7 +388,7 @@ def test_rebuild_gives_the_same_content_and_mix(tmp_path, ray_local):
     with pytest.raises(DatasetBuildError, match="pass --resume"):
         build_dataset(spec, str(tmp_path / "a"))
     # a build started under older simulation physics is never finished with today's events
-    from dampeml.datasets.build import BUILD_FILE
+    from dampeml.datasets.process import BUILD_FILE
     from dampeml.detector.simulation import SIMULATION_VERSION
 
     assert a["simulation_version"] == SIMULATION_VERSION

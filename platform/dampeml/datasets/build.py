@@ -32,7 +32,8 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from dampeml import __version__
-from dampeml.datasets.process import process_unit
+from dampeml.bookkeeping import check_accounting
+from dampeml.datasets.process import build_ledger, process_unit
 from dampeml.datasets.spec import DatasetSpec, FileSource, SimulationSource
 from dampeml.datasets.split import SPLITS
 from dampeml.datasets.units import BadFile, WorkUnit, plan_units, planned_particle_counts
@@ -44,9 +45,8 @@ from dampeml.reconstruction.config import ChainConfig
 from dampeml.registry.models import check_model_uri, list_versions
 from dampeml.registry.tracking import tracking_uri
 from dampeml.security import check_spec_storage, check_storage
-from dampeml.storage import MANIFEST, QUARANTINE, TMP_DIR, UNITS_DIR, Store
+from dampeml.storage import MANIFEST, QUARANTINE, TMP_DIR, Store
 
-BUILD_FILE = "_build.json"
 #: targets that only MC truth can give (today: every target, so every spec is supervised)
 TRUTH_TARGETS = frozenset({"track", "hough_offsets", "inelastic", "particle"})
 
@@ -260,7 +260,7 @@ def find_unit_repeats(store: Store, units: list[WorkUnit], done: set[str]) -> Du
     for u in order:
         if u.unit_id not in done:
             break
-        for q in store.read_json(f"{UNITS_DIR}/{u.unit_id}.json")["quarantine_list"]:
+        for q in build_ledger(store).marker(u.unit_id)["quarantine_list"]:
             repeats = [q["entry"]] if "duplicate_of" in q else q.get("duplicates", [])
             skip.setdefault(_label(u), set()).update(repeats)
     items: list = []
@@ -311,9 +311,10 @@ def build_dataset(
     upstream = check_build_inputs(spec, out_uri, spec_path, upstream_alias, upstream_versions)
     store = Store.open(out_uri)
     params = _build_params(spec, limit_events, upstream)
-    started = store.exists(BUILD_FILE)
+    ledger = build_ledger(store)
+    previous = ledger.started()
+    started = previous is not None
     if started:
-        previous = store.read_json(BUILD_FILE)
         if not resume:
             raise DatasetBuildError(
                 f"{out_uri} already holds a dataset ({previous['name']}): "
@@ -336,11 +337,11 @@ def build_dataset(
         raise DatasetBuildError(f"{out_uri} is not empty and holds no dataset: choose another --out")
 
     units, bad_files = plan_build(spec, limit_events)  # DatasetBuildError here writes nothing
-    done = {name[: -len(".json")] for name in store.list(UNITS_DIR, ".json")}
+    done = ledger.done()
     todo = [u for u in units if u.unit_id not in done]
     scan = find_unit_repeats(store, units, done) if todo else None
     if not started:
-        store.write_json(BUILD_FILE, params)
+        ledger.start(params)
     context = {"planned_particles": planned_particle_counts(units), "duplicates": _per_unit(units, scan)}
     if progress:
         progress(len(units) - len(todo), len(units))
@@ -392,7 +393,8 @@ def write_manifest(
     upstream: Upstream | None = None,
 ) -> dict:
     """Aggregate every unit's marker into the manifest, plus the quarantine list beside it."""
-    accs = [store.read_json(f"{UNITS_DIR}/{u.unit_id}.json") for u in units]
+    ledger = build_ledger(store)
+    accs = [ledger.marker(u.unit_id) for u in units]
     per_split = {s: {"events": 0, "bytes": 0, "shards": 0} for s in SPLITS}
     per_particle: dict[str, Counter] = {s: Counter() for s in SPLITS}
     per_ebin: dict[str, Counter] = {s: Counter() for s in SPLITS}
@@ -421,11 +423,7 @@ def write_manifest(
     written = sum(v["events"] for v in per_split.values())
     n_q = sum(quarantined.values())
     n_f = sum(filtered.values())
-    if written + n_q + n_f != n_read:  # the accounting must close; anything else is a bug
-        raise DatasetJobError(
-            f"accounting does not close: read {n_read} != written {written} + "
-            f"filtered {n_f} + quarantined {n_q}"
-        )
+    check_accounting(store.uri, n_read, written=written, filtered=n_f, quarantined=n_q)
     total_bytes = sum(v["bytes"] for v in per_split.values())
     manifest = {
         "name": spec.name,

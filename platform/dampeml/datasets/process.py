@@ -13,6 +13,7 @@ from collections import Counter
 import numpy as np
 import pyarrow as pa
 
+from dampeml.bookkeeping import Ledger, check_accounting
 from dampeml.datasets.columns import feature_columns, particle_labels
 from dampeml.datasets.spec import DatasetSpec
 from dampeml.datasets.split import SPLITS, assign_split, event_uniform
@@ -21,6 +22,8 @@ from dampeml.detector.simulation import SimulationConfig, simulate
 from dampeml.io.datasource import DUPLICATE
 from dampeml.io.root_reader import EventFileError, bad_events, read_events
 from dampeml.storage import UNITS_DIR, Store
+
+BUILD_FILE = "_build.json"
 
 _DECADES = np.arange(-3, 9)
 _DECADE_LABELS = np.array([f"1e{d}-1e{d + 1}" for d in _DECADES], dtype=object)
@@ -175,14 +178,19 @@ def process_unit(unit: WorkUnit, spec: DatasetSpec, store: Store, context: dict)
     return _commit(store, unit, acc)
 
 
+def build_ledger(store: Store) -> Ledger:
+    """A dataset build's parameters (`_build.json`) and unit markers (`_units/`)."""
+    return Ledger(store, BUILD_FILE, UNITS_DIR)
+
+
 def _commit(store: Store, unit: WorkUnit, acc: dict) -> dict:
     acc = {**acc, "filtered": dict(acc["filtered"]), "quarantined": dict(acc["quarantined"])}
-    total = (
-        sum(sh["events"] for sh in acc["shards"].values())
-        + sum(acc["filtered"].values())
-        + sum(acc["quarantined"].values())
+    check_accounting(
+        f"unit {unit.unit_id}",
+        acc["read"],
+        written=sum(sh["events"] for sh in acc["shards"].values()),
+        filtered=sum(acc["filtered"].values()),
+        quarantined=sum(acc["quarantined"].values()),
     )
-    if total != acc["read"]:
-        raise RuntimeError(f"unit {unit.unit_id}: accounting does not close ({total} != {acc['read']})")
-    store.write_json(f"{UNITS_DIR}/{unit.unit_id}.json", acc)
+    build_ledger(store).commit(unit.unit_id, acc)
     return acc

@@ -62,6 +62,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
 from dampeml import __version__
+from dampeml.bookkeeping import Ledger, check_accounting
 from dampeml.errors import InputError
 from dampeml.inference.predictor import MODES, ChainPredictor, ReprocessError, ReprocessInputError
 from dampeml.io.datasource import (
@@ -186,8 +187,8 @@ def recorded_chain(params: dict) -> ChainConfig:
 
 def _prepare_out(store: Store, params: dict, overwrite: bool) -> dict:
     """Check what `out` holds against this job; returns the params to record (modes merged)."""
-    if store.exists(JOB_FILE):
-        previous = store.read_json(JOB_FILE)
+    ledger = _ledger(store)
+    if (previous := ledger.started()) is not None:
         settings = [f"runtime {previous['runtime']} (now {params['runtime']})"] * (
             previous["runtime"] != params["runtime"]
         )
@@ -208,9 +209,10 @@ def _prepare_out(store: Store, params: dict, overwrite: bool) -> dict:
                 f"{store.uri} holds outputs made with @{previous.get('alias')}, {what}: pass --overwrite "
                 "to replace them, or choose another --out to keep both"
             )
-        for rel in (EVENTS_DIR, MARKERS_DIR, TMP_DIR):
+        ledger.clear()
+        for rel in (EVENTS_DIR, TMP_DIR):
             store.delete_dir(rel)
-        for rel in (QUARANTINE, SUMMARY, JOB_FILE, CHAIN_FILE):
+        for rel in (QUARANTINE, SUMMARY, CHAIN_FILE):
             if store.exists(rel):
                 store.fs.delete_file(store.path(rel))
     elif any(name != TMP_DIR for name in _entries(store)):
@@ -227,9 +229,13 @@ def _entries(store: Store) -> list[str]:
     return [i.base_name for i in store.fs.get_file_info(pafs.FileSelector(store.root))]
 
 
+def _ledger(store: Store) -> Ledger:
+    return Ledger(store, JOB_FILE, MARKERS_DIR)
+
+
 def remove_orphans(store: Store) -> list[str]:
     """Delete outputs without a marker (published by a job killed before writing the marker)."""
-    markers = {n[: -len(".json")] for n in store.list(MARKERS_DIR, ".json")}
+    markers = _ledger(store).done()
     orphans = [n for n in store.list(EVENTS_DIR, ".parquet") if n[: -len(".parquet")] not in markers]
     for name in orphans:
         store.fs.delete_file(store.path(EVENTS_DIR, name))
@@ -293,9 +299,8 @@ def commit_file(
         "versions": versions,
         "committed": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
-    if marker["written"] + len(quarantine) != info.n_events:
-        raise ReprocessError(f"{info.path}: accounting does not close (a bug): {marker}")
-    store.write_json(f"{MARKERS_DIR}/{key}.json", marker)
+    check_accounting(info.path, info.n_events, written=marker["written"], quarantined=len(quarantine))
+    _ledger(store).commit(key, marker)
     return marker
 
 
@@ -309,7 +314,7 @@ def find_repeats(store: Store, plan: EventFilePlan, todo: list[EventFileInfo], f
     done = sorted(i.path for i in plan.good if i.path not in waiting)
     skip: dict[str, set[int]] = {}
     for path in done:
-        marker = store.read_json(f"{MARKERS_DIR}/{file_key(path)}.json")
+        marker = _ledger(store).marker(file_key(path))
         skip[path] = {q["entry"] for q in marker["quarantine_list"] if "duplicate_of" in q}
     sizes = {i.path: i.n_events for i in plan.good}
     ranges = [(p, 0, sizes[p]) for p in [*done, *sorted(waiting)]]
@@ -391,7 +396,7 @@ def write_summary(store: Store, plan: EventFilePlan, params: dict, run: dict) ->
     totals = {"files": 0, "unreadable_files": 0, "events": 0, "written": 0, "quarantined": 0}
     reasons: Counter = Counter()
     for info in plan.good:
-        m = store.read_json(f"{MARKERS_DIR}/{file_key(info.path)}.json")
+        m = _ledger(store).marker(file_key(info.path))
         nq = sum(m["quarantined"].values())
         files.append(
             {k: m[k] for k in ("input", "output", "mode", "events", "written", "quarantined", "versions")}
@@ -408,8 +413,9 @@ def write_summary(store: Store, plan: EventFilePlan, params: dict, run: dict) ->
         files.append({"input": path, "output": None, "status": "unreadable", "reason": reason})
         lines.append({"file": path, "entry": None, "run_id": None, "event_id": None, "reason": reason})
         totals["unreadable_files"] += 1
-    if totals["written"] + totals["quarantined"] != totals["events"]:
-        raise ReprocessError(f"accounting does not close (a bug): {totals}")
+    check_accounting(
+        store.uri, totals["events"], written=totals["written"], quarantined=totals["quarantined"]
+    )
     summary = {
         "out": store.uri,
         "alias": params["alias"],
@@ -446,10 +452,10 @@ def reprocess(cfg: ReprocessConfig, progress: Callable[[Progress], None] | None 
     }
     store = Store.open(cfg.out)
     params = _prepare_out(store, params, cfg.overwrite)
-    store.write_json(JOB_FILE, params)
+    _ledger(store).start(params)
     store.write_text(CHAIN_FILE, cfg.chain.to_yaml())  # `--chain` of a job that reruns these outputs
 
-    done = {name[: -len(".json")] for name in store.list(MARKERS_DIR, ".json")}
+    done = _ledger(store).done()
     todo = [i for i in plan.good if file_key(i.path) not in done]
     total_events = plan.n_events
     state = Progress(len(plan.good) - len(todo), len(plan.good), 0, total_events)

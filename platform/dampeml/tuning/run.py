@@ -86,7 +86,8 @@ def dataset_uri(workdir: Path, spec, limit_events: int | None) -> str:
 
 def ensure_dataset(spec, uri: str, limit_events: int | None, log: Callable[[str], None]) -> str:
     """Reuse a built dataset, finish a half-built one, or build it (on the driver, through Ray Data)."""
-    from dampeml.datasets.build import BUILD_FILE, build_dataset
+    from dampeml.datasets.build import build_dataset
+    from dampeml.datasets.process import BUILD_FILE
 
     if Path(uri, MANIFEST).exists():
         log(f"dataset {spec.name}@{spec.spec_hash()}: cached at {uri}")
