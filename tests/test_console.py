@@ -36,3 +36,52 @@ def test_the_console_shows_the_projects_lines_and_hides_the_libraries_unless_ver
     code, quiet = _build(tmp_path, "--quiet")
     print(f"--- quiet ({len(quiet.splitlines())} lines)\n{quiet}")
     assert code == 0 and "written" not in quiet and len(quiet.splitlines()) <= 2, quiet
+
+
+_DIVERTED = """
+import os, subprocess, sys
+sys.path.insert(0, {platform!r})
+from pathlib import Path
+from dampeml.logs import divert_native_stderr
+path, restore = divert_native_stderr("check", Path({folder!r}))
+os.write(2, b"native start-up line\\n")                     # what TensorFlow's C++ does
+subprocess.run(["sh", "-c", "echo from a child process >&2"])  # e.g. Ray's raylet
+print("the project's line", file=sys.stderr)
+restore()
+print("after restore", file=sys.stderr)
+print(path)
+"""
+
+
+@pytest.mark.timeout(60)
+def test_native_stderr_goes_to_a_log_file_and_python_stderr_stays(tmp_path):
+    script = _DIVERTED.format(platform=str(REPO / "platform"), folder=str(tmp_path / "logs"))
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=50)
+    assert res.returncode == 0, res.stderr
+    log = Path(res.stdout.strip()).read_text()
+    print(f"terminal:\n{res.stderr}log:\n{log}")
+    assert "native start-up line" in log and "from a child process" in log
+    assert "the project's line" in res.stderr and "after restore" in res.stderr
+    assert "native" not in res.stderr and "child" not in res.stderr and "project" not in log
+
+
+@pytest.mark.timeout(60)
+def test_a_command_at_a_terminal_diverts_native_output_and_one_in_a_pipe_does_not(tmp_path):
+    """At a terminal (a pseudo-terminal here) the command writes a native log; piped, it does not."""
+    import os
+    import pty
+
+    env = {
+        **os.environ,
+        "DAMPEML_LOG_DIR": str(tmp_path / "logs"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/m.db",
+    }
+    cmd = [sys.executable, "-m", "dampeml.cli.main", "models", "list"]
+    subprocess.run(cmd, capture_output=True, env=env, timeout=50, check=True)
+    assert not (tmp_path / "logs").exists()
+    leader, follower = pty.openpty()
+    proc = subprocess.run(cmd, stdin=follower, stdout=follower, stderr=follower, env=env, timeout=50)
+    os.close(follower)
+    os.close(leader)
+    assert proc.returncode == 0
+    assert [p.name for p in (tmp_path / "logs").glob("*-models-*.log")], "no native log at a terminal"

@@ -8,12 +8,22 @@ The command line calls :func:`configure` once (`dampeml --verbose` / `--quiet`):
   session logs (`/tmp/ray/session_latest/logs` on each node; Ray Data's in `ray-data.log`);
 - verbose (1): all of it on the console.
 Code that never calls it (tests, notebooks) keeps the libraries' own defaults.
+
+What native code writes to the process's stderr (TensorFlow's and absl's start-up lines, which no
+setting silences, and the output of child processes) goes to a log file when the command runs in a
+terminal and is not verbose (:func:`divert_native_stderr`); Python's own stderr, where the
+project's messages, warnings and tracebacks go, stays on the terminal.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
 
 from rich.console import Console
 from rich.logging import RichHandler
@@ -70,3 +80,34 @@ def quiet_ray_data() -> None:
 def worker_env() -> dict[str, str]:
     """The QUIET_ENV variables this process has, for Ray's workers."""
     return {k: os.environ[k] for k in QUIET_ENV if k in os.environ}
+
+
+def native_log_dir() -> Path:
+    """Where :func:`divert_native_stderr` writes (DAMPEML_LOG_DIR, else the temporary folder)."""
+    return Path(os.environ.get("DAMPEML_LOG_DIR") or Path(tempfile.gettempdir()) / "dampeml")
+
+
+def divert_native_stderr(name: str, folder: Path | None = None) -> tuple[Path, Callable[[], None]]:
+    """Point file descriptor 2 at `folder/<time>-<name>-<pid>.log`, Python's `sys.stderr` staying on
+    the terminal; returns the log's path and the function that puts both back."""
+    folder = folder or native_log_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}-{os.getpid()}.log"
+    sys.stderr.flush()
+    terminal = os.dup(2)
+    log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log, 2)
+    os.close(log)
+    python_stderr = sys.stderr
+    sys.stderr = os.fdopen(
+        os.dup(terminal), "w", buffering=1, encoding=python_stderr.encoding, errors="replace"
+    )
+
+    def restore() -> None:
+        sys.stderr.flush()
+        sys.stderr.close()
+        sys.stderr = python_stderr
+        os.dup2(terminal, 2)
+        os.close(terminal)
+
+    return path, restore

@@ -7,6 +7,7 @@ interrupted; a bug keeps its traceback.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -40,7 +41,12 @@ def _console(
     ] = None,
     verbose: Annotated[
         bool,
-        typer.Option("--verbose", "-v", help="also show Ray's, Ray Data's and TensorFlow's own messages"),
+        typer.Option(
+            "--verbose",
+            "-v",
+            help="also show Ray's, Ray Data's and TensorFlow's own messages (else: Ray's session logs, and "
+            "what native code prints in $TMPDIR/dampeml/ or DAMPEML_LOG_DIR)",
+        ),
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="only warnings and errors")] = False,
 ) -> None:
@@ -51,6 +57,9 @@ def _console(
         raise typer.BadParameter("give --verbose or --quiet, not both")
     logs.configure(1 if verbose else -1 if quiet else 0)
     console.quiet = quiet
+    if not verbose and os.isatty(2) and ctx.invoked_subcommand:  # a person at a terminal
+        _, restore = logs.divert_native_stderr(ctx.invoked_subcommand)
+        ctx.call_on_close(restore)
     if config is not None:
         from dampeml.cli.config_file import read_config
 
