@@ -80,9 +80,22 @@ def pytest_make_collect_report(collector):
     _fail_skip_in_ci(outcome.get_result())
 
 
+_TIER_SECONDS = {"fast": [0, 0.0], "slow": [0, 0.0]}  # tier: [tests, seconds]
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Each tier's test count and time (CI prints it: the fast tier must stay within 5 minutes)."""
+    parts = [f"{tier} tier {n} tests in {sec / 60:.1f} min" for tier, (n, sec) in _TIER_SECONDS.items() if n]
+    if parts:
+        terminalreporter.write_line("time per tier: " + "; ".join(parts))
+
+
 def pytest_runtest_logreport(report):
     """Print a failure when it happens, not only in the final summary that a run killed later
-    (by the guard above, or by CI's limit) never reaches."""
+    (by the guard above, or by CI's limit) never reaches; add the test's time to its tier."""
+    tier = _TIER_SECONDS["slow" if "slow" in report.keywords else "fast"]
+    tier[0] += report.when == "call"
+    tier[1] += report.duration
     if report.failed:
         tail = "\n".join(report.longreprtext.splitlines()[-25:])
         os.write(_STDERR_FD or 2, f"\n--- {report.nodeid} failed ({report.when}):\n{tail}\n".encode())
