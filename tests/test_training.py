@@ -315,6 +315,38 @@ def test_each_epoch_starts_exactly_the_passes_it_needs(env):
         assert labels.tolist() == [float(i % 8) for i in range(2 * steps)]  # in order, no pass skipped
 
 
+@pytest.mark.timeout(120)
+def test_an_in_memory_shard_is_read_once_and_shuffled_anew_every_pass(env):
+    """`in_memory`: the worker reads its shard once (one pass of Ray's split, on every worker alike)
+    and every pass after comes from memory, a new permutation each with a seed, stored order without."""
+    from unittest import mock
+
+    import ray
+
+    from dampeml.training.loop import _tf_dataset
+
+    rows = [{"x": np.full(3, i, np.float32), "y": np.float32(i)} for i in range(8)]
+
+    def to_arrays(table):
+        return {"x": np.stack(table["x"].to_numpy(zero_copy_only=False)), "y": table["y"].to_numpy()[:, None]}
+
+    signature = {"x": ((3,), "float32"), "y": ((1,), "float32")}
+    for seed in (7, None):
+        shard = ray.data.from_items(rows).iterator()
+        with mock.patch.object(shard, "_iter_batches", wraps=shard._iter_batches) as started:
+            ds = _tf_dataset(shard, to_arrays, ["x"], 2, signature, 12, in_memory=True, shuffle_seed=seed)
+            labels = np.concatenate([y.numpy()[:, 0] for _, y in ds])  # 12 batches: three passes
+            assert started.call_count == 1, "an in-memory shard is read once"
+        passes = labels.reshape(3, 8)
+        print(f"seed {seed}: {passes.tolist()}")
+        for p in passes:  # every pass holds every row once
+            assert sorted(p.tolist()) == [float(i) for i in range(8)]
+        if seed is None:
+            assert all(p.tolist() == [float(i) for i in range(8)] for p in passes)
+        else:
+            assert len({tuple(p) for p in passes}) == 3, "each pass its own order"
+
+
 @pytest.mark.timeout(300)
 def test_training_feed_mixes_the_particles_of_the_stored_order(datasets, env):
     """The build writes one particle's events per unit, so the e/p dataset's stored order is

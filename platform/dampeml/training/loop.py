@@ -16,6 +16,7 @@ import tempfile
 import time
 
 import numpy as np
+import pyarrow as pa
 
 import dampeml  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
 from dampeml.datasets.loader import network_batch
@@ -25,8 +26,24 @@ MODEL_FILE = "model.keras"
 STATE_FILE = "state.json"
 
 
-def _tf_dataset(shard, to_arrays, x_keys: list[str], batch: int, signature: dict, steps: int):
+def _tf_dataset(
+    shard,
+    to_arrays,
+    x_keys: list[str],
+    batch: int,
+    signature: dict,
+    steps: int,
+    in_memory: bool = False,
+    shuffle_seed: int | None = None,
+):
     """Exactly `steps` batches per iteration, passing over the shard as often as needed.
+
+    `in_memory`: the worker reads its whole shard now, once, and every pass then comes from memory,
+    in a new order each pass when `shuffle_seed` is given (else in stored order). Ray Data's
+    per-epoch shuffle and split of the rows (tasks through the object store, and a coordinator)
+    took CPU from the training on a small machine (benchmarks/README.md, "Training"). The driver
+    decides it for all workers alike (`trainer.in_memory_shards`): each reads one whole pass of
+    its split now, and none ever starts another.
 
     The shard holds stored rows (compact: a Hough event's hits, not its 640 kB image);
     `to_arrays` (:func:`dampeml.datasets.loader.network_batch`) renders them, a read at a time, here,
@@ -50,12 +67,27 @@ def _tf_dataset(shard, to_arrays, x_keys: list[str], batch: int, signature: dict
         return arrays[x_keys[0]] if len(x_keys) == 1 else {k: arrays[k] for k in x_keys}
 
     rows = _rows_per_read(batch, signature)
+    if in_memory:
+        stored = pa.concat_tables(
+            shard.iter_batches(batch_size=None, batch_format="pyarrow")
+        ).combine_chunks()
+        orders = np.random.default_rng(shuffle_seed)
+
+        def reads():
+            n = stored.num_rows
+            order = orders.permutation(n) if shuffle_seed is not None else np.arange(n)
+            for start in range(0, n, rows):
+                yield stored.take(order[start : start + rows])
+    else:
+
+        def reads():
+            yield from shard.iter_batches(batch_size=rows, batch_format="pyarrow", drop_last=False)
 
     def batches():
         # read and render `rows` at a time (Ray Data's per-batch cost, paid once per read, halved the
         # small networks' rate), then hand out `batch`-row slices; a pass ends without its last
         # partial batch, as drop_last would, so every pass yields the same count
-        for table in shard.iter_batches(batch_size=rows, batch_format="pyarrow", drop_last=False):
+        for table in reads():
             arrays = to_arrays(table)
             for start in range(0, len(arrays["y"]) - batch + 1, batch):
                 part = {k: a[start : start + batch] for k, a in arrays.items()}
@@ -121,8 +153,12 @@ def train_loop_per_worker(cfg: dict) -> None:
         cfg["x_keys"],
         cfg["batch_per_worker"],
     )
-    train = _tf_dataset(ray.train.get_dataset_shard("train"), *feed, cfg["signature"], cfg["steps_per_epoch"])
-    val = _tf_dataset(ray.train.get_dataset_shard("val"), *feed, cfg["signature"], cfg["val_steps"])
+    memory = cfg.get("in_memory", False)
+    seed = cfg["seed"] * 1009 + rank  # each worker its own sequence of orders
+    train = _tf_dataset(
+        ray.train.get_dataset_shard("train"), *feed, cfg["signature"], cfg["steps_per_epoch"], memory, seed
+    )
+    val = _tf_dataset(ray.train.get_dataset_shard("val"), *feed, cfg["signature"], cfg["val_steps"], memory)
     for epoch in range(state["epoch"], cfg["epochs"]):
         t0 = time.perf_counter()  # per-epoch seconds: the steady state, apart from start-up
         fit = model.fit(train, epochs=1, steps_per_epoch=cfg["steps_per_epoch"], verbose=0)
