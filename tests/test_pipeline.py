@@ -87,6 +87,41 @@ def test_steps_run_after_what_they_need_and_cycles_are_refused(tmp_path):
         load_recipe(_write(tmp_path / "r.yaml", recipe), "p")
 
 
+def test_lineage_tags_are_valid_mlflow_tag_names_for_a_step_that_fine_tunes_a_registered_model(tmp_path):
+    """A step fine-tuning `models:/NAME@ALIAS` (not a step of the recipe) records it as its
+    `init_from`; the URI is never a tag name (`@` is not allowed in one: registration failed)."""
+    from mlflow.utils.validation import _validate_tag_name
+
+    from dampeml.pipeline.runner import step_lineage
+
+    spec = str(REPO / "datasets" / "bgo-direction-low-small.yaml")
+    recipe = {
+        "name": "t",
+        "steps": {
+            "a": {"network": "bgo-direction-low", "dataset": spec},
+            "b": {
+                "network": "bgo-direction-low",
+                "dataset": spec,
+                "needs": ["a"],
+                "init_from": "models:/bgo-direction-low@reference",
+            },
+        },  # fmt: skip
+        "profiles": {"p": {}},
+    }
+    resolved = load_recipe(_write(tmp_path / "r.yaml", recipe), "p")
+    upstream = {"a": "bgo-direction-low/3", "models:/bgo-direction-low@reference": "bgo-direction-low/1"}
+    tags = step_lineage(resolved, "b", "k123", upstream)
+    assert tags == {
+        "pipeline": "t/p",
+        "pipeline_step": "b",
+        "recipe_hash": resolved.recipe_hash(),
+        "step_key": "k123",
+        "upstream.a": "bgo-direction-low/3",
+    }
+    for name in tags:
+        _validate_tag_name(name)
+
+
 def _shipped_copy(tmp_path: Path, edit) -> Path:
     """The shipped recipe, edited, written elsewhere with its spec paths made absolute."""
     recipe = yaml.safe_load(SHIPPED.read_text())

@@ -121,6 +121,18 @@ def _upstream_versions(step: Step, done: dict[str, StepResult]) -> dict[str, str
     return out
 
 
+def step_lineage(recipe: Recipe, name: str, key: str, upstream: dict[str, str]) -> dict[str, str]:
+    """The tags a step's registered version carries: the recipe, the step and its key, and the
+    version of each upstream step (a model URI it fine-tunes from is its `init_from` tag)."""
+    return {
+        "pipeline": f"{recipe.name}/{recipe.profile}",
+        "pipeline_step": name,
+        "recipe_hash": recipe.recipe_hash(),
+        "step_key": key,
+        **{f"upstream.{k}": v for k, v in upstream.items() if not k.startswith(MODEL_URI_PREFIX)},
+    }
+
+
 def _init_uri(step: Step, upstream: dict[str, str]) -> str | None:
     """The version `step` fine-tunes from, as resolved for its key (an alias is not read twice)."""
     return f"{MODEL_URI_PREFIX}{upstream[step.init_from]}" if step.init_from else None
@@ -249,14 +261,7 @@ def _run_step(
         seed=t.seed,
         init_from=_init_uri(step, upstream),
     )
-    lineage = {
-        "mlflow.parentRunId": parent_id,
-        "pipeline": f"{recipe.name}/{recipe.profile}",
-        "pipeline_step": name,
-        "recipe_hash": recipe.recipe_hash(),
-        "step_key": key,
-        **{f"upstream.{k}": v for k, v in upstream.items()},
-    }
+    lineage = {"mlflow.parentRunId": parent_id, **step_lineage(recipe, name, key, upstream)}
     resume = latest_checkpoint(storage_path(cfg), cfg.run_name) is not None  # a killed run goes on
     result = train(cfg, resume=resume, lineage=lineage)
     version = str(result.model_version)
