@@ -101,8 +101,9 @@ def log_invocation(ctx: typer.Context, run_id: str) -> None:
     MlflowClient().log_text(run_id, text, f"config/{name}")
 
 
-#: options that are not the job's (where it runs)
-_NOT_RECORDED = {"address", "num_cpus", "overwrite"}  # and a rerun resumes, never wipes
+#: not recorded: where the job ran (address, num_cpus), and overwrite (a rerun from the record
+#: resumes the job; it never wipes its outputs)
+_NOT_RECORDED = {"address", "num_cpus", "overwrite"}
 
 
 def _plain(value: object) -> object:

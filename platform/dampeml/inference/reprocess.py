@@ -189,10 +189,9 @@ def _prepare_out(store: Store, params: dict, overwrite: bool) -> dict:
     """Check what `out` holds against this job; returns the params to record (modes merged)."""
     ledger = _ledger(store)
     if (previous := ledger.started()) is not None:
-        settings = [f"runtime {previous['runtime']} (now {params['runtime']})"] * (
-            previous["runtime"] != params["runtime"]
-        )
-        settings += chain_config_from_dict(params["chain"]).differences(recorded_chain(previous))
+        settings = chain_config_from_dict(params["chain"]).differences(recorded_chain(previous))
+        if previous["runtime"] != params["runtime"]:
+            settings.insert(0, f"runtime {previous['runtime']} (now {params['runtime']})")
         shared = set(previous.get("versions", {})) & set(params["versions"])
         same_models = all(previous["versions"][m] == params["versions"][m] for m in shared)
         if not settings and same_models and not overwrite:
