@@ -272,12 +272,24 @@ def section_steady(bgo_events: int, hough_events: int, epochs: int, cpus_per_wor
             os.environ.setdefault(key, value)
         ray.init(address="local", num_cpus=4, object_store_memory=2 * 2**30, include_dashboard=False)
         try:
-            steady_pair(
-                "bgo-direction-low", "bgo-direction-low-small.yaml", bgo_events, epochs, tmp, cpus_per_worker
-            )
-            steady_pair(
-                "stk-hough-coarse", "stk-hough-coarse-small.yaml", hough_events, epochs, tmp, cpus_per_worker
-            )
+            if bgo_events:  # 0 skips the network
+                steady_pair(
+                    "bgo-direction-low",
+                    "bgo-direction-low-small.yaml",
+                    bgo_events,
+                    epochs,
+                    tmp,
+                    cpus_per_worker,
+                )
+            if hough_events:
+                steady_pair(
+                    "stk-hough-coarse",
+                    "stk-hough-coarse-small.yaml",
+                    hough_events,
+                    epochs,
+                    tmp,
+                    cpus_per_worker,
+                )
         finally:
             ray.shutdown()
 
@@ -294,8 +306,8 @@ def main() -> None:
     parser.add_argument("--skip-families", action="store_true")
     parser.add_argument("--skip-ray", action="store_true")
     parser.add_argument("--steady", action="store_true", help="run section 3 only")
-    parser.add_argument("--steady-bgo-events", type=int, default=60000)
-    parser.add_argument("--steady-hough-events", type=int, default=8000)
+    parser.add_argument("--steady-bgo-events", type=int, default=60000, help="0 skips the BGO network")
+    parser.add_argument("--steady-hough-events", type=int, default=8000, help="0 skips the Hough network")
     parser.add_argument("--steady-epochs", type=int, default=5)
     parser.add_argument(
         "--steady-cpus-per-worker", type=float, default=1.0, help="the Ray Train worker's CPUs (and threads)"

@@ -121,8 +121,11 @@ def train_loop_per_worker(cfg: dict) -> None:
         except RuntimeError:  # TensorFlow already ran in this process: its pools are fixed
             pass
     tf.keras.utils.set_random_seed(cfg["seed"])
-    strategy = tf.distribute.MultiWorkerMirroredStrategy()
     ctx = ray.train.get_context()
+    # one worker has nobody to reduce gradients with: TensorFlow's default strategy, without the
+    # collective ops of MultiWorkerMirroredStrategy on every step
+    multi = ctx.get_world_size() > 1
+    strategy = tf.distribute.MultiWorkerMirroredStrategy() if multi else tf.distribute.get_strategy()
     rank = ctx.get_world_rank()
     state = {"epoch": 0, "lr": cfg["learning_rate"], "best_val": None, "wait": 0, "history": []}
     checkpoint = ray.train.get_checkpoint()
