@@ -9,7 +9,7 @@ from rich.table import Table
 
 from dampeml.cli.config_file import log_invocation
 from dampeml.cli.errors import clean_errors, console
-from dampeml.cli.options import Address, CoarseBelowTeV, NumCpus
+from dampeml.cli.options import Address, NumCpus
 from dampeml.errors import InputError
 
 models_app = typer.Typer(
@@ -135,7 +135,14 @@ def promote(
 def export_zoo_cmd(
     out: Annotated[str, typer.Argument(help="folder for the zoo (model files and zoo.json)")],
     alias: Annotated[str, typer.Option(help="export every registered model at this alias")] = "reference",
-    coarse_below: CoarseBelowTeV = 1.0,
+    coarse_below: Annotated[
+        float,
+        typer.Option(
+            help="deposited BGO energy (TeV) below which the chain these models were trained for runs its "
+            "coarse Hough step (inf: every event); the report runs the zoo so",
+            min=0.0,
+        ),
+    ] = 1.0,
 ) -> None:
     """Write the models at an alias as a model zoo: Keras files and an index with their lineage.
 
