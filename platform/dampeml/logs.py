@@ -29,8 +29,14 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 LOGGER = "dampeml"
-#: Set before TensorFlow starts, in this process and (through the runtime env) in Ray's workers.
-QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2"}
+#: Set before TensorFlow and MLflow start, in this process and (through the runtime env) in Ray's
+#: workers: TensorFlow's C++ INFO lines and MLflow's INFO lines (e.g. "Creating initial MLflow
+#: database tables") stay out of the console.
+QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "MLFLOW_LOGGING_LEVEL": "WARNING"}
+#: library warnings that say nothing to a user of ours, silenced unless verbose: Ray's notice that
+#: token authentication is on (we turn it on: docs/security.md) and Ray Data's notice that its
+#: progress bars are off (our commands show their own)
+NOTICES = ("ray._private.authentication.authentication_token_setup", "ray.data._internal.progress")
 _verbosity: int | None = None
 
 
@@ -49,6 +55,8 @@ def configure(verbosity: int = 0) -> None:
     if verbosity <= 0:
         for key, value in QUIET_ENV.items():
             os.environ.setdefault(key, value)
+        for name in NOTICES:
+            logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def verbosity() -> int | None:
