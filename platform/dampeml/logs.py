@@ -17,12 +17,13 @@ project's messages, warnings and tracebacks go, stays on the terminal.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from rich.console import Console
@@ -34,9 +35,14 @@ LOGGER = "dampeml"
 #: database tables") stay out of the console.
 QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "MLFLOW_LOGGING_LEVEL": "WARNING"}
 #: library warnings that say nothing to a user of ours, silenced unless verbose: Ray's notice that
-#: token authentication is on (we turn it on: docs/security.md) and Ray Data's notice that its
-#: progress bars are off (our commands show their own)
-NOTICES = ("ray._private.authentication.authentication_token_setup", "ray.data._internal.progress")
+#: token authentication is on (we turn it on: docs/security.md), Ray Data's notice that its
+#: progress bars are off (our commands show their own), and TensorFlow's Python warnings (the
+#: chain's networks trace once each, which TensorFlow reports as "retracing")
+NOTICES = (
+    "ray._private.authentication.authentication_token_setup",
+    "ray.data._internal.progress",
+    "tensorflow",
+)
 _verbosity: int | None = None
 
 
@@ -57,6 +63,22 @@ def configure(verbosity: int = 0) -> None:
             os.environ.setdefault(key, value)
         for name in NOTICES:
             logging.getLogger(name).setLevel(logging.ERROR)
+
+
+@contextlib.contextmanager
+def quiet_mlflow() -> Iterator[None]:
+    """MLflow's own event lines ("Successfully registered model ...", "Created version ...") off
+    inside the block, unless verbose or never configured: our commands say what was registered."""
+    if _verbosity is None or _verbosity > 0:
+        yield
+        return
+    from mlflow.utils.logging_utils import disable_logging, enable_logging
+
+    disable_logging()
+    try:
+        yield
+    finally:
+        enable_logging()
 
 
 def verbosity() -> int | None:

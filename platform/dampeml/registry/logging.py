@@ -13,6 +13,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from dampeml.logs import quiet_mlflow  # noqa: E402
 from dampeml.models.architecture import (  # noqa: E402
     ARCHITECTURE_TAG,
     Architecture,
@@ -179,13 +180,14 @@ def log_keras_model(model, architecture: Architecture) -> str:
     check_same_weights_layout(model, architecture, registered_name)
     example = _example_inputs(model)
     signature = infer_signature(example, model.predict(example, verbose=0))
-    info = mlflow.tensorflow.log_model(
-        model,
-        name="model",
-        signature=signature,
-        registered_model_name=registered_name,
-        pip_requirements=requirements(),
-    )
+    with quiet_mlflow():  # MLflow's "Successfully registered model" lines: ours say it
+        info = mlflow.tensorflow.log_model(
+            model,
+            name="model",
+            signature=signature,
+            registered_model_name=registered_name,
+            pip_requirements=requirements(),
+        )
     version = str(info.registered_model_version)
     client = mlflow.MlflowClient()
     client.set_model_version_tag(registered_name, version, ARCHITECTURE_TAG, architecture.to_json())
