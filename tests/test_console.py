@@ -86,3 +86,36 @@ def test_a_command_at_a_terminal_diverts_native_output_and_one_in_a_pipe_does_no
     os.close(leader)
     assert proc.returncode == 0
     assert [p.name for p in (tmp_path / "logs").glob("*-models-*.log")], "no native log at a terminal"
+
+
+_REGISTER = """
+import sys
+sys.path.insert(0, {platform!r})
+from dampeml import logs
+logs.configure({verbosity})
+import mlflow
+from dampeml.models.architecture import Architecture
+from dampeml.registry.logging import log_keras_model
+architecture = Architecture("bgo-direction-low", "small", {{}})
+with mlflow.start_run():
+    print("registered version", log_keras_model(architecture.build(), architecture))
+"""
+
+
+@pytest.mark.timeout(240)
+def test_mlflow_registration_lines_stay_out_unless_verbose(tmp_path):
+    """MLflow prints "Successfully registered model" itself (and its model logging turns its own
+    switch for that back on): the console shows it only with --verbose."""
+    import os
+
+    def register(verbosity: int) -> str:
+        script = _REGISTER.format(platform=str(REPO / "platform"), verbosity=verbosity)
+        env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/m{verbosity}.db"}
+        res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=200,
+                             env=env, cwd=tmp_path)  # fmt: skip
+        assert res.returncode == 0, res.stderr[-2000:]
+        return res.stdout + res.stderr
+
+    normal, verbose = register(0), register(1)
+    assert "registered version 1" in normal and "Successfully registered model" not in normal, normal
+    assert "Successfully registered model 'bgo-direction-low'" in verbose

@@ -18,6 +18,7 @@ project's messages, warnings and tracebacks go, stays on the terminal.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 import sys
@@ -67,18 +68,20 @@ def configure(verbosity: int = 0) -> None:
 
 @contextlib.contextmanager
 def quiet_mlflow() -> Iterator[None]:
-    """MLflow's own event lines ("Successfully registered model ...", "Created version ...") off
-    inside the block, unless verbose or never configured: our commands say what was registered."""
+    """MLflow's own event lines ("Successfully registered model ...", "Created version ...") kept
+    out of the console inside the block (at DEBUG under `dampeml`), unless verbose or never
+    configured: our commands say what was registered. They go to `sys.stderr` at the time of the
+    call (MLflow's own switch for them is turned back on by its model logging, hence this)."""
     if _verbosity is None or _verbosity > 0:
         yield
         return
-    from mlflow.utils.logging_utils import disable_logging, enable_logging
-
-    disable_logging()
+    captured = io.StringIO()
     try:
-        yield
+        with contextlib.redirect_stderr(captured):
+            yield
     finally:
-        enable_logging()
+        if text := captured.getvalue().strip():
+            logging.getLogger(LOGGER).debug("MLflow: %s", text)
 
 
 def verbosity() -> int | None:
