@@ -152,7 +152,7 @@ def test_a_model_seeded_step_must_need_the_steps_that_train_its_upstream(tmp_pat
 
     path = _shipped_copy(tmp_path, no_needs)
     with pytest.raises(
-        RecipeError, match=r"step 'inelastic-hough'.*does not need step\(s\) \['stk-hough-precise-he'\]"
+        RecipeError, match=r"step 'inelastic-hough'.*does not need step\(s\) \['stk-hough-precise-high'\]"
     ):
         load_recipe(path, "reference")
     load_recipe(path, "demo")  # the demo's small specs centre the RoI on the smeared true track
@@ -171,7 +171,6 @@ def test_fine_tuning_stages_seed_their_datasets_with_the_latest_stage_before_the
         order.index("bgo-direction-mid-more")
         < order.index("stk-hough-coarse-high")
         < order.index("stk-hough-precise-high")
-        < order.index("stk-hough-precise-he")
         < order.index("inelastic-hough")
     )
     assert pinned_steps(ref, "stk-hough-coarse") == {
@@ -181,9 +180,8 @@ def test_fine_tuning_stages_seed_their_datasets_with_the_latest_stage_before_the
     assert high["bgo-direction-mid"] == "bgo-direction-mid-more"
     assert high["stk-hough-coarse"] == "stk-hough-coarse-high"
     assert high["stk-hough-precise"] == "stk-hough-precise"  # what it fine-tunes from
-    assert pinned_steps(ref, "stk-hough-precise-he")["stk-hough-precise"] == "stk-hough-precise-high"
     final = pinned_steps(ref, "inelastic-hough")
-    assert final["stk-hough-precise"] == "stk-hough-precise-he" and "electron-proton" not in final
+    assert final["stk-hough-precise"] == "stk-hough-precise-high" and "electron-proton" not in final
     # an added step's own settings win over the profile's defaults
     assert (
         ref.steps["stk-hough-coarse-high"].train.epochs == 4
