@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 import numpy as np
 import yaml
@@ -23,6 +24,9 @@ from dampeml.security import ALIAS_RE
 Feature = Literal["bgo_image", "stk_clusters", "hough_hits", "shower_variables"]
 Target = Literal["track", "hough_offsets", "inelastic", "particle"]
 Kind = Literal["bgo-direction", "stk-hough", "inelastic-raw-stk", "inelastic-hough", "electron-proton"]
+
+
+T = TypeVar("T")
 
 
 class SpecError(InputError):
@@ -235,11 +239,16 @@ def read_yaml_mapping(path: Path, what: str, error: type[Exception], hint: str) 
     return raw
 
 
+def read_typed(path: Path, what: str, error: type[Exception], hint: str, validate: Callable[[dict], T]) -> T:
+    """`validate` of the YAML mapping at `path`; `error` naming the file and each offending field."""
+    raw = read_yaml_mapping(path, what, error, hint)
+    try:
+        return validate(raw)
+    except ValidationError as exc:
+        raise error(f"{path}: invalid {what}: {validation_problems(exc)}") from None
+
+
 def load_spec(path: str | Path) -> DatasetSpec:
     """Load and validate a spec; errors name the file and each offending field."""
-    path = Path(path)
-    raw = read_yaml_mapping(path, "dataset spec", SpecError, "the shipped ones are in datasets/")
-    try:
-        return DatasetSpec.model_validate(raw)
-    except ValidationError as exc:
-        raise SpecError(f"{path}: invalid dataset spec: {validation_problems(exc)}") from exc
+    hint = "the shipped ones are in datasets/"
+    return read_typed(Path(path), "dataset spec", SpecError, hint, DatasetSpec.model_validate)

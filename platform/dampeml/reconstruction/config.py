@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ConfigDict, TypeAdapter, ValidationError
+from pydantic import ConfigDict, TypeAdapter
 
-from dampeml.datasets.spec import read_yaml_mapping, validation_problems
+from dampeml.datasets.spec import read_typed
 from dampeml.errors import InputError
 from dampeml.features import COARSE, PRECISE, ZTHR, HoughGeometry
 from dampeml.reconstruction.hits import ASSIGN_WINDOW_MM, REFIT_WINDOW_MM
@@ -111,14 +111,8 @@ _ADAPTER = TypeAdapter(ChainConfig)
 
 def read_chain_config(path: str | Path) -> ChainConfig:
     """The chain settings of a YAML file: the defaults, with the fields the file names."""
-    path = Path(path)
-    raw = read_yaml_mapping(path, "chain settings file", ChainConfigError, "see docs/config-reference.md")
-    try:
-        return _ADAPTER.validate_python(raw)
-    except ValidationError as exc:
-        raise ChainConfigError(f"{path}: invalid chain settings: {validation_problems(exc)}") from None
-    except ValueError as exc:  # a field's own check (e.g. precise_passes < 1)
-        raise ChainConfigError(f"{path}: invalid chain settings: {exc}") from None
+    hint = "see docs/config-reference.md"
+    return read_typed(Path(path), "chain settings file", ChainConfigError, hint, _ADAPTER.validate_python)
 
 
 def chain_config_from_dict(raw: dict[str, Any]) -> ChainConfig:
