@@ -215,6 +215,7 @@ def test_evaluate_cli_writes_its_settings_beside_the_report(
     written = read_chain_config(out / "chain.yaml")
     assert written.precise_passes == 1 and written.coarse_below_mev == float("inf")
     assert "Chain: tensorflow runtime; coarse Hough step below inf TeV" in (out / "report.md").read_text()
+    assert not (out / "_tmp").exists(), "the record's attempt folder is left behind"
     recorded = out / "evaluate.config.yaml"
     text = recorded.read_text()
     assert (

@@ -386,6 +386,7 @@ def test_cli_help_and_run(tmp_path, mixed_inputs, ray_local, registry):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["totals"]["written"] == 350 and summary["coarse_below_tev"] == "inf"  # the flag wins
     assert summary["chain"]["precise_passes"] == 1  # the file's setting
+    assert not (out / "_tmp").exists(), "a finished job leaves no attempt folder"
     written = read_chain_config(out / "chain.yaml")
     assert written.precise_passes == 1 and written.coarse_below_mev == float("inf")
     # the recorded invocation reruns the job: all done, nothing redone

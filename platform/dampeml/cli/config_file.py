@@ -85,11 +85,14 @@ def invocation(ctx: typer.Context) -> tuple[str, str]:
 
 def write_invocation(ctx: typer.Context, folder: str | Path) -> str:
     """Write :func:`invocation` to `folder` (a local folder or a pyarrow URI); the path written."""
-    from dampeml.storage import Store
+    from dampeml.storage import TMP_DIR, Store
 
     name, text = invocation(ctx)
     store = Store.open(str(folder))
+    made_tmp = not store.exists(TMP_DIR)
     store.write_text(name, text)
+    if made_tmp:  # the store's attempt folder, made for this write alone: a finished job leaves none
+        store.delete_dir(TMP_DIR)
     return store.path(name)
 
 
