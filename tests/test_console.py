@@ -110,7 +110,8 @@ def test_mlflow_registration_lines_stay_out_unless_verbose(tmp_path):
 
     def register(verbosity: int) -> str:
         script = _REGISTER.format(platform=str(REPO / "platform"), verbosity=verbosity)
-        env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/m{verbosity}.db"}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}  # others' experiment ids
+        env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path}/m{verbosity}.db"
         res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=200,
                              env=env, cwd=tmp_path)  # fmt: skip
         assert res.returncode == 0, res.stderr[-2000:]

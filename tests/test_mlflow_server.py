@@ -7,6 +7,7 @@ import base64
 import os
 import shutil
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -31,8 +32,9 @@ def server(tmp_path_factory):
     state = tmp_path_factory.mktemp("mlflow-server")
     port = free_port()
     env = {**os.environ, "MLFLOW_BIN": str(REPO / ".venv" / "bin" / "mlflow")}
-    if not Path(env["MLFLOW_BIN"]).exists():
-        env["MLFLOW_BIN"] = shutil.which("mlflow") or "mlflow"
+    if not Path(env["MLFLOW_BIN"]).exists():  # the one beside this Python (a worktree has no .venv)
+        beside = Path(sys.executable).parent / "mlflow"
+        env["MLFLOW_BIN"] = str(beside) if beside.exists() else shutil.which("mlflow") or "mlflow"
     start = subprocess.run(
         [str(SCRIPT), "start", str(state), str(port)], env=env, capture_output=True, text=True, timeout=240
     )
