@@ -67,6 +67,7 @@ def test_native_stderr_goes_to_a_log_file_and_python_stderr_stays(tmp_path):
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.slow  # two CLI processes: ~15 s
 def test_a_command_at_a_terminal_diverts_native_output_and_one_in_a_pipe_does_not(tmp_path):
     """At a terminal (a pseudo-terminal here) the command writes a native log; piped, it does not."""
     import os

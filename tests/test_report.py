@@ -188,6 +188,7 @@ def test_evaluate_cli_names_a_missing_alias(registered_models, mc_files, tmp_pat
     assert "no alias 'nosuch'" in result.output and not (tmp_path / "r").exists()
 
 
+@pytest.mark.slow  # two chain runs from the registry: ~15 s
 def test_evaluate_cli_writes_its_settings_beside_the_report(
     registered_models, mc_files, tmp_path, monkeypatch
 ):

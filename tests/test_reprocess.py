@@ -254,6 +254,7 @@ def test_bad_mode_and_repeated_ids_are_quarantined_and_the_job_goes_on(
     assert {p: p.stat().st_mtime_ns for p in (out / EVENTS_DIR).iterdir()} == stamps
 
 
+@pytest.mark.slow  # three reprocessing jobs: ~40 s
 def test_other_model_versions_refused_unless_overwrite(tmp_path, mixed_inputs, ray_local, registry):
     import mlflow
 
