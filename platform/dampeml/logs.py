@@ -72,7 +72,7 @@ def quiet_mlflow() -> Iterator[None]:
     out of the console inside the block (at DEBUG under `dampeml`), unless verbose or never
     configured: our commands say what was registered. They go to `sys.stderr` at the time of the
     call (MLflow's own switch for them is turned back on by its model logging, hence this)."""
-    if _verbosity is None or _verbosity > 0:
+    if not _quieting():
         yield
         return
     captured = io.StringIO()
@@ -84,6 +84,11 @@ def quiet_mlflow() -> Iterator[None]:
             logging.getLogger(LOGGER).debug("MLflow: %s", text)
 
 
+def _quieting() -> bool:
+    """Whether the libraries' own output is kept off the console: configured, and not verbose."""
+    return _verbosity is not None and _verbosity <= 0
+
+
 def verbosity() -> int | None:
     """What :func:`configure` was given; None when it was not called."""
     return _verbosity
@@ -92,7 +97,7 @@ def verbosity() -> int | None:
 def ray_init_options() -> dict:
     """`ray.init` options for the console asked for: Ray's driver messages at WARNING and the
     workers' output left in the session logs, unless verbose (or never configured)."""
-    if _verbosity is None or _verbosity > 0:
+    if not _quieting():
         return {}
     return {"log_to_driver": False, "logging_level": logging.WARNING}
 
@@ -100,7 +105,7 @@ def ray_init_options() -> dict:
 def quiet_ray_data() -> None:
     """Ray Data's console handler at WARNING (its progress log lines and execution plans stay in
     `ray-data.log`) and its progress bars off, unless verbose or never configured."""
-    if _verbosity is None or _verbosity > 0:
+    if not _quieting():
         return
     import ray.data
 

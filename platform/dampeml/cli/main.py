@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from dampeml.cli.config_file import write_invocation
+from dampeml.cli.config_file import read_config, write_invocation
 from dampeml.cli.errors import clean_errors, console
 from dampeml.cli.options import Address, NumCpus
 from dampeml.detector.simulation import SimulationConfig
@@ -61,8 +61,6 @@ def _console(
         _, restore = logs.divert_native_stderr(ctx.invoked_subcommand)
         ctx.call_on_close(restore)
     if config is not None:
-        from dampeml.cli.config_file import read_config
-
         read_config(ctx, config)
 
 
