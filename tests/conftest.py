@@ -103,6 +103,11 @@ def pytest_runtest_logreport(report):
 
 @pytest.fixture
 def ray_idle():
+    """Each test starts on an idle Ray: :func:`wait_for_idle_ray` before it."""
+    wait_for_idle_ray()
+
+
+def wait_for_idle_ray() -> None:
     """Wait (up to 120 s) until the running local Ray has every logical CPU free again.
 
     A Ray Train run returns before its placement group is gone. On a busy 2-core machine the next

@@ -42,6 +42,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from dampeml import geometry as geo
+from dampeml.models.attention import AttentionKind, attend, check_attention
 from dampeml.models.common import compile_model, dense_stack, tf_keras
 from dampeml.models.config import (
     ConfigError,
@@ -82,6 +83,11 @@ class BgoCnnConfig(ModelConfig):
     head: Literal["dense", "line_fit"] = "dense"
     #: Line fit: log-weights are clipped to +-this (exp overflow guard; e^8 ~ 3000:1).
     line_fit_log_weight_clip: float = 8.0
+    #: Attention modules (seed 002; :mod:`.attention`): where (0: the input, i: after convolution i;
+    #: empty: none), which (spatial, channel or dual) and the spatial kernel (k x k)
+    attention_at: tuple[int, ...] = ()
+    attention: AttentionKind = "dual"
+    attention_kernel: int = 7
 
     def validate(self) -> None:
         check_positive(
@@ -99,6 +105,7 @@ class BgoCnnConfig(ModelConfig):
         check_indices(self, "pool_after", self.pool_after, len(self.conv_filters))
         check_fraction(self, dropout=self.dropout)
         check_positive(self, line_fit_log_weight_clip=self.line_fit_log_weight_clip)
+        check_attention(self, self.attention_at, self.attention_kernel, len(self.conv_filters))
         if not self.input_channels or len(set(self.input_channels)) != len(self.input_channels):
             raise ConfigError(
                 f"BgoCnnConfig.input_channels: give each of 'image', 'log' at most once, got "
@@ -132,12 +139,14 @@ def build_bgo_cnn(config: BgoCnnConfig, name: str = "bgo_cnn", input_name: str =
     keras = tf_keras()
     inputs = keras.Input(shape=(*config.image_shape, 1), dtype="float32", name=input_name)
     x = input_stack(inputs, config.input_channels)
+    attention = (config.attention, config.attention_at, config.attention_kernel)
     if config.head == "line_fit":
-        h = x
+        h = attend(x, 0, *attention, prefix="conv")
         for i, n in enumerate(config.conv_filters):
             h = keras.layers.Conv2D(
                 n, config.kernel_size, padding="same", activation=config.activation, name=f"conv_{i + 1}"
             )(h)
+            h = attend(h, i + 1, *attention, prefix="conv")
         outputs = line_fit_head(h, config)
         return keras.Model(inputs, outputs, name=name)
     h = conv_features(
@@ -149,6 +158,7 @@ def build_bgo_cnn(config: BgoCnnConfig, name: str = "bgo_cnn", input_name: str =
         config.pool_size,
         config.activation,
         prefix="conv",
+        attention=attention,
     )
     h = dense_stack(h, config.dense_units, config.activation, config.dropout, prefix="dense")
     h = keras.layers.Dense(config.n_outputs, activation="linear", name="track_scaled")(h)
@@ -244,13 +254,17 @@ def conv_features(
     pool_size: tuple[int, int],
     activation: str,
     prefix: str,
+    attention: tuple[AttentionKind, tuple[int, ...], int] = ("dual", (), 7),
 ) -> Any:
-    """The BGO image convolutions (shared with the HAMF image branch): convs, max pools, flatten."""
+    """The BGO image convolutions (shared with the HAMF image branch): convs, attention where
+    configured (kind, positions, kernel: :func:`.attention.attend`), max pools, flatten."""
     keras = tf_keras()
+    x = attend(x, 0, *attention, prefix=prefix)
     for i, n in enumerate(filters):
         x = keras.layers.Conv2D(
             n, kernel_size, padding=padding, activation=activation, name=f"{prefix}_{i + 1}"
         )(x)
+        x = attend(x, i + 1, *attention, prefix=prefix)
         if i in pool_after:
             x = keras.layers.MaxPooling2D(pool_size, padding="same", name=f"{prefix}_pool_{i + 1}")(x)
     return keras.layers.Flatten(name=f"{prefix}_flatten")(x)

@@ -36,6 +36,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from dampeml.features.shower_variables import SHOWER_VARIABLE_NAMES
+from dampeml.models.attention import AttentionKind, check_attention
 from dampeml.models.bgo_cnn import BGO_IMAGE_SHAPE, conv_features
 from dampeml.models.common import dense_stack, tf_keras
 from dampeml.models.config import (
@@ -75,6 +76,11 @@ class HamfConfig(ModelConfig):
     cnn_padding: Literal["same", "valid"] = "same"
     cnn_pool_after: tuple[int, ...] = (0,)
     cnn_pool_size: tuple[int, int] = (2, 2)
+    #: Attention modules in the CNN branch (seed 002; :mod:`.attention`): where (0: the image, i:
+    #: after convolution i; empty: none), which (spatial, channel or dual), the spatial kernel
+    cnn_attention_at: tuple[int, ...] = ()
+    cnn_attention: AttentionKind = "dual"
+    cnn_attention_kernel: int = 7
     # DNN branch (shower variables)
     dnn_units: tuple[int, ...] = (128, 64)
     # gating and fusion
@@ -101,6 +107,9 @@ class HamfConfig(ModelConfig):
         if not self.cnn_filters or not self.variable_names:
             raise ConfigError("HamfConfig: needs at least one CNN layer and one shower variable")
         check_indices(self, "cnn_pool_after", self.cnn_pool_after, len(self.cnn_filters))
+        check_attention(
+            self, self.cnn_attention_at, self.cnn_attention_kernel, len(self.cnn_filters), "cnn_attention"
+        )
         check_fraction(self, dropout=self.dropout)
         if any(scale == 0 for _, _, _, scale in self.variable_transform):
             raise ConfigError("HamfConfig.variable_transform: scale must be non-zero")
@@ -164,6 +173,7 @@ def build_hamf(config: HamfConfig, name: str = "hamf") -> Any:
         config.cnn_pool_size,
         act,
         prefix="cnn",
+        attention=(config.cnn_attention, config.cnn_attention_at, config.cnn_attention_kernel),
     )
     e_img = keras.layers.Dense(d, activation=act, name="cnn_embedding")(h)
     v = transform_variables(variables, *config.column_transform())

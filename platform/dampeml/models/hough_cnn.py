@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from dampeml.features.hough import COUNT_SCALE, N_CHANNELS
+from dampeml.models.attention import AttentionKind, attend, check_attention
 from dampeml.models.common import dense_stack, tf_keras
 from dampeml.models.config import ConfigError, ModelConfig, Task, check_fraction, check_positive
 
@@ -55,6 +56,11 @@ class HoughCnnConfig(ModelConfig):
     head: Literal["regression", "classifier"] = "regression"
     n_outputs: int = 4  # regression head only; the classifier has one sigmoid output
     output_bias: float | None = None  # regression: None -> image centre (image_size / 2)
+    #: Attention modules (seed 002; :mod:`.attention`): where (0: the input, i: after convolution i;
+    #: empty: none), which (spatial, channel or dual) and the spatial kernel (k x k)
+    attention_at: tuple[int, ...] = ()
+    attention: AttentionKind = "dual"
+    attention_kernel: int = 7
 
     def validate(self) -> None:
         check_positive(
@@ -70,6 +76,7 @@ class HoughCnnConfig(ModelConfig):
             n_outputs=self.n_outputs,
         )
         check_fraction(self, dropout=self.dropout)
+        check_attention(self, self.attention_at, self.attention_kernel, len(self.conv_filters))
         size = self.image_size // self.input_pool
         for _ in self.conv_filters:
             size = -(-size // self.pool_size)  # 'same' padding rounds up
@@ -89,6 +96,8 @@ def build_hough_cnn(config: HoughCnnConfig, name: str = "hough_cnn", input_name:
     h = keras.layers.Rescaling(config.input_scale, name="rescale")(inputs)
     if config.input_pool > 1:
         h = keras.layers.MaxPooling2D(config.input_pool, name="input_pool")(h)
+    attention = (config.attention, config.attention_at, config.attention_kernel)
+    h = attend(h, 0, *attention, prefix="conv")
     for i, filters in enumerate(config.conv_filters, start=1):
         strides = config.pool_size if config.downsample == "stride" else 1
         h = keras.layers.Conv2D(
@@ -99,6 +108,7 @@ def build_hough_cnn(config: HoughCnnConfig, name: str = "hough_cnn", input_name:
             activation=config.activation,
             name=f"conv_{i}",
         )(h)
+        h = attend(h, i, *attention, prefix="conv")
         if config.downsample == "maxpool" and config.pool_size > 1:
             h = keras.layers.MaxPooling2D(config.pool_size, padding="same", name=f"pool_{i}")(h)
     h = keras.layers.Flatten(name="flatten")(h)

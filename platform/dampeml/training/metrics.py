@@ -6,17 +6,20 @@ from __future__ import annotations
 import numpy as np
 
 from dampeml import geometry as geo
-from dampeml.datasets.loader import network_dataset
+from dampeml.datasets.loader import check_split, load_manifest, network_batch, stored_batches
 
 #: The metric promotion compares, and whether higher is better, per task.
 PRIMARY = {"regression": ("test_mae", False), "classification": ("test_auc", True)}
 
 
 def predict_split(model, uri: str, net, split: str = "test", batch_size: int = 256):
-    """(inputs, targets, predictions) of a split, in the loader's order."""
+    """(inputs, targets, predictions) of a split, in stored order."""
 
+    manifest = load_manifest(uri)
+    check_split(uri, manifest, split)
     xs, ys, ps = [], [], []
-    for batch in network_dataset(uri, split).iter_batches(batch_size=batch_size, batch_format="numpy"):
+    for table in stored_batches(uri, split, rows=batch_size):
+        batch = network_batch(table, manifest)
         x = {k: batch[k] for k in net.input_keys}
         pred = model.predict(x if len(x) > 1 else x[net.input_keys[0]], verbose=0)
         xs.append(x)
