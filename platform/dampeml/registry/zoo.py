@@ -198,6 +198,39 @@ def stale_note(index: dict[str, Any], recipe_command: str) -> str | None:
     )
 
 
+def _entry_file(folder: Path, name: str, entry: dict[str, Any]) -> tuple[Path, Architecture, str]:
+    """The model file of a zoo entry, checked against its sha256, and its architecture record."""
+    path = folder / check_artifact_path(entry["file"])
+    where = f"zoo model {name} ({path})"
+    if not path.is_file():
+        raise ZooError(f"{where}: the file is missing; fetch the repository again or re-export the zoo")
+    if _sha256(path) != entry["sha256"]:
+        raise ZooError(
+            f"{where}: its sha256 differs from {folder / INDEX}; the file was changed or truncated"
+        )
+    architecture = Architecture.from_json(json.dumps(entry["architecture"]), where)
+    if architecture.registered_name != name:
+        raise ZooError(f"{where}: its architecture record describes {architecture.registered_name!r}")
+    return path, architecture, where
+
+
+def _load(path: Path, architecture: Architecture, where: str):
+    """The model built by our builders, the file's weights loaded as data."""
+    model = architecture.build()
+    check_config_matches(keras_file_config(path), model, where)
+    load_weights_only(model, path, where)
+    return model
+
+
+def load_zoo_model(folder: str | Path, name: str):
+    """One model of the zoo in `folder`, checked and loaded as data, without the registry."""
+    folder = Path(folder)
+    index = read_index(folder)
+    if name not in index["models"]:
+        raise ZooError(f"the zoo in {folder} has no model {name!r}; it has {sorted(index['models'])}")
+    return _load(*_entry_file(folder, name, index["models"][name]))
+
+
 def import_zoo(folder: str | Path, alias: str | None = None) -> list[ImportedModel]:
     """Register every model of the zoo in `folder` under `alias` (default: the zoo's), loaded as data."""
     from dampeml.registry.bootstrap import log_model
@@ -207,17 +240,7 @@ def import_zoo(folder: str | Path, alias: str | None = None) -> list[ImportedMod
     alias = check_alias(alias or index["alias"])
     out = []
     for name, entry in index["models"].items():
-        path = folder / check_artifact_path(entry["file"])
-        where = f"zoo model {name} ({path})"
-        if not path.is_file():
-            raise ZooError(f"{where}: the file is missing; fetch the repository again or re-export the zoo")
-        if _sha256(path) != entry["sha256"]:
-            raise ZooError(
-                f"{where}: its sha256 differs from {folder / INDEX}; the file was changed or truncated"
-            )
-        architecture = Architecture.from_json(json.dumps(entry["architecture"]), where)
-        if architecture.registered_name != name:
-            raise ZooError(f"{where}: its architecture record describes {architecture.registered_name!r}")
+        path, architecture, where = _entry_file(folder, name, entry)
         try:
             current = [v for v in list_versions(name) if alias in v.aliases]
         except RegistryError:
@@ -225,9 +248,7 @@ def import_zoo(folder: str | Path, alias: str | None = None) -> list[ImportedMod
         if current and current[0].tags.get(SHA_TAG) == entry["sha256"]:
             out.append(ImportedModel(name, current[0].version, "current"))
             continue
-        model = architecture.build()
-        check_config_matches(keras_file_config(path), model, where)
-        load_weights_only(model, path, where)
+        model = _load(path, architecture, where)
         tags = {
             SHA_TAG: entry["sha256"],
             "zoo": str(folder.name),
