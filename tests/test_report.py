@@ -215,7 +215,11 @@ def test_evaluate_cli_writes_its_settings_beside_the_report(
     assert result.exit_code == 0, result.output
     written = read_chain_config(out / "chain.yaml")
     assert written.precise_passes == 1 and written.coarse_below_mev == float("inf")
-    assert "Chain: tensorflow runtime; coarse Hough step below inf TeV" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "Chain: tensorflow runtime; coarse Hough step below inf TeV" in report
+    maps = ("explain_bgo.png", "explain_hough_coarse.png", "explain_ep.png")  # where the networks look
+    assert "## Where the networks look" in report and all(f"]({png})" in report for png in maps)
+    assert all((out / png).stat().st_size > 10_000 for png in maps)
     assert not (out / "_tmp").exists(), "the record's attempt folder is left behind"
     recorded = out / "evaluate.config.yaml"
     text = recorded.read_text()

@@ -11,6 +11,9 @@ from dampeml.cli.config_file import write_invocation
 from dampeml.cli.errors import clean_errors, console
 from dampeml.cli.options import ChainFile, CoarseBelowTeV, chain_settings
 
+#: events read from the first file for the report's maps (of which each map shows four)
+EXPLAINED_EVENTS = 200
+
 
 @clean_errors
 def evaluate(
@@ -28,8 +31,10 @@ def evaluate(
     ] = None,
 ) -> None:
     """Run the CNN chain and the standard reconstruction on MC; write the physics report."""
+    from dampeml.evaluation.explain import chain_explanations
     from dampeml.evaluation.report import collect, write_report
     from dampeml.io.datasource import expand_paths
+    from dampeml.io.root_reader import inspect_file, read_events
     from dampeml.reconstruction.chain import Chain
     from dampeml.security import check_alias, check_job_paths
 
@@ -44,7 +49,9 @@ def evaluate(
         a: Chain.from_registry(alias=a, flight=False, runtime=runtime, config=config) for a in compare or []
     }
     sample = collect(files, chain, batch_size=batch_size, max_events=max_events, others=others)
-    path = write_report(sample, out)
+    out.mkdir(parents=True, exist_ok=True)
+    first = read_events(files[0], 0, min(EXPLAINED_EVENTS, inspect_file(files[0]).n_events))
+    path = write_report(sample, out, explanations=chain_explanations(chain, first, out))
     (out / "chain.yaml").write_text(config.to_yaml())
     write_invocation(ctx, out)
     console.print(f"report of {sample.n_events} events: {path} (its chain settings: {out / 'chain.yaml'})")

@@ -238,3 +238,46 @@ def dataset_inputs(network: str, uri: str, split: str, n: int) -> tuple[Any, np.
     batch = network_batch(next(stored_batches(uri, split, rows=n)), manifest)
     keys = spec.input_keys
     return (batch[keys[0]] if len(keys) == 1 else {k: batch[k] for k in keys}), batch["y"]
+
+
+def chain_explanations(chain, events: dict, out: Path, n: int = 4) -> list[tuple[str, str]]:
+    """The report's maps: the chain's BGO network (the energy range most of `events` fall in), its
+    coarse Hough network on the image around the chain's own seed, and its electron/proton network,
+    each on `n` of `events` (as read). Returns [(title, PNG name in `out`)]; networks the chain lacks
+    are left out."""
+    from dampeml.features.hough import select_roi_hits
+    from dampeml.reconstruction.chain import ENERGY_RANGES, hough_input
+    from dampeml.registry.models import load_model
+
+    def model(name):
+        return load_model(f"models:/{name}/{chain.versions[name]}") if name in chain.versions else None
+
+    energy = np.asarray(events["bgo_energy"], dtype=np.float32)
+    deposit = energy.sum(axis=(1, 2), dtype=np.float64)
+    which = chain.bgo_range(deposit, chain.config)
+    common = int(np.bincount(which).argmax())
+    bgo_rows = np.flatnonzero(which == common)[:n]
+    rows = np.arange(min(n, len(energy)))
+    subset = {k: v[rows] for k, v in events.items()}
+
+    def titles(idx):
+        return [f"event {events['event_id'][i]}, {deposit[i] / 1e6:.2g} TeV deposited" for i in idx]
+
+    figures = []
+    bgo_name = f"bgo-direction-{ENERGY_RANGES[common]}"
+    if (net := model(bgo_name)) is not None:
+        maps = explain_maps(net, event_inputs(bgo_name, {"bgo_energy": energy[bgo_rows]}))
+        figures.append((f"{bgo_name} (BGO image)", draw(maps, out / "explain_bgo.png", titles(bgo_rows))))
+    if (net := model("stk-hough-coarse")) is not None:
+        c = chain.config
+        seed = chain.seed_track(subset)
+        hits = select_roi_hits(subset["stk_layer"], subset["stk_pos"], subset["stk_signal"], seed, c.coarse)
+        maps = explain_maps(net, hough_input(hits, seed, c.coarse, c.zthr))
+        path = draw(maps, out / "explain_hough_coarse.png", titles(rows), channel=0)
+        figures.append(("stk-hough-coarse (Hough image around the chain's seed; x view, q < Zthr)", path))
+    if (net := model("electron-proton")) is not None:
+        maps = explain_maps(net, event_inputs("electron-proton", {"bgo_energy": energy[rows]}))
+        figures.append(
+            ("electron-proton (its BGO image branch)", draw(maps, out / "explain_ep.png", titles(rows)))
+        )
+    return [(title, path.name) for title, path in figures]

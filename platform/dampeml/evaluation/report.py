@@ -490,10 +490,32 @@ def _markdown_table(rows: list[dict], columns: list[str], fmt: dict[str, str] | 
     return "\n".join(lines)
 
 
+def _explanation_section(figures: Iterable[tuple[str, str]]) -> list[str]:
+    """Markdown of the maps of where the networks look (none: nothing)."""
+    figures = list(figures)
+    if not figures:
+        return []
+    lines = [
+        "## Where the networks look",
+        "",
+        "LayerCAM maps at each network's last wide convolution (the share of the network's attention",
+        "per pixel, module `dampeml.evaluation.explain`), over the input image, on the first events.",
+        "`dampeml explain MODEL_URI --events FILE` draws them for any model and events.",
+        "",
+    ]
+    for title, png in figures:
+        lines += [f"### {title}", "", f"![{title}]({png})", ""]
+    return lines
+
+
 def write_report(
-    sample: EvaluationSample, out_dir: str | Path, title: str = "DAMPE reconstruction report"
+    sample: EvaluationSample,
+    out_dir: str | Path,
+    title: str = "DAMPE reconstruction report",
+    explanations: Iterable[tuple[str, str]] = (),
 ) -> Path:
-    """`report.md`, its PNGs and `metrics.json` in `out_dir`; returns the Markdown path."""
+    """`report.md`, its PNGs and `metrics.json` in `out_dir`; returns the Markdown path.
+    `explanations`: [(title, PNG name in `out_dir`)] of maps (:func:`.explain.chain_explanations`)."""
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -581,6 +603,7 @@ def write_report(
         "",
         _domain_note(sample),
         "",
+        *_explanation_section(explanations),
         "## Timings on this machine (seconds per event, one process)",
         "",
         _markdown_table(
