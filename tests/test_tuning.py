@@ -81,6 +81,19 @@ def _write(tmp: Path, name: str, **fields) -> Path:
             {"search_space": {"model.dropout": {"grid": [0.1]}}, "dataset": "nowhere.yaml"},
             "no such dataset spec",
         ),
+        (
+            {"search_space": {"train.init_from": {"grid": [None, "runs:/abc/model"]}}},
+            "search_space.train.init_from: value 'runs:/abc/model': init_from is models:/NAME@ALIAS",
+        ),
+        ({"search_space": {"train.frozen_backbone": {"grid": ["yes"]}}}, "frozen_backbone is true or false"),
+        (
+            {"search_space": {"train.epochs": {"grid": [1, 2]}}, "baseline": {"train.epochs": 3}},
+            "baseline: train.epochs=3 is not a grid or choice value",
+        ),
+        (
+            {"search_space": {"train.epochs": {"grid": [1, 2]}}, "scheduler": {"type": "asha"}},
+            "trials of different lengths cannot share an ASHA schedule",
+        ),
     ],
 )
 def test_bad_campaign_files_give_clear_errors(tmp_path, fields, message):

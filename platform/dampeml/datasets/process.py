@@ -18,7 +18,7 @@ from dampeml.datasets.columns import feature_columns, particle_labels
 from dampeml.datasets.spec import DatasetSpec
 from dampeml.datasets.split import SPLITS, assign_split, event_uniform
 from dampeml.datasets.units import PARTICLES, WorkUnit
-from dampeml.detector.simulation import SimulationConfig, simulate
+from dampeml.detector.simulation import FlightConditions, SimulationConfig, simulate
 from dampeml.io.datasource import DUPLICATE
 from dampeml.io.root_reader import EventFileError, bad_events, read_events
 from dampeml.storage import UNITS_DIR, Store
@@ -28,6 +28,14 @@ BUILD_FILE = "_build.json"
 _DECADES = np.arange(-3, 9)
 _DECADE_LABELS = np.array([f"1e{d}-1e{d + 1}" for d in _DECADES], dtype=object)
 _PARTICLE_NAMES = np.array(["unknown", *PARTICLES], dtype=object)  # index: label + 1
+
+
+def detector_conditions(fields: tuple[float, ...]) -> FlightConditions | None:
+    """A unit's detector conditions (WorkUnit.detector), None for the nominal detector."""
+    if not fields:
+        return None
+    ox, oy, tx, ty, stk_scale, bgo_scale = fields
+    return FlightConditions((ox, oy), (tx, ty), stk_scale, bgo_scale)
 
 
 def load_unit_events(unit: WorkUnit) -> dict:
@@ -43,6 +51,7 @@ def load_unit_events(unit: WorkUnit) -> dict:
         mode=unit.mode,
         seed=unit.seed,
         run_id=unit.run_id,
+        detector=detector_conditions(unit.detector),
     )
     branches, _ = simulate(cfg)
     return branches

@@ -60,6 +60,20 @@ class ParticleRecipe(_Strict):
     spectrum_index: float = 1.0
 
 
+class DetectorConditions(_Strict):
+    """A changed detector, simulated with truth: e.g. a BGO moved after launch, the target of a
+    transfer-learning study (networks trained on the nominal detector, retrained for this one)."""
+
+    #: BGO frame shift relative to the STK (x, y), mm
+    bgo_offset_mm: tuple[float, float] = (0.0, 0.0)
+    #: BGO frame tilt (x, y): extra shift per mm of depth below the BGO top
+    bgo_tilt_rad: tuple[float, float] = (0.0, 0.0)
+    #: STK and PSD signal scale
+    stk_signal_scale: float = Field(1.0, gt=0)
+    #: BGO energy scale
+    bgo_energy_scale: float = Field(1.0, gt=0)
+
+
 class SimulationSource(_Strict):
     """Events simulated inside the pipeline, never written as ROOT files."""
 
@@ -73,6 +87,8 @@ class SimulationSource(_Strict):
     mode: Literal["mc", "flight"] = "mc"
     #: events per work unit (one shard per split)
     events_per_unit: int = Field(2000, gt=0)
+    #: mc only: a changed detector (default: the nominal one)
+    detector: DetectorConditions | None = None
 
     @model_validator(mode="after")
     def _known_particles(self) -> SimulationSource:
@@ -82,6 +98,8 @@ class SimulationSource(_Strict):
         for name, r in self.particles.items():
             if r.energy_max <= r.energy_min:
                 raise ValueError(f"{name}: energy_max must exceed energy_min")
+        if self.detector is not None and self.mode == "flight":
+            raise ValueError("detector: flight-like runs draw their own conditions; set it for mc sources")
         return self
 
 
@@ -215,6 +233,9 @@ class DatasetSpec(_Strict):
         data = self.model_dump(mode="json")
         if data["roi"] and data["roi"]["coarse_everywhere"] is None:  # added later: unset, old hashes hold
             del data["roi"]["coarse_everywhere"]
+        for source in data["sources"]:
+            if source.get("type") == "simulation" and source["detector"] is None:  # added later, as above
+                del source["detector"]
         canon = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canon.encode()).hexdigest()[:16]
 

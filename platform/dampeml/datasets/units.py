@@ -34,6 +34,9 @@ class WorkUnit:
     seed: int = 0
     run_id: int = 0
     mode: str = "mc"
+    #: simulation of a changed detector: FlightConditions' fields in order (offset x, y, tilt x, y,
+    #: STK scale, BGO scale); empty: nominal
+    detector: tuple[float, ...] = ()
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -56,6 +59,12 @@ def plan_units(spec: DatasetSpec, limit_events: int | None = None) -> tuple[list
     bad: list[BadFile] = []
     for src in spec.sources:
         if isinstance(src, SimulationSource):
+            d = src.detector
+            detector = (
+                ()
+                if d is None
+                else (*d.bgo_offset_mm, *d.bgo_tilt_rad, d.stk_signal_scale, d.bgo_energy_scale)
+            )
             for particle, r in src.particles.items():
                 for chunk, start in enumerate(range(0, r.events, src.events_per_unit)):
                     n = min(src.events_per_unit, r.events - start)
@@ -76,6 +85,7 @@ def plan_units(spec: DatasetSpec, limit_events: int | None = None) -> tuple[list
                             seed=seed,
                             mode=src.mode,
                             run_id=simulation_run_id(src.seed, particle, chunk),
+                            detector=detector,
                         )
                     )
         elif isinstance(src, FileSource):

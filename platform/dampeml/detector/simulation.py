@@ -47,6 +47,9 @@ class SimulationConfig:
     mode: Literal["mc", "flight"] = "mc"
     seed: int = 0
     run_id: int | None = None  # defaults to the seed
+    #: the detector's conditions (a misaligned BGO, signal scales); None: nominal for MC, drawn per
+    #: run for flight. Set for MC, it makes a changed detector with truth (a transfer-learning target).
+    detector: FlightConditions | None = None
 
     def __post_init__(self) -> None:
         if self.particle not in PDG:
@@ -179,7 +182,9 @@ def _interp_rows(z: np.ndarray, z_grid: np.ndarray, values: np.ndarray) -> np.nd
 
 def simulate(cfg: SimulationConfig, progress=None) -> tuple[dict, dict]:
     """Simulate a run: (branches for the event file, metadata). `progress(k)` is told of each chunk."""
-    cond = FlightConditions.draw(cfg.seed) if cfg.mode == "flight" else FlightConditions.nominal()
+    cond = cfg.detector or (
+        FlightConditions.draw(cfg.seed) if cfg.mode == "flight" else FlightConditions.nominal()
+    )
     n_chunks = -(-cfg.n_events // CHUNK_EVENTS)
     seeds = np.random.SeedSequence(cfg.seed).spawn(n_chunks)
     chunks, n_generated = [], 0

@@ -30,8 +30,14 @@ from typing import Any
 
 import numpy as np
 
+from dampeml.datasets.loader import DatasetError, check_split, load_manifest, network_batch, stored_batches
 from dampeml.errors import InputError
+from dampeml.features.hough import select_roi_hits
 from dampeml.models.attention import attention_maps
+from dampeml.models.catalog import ALIGNED_SUFFIX, get_network
+from dampeml.models.common import tf_keras
+from dampeml.reconstruction.chain import ENERGY_RANGES, bgo_input, hough_input, shower_input
+from dampeml.registry.models import load_model
 
 MIN_MAP_PIXELS = 16
 #: gradient map methods (module docstring)
@@ -90,8 +96,6 @@ def gradient_map(
     """(maps at the input image's size, each summing to 1; the layer used; the model's outputs)."""
     import tensorflow as tf
 
-    from dampeml.models.common import tf_keras
-
     keras = tf_keras()
     layer = layer or default_layer(model)
     try:
@@ -132,7 +136,6 @@ def gradient_map(
 
 def spatial_attention(model: Any, inputs: Any) -> dict[str, np.ndarray]:
     """{layer: spatial attention map per event at the input image's size, scaled to a sum of 1}."""
-    from dampeml.models.common import tf_keras
 
     names = [n for n in attention_maps(model) if n.endswith("_spatial_map")]
     if not names:
@@ -195,7 +198,6 @@ def draw(
 
 def network_of(name: str) -> str:
     """The catalog network of a registered or zoo name (an aligned BGO model is its network's)."""
-    from dampeml.models.catalog import ALIGNED_SUFFIX
 
     return name.removesuffix(ALIGNED_SUFFIX)
 
@@ -204,8 +206,6 @@ def event_inputs(network: str, events: dict) -> Any:
     """The inputs of `network` computed from events as read (the BGO networks' and HAMF's, whose
     input is the event itself); the Hough and raw-STK networks' inputs need the chain's seed track
     or RoI: ExplainError pointing to a dataset of them."""
-    from dampeml.models.catalog import get_network
-    from dampeml.reconstruction.chain import bgo_input, shower_input
 
     kind = get_network(network).dataset_kind
     image = bgo_input(np.asarray(events["bgo_energy"]))
@@ -221,14 +221,6 @@ def event_inputs(network: str, events: dict) -> Any:
 
 def dataset_inputs(network: str, uri: str, split: str, n: int) -> tuple[Any, np.ndarray]:
     """(inputs, targets) of the first `n` stored events of a dataset split, as the network reads them."""
-    from dampeml.datasets.loader import (
-        DatasetError,
-        check_split,
-        load_manifest,
-        network_batch,
-        stored_batches,
-    )
-    from dampeml.models.catalog import get_network
 
     spec = get_network(network)
     manifest = load_manifest(uri)
@@ -245,9 +237,6 @@ def chain_explanations(chain, events: dict, out: Path, n: int = 4) -> list[tuple
     coarse Hough network on the image around the chain's own seed, and its electron/proton network,
     each on `n` of `events` (as read). Returns [(title, PNG name in `out`)]; networks the chain lacks
     are left out."""
-    from dampeml.features.hough import select_roi_hits
-    from dampeml.reconstruction.chain import ENERGY_RANGES, hough_input
-    from dampeml.registry.models import load_model
 
     def model(name):
         return load_model(f"models:/{name}/{chain.versions[name]}") if name in chain.versions else None

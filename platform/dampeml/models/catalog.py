@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from dampeml.errors import InputError
 from dampeml.models.bgo_cnn import BgoCnnConfig
-from dampeml.models.common import compile_model, keras_name
+from dampeml.models.common import compile_model, freeze_backbone, keras_name
 from dampeml.models.config import ModelConfig, Task
 from dampeml.models.hamf import HamfConfig
 from dampeml.models.hough_cnn import HoughCnnConfig
@@ -76,10 +76,14 @@ class NetworkSpec:
         overrides: Mapping[str, Any] | None = None,
         learning_rate: float | None = None,
         compile: bool = True,
+        frozen_backbone: bool = False,
     ) -> Any:
-        """The Keras model of this network (compiled unless `compile=False`)."""
+        """The Keras model of this network (compiled unless `compile=False`), its feature extractor
+        frozen with `frozen_backbone` (:func:`.common.freeze_backbone`)."""
         config = self.config_for(preset, overrides)
         model = build_from_config(config, keras_name(self.name))
+        if frozen_backbone:
+            freeze_backbone(model)
         return compile_model(model, config, learning_rate) if compile else model
 
 
@@ -222,13 +226,14 @@ def build(
     overrides: Mapping[str, Any] | None = None,
     learning_rate: float | None = None,
     compile: bool = True,
+    frozen_backbone: bool = False,
 ) -> Any:
     """The compiled Keras model of catalog network `name` in `preset`, with config `overrides`.
 
     `learning_rate` (e.g. the training code's rate scaled with the workers) wins over the
-    config's `learning_rate` (default: the paper's 1e-4).
+    config's `learning_rate` (default: the paper's 1e-4); `frozen_backbone`: only the head trains.
     """
-    return get_network(name).build(preset, overrides, learning_rate, compile)
+    return get_network(name).build(preset, overrides, learning_rate, compile, frozen_backbone)
 
 
 def aligned_name(name: str) -> str:

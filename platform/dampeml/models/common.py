@@ -8,10 +8,15 @@ Figure 5 shows MSE and MAE); classifier metrics: ROC AUC and accuracy at 0.5.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
-from dampeml.models.config import PAPER_LEARNING_RATE, ModelConfig, Task
+from dampeml.models.config import PAPER_LEARNING_RATE, ConfigError, ModelConfig, Task
+
+#: The feature extractor of every family: the numbered convolutions (`conv_<i>`, HAMF's `cnn_<i>`),
+#: HAMF's variable branch (`dnn_<i>`) and the attention modules among them; the rest is the head.
+BACKBONE = re.compile(r"^(conv|cnn|dnn)_(\d+|attention_\d+_.*)$")
 
 
 def tf_keras():
@@ -60,3 +65,16 @@ def compile_model(model: Any, config: ModelConfig | Task, learning_rate: float |
         raise ValueError(f"unknown task {task!r}: use 'regression' or 'classification'")
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss=loss, metrics=metrics)
     return model
+
+
+def freeze_backbone(model: Any) -> list[str]:
+    """Freeze the feature extractor (BACKBONE) of `model` in place, leaving the head trainable (the
+    transfer-learning variant "backbone frozen"); the frozen layers' names. Compile afterwards."""
+    frozen = [layer.name for layer in model.layers if layer.weights and BACKBONE.match(layer.name)]
+    head = [layer.name for layer in model.layers if layer.trainable_weights and layer.name not in frozen]
+    if not frozen or not head:
+        raise ConfigError(f"{model.name}: no backbone/head split (layers {[x.name for x in model.layers]})")
+    for layer in model.layers:
+        if layer.name in frozen:
+            layer.trainable = False
+    return frozen

@@ -37,6 +37,7 @@ class TrainConfig:
     seed: int = 0
     register: bool = True
     init_from: str | None = None  # models:/NAME@ALIAS or /VERSION: fine-tune from its weights
+    frozen_backbone: bool = False  # train the head only (transfer learning; models.common.BACKBONE)
 
     def __post_init__(self) -> None:
         if self.workers < 1:

@@ -137,6 +137,7 @@ def train_loop_per_worker(cfg: dict) -> None:
             preset=cfg["preset"],
             overrides=cfg["overrides"],
             learning_rate=cfg["learning_rate"],
+            frozen_backbone=cfg.get("frozen_backbone", False),
         )
         if checkpoint is not None:
             # a checkpoint is data too (storage may be shared): our builders make the network, the

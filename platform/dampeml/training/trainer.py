@@ -120,7 +120,10 @@ def check_cpus(cfg: TrainConfig, concurrent: int = 1, extra: float = 0.0) -> Non
 def make_trainer(
     cfg: TrainConfig, net, manifest: dict, run_name: str, storage: str, resume_from=None, callbacks=()
 ):
-    """The TensorflowTrainer of one run and its loop config (shared by `train` and Tune trials)."""
+    """The TensorflowTrainer of one run and its loop config (shared by `train` and Tune trials).
+
+    With `cfg.init_from` and nothing to resume, the workers start from that registered version's
+    weights (:func:`initial_weights`); `cfg` comes back with the URI pinned to the version."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.tensorflow import TensorflowTrainer
 
@@ -140,7 +143,11 @@ def make_trainer(
         "in_memory": (in_memory := in_memory_shards(manifest, cfg.workers)),
         # Train V2 refuses `resume_from_checkpoint`: the loop restores this one when Ray has none newer
         "resume_from": resume_from.path if resume_from is not None else None,
+        "init_weights": None,
     }
+    if cfg.init_from and resume_from is None:
+        cfg, loop_cfg["init_weights"] = initial_weights(cfg)
+        loop_cfg["init_from"] = cfg.init_from
     use_gpu = cfg.gpus_per_worker > 0
     resources = {"CPU": cfg.cpus_per_worker, **({"GPU": cfg.gpus_per_worker} if use_gpu else {})}
     trainer = TensorflowTrainer(
@@ -169,7 +176,7 @@ def make_trainer(
             for s in ("train", "val")
         },
     )
-    return trainer, loop_cfg
+    return trainer, loop_cfg, cfg
 
 
 def initial_weights(cfg: TrainConfig) -> tuple[TrainConfig, list]:
@@ -211,11 +218,7 @@ def train(cfg: TrainConfig, resume: bool = False, lineage: Mapping[str, str] | N
     if resume and resume_from is None:
         raise TrainingError(f"no checkpoint of run {run_name!r} under {storage} to resume from")
 
-    init_weights = None
-    if cfg.init_from and resume_from is None:
-        cfg, init_weights = initial_weights(cfg)
-    trainer, loop_cfg = make_trainer(cfg, net, manifest, run_name, storage, resume_from)
-    loop_cfg["init_weights"] = init_weights
+    trainer, loop_cfg, cfg = make_trainer(cfg, net, manifest, run_name, storage, resume_from)
     resume_hint = f"`dampeml train ... --run-name {run_name} --resume` continues from its last checkpoint"
     try:
         result = trainer.fit()

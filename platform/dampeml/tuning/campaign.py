@@ -4,10 +4,17 @@ A campaign names one network, its dataset spec, a search space and how to run th
 Search-space keys say what they change:
 
 - ``model.<field>``: a config field of the network (an override, e.g. ``model.kernel_size``);
+- ``model``: a choice between sets of overrides, for fields that only mean something together (e.g.
+  ``{attention_at: [2], attention_kernel: 4}`` against ``{}``, no attention);
 - ``dataset.<dotted.path>``: a field of the dataset spec (``dataset.selection.electron_fraction``,
   ``dataset.roi.zthr``; list items by index, ``dataset.sources.0.seed``);
 - ``dataset``: a choice between whole dataset spec files (e.g. an energy range vs the full range);
-- ``train.<field>``: a training setting (``base_lr``, ``batch_per_worker``, ``lr_patience``).
+- ``train.<field>``: a training setting (``base_lr``, ``batch_per_worker``, ``lr_patience``, ``epochs``;
+  transfer learning: ``init_from``, a registered version to start from or null for from scratch, and
+  ``frozen_backbone``, true to train the head only).
+
+`baseline` names one point of the search space (e.g. from scratch, all layers, all epochs): the report
+then gives every point's metric and training time relative to it (the transfer-learning table).
 
 Every value of a grid or choice is checked here, before Ray starts: it must build a valid model
 config or dataset spec, whose file sources lie under the allowed storage
@@ -31,16 +38,18 @@ from dampeml.models.catalog import get_network
 from dampeml.security import StorageNotAllowedError, check_spec_storage
 
 #: Training settings a campaign may search over (the rest belong to the campaign itself).
-TRAIN_FIELDS = ("base_lr", "batch_per_worker", "lr_patience")
+TRAIN_FIELDS = ("base_lr", "batch_per_worker", "lr_patience", "epochs", "init_from", "frozen_backbone")
 #: Metrics a trial reports every epoch (Ray Train) or once at the end (test split), per task.
 EPOCH_METRICS = {
     "regression": ("loss", "mae", "val_loss", "val_mae"),
     "classification": ("loss", "auc", "accuracy", "val_loss", "val_auc", "val_accuracy"),
 }
 TEST_METRICS = {
-    "regression": ("test_mse", "test_mae", "test_angle68_deg", "test_pos68_mm"),
-    "classification": ("test_auc", "test_accuracy", "test_bce"),
+    "regression": ("test_mse", "test_mae", "test_angle68_deg", "test_pos68_mm", "train_seconds"),
+    "classification": ("test_auc", "test_accuracy", "test_bce", "train_seconds"),
 }
+#: the time a trial trained (its epochs, validation and checkpoints; not Ray's start-up)
+TIME_METRIC = "train_seconds"
 
 
 class CampaignError(InputError):
@@ -136,8 +145,11 @@ class Campaign(_Strict):
     #: whether a lower (min) or higher (max) metric is better
     mode: Literal["min", "max"] = "min"
     compare: list[str] = Field(default_factory=list, description="further metrics shown in the table")
-    #: epochs of each trial
+    #: epochs of each trial (unless the search space sets train.epochs)
     epochs: int = Field(3, ge=1)
+    #: the point (search key -> value) every other one is compared with in the report, e.g. the
+    #: network trained from scratch; None: no relative columns
+    baseline: dict[str, Any] | None = None
     steps_per_epoch: int | None = Field(None, ge=1, description="default: one pass over the train split")
     batch_per_worker: int = Field(32, ge=1, description="the paper's 32; smaller for tiny test datasets")
     base_lr: float | None = Field(None, gt=0, description="default: the network preset's rate")
@@ -256,11 +268,13 @@ def check_campaign(c: Campaign) -> None:
     for key, sampler in c.search_space.items():
         where = f"search_space.{key}"
         prefix = key.split(".", 1)[0]
-        if prefix not in ("model", "dataset", "train") or (prefix != "dataset" and "." not in key):
+        if prefix not in ("model", "dataset", "train") or (prefix == "train" and "." not in key):
             raise ValueError(
-                f"{where}: a key is model.<config field>, dataset.<spec field path>, dataset "
-                f"(spec files) or train.<{'|'.join(TRAIN_FIELDS)}>"
+                f"{where}: a key is model.<config field>, model (sets of fields), dataset.<spec field "
+                f"path>, dataset (spec files) or train.<{'|'.join(TRAIN_FIELDS)}>"
             )
+        if key == "model" and sampler.values is None:
+            raise ValueError(f"{where}: model needs grid or choice (each value is a set of config fields)")
         if prefix == "dataset" and sampler.values is None:
             raise ValueError(
                 f"{where}: dataset fields need grid or choice (each value is a dataset to build)"
@@ -268,10 +282,14 @@ def check_campaign(c: Campaign) -> None:
         values = sampler.values if sampler.values is not None else list(sampler.uniform or sampler.loguniform)
         for value in values:
             try:
-                if prefix == "model":
+                if key == "model":
+                    if not isinstance(value, dict):
+                        raise ValueError("each value is a mapping of config fields ({} for the preset)")
+                    net.config_for(c.preset, value)
+                elif prefix == "model":
                     net.config_for(c.preset, {key[len("model.") :]: value})
-                elif prefix == "train" and key[len("train.") :] not in TRAIN_FIELDS:
-                    raise ValueError(f"unknown training field; use one of {', '.join(TRAIN_FIELDS)}")
+                elif prefix == "train":
+                    _check_train_value(key[len("train.") :], value)
             except (ValueError, TypeError) as exc:
                 raise ValueError(f"{where}: value {value!r}: {exc}") from None
     for assignment in c.dataset_variants():
@@ -285,11 +303,46 @@ def check_campaign(c: Campaign) -> None:
     for where, name in [("metric", c.metric), *(("compare", m) for m in c.compare)]:
         if name not in known:
             raise ValueError(f"{where}: unknown metric {name!r} for a {net.task} network; use one of {known}")
+    if c.baseline is not None:
+        for key, value in c.baseline.items():
+            values = c.search_space[key].values if key in c.search_space else None
+            if values is None or value not in values:
+                raise ValueError(
+                    f"baseline: {key}={value!r} is not a grid or choice value of the search space"
+                )
+        if set(c.baseline) != set(c.search_space):
+            raise ValueError(f"baseline: give a value for every search key ({', '.join(c.search_space)})")
+    if c.scheduler.type == "asha" and "train.epochs" in c.search_space:
+        raise ValueError(
+            "search_space.train.epochs: trials of different lengths cannot share an ASHA schedule"
+        )
     if c.scheduler.type == "asha" and c.metric not in EPOCH_METRICS[net.task]:
         raise ValueError(
             f"metric: ASHA stops trials on a metric reported every epoch ({EPOCH_METRICS[net.task]}), "
             f"not {c.metric!r} (test metrics exist only at the end): use scheduler none or a val_ metric"
         )
+
+
+def _check_train_value(field: str, value: Any) -> None:
+    """ValueError unless `value` fits training setting `field`."""
+    if field not in TRAIN_FIELDS:
+        raise ValueError(f"unknown training field; use one of {', '.join(TRAIN_FIELDS)}")
+    if field == "init_from" and not (
+        value is None or (isinstance(value, str) and value.startswith("models:/"))
+    ):
+        raise ValueError("init_from is models:/NAME@ALIAS, models:/NAME/VERSION or null (from scratch)")
+    if field == "frozen_backbone" and not isinstance(value, bool):
+        raise ValueError("frozen_backbone is true or false")
+    if field in ("epochs", "batch_per_worker", "lr_patience") and (
+        isinstance(value, bool) or not isinstance(value, int) or value < (0 if field == "lr_patience" else 1)
+    ):
+        raise ValueError(f"{field} is a whole number >= {0 if field == 'lr_patience' else 1}")
+
+
+def init_from_values(c: Campaign) -> list[str]:
+    """The registered versions the trials start from (checked against the registry before any trial)."""
+    sampler = c.search_space.get("train.init_from")
+    return [v for v in (sampler.values or []) if v] if sampler is not None else []
 
 
 def decode_params(c: Campaign, params: dict[str, Any]) -> dict[str, Any]:

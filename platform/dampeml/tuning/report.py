@@ -2,7 +2,9 @@
 mean and spread over the repeats (seeds), as a table (console, Markdown, CSV) and a plot.
 
 The spread is the sample standard deviation over seeds (ddof=1; 0 with one seed): it is what a
-difference between two points must beat before it means anything.
+difference between two points must beat before it means anything. With a `baseline` point, two
+more columns give each point's mean metric and mean training time (`train_seconds`: the epochs,
+validation and checkpoints, not Ray's start-up) over the baseline's: the transfer-learning table.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from rich.table import Table
 
-from dampeml.tuning.campaign import Campaign, decode_params
+from dampeml.tuning.campaign import TIME_METRIC, Campaign, decode_params
 
 
 @dataclass
@@ -27,6 +29,7 @@ class Group:
     seeds: list[int] = field(default_factory=list)
     epochs: list[int] = field(default_factory=list)
     compare: dict[str, list[float]] = field(default_factory=dict)
+    seconds: list[float] = field(default_factory=list)  # training time of each finished seed
     failed: int = 0
 
     @property
@@ -46,6 +49,8 @@ def _short(v) -> str:
         return f"{v:.3g}"
     if isinstance(v, str) and v.endswith((".yaml", ".yml")):
         return Path(v).stem
+    if isinstance(v, dict):  # a set of model fields
+        return ", ".join(f"{k}={_short(x)}" for k, x in v.items()) or "(preset)"
     return json.dumps(v) if not isinstance(v, str) else v
 
 
@@ -81,6 +86,7 @@ def comparison(c: Campaign, trials) -> list[Group]:
         g.values.append(float(value))
         g.seeds.append(row["seed"])
         g.epochs.append(row["epochs"])
+        g.seconds.append(float(row["metrics"].get(TIME_METRIC, float("nan"))))
         for m in c.compare:
             g.compare[m].append(float(row["metrics"].get(m, float("nan"))))
     return sorted(groups.values(), key=lambda g: _order(c, g.point))
@@ -96,10 +102,27 @@ def _order(c: Campaign, point: dict) -> tuple:
 
 
 def _header(c: Campaign) -> list[str]:
-    return [*c.search_space, "seeds", "epochs", f"{c.metric} mean", "spread (std)", "per seed", *c.compare]
+    relative = [f"{c.metric} / baseline", "time / baseline"] if c.baseline else []
+    return [*c.search_space, "seeds", "epochs", f"{c.metric} mean", "spread (std)", "per seed", *relative,
+            *c.compare]  # fmt: skip
 
 
-def _cells(c: Campaign, g: Group) -> list[str]:
+def baseline_group(c: Campaign, groups: list[Group]) -> Group | None:
+    """The group of the campaign's baseline point (None: no baseline, or it did not finish)."""
+    found = [g for g in groups if c.baseline and g.point == c.baseline and g.values]
+    return found[0] if found else None
+
+
+def _relative(c: Campaign, g: Group, base: Group | None) -> list[str]:
+    """The metric and training-time ratios to the baseline (empty without a baseline)."""
+    if not c.baseline:
+        return []
+    if base is None or not g.values:
+        return ["n/a", "n/a"]
+    return [f"{g.mean / base.mean:.3g}", f"{np.nanmean(g.seconds) / np.nanmean(base.seconds):.3g}"]
+
+
+def _cells(c: Campaign, g: Group, base: Group | None = None) -> list[str]:
     return [
         *(_short(g.point.get(k)) for k in c.search_space),
         f"{len(g.values)}" + (f" (+{g.failed} failed)" if g.failed else ""),
@@ -107,6 +130,7 @@ def _cells(c: Campaign, g: Group) -> list[str]:
         f"{g.mean:.5g}",
         f"{g.std:.2g}",
         " ".join(f"{v:.4g}" for v in g.values),
+        *_relative(c, g, base),
         *(f"{np.nanmean(g.compare[m]):.4g}" if g.compare[m] else "nan" for m in c.compare),
     ]
 
@@ -118,12 +142,12 @@ def best_group(c: Campaign, groups: list[Group]) -> Group | None:
 
 def rich_table(c: Campaign, groups: list[Group]):
 
-    best = best_group(c, groups)
+    best, base = best_group(c, groups), baseline_group(c, groups)
     t = Table(title=f"campaign {c.name}: {c.network}, {c.metric} ({c.mode}), {c.repeats} seed(s) per point")
     for h in _header(c):
         t.add_column(h, justify="right")
     for g in groups:
-        t.add_row(*_cells(c, g), style="bold green" if g is best else None)
+        t.add_row(*_cells(c, g, base), style="bold green" if g is best else None)
     return t
 
 
@@ -160,7 +184,8 @@ def write_report(c: Campaign, groups: list[Group], out_dir: Path) -> list[Path]:
     """comparison.md, comparison.csv and comparison.png in `out_dir`; returns their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     header = _header(c)
-    rows = [_cells(c, g) for g in groups]
+    base = baseline_group(c, groups)
+    rows = [_cells(c, g, base) for g in groups]
     md = out_dir / "comparison.md"
     lines = [
         f"# {c.name}: {c.network}",
@@ -175,7 +200,7 @@ def write_report(c: Campaign, groups: list[Group], out_dir: Path) -> list[Path]:
     path_csv = out_dir / "comparison.csv"
     with path_csv.open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow([*c.search_space, "seed", "epochs", c.metric, *c.compare])
+        w.writerow([*c.search_space, "seed", "epochs", c.metric, TIME_METRIC, *c.compare])
         for g in groups:
             for i, v in enumerate(g.values):
                 w.writerow(
@@ -184,6 +209,7 @@ def write_report(c: Campaign, groups: list[Group], out_dir: Path) -> list[Path]:
                         g.seeds[i],
                         g.epochs[i],
                         v,
+                        g.seconds[i],
                         *(g.compare[m][i] for m in c.compare),
                     ]
                 )

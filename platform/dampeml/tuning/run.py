@@ -35,6 +35,7 @@ from dampeml.datasets.loader import DatasetError, load_manifest
 from dampeml.datasets.spec import load_spec
 from dampeml.errors import InputError
 from dampeml.models.architecture import Architecture
+from dampeml.registry.models import RegistryError, check_model_uri
 from dampeml.registry.tracking import setup_mlflow, tracking_uri
 from dampeml.security import check_job_paths
 from dampeml.storage import MANIFEST
@@ -50,7 +51,14 @@ from dampeml.training.trainer import (
     load_checkpoint_model,
     make_trainer,
 )
-from dampeml.tuning.campaign import Campaign, CampaignError, decode_params, variant_key
+from dampeml.tuning.campaign import (
+    TIME_METRIC,
+    Campaign,
+    CampaignError,
+    decode_params,
+    init_from_values,
+    variant_key,
+)
 from dampeml.tuning.report import comparison, trial_rows, write_report
 
 logger = logging.getLogger(__name__)
@@ -130,15 +138,18 @@ def train_config(c: Campaign, values: dict[str, Any], uri: str, seed: int, run_n
         workers=c.resources.workers_per_trial,
         cpus_per_worker=c.resources.cpus_per_worker,
         gpus_per_worker=c.resources.gpus_per_worker,
-        epochs=c.epochs,
         preset=c.preset,
-        overrides={k[len("model.") :]: v for k, v in values.items() if k.startswith("model.")},
+        overrides={
+            **values.get("model", {}),
+            **{k[len("model.") :]: v for k, v in values.items() if k.startswith("model.")},
+        },
         steps_per_epoch=c.steps_per_epoch,
         storage=storage,
         run_name=run_name,
         seed=seed,
         register=False,
         **{
+            "epochs": c.epochs,
             "batch_per_worker": c.batch_per_worker,
             "base_lr": c.base_lr,
             **{k[len("train.") :]: v for k, v in values.items() if k.startswith("train.")},
@@ -159,7 +170,7 @@ def run_trial(
     cfg = train_config(c, values, uri, int(config["seed"]), run_name, train_storage)
     net, manifest = check_inputs(cfg)
     resume_from = latest_checkpoint(train_storage, run_name)  # a restarted trial continues its run
-    trainer, _ = make_trainer(
+    trainer, _, cfg = make_trainer(
         cfg, net, manifest, run_name, train_storage, resume_from, [TuneReportCallback()]
     )
     result = trainer.fit()
@@ -174,6 +185,7 @@ def run_trial(
         {
             **history[-1],
             **test,
+            TIME_METRIC: float(sum(h["epoch_seconds"] for h in history)),
             "epochs_done": len(history),
             "train_checkpoint": checkpoint.path,
         }
@@ -237,7 +249,9 @@ class ChildLogger:
             "ray_train_run": run_name,
             "dataset_uri": ds_uri,
             "dataset_version": _dataset_version(ds_uri),
-            "stopped_early": str(status == "FINISHED" and len(history) < c.epochs).lower(),
+            "stopped_early": str(
+                status == "FINISHED" and len(history) < values.get("train.epochs", c.epochs)
+            ).lower(),
         }
         if trial.status == "ERROR":
             tags["error"] = str(getattr(trial, "error_file", "") or "see the Tune trial directory")[:500]
@@ -354,6 +368,14 @@ def run_campaign(
     from ray.tune.schedulers import ASHAScheduler
 
     check_job_paths(workdir=workdir)  # StorageNotAllowedError before anything is read or written
+    for uri in init_from_values(c):  # every start point is registered (RegistryError names what is)
+        try:
+            check_model_uri(uri)
+        except RegistryError as exc:
+            raise CampaignError(
+                f"search_space.train.init_from: {exc}; register the source models first (e.g. "
+                "`dampeml pipeline run RECIPE --profile NAME`, see the campaign's description)"
+            ) from None
     workdir = Path(workdir).resolve()
     root = workdir / c.name
     # one trial's training config: the CPU budget of the concurrent trials (Tune -> Train -> Data
