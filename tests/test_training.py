@@ -142,32 +142,10 @@ def test_each_family_trains_through_ray_train_and_learns(network, datasets, env)
 
 
 @pytest.mark.timeout(600)
-def test_killed_worker_resumes_from_its_checkpoint(datasets, env):
-    """Kill a Ray Train worker process after the first checkpoint: the run restores and finishes."""
-    run = "killed-worker"
-    outcome = {}
-    t = threading.Thread(
-        target=lambda: outcome.update(
-            result=_train("bgo-direction-low", datasets["bgo-direction-low"], env, epochs=12, run_name=run)
-        )
-    )
-    t.start()
-    _kill_a_worker_after_checkpoints(env / "runs" / run)
-    t.join(timeout=500)
-    result = outcome["result"]
-    state = _latest_state(env, run)
-    print(
-        f"\nrestored from epochs {state.get('restored_from_epoch')}, history epochs "
-        f"{[h['epoch'] for h in result.history]}"
-    )
-    assert [h["epoch"] for h in result.history] == list(range(1, 13))  # each epoch once, none repeated
-    assert state.get("restored_from_epoch") and 3 <= state["restored_from_epoch"][0] < 12
-
-
-@pytest.mark.timeout(600)
 def test_run_out_of_retries_resumes_by_hand(datasets, env):
     """With no retries left the run fails with an error that says how to resume it; resuming
-    continues from its last checkpoint and runs each epoch once."""
+    continues from its last checkpoint and runs each epoch once. (A run with retries left restores
+    itself: tests/test_cluster.py kills a node under a run, on the local multi-node cluster.)"""
     from dampeml.training.trainer import TrainingError
 
     run, epochs, uri = "out-of-retries", 12, datasets["bgo-direction-low"]
