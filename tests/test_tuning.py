@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from unittest import mock
 
+import numpy as np
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -159,14 +160,23 @@ def _children(parent_run_id: str):
 
 @pytest.mark.timeout(420)
 def test_tiny_campaign_runs_trials_as_ray_train_runs_and_lands_in_mlflow(env):
+    """Two dataset variants; every trial starts from a registered source with its feature extractor
+    frozen (the transfer-learning settings): the trained models keep the source's convolutions."""
+    from dampeml.models.architecture import Architecture
+    from dampeml.registry.bootstrap import register_catalog
+    from dampeml.registry.models import load_model
+    from dampeml.training.trainer import latest_checkpoint, load_checkpoint_model
     from dampeml.tuning.run import TuneError, run_campaign
 
+    register_catalog(aliases=("src",), networks=["bgo-direction-low"], aligned=False)
+    source = "models:/bgo-direction-low@src"
     path = _write(
         env,
         "tiny-fraction",
         search_space={
             "dataset.selection.electron_fraction": {"grid": [0.25, 0.8]},
-            "model.kernel_size": {"choice": [[3, 5]]},
+            "train.init_from": {"choice": [source]},
+            "train.frozen_backbone": {"choice": [True]},
         },
     )
     c = load_campaign(path)
@@ -176,6 +186,16 @@ def test_tiny_campaign_runs_trials_as_ray_train_runs_and_lands_in_mlflow(env):
     print(f"\n2 trials in {time.time() - t0:.0f} s")
     assert [t["status"] for t in result.trials] == ["TERMINATED", "TERMINATED"]
     assert all(t["epochs"] == 2 and "test_angle68_deg" in t["metrics"] for t in result.trials)
+    assert all(t["metrics"]["train_seconds"] > 0 for t in result.trials)
+    start = load_model(source)
+    for t in result.trials:
+        ckpt = latest_checkpoint(str(work / "tiny-fraction" / "train-runs"), f"train-{t['trial_id']}")
+        trained = load_checkpoint_model(ckpt.path, Architecture("bgo-direction-low"))
+        for layer, same in (("conv_1", True), ("conv_2", True), ("log_weight", False)):
+            a, b = start.get_layer(layer).get_weights()[0], trained.get_layer(layer).get_weights()[0]
+            assert np.array_equal(a, b) == same, (
+                f"{layer}: {'changed' if same else 'unchanged'} in {t['trial_id']}"
+            )
 
     # each dataset variant was built once into the cache, with the electron share it asks for
     built = sorted((work / "datasets").iterdir())
@@ -200,7 +220,8 @@ def test_tiny_campaign_runs_trials_as_ray_train_runs_and_lands_in_mlflow(env):
     }
     assert len(children) == 2 and all(r.info.status == "FINISHED" for r in children)
     assert sorted(r.data.params["dataset.selection.electron_fraction"] for r in children) == ["0.25", "0.8"]
-    assert {r.data.params["model.kernel_size"] for r in children} == {"[3, 5]"}
+    assert {r.data.params["train.init_from"] for r in children} == {source}
+    assert {r.data.params["train.frozen_backbone"] for r in children} == {"true"}
     assert len({r.data.tags["dataset_version"] for r in children}) == 2
     for r in children:
         steps = [m.step for m in client.get_metric_history(r.info.run_id, "val_loss")]
