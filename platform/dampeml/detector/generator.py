@@ -23,6 +23,10 @@ ACCEPTANCE_PLANES = (
     (geo.BGO_Z_BOTTOM, geo.BGO_HALF_WIDTH),
 )
 GENERATION_CHUNK = 1 << 18  # candidates drawn per vectorized step (fixed: keeps seeds reproducible)
+#: Geometric factor of the generation (m2 sr): an isotropic flux J crosses a convex surface S at the
+#: rate pi S J, so the candidates on the sphere stand for J x pi x 4 pi R^2. An acceptance is this
+#: times the share of generated candidates that a selection keeps.
+GENERATION_GEOMETRIC_FACTOR_M2SR = 4.0 * np.pi**2 * (geo.GENERATION_SPHERE_RADIUS / 1000.0) ** 2
 
 
 @dataclass
