@@ -74,6 +74,7 @@ from dampeml.features import (
 )
 from dampeml.features.hough import apply_offsets, max_pool
 from dampeml.features.jagged import flatten, gather_index
+from dampeml.features.shower_variables import SHOWER_VARIABLE_NAMES
 from dampeml.features.tracks import cos_theta, slopes
 from dampeml.io.schema import MC_ONLY
 from dampeml.models.catalog import ALIGNED_SUFFIX
@@ -87,6 +88,8 @@ ENERGY_RANGES = ("low", "mid", "high")
 RUNTIMES = ("tensorflow", "onnx")
 TRACK_COLUMNS = ("track_x_top", "track_y_top", "track_x_bot", "track_y_bot")
 BGO_COLUMNS = ("bgo_x_top", "bgo_y_top", "bgo_x_bot", "bgo_y_bot")
+#: the standard shower-axis fit (the physics stage's containment classes are defined on it)
+AXIS_COLUMNS = ("axis_x_top", "axis_y_top", "axis_x_bot", "axis_y_bot")
 OUTPUT_COLUMNS = (
     *TRACK_COLUMNS,
     *BGO_COLUMNS,
@@ -98,7 +101,11 @@ OUTPUT_COLUMNS = (
     "electron_score",
     "bgo_model",
     "axis_seed",
+    *AXIS_COLUMNS,
+    "bgo_energy_mev",
+    "zeta",
 )
+ZETA = SHOWER_VARIABLE_NAMES.index("zeta")
 STK_BRANCHES = ("stk_layer", "stk_half", "stk_channel", "stk_pos", "stk_signal")
 
 
@@ -472,6 +479,11 @@ class Chain:
         out["electron_score"] = p_electron.astype(np.float32)
         out["bgo_model"] = np.asarray(ENERGY_RANGES)[which]
         out["axis_seed"] = axis_seeded.astype(np.int32)
+        axis, _ = fit_shower_axis(energy)  # NaN rows where it cannot be fitted
+        for i, name in enumerate(AXIS_COLUMNS):
+            out[name] = axis[:, i]
+        out["bgo_energy_mev"] = deposit
+        out["zeta"] = variables[:, ZETA].astype(np.float32)
         self.n_events += n
         self._timed("outputs", t0)
         return out
