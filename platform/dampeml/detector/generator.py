@@ -117,3 +117,20 @@ def generate_primaries(
     x0, y0, tx, ty = (np.concatenate(p) for p in zip(*parts, strict=True)) if parts else (np.empty(0),) * 4
     energy = sample_power_law(rng, n_events, e_min, e_max, index)
     return Primaries(energy, x0, y0, tx, ty), n_gen
+
+
+def count_accepted(rng: np.random.Generator, n_candidates: int) -> int:
+    """How many of `n_candidates` fresh candidates the instrument accepts (a flight-like run's count:
+    the primaries that reach the sphere in a live time, of which the instrument sees these)."""
+    accepted, left = 0, int(n_candidates)
+    while left > 0:
+        n = min(left, GENERATION_CHUNK)
+        pos, d = _candidates(rng, n)
+        down = d[:, 2] > 1e-6
+        dz = np.where(down, d[:, 2], 1.0)
+        tx, ty = d[:, 0] / dz, d[:, 1] / dz
+        accepted += int(
+            (down & accepted_mask(pos[:, 0] - tx * pos[:, 2], pos[:, 1] - ty * pos[:, 2], tx, ty)).sum()
+        )
+        left -= n
+    return accepted
