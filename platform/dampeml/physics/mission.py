@@ -92,6 +92,9 @@ class Mission(BaseModel):
     runs: int = Field(1, ge=1)
     #: base seed: everything follows from it
     seed: int = Field(0, ge=0)
+    #: flight: each run draws its detector conditions (misalignment, energy and signal scales) as
+    #: flight-like runs do; nominal: the MC detector (a closure of the analysis alone)
+    detector: Literal["flight", "nominal"] = "flight"
     #: the species
     components: list[Component] = Field(min_length=1)
 
@@ -128,7 +131,7 @@ def simulate_run(mission: Mission, run: int, out: Path) -> dict:
     """Simulate run `run` of `mission` into `out` (flight file and sealed truth); its manifest entry."""
     seeds = np.random.SeedSequence([mission.seed, run]).spawn(len(mission.components) + 1)
     run_id = mission.seed * 1000 + run
-    conditions = FlightConditions.draw(run_id)
+    conditions = FlightConditions.draw(run_id) if mission.detector == "flight" else FlightConditions.nominal()
     parts, generated = [], {}
     for c, seed in zip(mission.components, seeds[:-1], strict=True):
         rng = np.random.default_rng(seed)
