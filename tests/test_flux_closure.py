@@ -4,17 +4,23 @@ electron flux in every bin within its errors."""
 
 from __future__ import annotations
 
+import csv
 import json
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from dampeml.cli.main import app
 from dampeml.detector.simulation import SimulationConfig, simulate
+from dampeml.io.root_writer import write_event_file
 from dampeml.physics.energy import resolution
 from dampeml.physics.flux import pulls
-from dampeml.physics.measure import Generation, measure_flux
+from dampeml.physics.measure import measure_flux
 from dampeml.physics.mission import Component, Mission, simulate_mission
-from dampeml.physics.samples import sample_from_events, sample_from_files
+from dampeml.physics.samples import sample_from_files
 from dampeml.physics.selection import FIDUCIAL, containment
 
 ELECTRONS = Component(particle="electron", flux_at_100gev=1.8e-4, index=3.1, energy_min=20, energy_max=2000)
@@ -23,30 +29,46 @@ BINS = np.geomspace(40.0, 400.0, 5)
 CHI2_99 = {4: 13.28}  # the 99% quantile of chi2 with 4 degrees of freedom
 
 
-def _mc(particle: str, n: int, lo: float, hi: float, seed: int):
+def _mc_file(path: Path, particle: str, n: int, lo: float, hi: float, seed: int) -> Path:
     events, meta = simulate(SimulationConfig(particle, n, lo, hi, 1.0, seed=seed))
-    return sample_from_events(events), [Generation(meta["n_generated"], lo, hi, 1.0)]
+    return write_event_file(path, events, meta)
+
+
+@pytest.fixture(scope="module")
+def closure(tmp_path_factory):
+    """A nominal-detector run of known fluxes, and electron and proton MC made with other seeds."""
+    root = tmp_path_factory.mktemp("closure")
+    mission = Mission(name="closure", live_time_s=20000, runs=2, seed=5, detector="nominal",
+                      components=[ELECTRONS, PROTONS])  # fmt: skip
+    manifest = json.loads(simulate_mission(mission, root / "mission").read_text())
+    flight = [root / "mission" / r["file"] for r in manifest["runs"]]
+    electrons = _mc_file(root / "e.root", "electron", 5000, 20, 2000, seed=11)
+    protons = _mc_file(root / "p.root", "proton", 30000, 50, 5000, seed=12)
+    return root, mission, flight, electrons, protons
+
+
+def _expected() -> np.ndarray:
+    return np.array(
+        [ELECTRONS.integral(lo, hi) / (hi - lo) for lo, hi in zip(BINS[:-1], BINS[1:], strict=True)]
+    )
 
 
 @pytest.mark.slow  # ~40 s: 50k flight-like events and 35k MC
 @pytest.mark.timeout(600)
-def test_the_measured_electron_flux_closes_on_the_injected_one(tmp_path):
-    mission = Mission(name="closure", live_time_s=20000, runs=2, seed=5, detector="nominal",
-                      components=[ELECTRONS, PROTONS])  # fmt: skip
-    manifest = json.loads(simulate_mission(mission, tmp_path).read_text())
-    flight, _ = sample_from_files([tmp_path / r["file"] for r in manifest["runs"]])
-    electrons, generation = _mc("electron", 5000, 20, 2000, seed=11)  # other seeds than the mission's
-    protons, _ = _mc("proton", 30000, 50, 5000, seed=12)
-    points, correction = measure_flux(flight, electrons, protons, generation, mission.live_time_s, BINS)
+def test_the_measured_electron_flux_closes_on_the_injected_one(closure):
+    _, mission, flight_files, e_file, p_file = closure
+    flight, _, live = sample_from_files(flight_files)
+    electrons, generation, _ = sample_from_files([e_file])
+    protons, _, _ = sample_from_files([p_file])
+    assert live == pytest.approx(mission.live_time_s)
+    points, correction = measure_flux(flight, electrons, protons, generation, live, BINS)
 
     fiducial = containment(electrons.axis) == FIDUCIAL
     bias, width = resolution(
         correction.energy_gev(electrons.deposit_mev[fiducial]), electrons.true_energy_gev[fiducial]
     )
     print(f"\nfiducial MC electrons: corrected energy bias {bias:+.2%}, resolution {width:.2%}")
-    expected = np.array(
-        [ELECTRONS.integral(lo, hi) / (hi - lo) for lo, hi in zip(BINS[:-1], BINS[1:], strict=True)]
-    )
+    expected = _expected()
     pull, chi2 = pulls(points, expected)
     for p, e, u in zip(points, expected, pull, strict=True):
         print(f"{p.e_low:5.0f}-{p.e_high:4.0f} GeV: counts {p.counts:6.1f}, efficiency {p.efficiency:.2f}, "
@@ -55,3 +77,24 @@ def test_the_measured_electron_flux_closes_on_the_injected_one(tmp_path):
     print(f"chi2 {chi2:.2f} for {len(points)} bins (99% limit {CHI2_99[len(points)]})")
     assert abs(bias) < 0.02
     assert np.all(np.abs(pull) < 3) and chi2 < CHI2_99[len(points)]
+
+
+@pytest.mark.slow  # shares the closure's inputs
+@pytest.mark.timeout(600)
+def test_flux_command_writes_the_table_and_refuses_bad_bins(closure):
+    root, _, flight_files, e_file, p_file = closure
+    out = root / "flux"
+    args = ["flux", "--flight", str(root / "mission" / "run_*.root"), "--electron-mc", str(e_file),
+            "--proton-mc", str(p_file), "--out", str(out), "--bins", "40:400:4"]  # fmt: skip
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    rows = list(csv.DictReader((out / "flux.csv").open()))
+    assert len(rows) == 4 and (out / "flux.png").stat().st_size > 5000 and (out / "flux.config.yaml").exists()
+    pull, _ = pulls(
+        [SimpleNamespace(flux=float(x["flux"]), flux_err=float(x["flux_err"])) for x in rows], _expected()
+    )
+    assert np.all(np.abs(pull) < 3)
+    r = CliRunner().invoke(app, [*args[:-2], "--bins", "400:40:4"])
+    assert r.exit_code == 2 and "edges must be positive and increasing" in " ".join(r.output.split())
+    r = CliRunner().invoke(app, [*args[:-2], "--selection", "everything"])
+    assert r.exit_code == 2 and "fiducial or non-fiducial" in " ".join(r.output.split())

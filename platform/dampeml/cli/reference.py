@@ -184,6 +184,7 @@ def undocumented(root: Any) -> list[str]:
 def render(root: Any) -> str:
     """The whole reference page; `root`: the `dampeml` command group (its commands' options)."""
     from dampeml.datasets.spec import DatasetSpec
+    from dampeml.physics.mission import Mission
     from dampeml.pipeline.recipe import RecipeFile, Step
     from dampeml.reconstruction.config import ChainConfig
     from dampeml.tuning.campaign import Campaign
@@ -221,6 +222,11 @@ def render(root: Any) -> str:
         "The reconstruction chain's constants; a file names only those it changes (docs/reconstruction.md). "
         "Energies are deposited BGO energies in MeV; `.inf` is YAML's infinity.",
         ChainConfig,
+    )
+    lines += model_section(
+        "Mission (`datasets/missions/*.yaml`, `dampeml simulate-mission MISSION`)",
+        "A flight-like run of known composition, for closure tests of the flux (docs/physics.md).",
+        Mission,
     )
     lines += command_section(root)
     return "\n".join(lines).rstrip() + "\n"

@@ -58,8 +58,9 @@ class Component(BaseModel):
     flux_at_100gev: float = Field(gt=0)
     #: spectral index (dN/dE ~ E^-index)
     index: float = Field(gt=1)
-    #: kinetic energy range simulated (GeV)
+    #: lowest kinetic energy simulated (GeV)
     energy_min: float = Field(gt=0)
+    #: highest kinetic energy simulated (GeV)
     energy_max: float = Field(gt=0)
 
     @model_validator(mode="after")

@@ -1,17 +1,24 @@
 """Event samples for the flux measurement, from event files (the shower variables computed here) or
-from reprocessing outputs (the chain's columns), and how an MC file was generated."""
+from reprocessing outputs (the chain's columns, read with Ray Data), and how an MC file was generated.
+
+MC truth is never in a reprocessing output (the chain reads no truth): for MC outputs, the true
+energy is read from each row's source event file (`source_file`, `entry`), and so is the generation.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from dampeml.features.shower_axis import fit_shower_axis
 from dampeml.features.shower_variables import SHOWER_VARIABLE_NAMES, shower_variables
 from dampeml.io.root_reader import inspect_file, read_events
 from dampeml.physics.flux import FluxError
 from dampeml.physics.measure import EventSample, Generation
+from dampeml.reconstruction.chain import AXIS_COLUMNS
 
 #: scores the flux can cut on: name -> (the chain's output column, transform to "higher is more electron")
 SCORES = ("electron_score", "zeta")
@@ -39,17 +46,65 @@ def sample_from_events(events: dict, score: str = "zeta") -> EventSample:
     return EventSample(axis, energy.sum(axis=(1, 2)), score_from("zeta", zeta), truth)
 
 
-def sample_from_files(paths: list[str | Path], score: str = "zeta") -> tuple[EventSample, list[Generation]]:
-    """All events of `paths` as one sample, and each file's generation (MC: from its metadata)."""
-    parts, generations = [], []
+def sample_from_files(
+    paths: list[str | Path], score: str = "zeta"
+) -> tuple[EventSample, list[Generation], float]:
+    """All events of `paths` as one sample, each MC file's generation (from its metadata), and the
+    summed live time of flight-like files (their metadata's `live_time_s`)."""
+    parts, generations, live = [], [], 0.0
     for path in paths:
         info = inspect_file(path)
+        live += float(info.metadata.get("live_time_s", 0.0))
         parts.append(sample_from_events(read_events(path, info=info), score))
-        gen = info.metadata.get("generation") or {}
-        if info.mode == "mc" and "n_generated" in info.metadata:
-            n, lo, hi = info.metadata["n_generated"], gen["energy_min"], gen["energy_max"]
-            generations.append(Generation(float(n), float(lo), float(hi), float(gen["spectrum_index"])))
-    return concat(parts), generations
+        if (gen := _generation(info)) is not None:
+            generations.append(gen)
+    return concat(parts), generations, live
+
+
+def _generation(info) -> Generation | None:
+    """How an MC event file was generated (None for flight data)."""
+    gen = info.metadata.get("generation") or {}
+    if info.mode != "mc" or "n_generated" not in info.metadata:
+        return None
+    n, lo, hi = info.metadata["n_generated"], gen["energy_min"], gen["energy_max"]
+    return Generation(float(n), float(lo), float(hi), float(gen["spectrum_index"]))
+
+
+def sample_from_reprocessed(uri: str, score: str = "electron_score", mc: bool = False):
+    """(sample, generations, live time) from reprocessing outputs (a job's `out`): the reconstructed
+    events (quarantined ones left out, and counted in the job's own summary), their truth and their
+    files' generation for MC, the summed `live_time_s` of their files' metadata for flight data."""
+    import ray
+
+    from dampeml.inference.reprocess import EVENTS_DIR
+
+    columns = ["source_file", "entry", "quarantine_reason", *AXIS_COLUMNS, "bgo_energy_mev", score]
+    table = ray.data.read_parquet(f"{uri.rstrip('/')}/{EVENTS_DIR}", columns=columns).to_arrow_refs()
+    rows = pa.concat_tables(ray.get(table)).filter(pc.equal(pc.field("quarantine_reason"), ""))
+    files = rows.column("source_file").to_numpy(zero_copy_only=False)
+    truth = np.full(rows.num_rows, np.nan) if mc else None
+    generations, live = [], 0.0
+    for path in np.unique(files):
+        info = inspect_file(path)
+        live += float(info.metadata.get("live_time_s", 0.0))
+        if mc:
+            gen = _generation(info)
+            if gen is None:
+                raise FluxError(
+                    f"{path}: not an MC file with its generation recorded; the MC samples need both"
+                )
+            generations.append(gen)
+            at = files == path
+            true_energy = read_events(path, branches=["true_energy"], info=info)["true_energy"]
+            truth[at] = np.asarray(true_energy)[rows.column("entry").to_numpy()[at]]
+    axis = np.stack([rows.column(c).to_numpy(zero_copy_only=False) for c in AXIS_COLUMNS], axis=1)
+    sample = EventSample(
+        np.asarray(axis, dtype=np.float64),
+        rows.column("bgo_energy_mev").to_numpy(zero_copy_only=False).astype(np.float64),
+        score_from(score, rows.column(score).to_numpy(zero_copy_only=False)),
+        truth,
+    )
+    return sample, generations, live
 
 
 def concat(parts: list[EventSample]) -> EventSample:

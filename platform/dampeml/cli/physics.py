@@ -1,0 +1,110 @@
+"""`dampeml simulate-mission` and `dampeml flux`: a flight-like run of known composition, and the
+electron flux measured from flight-like data with electron and proton MC."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dampeml.cli.config_file import write_invocation
+from dampeml.cli.errors import clean_errors, console
+
+
+@clean_errors
+def simulate_mission(
+    ctx: typer.Context,
+    mission: Annotated[Path, typer.Argument(help="a mission file (YAML: components, live time, runs, seed)")],
+    out: Annotated[Path, typer.Option(help="folder for run_<id>.root, truth/ and mission.json")],
+) -> None:
+    """Simulate a flight-like run of known composition: flight files without truth, the truth sealed."""
+    from dampeml.physics.mission import load_mission
+    from dampeml.physics.mission import simulate_mission as run
+    from dampeml.security import check_job_paths
+
+    check_job_paths(out=out)
+    m = load_mission(mission)
+    manifest = run(m, out)
+    write_invocation(ctx, out)
+    console.print(f"mission {m.name}: {m.runs} run(s), {m.live_time_s:g} s live time: {manifest}")
+
+
+def _paths(pattern: str) -> list[str]:
+    from dampeml.io.datasource import expand_paths
+
+    return expand_paths(pattern)
+
+
+@clean_errors
+def flux(
+    ctx: typer.Context,
+    flight: Annotated[
+        str, typer.Option(help="flight data: event files ('runs/*.root') or a reprocessing output")
+    ],
+    electron_mc: Annotated[
+        str, typer.Option(help="electron MC, as --flight (event files or reprocessing output)")
+    ],
+    proton_mc: Annotated[str, typer.Option(help="proton MC, as --flight")],
+    out: Annotated[Path, typer.Option(help="folder for flux.md, flux.csv, flux.json, flux.png")],
+    bins: Annotated[
+        str, typer.Option(help="energy bin edges (GeV): 'LOW:HIGH:N' log-spaced, or 'E0,E1,...'")
+    ] = "40:400:4",
+    score: Annotated[str, typer.Option(help="electron_score (reprocessing outputs) or zeta")] = "zeta",
+    efficiency: Annotated[
+        float, typer.Option(help="electron efficiency of the cut in each bin", min=0.5, max=0.999)
+    ] = 0.9,
+    selection: Annotated[str, typer.Option(help="fiducial or non-fiducial showers")] = "fiducial",
+    live_time: Annotated[
+        float | None, typer.Option(help="live time (s); default: the flight files' own")
+    ] = None,
+) -> None:
+    """Measure the electron flux by cut and count (seed 001): efficiency and background from MC,
+    acceptance from the electron MC, per energy bin with statistical errors."""
+    from dampeml.physics.flux import FluxError
+    from dampeml.physics.measure import measure_flux
+    from dampeml.physics.report import write_flux
+    from dampeml.physics.samples import sample_from_files, sample_from_reprocessed
+    from dampeml.physics.selection import CLASSES
+    from dampeml.security import check_job_paths
+
+    check_job_paths(out=out, flight=flight, electron_mc=electron_mc, proton_mc=proton_mc)
+    if selection not in CLASSES[1:]:
+        raise typer.BadParameter(f"--selection {selection!r}: use fiducial or non-fiducial")
+    edges = _bins(bins)
+
+    def load(where: str, mc: bool):
+        if where.endswith(".root") or "*" in where:
+            return sample_from_files(_paths(where), score)
+        return sample_from_reprocessed(where, score, mc=mc)
+
+    data, _, live = load(flight, False)
+    electrons, generation, _ = load(electron_mc, True)
+    protons, _, _ = load(proton_mc, True)
+    live = live_time or live
+    if not live:
+        raise FluxError("the flight files record no live time: give --live-time SECONDS")
+    points, correction = measure_flux(data, electrons, protons, generation, live, edges,
+                                      CLASSES.index(selection), efficiency)  # fmt: skip
+    settings = {"flight": flight, "electron MC": electron_mc, "proton MC": proton_mc, "score": score,
+                "selection": selection, "cut": f"{efficiency:.0%} of each bin's electron MC above it",
+                "live time (s)": f"{live:g}", "bins (GeV)": ", ".join(f"{b:.4g}" for b in edges)}  # fmt: skip
+    path = write_flux(points, correction, out, settings)
+    write_invocation(ctx, out)
+    console.print(f"flux in {len(points)} bins: {path}")
+
+
+def _bins(text: str):
+    import numpy as np
+
+    try:
+        if ":" in text:
+            lo, hi, n = text.split(":")
+            edges = np.geomspace(float(lo), float(hi), int(n) + 1)
+        else:
+            edges = np.array([float(x) for x in text.split(",")])
+    except ValueError:
+        raise typer.BadParameter(f"--bins {text!r}: give 'LOW:HIGH:N' or 'E0,E1,...' (GeV)") from None
+    if len(edges) < 2 or np.any(np.diff(edges) <= 0) or edges[0] <= 0:
+        raise typer.BadParameter(f"--bins {text!r}: edges must be positive and increasing")
+    return edges
