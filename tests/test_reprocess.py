@@ -400,3 +400,39 @@ def test_cli_help_and_run(tmp_path, mixed_inputs, ray_local, registry):
     assert res.exit_code == 2 and re.search(r"precise_passes 1\s+\(now 2\)", res.output), res.output
     res = runner.invoke(app, [*argv[:-2], "--alias", "nosuchalias"])
     assert res.exit_code == 2 and "nosuchalias" in res.output
+
+
+@pytest.mark.timeout(600)
+def test_the_flux_reads_reprocessing_outputs_as_it_reads_the_event_files(tmp_path, ray_local, registry):
+    """The flux measured from a reprocessing job's outputs (the chain's axis, deposit and zeta columns,
+    the MC truth joined from the source files) equals the one measured from the same event files."""
+    from dampeml.physics.measure import measure_flux
+    from dampeml.physics.samples import sample_from_files, sample_from_reprocessed
+
+    src = tmp_path / "in"
+    files = {
+        "electrons": make_file(src / "e.root", "electron", 300, 20, 2000, seed=71),
+        "protons": make_file(src / "p.root", "proton", 300, 50, 5000, seed=72),
+        "flight": make_file(src / "f.root", "electron", 200, 20, 2000, seed=73),  # stands for flight data
+    }
+    out = tmp_path / "reco"
+    reprocess(ReprocessConfig(str(src / "*.root"), str(out), events_per_block=100))
+    bins = np.array([30.0, 100.0, 300.0])
+    flux = {}
+    for how in ("files", "reprocessed"):
+        samples = {}
+        for name, path in files.items():
+            if how == "files":
+                samples[name] = sample_from_files([path])[:2]
+            else:
+                samples[name] = sample_from_reprocessed(
+                    str(out), "zeta", mc=name != "flight", sources=[str(path)]
+                )[:2]
+        (flight, _), (electrons, generation), (protons, _) = (
+            samples[k] for k in ("flight", "electrons", "protons")
+        )
+        flux[how] = measure_flux(flight, electrons, protons, generation, 1.0, bins)[0]
+    for a, b in zip(flux["files"], flux["reprocessed"], strict=True):
+        print(f"\n{a.e_low:.0f}-{a.e_high:.0f} GeV: flux {a.flux:.4g} / {b.flux:.4g}, counts {a.counts:.1f}")
+        assert a.counts == pytest.approx(b.counts) and a.flux == pytest.approx(b.flux, rel=1e-9)
+        assert a.efficiency == b.efficiency and a.cut == pytest.approx(b.cut, rel=1e-6)

@@ -232,6 +232,23 @@ def _ledger(store: Store) -> Ledger:
     return Ledger(store, JOB_FILE, MARKERS_DIR)
 
 
+def committed_outputs(uri: str) -> dict[str, str]:
+    """{input file: its events Parquet (a path in the output's store)} of every committed input of a
+    reprocessing output `uri` that wrote events (the markers say which output holds which input)."""
+    store = Store.open(uri)
+    ledger = _ledger(store)
+    if ledger.started() is None:
+        raise ReprocessInputError(
+            f"{uri}: not a reprocessing output (no {JOB_FILE}); run `dampeml reprocess`"
+        )
+    out = {}
+    for unit in sorted(ledger.done()):
+        marker = ledger.marker(unit)
+        if marker.get("output"):
+            out[marker["input"]] = store.path(marker["output"])
+    return out
+
+
 def remove_orphans(store: Store) -> list[str]:
     """Delete outputs without a marker (published by a job killed before writing the marker)."""
     markers = _ledger(store).done()

@@ -7,22 +7,20 @@ energy is read from each row's source event file (`source_file`, `entry`), and s
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from dampeml.features.shower_axis import fit_shower_axis
-from dampeml.features.shower_variables import SHOWER_VARIABLE_NAMES, shower_variables
 from dampeml.io.root_reader import inspect_file, read_events
 from dampeml.physics.flux import FluxError
 from dampeml.physics.measure import EventSample, Generation
-from dampeml.reconstruction.chain import AXIS_COLUMNS
+from dampeml.reconstruction.chain import AXIS_COLUMNS, ZETA, shower_input
 
 #: scores the flux can cut on: name -> (the chain's output column, transform to "higher is more electron")
 SCORES = ("electron_score", "zeta")
-ZETA = SHOWER_VARIABLE_NAMES.index("zeta")
 
 
 def score_from(name: str, values: np.ndarray) -> np.ndarray:
@@ -36,14 +34,16 @@ def score_from(name: str, values: np.ndarray) -> np.ndarray:
 
 
 def sample_from_events(events: dict, score: str = "zeta") -> EventSample:
-    """A sample from events as read (the standard axis fit, the deposit, zeta), truth when there is."""
+    """A sample from events as read: the standard axis fit, the deposit and zeta computed as the chain
+    computes its output columns (so a reprocessing output of the same events gives the same sample),
+    and the truth when there is."""
     if score != "zeta":
         raise FluxError(f"event files give the score zeta only; {score!r} comes from reprocessing outputs")
-    energy = np.asarray(events["bgo_energy"], dtype=np.float64)
+    energy = np.asarray(events["bgo_energy"], dtype=np.float32)
     axis, _ = fit_shower_axis(energy)
-    zeta = shower_variables(energy)[0][:, ZETA]
+    zeta = shower_input(energy)[:, ZETA]
     truth = np.asarray(events["true_energy"], dtype=np.float64) if "true_energy" in events else None
-    return EventSample(axis, energy.sum(axis=(1, 2)), score_from("zeta", zeta), truth)
+    return EventSample(axis, energy.sum(axis=(1, 2), dtype=np.float64), score_from("zeta", zeta), truth)
 
 
 def sample_from_files(
@@ -70,33 +70,48 @@ def _generation(info) -> Generation | None:
     return Generation(float(n), float(lo), float(hi), float(gen["spectrum_index"]))
 
 
-def sample_from_reprocessed(uri: str, score: str = "electron_score", mc: bool = False):
-    """(sample, generations, live time) from reprocessing outputs (a job's `out`): the reconstructed
-    events (quarantined ones left out, and counted in the job's own summary), their truth and their
-    files' generation for MC, the summed `live_time_s` of their files' metadata for flight data."""
+def sample_from_reprocessed(
+    uri: str, score: str = "electron_score", mc: bool = False, sources: Collection[str] | None = None
+):
+    """(sample, generations, live time) from a reprocessing output `uri`: its reconstructed events (the
+    quarantined ones are in its own accounting), read with Ray Data; for MC, each event's true energy
+    (from its input file, by event id) and each file's generation; for flight data, the summed
+    `live_time_s` of the files' metadata. `sources`: only the events of these input files."""
     import ray
 
-    from dampeml.inference.reprocess import EVENTS_DIR
+    from dampeml.inference.reprocess import committed_outputs
+    from dampeml.storage import Store
 
-    columns = ["source_file", "entry", "quarantine_reason", *AXIS_COLUMNS, "bgo_energy_mev", score]
-    table = ray.data.read_parquet(f"{uri.rstrip('/')}/{EVENTS_DIR}", columns=columns).to_arrow_refs()
-    rows = pa.concat_tables(ray.get(table)).filter(pc.equal(pc.field("quarantine_reason"), ""))
-    files = rows.column("source_file").to_numpy(zero_copy_only=False)
+    outputs = committed_outputs(uri)
+    if sources is not None:
+        outputs = {k: v for k, v in outputs.items() if k in {str(x) for x in sources}}
+    if not outputs:
+        raise FluxError(
+            f"{uri}: no reconstructed event" + (f" of {sorted(map(str, sources))}" if sources else "")
+        )
+    columns = ["event_id", *AXIS_COLUMNS, "bgo_energy_mev", score]
+    ds = ray.data.read_parquet(list(outputs.values()), filesystem=Store.open(uri).fs, columns=columns,
+                               include_paths=True)  # fmt: skip
+    rows = pa.concat_tables(ray.get(ds.to_arrow_refs()))
+    input_of = {Path(v).name: k for k, v in outputs.items()}
+    files = np.array([input_of[Path(p).name] for p in rows.column("path").to_pylist()], dtype=object)
     truth = np.full(rows.num_rows, np.nan) if mc else None
+    event_ids = rows.column("event_id").to_numpy()
     generations, live = [], 0.0
-    for path in np.unique(files):
+    for path in outputs:
         info = inspect_file(path)
         live += float(info.metadata.get("live_time_s", 0.0))
-        if mc:
-            gen = _generation(info)
-            if gen is None:
-                raise FluxError(
-                    f"{path}: not an MC file with its generation recorded; the MC samples need both"
-                )
-            generations.append(gen)
-            at = files == path
-            true_energy = read_events(path, branches=["true_energy"], info=info)["true_energy"]
-            truth[at] = np.asarray(true_energy)[rows.column("entry").to_numpy()[at]]
+        if not mc:
+            continue
+        gen = _generation(info)
+        if gen is None:
+            raise FluxError(f"{path}: not an MC file recording its generation (MC samples need one)")
+        generations.append(gen)
+        events = read_events(path, branches=["event_id", "true_energy"], info=info)
+        at = files == path
+        order = np.argsort(events["event_id"])
+        pos = order[np.searchsorted(events["event_id"], event_ids[at], sorter=order)]
+        truth[at] = np.asarray(events["true_energy"])[pos]
     axis = np.stack([rows.column(c).to_numpy(zero_copy_only=False) for c in AXIS_COLUMNS], axis=1)
     sample = EventSample(
         np.asarray(axis, dtype=np.float64),
