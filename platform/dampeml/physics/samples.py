@@ -18,6 +18,7 @@ from dampeml.io.root_reader import inspect_file, read_events
 from dampeml.physics.flux import FluxError
 from dampeml.physics.measure import EventSample, Generation
 from dampeml.reconstruction.chain import AXIS_COLUMNS, ZETA, shower_input
+from dampeml.storage import Store
 
 #: scores the flux can cut on: name -> (the chain's output column, transform to "higher is more electron")
 SCORES = ("electron_score", "zeta")
@@ -80,7 +81,6 @@ def sample_from_reprocessed(
     import ray
 
     from dampeml.inference.reprocess import committed_outputs
-    from dampeml.storage import Store
 
     outputs = committed_outputs(uri)
     if sources is not None:
