@@ -111,8 +111,13 @@ def _train(network, uri, env, resume=False, **kw):
     return train(TrainConfig(**cfg), resume=resume)
 
 
+#: one network per architecture and head (stk-hough-precise is stk-hough-coarse's network on another
+#: image geometry: its dataset is built and refused by name in the bad-input test)
+FAMILY_NETWORKS = [n for n in DATASET_OF if n != "stk-hough-precise"]
+
+
 @pytest.mark.timeout(600)
-@pytest.mark.parametrize("network", list(DATASET_OF))
+@pytest.mark.parametrize("network", FAMILY_NETWORKS)
 def test_each_family_trains_through_ray_train_and_learns(network, datasets, env):
     """3 epochs of 4 steps through Ray Train on one worker (16 for the six-layer track regressions, which move
     off their start at the image centre more slowly): the test-split loss falls below that of the
