@@ -30,12 +30,6 @@ def simulate_mission(
     console.print(f"mission {m.name}: {m.runs} run(s), {m.live_time_s:g} s live time: {manifest}")
 
 
-def _paths(pattern: str) -> list[str]:
-    from dampeml.io.datasource import expand_paths
-
-    return expand_paths(pattern)
-
-
 @clean_errors
 def flux(
     ctx: typer.Context,
@@ -61,6 +55,7 @@ def flux(
 ) -> None:
     """Measure the electron flux by cut and count (seed 001): efficiency and background from MC,
     acceptance from the electron MC, per energy bin with statistical errors."""
+    from dampeml.io.datasource import expand_paths
     from dampeml.physics.flux import FluxError
     from dampeml.physics.measure import measure_flux
     from dampeml.physics.report import write_flux
@@ -75,7 +70,7 @@ def flux(
 
     def load(where: str, mc: bool):
         if where.endswith(".root") or "*" in where:
-            return sample_from_files(_paths(where), score)
+            return sample_from_files(expand_paths(where), score)
         return sample_from_reprocessed(where, score, mc=mc)
 
     data, _, live = load(flight, False)

@@ -80,6 +80,15 @@ def _candidates(rng: np.random.Generator, n: int) -> tuple[np.ndarray, ...]:
     return pos, d
 
 
+def _candidate_lines(pos: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(downward, x0, y0, tx, ty): candidates as lines x = x0 + tx z. z grows downward, so a particle
+    must travel to +z; the others get tx = ty = 0 and `downward` False."""
+    down = d[:, 2] > 1e-6
+    dz = np.where(down, d[:, 2], 1.0)
+    tx, ty = d[:, 0] / dz, d[:, 1] / dz
+    return down, pos[:, 0] - tx * pos[:, 2], pos[:, 1] - ty * pos[:, 2], tx, ty
+
+
 def accepted_mask(x0: np.ndarray, y0: np.ndarray, tx: np.ndarray, ty: np.ndarray) -> np.ndarray:
     """True where the straight line crosses every acceptance plane inside its active area."""
     ok = np.ones(len(x0), dtype=bool)
@@ -98,12 +107,7 @@ def generate_primaries(
     n_acc = 0
     n_gen = 0
     while n_acc < n_events:
-        pos, d = _candidates(rng, GENERATION_CHUNK)
-        down = d[:, 2] > 1e-6  # z grows downward: the particle must travel to +z
-        dz = np.where(down, d[:, 2], 1.0)
-        tx, ty = d[:, 0] / dz, d[:, 1] / dz
-        x0 = pos[:, 0] - tx * pos[:, 2]
-        y0 = pos[:, 1] - ty * pos[:, 2]
+        down, x0, y0, tx, ty = _candidate_lines(*_candidates(rng, GENERATION_CHUNK))
         ok = down & accepted_mask(x0, y0, tx, ty)
         idx = np.flatnonzero(ok)
         need = n_events - n_acc
@@ -125,12 +129,7 @@ def count_accepted(rng: np.random.Generator, n_candidates: int) -> int:
     accepted, left = 0, int(n_candidates)
     while left > 0:
         n = min(left, GENERATION_CHUNK)
-        pos, d = _candidates(rng, n)
-        down = d[:, 2] > 1e-6
-        dz = np.where(down, d[:, 2], 1.0)
-        tx, ty = d[:, 0] / dz, d[:, 1] / dz
-        accepted += int(
-            (down & accepted_mask(pos[:, 0] - tx * pos[:, 2], pos[:, 1] - ty * pos[:, 2], tx, ty)).sum()
-        )
+        down, x0, y0, tx, ty = _candidate_lines(*_candidates(rng, n))
+        accepted += int((down & accepted_mask(x0, y0, tx, ty)).sum())
         left -= n
     return accepted
