@@ -84,6 +84,18 @@ def write_spec(path: Path, sim: Path, events_per_unit: int) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def cluster_dataset(cluster, sim_files, tmp_path_factory) -> Path:
+    """The simulated files built into a BGO dataset by the build job on the cluster (built once:
+    the end-to-end test checks its accounting, the chaos training test trains on it)."""
+    sim, _ = sim_files
+    root = tmp_path_factory.mktemp("cluster-ds")
+    ds = root / "ds"
+    spec = write_spec(root / "spec.yaml", sim, events_per_unit=100)
+    submit_ok(cluster, ["jobs/build_dataset.py", str(spec), "--out", str(ds)])
+    return ds
+
+
 def register_missing_chain() -> None:
     """Untrained stand-ins (plumbing, not physics) @production for every network that has none."""
     from dampeml.models.catalog import NETWORK_NAMES
@@ -150,14 +162,14 @@ def test_jobs_without_the_right_token_are_refused_with_a_clear_message(cluster, 
 
 
 @pytest.mark.timeout(900)
-def test_simulate_build_train_register_reprocess_as_submitted_jobs(cluster, sim_files, mlflow_uri, tmp_path):
+def test_simulate_build_train_register_reprocess_as_submitted_jobs(
+    cluster, sim_files, cluster_dataset, mlflow_uri, tmp_path
+):
     from dampeml.registry.models import list_versions, promote
 
     env = {"MLFLOW_TRACKING_URI": mlflow_uri}
     sim, n_events = sim_files
-    spec = write_spec(tmp_path / "spec.yaml", sim, events_per_unit=100)
-    ds = tmp_path / "ds"
-    submit_ok(cluster, ["jobs/build_dataset.py", str(spec), "--out", str(ds)])
+    ds = cluster_dataset
     manifest = json.loads((ds / "manifest.json").read_text())
     acc = manifest["accounting"]
     rows = sum(pq.read_table(p).num_rows for p in ds.rglob("*.parquet") if "_tmp" not in p.parts)
@@ -457,16 +469,12 @@ TRAIN_TOLERANCE = 0.35  # relative difference of the final validation loss, kill
 
 @pytest.mark.timeout(1200)
 def test_chaos_training_resumes_from_its_checkpoint_and_matches_an_uninterrupted_run(
-    cluster, sim_files, mlflow_uri, tmp_path
+    cluster, cluster_dataset, mlflow_uri, tmp_path
 ):
     """Kill a whole worker node (and so a Ray Train worker) after a few epoch checkpoints: the run
     restores its last checkpoint on the nodes left, runs every epoch once, and ends within
     TRAIN_TOLERANCE of the same seeded run without a kill."""
-    sim, _ = sim_files
-    ds = tmp_path / "ds"
-    submit_ok(
-        cluster, ["jobs/build_dataset.py", str(write_spec(tmp_path / "s.yaml", sim, 100)), "--out", str(ds)]
-    )
+    ds = cluster_dataset
     env = {"MLFLOW_TRACKING_URI": mlflow_uri}
     runs = tmp_path / "runs"
     epochs = 6

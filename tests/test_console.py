@@ -34,9 +34,28 @@ def test_the_console_shows_the_projects_lines_and_hides_the_libraries_unless_ver
     print(f"--- verbose: {len(verbose.splitlines())} lines")
     assert code == 0 and "written" in verbose
     assert any(n in verbose for n in NOISE[:3]), verbose[-3000:]  # Ray Data's own lines are back
-    code, quiet = _build(tmp_path, "--quiet")
-    print(f"--- quiet ({len(quiet.splitlines())} lines)\n{quiet}")
-    assert code == 0 and "written" not in quiet and len(quiet.splitlines()) <= 2, quiet
+
+
+@pytest.mark.timeout(120)
+def test_quiet_leaves_errors_only(tmp_path):
+    """--quiet drops the project's info lines and keeps its errors (a command without Ray: the
+    switch is the same for every command)."""
+
+    def simulate(*flags: str, events: str = "20") -> tuple[int, str]:
+        cmd = [sys.executable, "-m", "dampeml.cli.main", *flags, "simulate", "--particle", "proton",
+               "--events", events, "--energy-min", "10", "--energy-max", "100",
+               "--out", f"s{len(flags)}-{events}.root"]  # fmt: skip
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=100, cwd=tmp_path)
+        return res.returncode, res.stdout + res.stderr
+
+    code, normal = simulate()
+    assert code == 0 and "wrote 20" in normal, normal
+    code, quiet = simulate("--quiet")
+    print(f"\n--- quiet ({len(quiet.splitlines())} lines)\n{quiet}")
+    assert code == 0 and quiet.strip() == "", quiet
+    code, error = simulate("--quiet", events="0")
+    print(f"--- quiet, bad input (exit {code})\n{error}")
+    assert code == 2 and "--events 0" in error, error
 
 
 _DIVERTED = """
