@@ -1,6 +1,7 @@
 """Standard track reconstruction: events per second per core per energy bin, and its Table 2 calibration.
 
-Run: `.venv/bin/python benchmarks/bench_standard_tracking.py [--events 2000] [--seed 7]`.
+Run: `.venv/bin/python benchmarks/bench_standard_tracking.py [--events 2000] [--seed 7]
+[--match-mm 10 20 30 40]`.
 One process with BLAS pinned to one thread, so every rate is per core. For each particle
 and each of the paper's Table 2 energy bins it simulates events (E^-1 within the bin, not
 timed), times the standard reconstruction (BGO axis fit, road, seeds, extension,
@@ -10,6 +11,12 @@ interaction in the PSD (MC truth) are left out of the efficiency, as in the pape
 selection (section 3); the 85%/95% windows are those of the clean peaks (events without
 an inelastic interaction before the BGO), as the paper's Fig. 2: with interacting events
 in, the protons' 95% window reaches past charge 2.5 above 50 TeV.
+
+`--match-mm` also prints the standard selection's 85% efficiency for other BGO-match cuts and
+for the version-2 criteria, all on the same candidates (only the quality criteria change).
+Every run prints the shower axis' 68% errors at the BGO top (what the 10 mm match cuts on).
+`--backsplash NORM INDEX` simulates with another albedo multiplicity, NORM (E_dep/10 GeV)^INDEX
+(detector.stk; a calibration study, not a setting of the simulation).
 """
 
 from __future__ import annotations
@@ -19,18 +26,39 @@ import contextlib
 import os
 import platform as stdlib_platform
 import time
+from dataclasses import replace
 
 import awkward as ak
 import numpy as np
 
 from dampeml import geometry as geo
+from dampeml.detector import stk
 from dampeml.detector.simulation import SimulationConfig, simulate
 from dampeml.evaluation.efficiency import PAPER_ENERGY_BINS, efficiency_table, paper_value
 from dampeml.features.tracks import truth_track
 from dampeml.reconstruction.hits import stk_charge
-from dampeml.reconstruction.standard import reconstruct, select_ideal
+from dampeml.reconstruction.standard import (
+    StandardConfig,
+    angle_between,
+    distance_at_bgo_top,
+    passes_quality,
+    reconstruct,
+    select_ideal,
+    select_standard,
+)
 
 PAPER_SECONDS_PER_EVENT = 3.4  # the paper's standard reconstruction on one CPU core
+#: The quality criteria before simulation version 3: a 30 mm match, chi2/ndf 10, nothing else.
+VERSION2_CRITERIA = StandardConfig(
+    match_mm=30.0, quality_max_chi2_ndf=10.0, max_unpaired_planes=None, require_first_plane=False,
+    require_psd_match=False,
+)  # fmt: skip
+
+
+def criteria_variants(match_mm: list[float]) -> dict[str, StandardConfig]:
+    """Name -> quality criteria: the default with each match cut, and the version-2 criteria."""
+    out = {f"{m:g} mm": replace(StandardConfig(), match_mm=m) for m in match_mm}
+    return {**out, "v2 criteria": VERSION2_CRITERIA} if out else out
 
 
 def one_thread():
@@ -63,7 +91,18 @@ def main() -> None:
     ap.add_argument(
         "--bins", nargs="+", type=int, help="indices of the Table 2 energy bins to run (default: all)"
     )
+    ap.add_argument(
+        "--match-mm",
+        nargs="*",
+        type=float,
+        default=[],
+        help="also the standard selection with these BGO-match cuts",
+    )
     args = ap.parse_args()
+    variants = criteria_variants(args.match_mm)
+    if args.backsplash:
+        stk.BACKSPLASH_NORM, stk.BACKSPLASH_INDEX = args.backsplash
+        print(f"albedo multiplicity: {args.backsplash[0]:g} (E_dep / 10 GeV)^{args.backsplash[1]:g}")
     bins = [b for i, b in enumerate(PAPER_ENERGY_BINS) if args.bins is None or i in args.bins]
     print(f"machine: {stdlib_platform.processor() or stdlib_platform.machine()}, {os.cpu_count()} cores")
     print(f"cores busy before: {cpu_busy():.2f}")
@@ -84,15 +123,24 @@ def main() -> None:
                 ideal = select_ideal(res.candidates, truth)
                 hits = (ev["stk_layer"], ev["stk_pos"], ev["stk_signal"])
                 q_true, q_std, q_ideal = (stk_charge(*hits, t)[0] for t in (truth, res.track, ideal))
+                charges = {"standard": q_std, "ideal": q_ideal}
+                for name, crit in variants.items():
+                    cands = replace(res.candidates, quality=passes_quality(res.candidates, crit))
+                    charges[name] = stk_charge(*hits, select_standard(cands, len(truth)))[0]
                 in_psd = np.asarray(ev["true_inelastic"]) & (np.asarray(ev["true_interaction_z"]) < geo.Z_TOP)
                 rows += efficiency_table(
                     particle,
                     ev["true_energy"],
                     q_true,
-                    {"standard": q_std, "ideal": q_ideal},
+                    charges,
                     energy_bins=[(lo, hi)],
                     mask=~in_psd,
                     peak_mask=~np.asarray(ev["true_inelastic"]),
+                )
+                fitted = np.isfinite(res.axis).all(axis=1)
+                axis_errors = (
+                    np.percentile(distance_at_bgo_top(res.axis[fitted], truth[fitted]), 68),
+                    np.degrees(np.percentile(angle_between(res.axis[fitted], truth[fitted]), 68)),
                 )
                 speed.append(
                     (
@@ -103,6 +151,7 @@ def main() -> None:
                         args.events / dt,
                         float(ak.mean(ak.num(ev["stk_pos"]))),
                         float(res.n_candidates.mean()),
+                        *axis_errors,
                     )
                 )
                 print(
@@ -122,11 +171,17 @@ def main() -> None:
         "| wall events/s | paper's 3.4 s/event / ours |"
     )
     print("|---|---|---|---|---|---|---|---|")
-    for particle, lo, hi, rate, wall, n_cl, n_c in speed:
+    for particle, lo, hi, rate, wall, n_cl, n_c, *_ in speed:
         print(
             f"| {particle} | {lo / 1e3:g}-{hi / 1e3:g} | {n_cl:.0f} | {n_c:.1f} | {rate:.0f} "
             f"| {1e3 / rate:.2f} | {wall:.0f} | {rate * PAPER_SECONDS_PER_EVENT:.0f}x |"
         )
+
+    print("\n## Shower axis, 68% errors against the true track (every event with a fitted axis)\n")
+    print("| particle | E (TeV) | distance at the BGO top (mm) | 3D angle (deg) |")
+    print("|---|---|---|---|")
+    for particle, lo, hi, *_, d68, a68 in speed:
+        print(f"| {particle} | {lo / 1e3:g}-{hi / 1e3:g} | {d68:.1f} | {a68:.2f} |")
 
     print("\n## Track efficiency (%), ours vs the paper's Table 2\n")
     print(
@@ -146,6 +201,17 @@ def main() -> None:
                         f"{paper_value(particle, method, lo, hi, c):.1f}",
                     ]
             print(f"| {particle} | {lo / 1e3:g}-{hi / 1e3:g} | " + " | ".join(cells) + " |")
+    if variants:
+        print("\n## Standard selection, 85% window, by quality criteria (%)\n")
+        print("| particle | E (TeV) | " + " | ".join(variants) + " | paper |")
+        print("|---|---|" + "---|" * (len(variants) + 1))
+        for particle in args.particles:
+            for lo, hi in bins:
+                cells = [f"{100 * table[(particle, lo, v, 0.85)]['efficiency']:.1f}" for v in variants]
+                paper = paper_value(particle, "standard", lo, hi, 0.85)
+                print(
+                    f"| {particle} | {lo / 1e3:g}-{hi / 1e3:g} | " + " | ".join(cells) + f" | {paper:.1f} |"
+                )
     n_true = [r["n_true"] for r in rows]
     print(f"\nevents in the true-track window per row: {min(n_true)}-{max(n_true)}")
 

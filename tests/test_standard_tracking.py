@@ -5,6 +5,8 @@ Each test prints its numbers (run with `pytest -s`) so the margin to the limits 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import awkward as ak
 import numpy as np
 import pytest
@@ -16,10 +18,15 @@ from dampeml.reconstruction.psd_charge import psd_charge, psd_consistency_cut
 from dampeml.reconstruction.standard import (
     StandardConfig,
     find_candidates,
+    passes_quality,
     reconstruct,
     select_ideal,
     select_standard,
 )
+
+#: The pattern recognition and the albedo apart from the axis' resolution: the 10 mm match of
+#: the default criteria loses the events whose axis misses by more (test_the_match_cut_...).
+WIDE_MATCH = replace(StandardConfig(), match_mm=30.0)
 
 
 def _sim(particle: str, n: int, e_min: float, e_max: float, seed: int, mode: str = "mc") -> dict:
@@ -51,7 +58,7 @@ def test_clean_low_energy_tracks_are_found_precisely(low):
     ev = _primary_only(low)
     clean = ~np.asarray(low["true_inelastic"])
     truth = truth_track(low)
-    d = _max_offset(reconstruct(ev).track, truth)[clean]
+    d = _max_offset(reconstruct(ev, config=WIDE_MATCH).track, truth)[clean]
     found = np.isfinite(d).mean()
     med, p90 = np.median(d), np.percentile(d, 90)
     print(f"\nclean 100-300 GeV protons: found {found:.1%}, max offset median {med:.3f} mm, 90% {p90:.3f} mm")
@@ -67,7 +74,7 @@ def test_backsplash_degrades_the_standard_selection_at_high_energy(low, high):
         ("high, all hits", high),
     ):
         clean = ~np.asarray(ev["true_inelastic"])  # the primary crosses the whole STK
-        d = _max_offset(reconstruct(ev).track, truth_track(ev))[clean]
+        d = _max_offset(reconstruct(ev, config=WIDE_MATCH).track, truth_track(ev))[clean]
         n_cl = ak.mean(ak.num(ev["stk_pos"]))
         frac[name] = np.mean(d < 0.3)
         print(f"\n{name}: {n_cl:.0f} clusters/event, standard track within 0.3 mm: {frac[name]:.1%}")
@@ -107,7 +114,7 @@ def test_standard_selection_prefers_the_highest_signal_candidate(low):
     match = (np.abs(cands.track - std[cands.event]).max(1) == 0) & q
     picked[cands.event[match]] = cands.signal[match]
     print(f"\nevents with a standard track: {sel.mean():.1%}, candidates per event {len(cands) / n:.1f}")
-    assert sel.mean() > 0.9
+    assert sel.mean() > 0.7  # the paper's standard selection keeps ~77% of 0.1-1 TeV protons
     np.testing.assert_allclose(picked[sel], best[sel])
     assert np.all(~sel == ~np.isfinite(best))
 
@@ -117,7 +124,7 @@ def test_reconstruction_reads_no_truth():
     assert not any(k.startswith("true_") for k in ev)
     res = reconstruct(ev, config=StandardConfig())
     print(f"\nflight-like run: standard track in {np.isfinite(res.track[:, 0]).mean():.0%} of events")
-    assert res.track.shape == (100, 4) and np.isfinite(res.track[:, 0]).mean() > 0.9
+    assert res.track.shape == (100, 4) and np.isfinite(res.track[:, 0]).mean() > 0.6
 
 
 def test_psd_charge_and_consistency_cut_reject_inelastic_events():
@@ -141,7 +148,7 @@ def test_psd_charge_and_consistency_cut_reject_inelastic_events():
 
 
 def test_flat_input_empty_events_and_bad_shapes(low):
-    ev = {k: low[k] for k in ("bgo_energy", "stk_layer", "stk_pos", "stk_signal")}
+    ev = {k: low[k] for k in ("bgo_energy", "psd_energy", "stk_layer", "stk_pos", "stk_signal")}
     counts = ak.to_numpy(ak.num(low["stk_pos"]))
     flat = {**ev, **{k: ak.to_numpy(ak.flatten(low[k])) for k in ("stk_layer", "stk_pos", "stk_signal")}}
     np.testing.assert_array_equal(reconstruct(ev).track, reconstruct(flat, counts=counts).track)
@@ -153,3 +160,72 @@ def test_flat_input_empty_events_and_bad_shapes(low):
         reconstruct({**ev, "bgo_energy": np.asarray(ev["bgo_energy"])[:, :7]})
     with pytest.raises(ValueError, match="STK hit lists"):
         reconstruct({**ev, "bgo_energy": np.asarray(ev["bgo_energy"])[:-1]})
+    no_psd = {k: v for k, v in ev.items() if k != "psd_energy"}
+    with pytest.raises(ValueError, match="psd_energy .* require_psd_match=False"):
+        reconstruct(no_psd)
+    alone = reconstruct(no_psd, config=replace(StandardConfig(), require_psd_match=False))
+    assert np.isfinite(alone.track[:, 0]).sum() >= np.isfinite(reconstruct(ev).track[:, 0]).sum()
+
+
+def test_each_quality_criterion_rejects_what_it_names(low):
+    """On one candidate pool, each criterion of StandardConfig, moved alone, removes exactly the
+    candidates whose feature crosses it."""
+    cands, _ = find_candidates(low)
+    base = replace(
+        StandardConfig(), match_mm=np.inf, match_angle_rad=np.inf, quality_max_chi2_ndf=np.inf,
+        max_unpaired_planes=None, require_first_plane=False, require_psd_match=False,
+    )  # fmt: skip
+    loose = passes_quality(cands, base)
+    cases = {
+        "match_mm": (replace(base, match_mm=10.0), cands.match_mm <= 10.0),
+        "match_angle_rad": (replace(base, match_angle_rad=0.05), cands.angle <= 0.05),
+        "chi2": (replace(base, quality_max_chi2_ndf=3.0), cands.chi2_ndf <= 3.0),
+        "unpaired": (replace(base, max_unpaired_planes=0), cands.unpaired == 0),
+        "first plane": (replace(base, require_first_plane=True), cands.first_plane),
+        "psd": (replace(base, require_psd_match=True), cands.psd_match),
+    }
+    for name, (cfg, wanted) in cases.items():
+        got = passes_quality(cands, cfg)
+        print(f"{name}: keeps {got.sum()} of {loose.sum()} candidates")
+        np.testing.assert_array_equal(got, loose & wanted, err_msg=name)
+        assert 0 < got.sum() <= loose.sum()
+    assert cases["match_mm"][0].match_mm < StandardConfig().match_mm + 1  # the default is the 10 mm
+    assert (cands.angle >= 0).all() and (cands.unpaired <= 6).all()
+
+
+def test_the_match_cut_loses_the_events_whose_axis_misses_the_track(low):
+    """With clean primary hits only, the 10 mm / 0.15 rad match is what the standard selection
+    loses: the share of events found equals the share whose shower axis lies within both cuts of
+    the true track (the DAMPE helium analysis' match; its efficiency is the paper's ~75-80%)."""
+    from dampeml.features.shower_axis import fit_shower_axis
+    from dampeml.reconstruction.standard import angle_between, distance_at_bgo_top
+
+    ev = _primary_only(low)
+    clean = ~np.asarray(low["true_inelastic"])
+    truth = truth_track(low)
+    cfg = StandardConfig()
+    found = np.isfinite(reconstruct(ev).track[:, 0])[clean]
+    axis, _ = fit_shower_axis(low["bgo_energy"])
+    within = (distance_at_bgo_top(axis, truth) <= cfg.match_mm) & (
+        angle_between(axis, truth) <= cfg.match_angle_rad
+    )
+    print(f"\nclean 100-300 GeV protons: found {found.mean():.1%}, axis within the match cuts "
+          f"{within[clean].mean():.1%} (margin 0.05)")  # fmt: skip
+    assert 0.5 < found.mean() < 0.95
+    assert abs(found.mean() - within[clean].mean()) < 0.05
+
+
+def test_a_standard_settings_file_changes_only_what_it_names_and_refuses_unknown_fields(tmp_path):
+    from dampeml.reconstruction.config import ChainConfigError, read_standard_config, standard_config_yaml
+
+    good = tmp_path / "std.yaml"
+    good.write_text("match_mm: 30\nrequire_psd_match: false\n")
+    cfg = read_standard_config(good)
+    assert cfg == replace(StandardConfig(), match_mm=30.0, require_psd_match=False)
+    again = tmp_path / "resolved.yaml"
+    again.write_text(standard_config_yaml(cfg))
+    assert read_standard_config(again) == cfg  # what a report writes reads back the same
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("match_mmm: 30\n")
+    with pytest.raises(ChainConfigError, match="bad.yaml.*match_mmm"):
+        read_standard_config(bad)

@@ -29,6 +29,16 @@ ChainFile = Annotated[
     ),
 ]
 
+#: the standard reconstruction's settings file (dampeml.reconstruction.standard.StandardConfig)
+StandardFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--standard",
+        help="a YAML file of the standard reconstruction's settings and quality criteria, only those it "
+        "changes (docs/config-reference.md)",
+    ),
+]
+
 #: where Ray runs: the cluster of the address, or of RAY_ADDRESS (a submitted job), else a local Ray
 Address = Annotated[
     str | None, typer.Option(help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")

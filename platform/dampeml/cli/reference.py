@@ -65,6 +65,8 @@ def type_name(tp: Any) -> str:
         return f"{getattr(origin, '__name__', str(origin))}[{args}]"
     if tp is type(None):
         return "null"
+    if tp is Ellipsis:
+        return "..."
     return getattr(tp, "__name__", str(tp))
 
 
@@ -187,6 +189,7 @@ def render(root: Any) -> str:
     from dampeml.physics.mission import Mission
     from dampeml.pipeline.recipe import RecipeFile, Step
     from dampeml.reconstruction.config import ChainConfig
+    from dampeml.reconstruction.standard import StandardConfig
     from dampeml.tuning.campaign import Campaign
 
     lines = [
@@ -222,6 +225,12 @@ def render(root: Any) -> str:
         "The reconstruction chain's constants; a file names only those it changes (docs/reconstruction.md). "
         "Energies are deposited BGO energies in MeV; `.inf` is YAML's infinity.",
         ChainConfig,
+    )
+    lines += model_section(
+        "Standard reconstruction (`--standard FILE.yaml` of `dampeml evaluate`)",
+        "The baseline track finding and its standard selection's quality criteria; defaults: DAMPE's "
+        "helium analysis (docs/reconstruction.md). Distances in mm, angles in radians.",
+        StandardConfig,
     )
     lines += model_section(
         "Mission (`datasets/missions/*.yaml`, `dampeml simulate-mission MISSION`)",

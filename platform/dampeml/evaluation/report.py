@@ -46,7 +46,7 @@ from dampeml.io.root_reader import bad_events, inspect_file, read_events
 from dampeml.reconstruction.chain import BGO_COLUMNS
 from dampeml.reconstruction.hits import stk_charge
 from dampeml.reconstruction.psd_charge import psd_charge
-from dampeml.reconstruction.standard import reconstruct, select_ideal
+from dampeml.reconstruction.standard import StandardConfig, reconstruct, select_ideal
 
 TRACK_KEYS = ("x_top", "y_top", "x_bot", "y_bot")
 PDG = {"proton": 2212, "helium": 1000020040, "electron": 11}
@@ -89,7 +89,7 @@ def _timed(timings: dict[str, float], stage: str):
 
 
 def _per_file_columns(
-    events: dict, chain, timings: dict[str, float], others: Mapping[str, Any]
+    events: dict, chain, timings: dict[str, float], others: Mapping[str, Any], criteria: StandardConfig
 ) -> dict[str, np.ndarray]:
     """Every method on one batch of good events; truth is read here only, never by the methods."""
 
@@ -121,7 +121,7 @@ def _per_file_columns(
     with _timed(timings, "shower-axis fit"):
         axis, _ = fit_shower_axis(events["bgo_energy"])
     with _timed(timings, "standard reconstruction"):
-        std = reconstruct(events)
+        std = reconstruct(events, config=criteria)
     standard = std.track
     ideal = select_ideal(std.candidates, truth)
     for prefix, track in (("axis", axis), ("std", standard), ("ideal", ideal)):
@@ -136,7 +136,7 @@ def _per_file_columns(
     # the paper's Table 3 (a): the same pattern recognition around the chain's BGO network prediction
     bgo_seed = np.stack([cols[f"cnn_{k}"] for k in BGO_COLUMNS], axis=1).astype(np.float64)
     with _timed(timings, "standard reconstruction, bgo seed"):
-        seeded = reconstruct(events, seed=bgo_seed)
+        seeded = reconstruct(events, config=criteria, seed=bgo_seed)
     cols["seeded_std_charge"] = stk_charge(*stk, seeded.track)[0]
     cols["seeded_ideal_charge"] = stk_charge(*stk, select_ideal(seeded.candidates, truth))[0]
     # Table 3 (b): the chain's tracker CNNs, two-step everywhere, around the shower-axis fit
@@ -154,11 +154,14 @@ def collect(
     batch_size: int = 2000,
     max_events: int | None = None,
     others: Mapping[str, Any] | None = None,
+    standard: StandardConfig | None = None,
 ) -> EvaluationSample:
     """Run every method on the good events of MC `files`; bad events are listed, not silently lost.
 
     `others` ({label: chain}) run on the same events beside `chain`; the report compares them.
+    `standard`: the standard reconstruction's settings and quality criteria (default: DAMPE's).
     """
+    standard = standard or StandardConfig()
 
     files = list(files)
     others = dict(others or {})
@@ -189,7 +192,7 @@ def collect(
                     )
                 if (~bad).any():
                     good = {k: v[~bad] for k, v in events.items()}
-                    parts.append(_per_file_columns(good, chain, timings, others))
+                    parts.append(_per_file_columns(good, chain, timings, others, standard))
                 done += stop - start
                 progress.update(task, completed=done)
     if not parts:

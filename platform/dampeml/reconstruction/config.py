@@ -19,6 +19,7 @@ from dampeml.datasets.spec import read_typed
 from dampeml.errors import InputError
 from dampeml.features import COARSE, PRECISE, ZTHR, HoughGeometry
 from dampeml.reconstruction.hits import ASSIGN_WINDOW_MM, REFIT_WINDOW_MM
+from dampeml.reconstruction.standard import StandardConfig
 
 
 class ChainConfigError(InputError):
@@ -118,3 +119,18 @@ def read_chain_config(path: str | Path) -> ChainConfig:
 def chain_config_from_dict(raw: dict[str, Any]) -> ChainConfig:
     """The settings recorded by `ChainConfig.as_dict` (a job's or a zoo's record)."""
     return _ADAPTER.validate_python(raw)
+
+
+_STANDARD_ADAPTER = TypeAdapter(StandardConfig)
+
+
+def read_standard_config(path: str | Path) -> StandardConfig:
+    """The standard reconstruction's settings of a YAML file: the defaults, with the fields it names."""
+    hint = "see docs/config-reference.md"
+    what = "standard reconstruction file"
+    return read_typed(Path(path), what, ChainConfigError, hint, _STANDARD_ADAPTER.validate_python)
+
+
+def standard_config_yaml(config: StandardConfig) -> str:
+    """The resolved settings, as written beside a report (`standard.yaml`)."""
+    return yaml.safe_dump(_STANDARD_ADAPTER.dump_python(config, mode="json"), sort_keys=False)

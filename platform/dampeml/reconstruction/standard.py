@@ -19,8 +19,11 @@ STK layer is single-sided:
 
 Selections:
 - standard (:func:`select_standard`): among candidates passing the quality criteria
-  (hits per projection, chi2, match to the BGO axis) the one with the highest signal
-  (the STK charge of its own hits), the helium-analysis choice of the paper ([13]);
+  (:func:`passes_quality`) the one with the highest signal (the STK charge of its own hits),
+  the helium-analysis choice of the paper ([13]). The criteria are those of DAMPE's public
+  helium-analysis code: the track meets the BGO axis at the BGO top within 10 mm and within
+  0.15 rad in 3D, chi2/ndf at most 15, at most 2 planes with a hit in one view only, a hit in
+  the first plane, and a PSD bar with a signal where the track crosses the PSD;
 - ideal (:func:`select_ideal`): the candidate closest to the MC truth. Comparison only:
   it is the only function here that reads truth.
 
@@ -31,15 +34,17 @@ Tracks are (N, 4) in the :mod:`dampeml.features.tracks` convention, NaN where no
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
+from pydantic import ConfigDict
 
 from dampeml import geometry as geo
 from dampeml.features.jagged import event_index, flatten
 from dampeml.features.shower_axis import fit_shower_axis
 from dampeml.features.tracks import LEVER_ARM, cos_theta, position_at_layer, slopes
 from dampeml.reconstruction.hits import charge_from_signals
+from dampeml.reconstruction.psd_charge import psd_layer_charges
 
 N_PLANES = geo.STK_N_LAYERS // 2
 _KEY_SCALE = 4096.0  # sort key = slot * scale + (pos + offset): positions stay inside one slot
@@ -48,10 +53,14 @@ _KEY_OFFSET = 2000.0
 
 @dataclass(frozen=True)
 class StandardConfig:
-    """Parameters of the standard reconstruction (mm, slopes dx/dz). Chosen from the detector, not tuned."""
+    """Parameters of the standard reconstruction (mm, slopes dx/dz). Chosen from the detector, not tuned;
+    the quality criteria from DAMPE's public helium-analysis code (`--standard FILE.yaml` of evaluate)."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid")  # a mistyped field in a file is an error
 
     #: Road around the BGO axis: ~2x the axis' 95% error at the STK planes below 100 TeV (~23 mm).
     road_mm: float = 50.0
+    #: The road hits kept per layer, the closest to the axis: bounds the combinatorics of PeV events.
     max_road_hits_per_layer: int = 12
     #: Plane pairs (0 = top) that seed tracks: outer planes first, spans of >= 3 planes.
     seed_planes: tuple[tuple[int, int], ...] = ((0, 5), (0, 4), (1, 5), (1, 4), (0, 3), (2, 5))
@@ -60,14 +69,23 @@ class StandardConfig:
     window_mm: float = 1.0  # hit collection around the seed line
     refit_window_mm: float = 0.5  # around the fitted line (resolution 50 um + scattering)
     hit_sigma_mm: float = 0.1  # per-hit error in chi2: resolution and scattering of ~10 GeV particles
-    min_hits_2d: int = 3
-    max_candidates_2d: int = 6
-    # quality criteria of the standard selection
-    quality_min_hits_2d: int = 4
-    quality_max_chi2_ndf: float = 10.0
-    #: Match to the BGO axis at the BGO top (its best-measured point) and in slope.
-    match_mm: float = 30.0
-    match_slope: float = 0.15
+    min_hits_2d: int = 3  # hits of a projection's candidate after the extension
+    max_candidates_2d: int = 6  # best candidates kept per event and projection after cleaning
+    # quality criteria of the standard selection (passes_quality); defaults: DAMPE's helium analysis
+    quality_min_hits_2d: int = 4  # hits per projection (DAMPE's electron analysis: at least 4 per view)
+    #: chi2 per degree of freedom with hit_sigma_mm per hit (the helium analysis: 15 on its own fit)
+    quality_max_chi2_ndf: float = 15.0
+    #: Distance to the BGO axis at the BGO top (z = 46 mm, where the helium analysis measures it).
+    match_mm: float = 10.0
+    #: 3D angle between the track and the BGO axis, radians.
+    match_angle_rad: float = 0.15
+    #: Planes with a hit in one view only ("x/y non-overlaps"); None: no limit.
+    max_unpaired_planes: int | None = 2
+    #: A hit in the first (top) plane, in either view: the track starts where the particle enters.
+    require_first_plane: bool = True
+    #: A PSD bar with a signal where the track crosses the PSD (either layer): the track is the
+    #: particle that came in, not one made inside the instrument.
+    require_psd_match: bool = True
     #: Events processed together: bounds memory (PeV events make ~1,700 seeds each) and keeps arrays in cache.
     batch_events: int = 256
 
@@ -82,8 +100,11 @@ class Candidates:
     chi2_ndf: np.ndarray  # (C,)
     signal: np.ndarray  # (C,) STK charge of the candidate's own hits (abnormal layers excluded)
     match_mm: np.ndarray  # (C,) distance to the BGO axis at the BGO top
-    match_slope: np.ndarray  # (C,) largest slope difference to the axis (x or y)
-    quality: np.ndarray  # (C,) passes the standard quality criteria
+    angle: np.ndarray  # (C,) 3D angle to the BGO axis, radians
+    unpaired: np.ndarray  # (C,) planes with a hit in one view only
+    first_plane: np.ndarray  # (C,) has a hit in the first (top) plane
+    psd_match: np.ndarray  # (C,) crosses a PSD bar with a signal (True where no PSD data is given)
+    quality: np.ndarray  # (C,) passes the standard quality criteria of the config it was made with
 
     def __len__(self) -> int:
         return len(self.event)
@@ -328,19 +349,29 @@ def find_candidates(
     )
     if len(counts) != len(axis):
         raise ValueError(f"{len(axis)} BGO events but {len(counts)} STK hit lists")
+    psd = None
+    if cfg.require_psd_match:
+        if "psd_energy" not in events:
+            raise ValueError(
+                "the standard selection's PSD match needs psd_energy (N, 2, 41) in the events; "
+                "pass them, or a StandardConfig with require_psd_match=False"
+            )
+        psd = np.asarray(events["psd_energy"])
     offsets = np.concatenate([[0], np.cumsum(counts)])
     # an empty pool first, so that zero events still give typed, correctly shaped arrays
     parts = [
         _combine(
-            _EMPTY_2D, _road(counts[:0], layer[:0], pos[:0], signal[:0], axis[:0], cfg), axis[:0], 0, cfg
+            _EMPTY_2D, _road(counts[:0], layer[:0], pos[:0], signal[:0], axis[:0], cfg), axis[:0], 0, cfg,
+            psd=None if psd is None else psd[:0],
         )
-    ]
+    ]  # fmt: skip
     for lo in range(0, len(counts), cfg.batch_events):
         hi = min(lo + cfg.batch_events, len(counts))
         a, b = offsets[lo], offsets[hi]
         road = _road(counts[lo:hi], layer[a:b], pos[a:b], signal[a:b], axis[lo:hi], cfg)
         c2 = _clean_2d(_candidates_2d(road, axis[lo:hi], cfg), len(road.pos), cfg)
-        parts.append(_combine(c2, road, axis[lo:hi], hi - lo, cfg, event_offset=lo))
+        batch_psd = None if psd is None else psd[lo:hi]
+        parts.append(_combine(c2, road, axis[lo:hi], hi - lo, cfg, event_offset=lo, psd=batch_psd))
     return Candidates.concat(parts), axis
 
 
@@ -351,6 +382,7 @@ def _combine(
     n: int,
     cfg: StandardConfig,
     event_offset: int = 0,
+    psd: np.ndarray | None = None,
 ) -> Candidates:
     """Every x candidate with every y candidate of its event: 3D candidates and their features."""
     is_x = c["proj"] == 0
@@ -370,20 +402,57 @@ def _combine(
     sig = np.where(hits >= 0, road.signal[np.maximum(hits, 0)], np.nan) * cos_theta(track)[:, None]
     n_hits = np.column_stack([c["n"][px], c["n"][py]])
     chi2_ndf = (c["chi2"][px] + c["chi2"][py]) / np.maximum(n_hits.sum(1) - 4, 1)
-    f_bgo = (geo.BGO_Z_TOP - geo.Z_TOP) / LEVER_ARM
     ax = axis[e]
-    dx = (track[:, [0, 1]] - ax[:, [0, 1]]) * (1 - f_bgo) + (track[:, [2, 3]] - ax[:, [2, 3]]) * f_bgo
-    match = np.hypot(dx[:, 0], dx[:, 1])
-    dslope = np.abs(np.column_stack([b[px], b[py]]) - np.column_stack(slopes(ax)))
-    match_slope = dslope.max(1)
-    quality = (
-        (n_hits.min(1) >= cfg.quality_min_hits_2d)
-        & (chi2_ndf <= cfg.quality_max_chi2_ndf)
-        & (match <= cfg.match_mm)
-        & (match_slope <= cfg.match_slope)
-    )
+    match = distance_at_bgo_top(track, ax)
+    angle = angle_between(track, ax)
+    has_x, has_y = c["hits"][px] >= 0, c["hits"][py] >= 0  # (C, 6) per plane
+    unpaired = (has_x != has_y).sum(1)
+    first_plane = has_x[:, 0] | has_y[:, 0]
+    if psd is None:
+        psd_match = np.ones(len(e), dtype=bool)
+    else:
+        psd_match = np.nan_to_num(psd_layer_charges(psd[e], track), nan=0.0).max(1) > 0
     signal = charge_from_signals(sig)
-    return Candidates(e + event_offset, track, n_hits, chi2_ndf, signal, match, match_slope, quality)
+    cands = Candidates(
+        e + event_offset, track, n_hits, chi2_ndf, signal, match, angle, unpaired, first_plane, psd_match,
+        np.zeros(len(e), dtype=bool),
+    )  # fmt: skip
+    return replace(cands, quality=passes_quality(cands, cfg))
+
+
+def distance_at_bgo_top(track: np.ndarray, axis: np.ndarray) -> np.ndarray:
+    """(C,) distance (mm) between (C, 4) tracks and (C, 4) axes where they cross the BGO top."""
+    f = (geo.BGO_Z_TOP - geo.Z_TOP) / LEVER_ARM
+    d = (track[:, :2] - axis[:, :2]) * (1 - f) + (track[:, 2:] - axis[:, 2:]) * f
+    return np.hypot(d[:, 0], d[:, 1])
+
+
+def angle_between(track: np.ndarray, axis: np.ndarray) -> np.ndarray:
+    """(C,) 3D angle (rad) between the directions of (C, 4) tracks and (C, 4) axes."""
+    d = [np.column_stack([*slopes(t), np.ones(len(t))]) for t in (track, axis)]
+    cos = (d[0] * d[1]).sum(1) / np.linalg.norm(d[0], axis=1) / np.linalg.norm(d[1], axis=1)
+    return np.arccos(np.clip(cos, -1.0, 1.0))
+
+
+def passes_quality(cands: Candidates, cfg: StandardConfig) -> np.ndarray:
+    """(C,) the standard selection's quality criteria (StandardConfig) on the candidates' features.
+
+    Separate from the pattern recognition, so that other criteria can be tried on one candidate
+    pool (benchmarks/bench_standard_tracking.py --match-mm).
+    """
+    ok = (
+        (cands.n_hits.min(1) >= cfg.quality_min_hits_2d)
+        & (cands.chi2_ndf <= cfg.quality_max_chi2_ndf)
+        & (cands.match_mm <= cfg.match_mm)
+        & (cands.angle <= cfg.match_angle_rad)
+    )
+    if cfg.max_unpaired_planes is not None:
+        ok &= cands.unpaired <= cfg.max_unpaired_planes
+    if cfg.require_first_plane:
+        ok &= cands.first_plane
+    if cfg.require_psd_match:
+        ok &= cands.psd_match
+    return ok
 
 
 def select_standard(cands: Candidates, n_events: int) -> np.ndarray:
@@ -426,7 +495,10 @@ __all__ = [
     "Candidates",
     "StandardConfig",
     "StandardResult",
+    "angle_between",
+    "distance_at_bgo_top",
     "find_candidates",
+    "passes_quality",
     "reconstruct",
     "select_ideal",
     "select_standard",

@@ -37,7 +37,7 @@ from dampeml.models.bgo_cnn import ALIGNMENT_LAYER, with_alignment_head
 from dampeml.models.catalog import aligned_name
 from dampeml.reconstruction.hits import stk_charge
 from dampeml.reconstruction.psd_charge import psd_charge
-from dampeml.reconstruction.standard import reconstruct
+from dampeml.reconstruction.standard import StandardConfig, reconstruct
 from dampeml.registry.models import load_model, registered_architecture, version_of
 from dampeml.security import check_job_paths
 
@@ -46,6 +46,10 @@ SAME_TRACK_MM = 2.0
 CHARGE_CONSISTENCY = 0.5
 HELD_OUT_FRACTION = 0.5
 _SPLIT_SALT = 0xA11C
+#: The clean selection looks for one track in the STK, so it must not depend on where a misaligned
+#: BGO points: the standard criteria with a 30 mm match (DAMPE's 10 mm would keep the events whose
+#: axis error happens to cancel the offset, and bias the alignment toward zero).
+CLEAN_CRITERIA = dataclasses.replace(StandardConfig(), match_mm=30.0)
 #: The head works in units of 100 mm (bgo_cnn.with_alignment_head): a shift of ~1 mm is a bias of
 #: ~1e-2, reached in a few hundred Adam steps at this rate; then reduce-on-plateau refines it.
 HEAD_LEARNING_RATE = 1e-3
@@ -62,7 +66,7 @@ class AlignmentError(InputError):
 def select_clean_tracks(events: Mapping) -> tuple[np.ndarray, np.ndarray]:
     """(N,) bool mask of clean single-track events and (N, 4) their STK tracks (no truth read)."""
 
-    result = reconstruct(events)
+    result = reconstruct(events, config=CLEAN_CRITERIA)
     track = result.track
     n = len(track)
     c = result.candidates
