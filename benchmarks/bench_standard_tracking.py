@@ -92,6 +92,9 @@ def main() -> None:
         "--bins", nargs="+", type=int, help="indices of the Table 2 energy bins to run (default: all)"
     )
     ap.add_argument(
+        "--backsplash", nargs=2, type=float, metavar=("NORM", "INDEX"), help="albedo multiplicity (study)"
+    )
+    ap.add_argument(
         "--match-mm",
         nargs="*",
         type=float,

@@ -1,0 +1,379 @@
+"""Scale: the platform's own jobs at growing sizes, per-event cost, memory per process kind, accounting.
+
+Run: `.venv/bin/python benchmarks/bench_scale.py --sizes 1e5 1e6 [--jobs production build reprocess]
+[--cluster] [--work DIR]`.
+
+For each size N it runs, as a person would, the platform's commands in subprocesses:
+
+- production: `dampeml simulate-production` of N protons (10 GeV - 100 TeV, E^-1; shards of
+  --events-per-shard events);
+- build: `dampeml dataset build` of a BGO-direction spec over those files (a `files` source);
+- reprocess: `dampeml reprocess` of those files with the models at --alias (only sizes up to
+  --reprocess-max; the chain is the slow job).
+
+With `--cluster` the same jobs are submitted (`ray job submit`, jobs/*.py) to the local
+multi-node cluster of the tests (tests/cluster_harness.py: head + two workers on this machine).
+
+Per job and size it prints wall time, events per second per core (events / wall / cores of the
+machine), the same job's in-process rate measured in this run (one process, BLAS pinned to one
+thread) and their ratio, the peak resident memory of each process kind (the job's driver, Ray
+workers, raylet, GCS, other Ray processes; /proc sampled every 0.5 s), object-store spilling (the
+raylets' logs), bytes per event on disk, files written, the time to list the output and read its
+manifest, and the job's own accounting (events in = written + filtered + quarantined).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform as stdlib_platform
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # tests.cluster_harness, for --cluster
+PAGE = os.sysconf("SC_PAGE_SIZE")
+ENERGY = (10.0, 1e5)
+
+
+# ---- memory of the processes by kind ---------------------------------------------------------
+
+
+def _kind(cmdline: str) -> str | None:
+    """The Ray process kind of a command line; None for anything else."""
+    if "gcs_server" in cmdline:
+        return "gcs"
+    if "raylet" in cmdline and "ray::" not in cmdline:
+        return "raylet"
+    if cmdline.startswith("ray::") or "default_worker.py" in cmdline:
+        return "workers"
+    if re.search(r"python\S* jobs/\w+\.py", cmdline):  # a submitted job's entrypoint
+        return "driver"
+    if "/ray/" in cmdline or "dashboard" in cmdline or "ray start" in cmdline:
+        return "ray other"
+    return None
+
+
+def _processes() -> list[tuple[int, int, str]]:
+    """(pid, ppid, cmdline) of every process."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+            with open(f"/proc/{d}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        out.append((int(d), ppid, cmd))
+    return out
+
+
+def _rss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * PAGE
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+@dataclass
+class MemorySampler:
+    """Peak RSS per process kind while a job runs: the largest single process and the largest sum."""
+
+    root_pid: int
+    interval: float = 0.5
+    peak_one: dict[str, int] = field(default_factory=dict)
+    peak_sum: dict[str, int] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def _sample(self) -> None:
+        procs = _processes()
+        children: dict[int, list[int]] = {}
+        for pid, ppid, _ in procs:
+            children.setdefault(ppid, []).append(pid)
+        driver, todo = set(), [self.root_pid]
+        while todo:  # the job's own process tree, up to the Ray processes it starts
+            pid = todo.pop()
+            driver.add(pid)
+            todo += children.get(pid, [])
+        sums: dict[str, int] = {}
+        for pid, _, cmd in procs:
+            kind = _kind(cmd) or ("driver" if pid in driver else None)
+            if kind is None or (kind == "driver" and "ray job submit" in cmd):  # the submit client
+                continue
+            rss = _rss(pid)
+            sums[kind] = sums.get(kind, 0) + rss
+            self.peak_one[kind] = max(self.peak_one.get(kind, 0), rss)
+        for k, v in sums.items():
+            self.peak_sum[k] = max(self.peak_sum.get(k, 0), v)
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            self._sample()
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> MemorySampler:
+        self._thread = threading.Thread(target=self.run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+# ---- running a job ---------------------------------------------------------------------------
+
+
+@dataclass
+class JobRun:
+    job: str
+    events: int
+    wall: float
+    memory: MemorySampler
+    out: Path
+    log: Path
+    accounting: dict = field(default_factory=dict)
+    listing_seconds: float = 0.0
+    spilled: str = ""
+
+
+def _spill_lines(since: float) -> str:
+    """Object-store spilling reported by any raylet since `since` (the raylets' own logs)."""
+    lines = []
+    for log in Path(tempfile.gettempdir(), "ray").glob("session_*/logs/raylet*.out"):
+        if log.stat().st_mtime < since:
+            continue
+        with contextlib.suppress(OSError):
+            lines += [ln for ln in log.read_text(errors="replace").splitlines() if "Spilled" in ln]
+    return lines[-1][-120:] if lines else ""
+
+
+def run_job(job: str, args: list[str], events: int, out: Path, work: Path, cluster) -> JobRun:
+    """One platform command (or, with a cluster, one submitted job), timed and sampled."""
+    log = work / f"{job}-{events}.log"
+    env = {**os.environ, "RAY_ADDRESS": ""} if cluster is None else {**os.environ, **cluster.env()}
+    if cluster is None:
+        cmd = [sys.executable, "-m", "dampeml.cli.main", *args]
+    else:
+        cmd = [str(Path(sys.executable).parent / "ray"), "job", "submit", "--address", cluster.dashboard_url,
+               "--working-dir", str(REPO), "--", "python", *args]  # fmt: skip
+    t0 = time.time()
+    with open(log, "w") as f:
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=work)
+        with MemorySampler(proc.pid) as mem:
+            rc = proc.wait()
+    wall = time.time() - t0
+    if rc != 0:
+        raise SystemExit(f"{job} at {events} events failed (exit {rc}): see {log}")
+    return JobRun(job, events, wall, mem, out, log, spilled=_spill_lines(t0))
+
+
+def _du(path: Path) -> tuple[int, int]:
+    files = [p for p in path.rglob("*") if p.is_file()]
+    return sum(p.stat().st_size for p in files), len(files)
+
+
+# ---- the jobs --------------------------------------------------------------------------------
+
+
+def production(n: int, work: Path, per_shard: int, cluster) -> JobRun:
+    out = work / f"sim-{n}"
+    common = ["--particle", "proton", "--events", str(n), "--energy-min", str(ENERGY[0]),
+              "--energy-max", str(ENERGY[1]), "--out", str(out), "--events-per-shard", str(per_shard),
+              "--seed", "11", "--no-progress"]  # fmt: skip
+    args = ["simulate-production", *common] if cluster is None else ["jobs/simulate.py", *common]
+    run = run_job("production", args, n, out, work, cluster)
+    t0 = time.perf_counter()
+    manifest = json.loads((out / "production.json").read_text())
+    files = sorted(out.glob("*.root"))
+    run.listing_seconds = time.perf_counter() - t0
+    run.accounting = {"written": manifest["n_events"], "shards": manifest["n_shards"], "files": len(files)}
+    return run
+
+
+def bgo_spec(n: int, work: Path, events_per_unit: int) -> Path:
+    path = work / f"bgo-{n}.yaml"
+    path.write_text(
+        f"name: scale-bgo-{n}\nkind: bgo-direction\n"
+        f"sources:\n- type: files\n  glob: '{work}/sim-{n}/*.root'\n  events_per_unit: {events_per_unit}\n"
+        "features: [bgo_image]\ntargets: [track, particle]\n"
+    )
+    return path
+
+
+def build(n: int, work: Path, events_per_unit: int, cluster) -> JobRun:
+    out = work / f"ds-{n}"
+    spec = bgo_spec(n, work, events_per_unit)
+    args = ["dataset", "build", str(spec), "--out", str(out)]
+    if cluster is not None:
+        args = ["jobs/build_dataset.py", str(spec), "--out", str(out)]
+    run = run_job("build", args, n, out, work, cluster)
+    t0 = time.perf_counter()
+    manifest = json.loads((out / "manifest.json").read_text())
+    markers = list((out / "_units").glob("*.json")) if (out / "_units").exists() else []
+    run.listing_seconds = time.perf_counter() - t0
+    acc = manifest["accounting"]
+    written = sum(s["events"] for s in manifest["splits"].values())
+    lost = acc["read"] - written - sum(acc["filtered"].values()) - sum(acc["quarantined"].values())
+    run.accounting = {"read": acc["read"], "written": written, "unaccounted": lost, "markers": len(markers)}
+    return run
+
+
+def reprocess(n: int, work: Path, alias: str, cluster) -> JobRun:
+    out = work / f"reco-{n}"
+    common = ["--input", f"{work}/sim-{n}/*.root", "--out", str(out), "--alias", alias]
+    args = ["reprocess", *common] if cluster is None else ["jobs/reprocess.py", *common]
+    run = run_job("reprocess", args, n, out, work, cluster)
+    t0 = time.perf_counter()
+    summary = json.loads((out / "summary.json").read_text())
+    run.listing_seconds = time.perf_counter() - t0
+    tot = summary["totals"]
+    run.accounting = {k: tot[k] for k in tot if isinstance(tot[k], int)}
+    return run
+
+
+# ---- in-process references -------------------------------------------------------------------
+
+
+def one_thread():
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(1)
+
+
+def inprocess_rates(work: Path, n: int, alias: str, with_chain: bool) -> dict[str, float]:
+    """Events per second of the jobs' work in this process on one core: simulate + write a file,
+    build the BGO units of that file, run the chain on its events."""
+    from dampeml.datasets.process import process_unit
+    from dampeml.datasets.spec import load_spec
+    from dampeml.datasets.units import plan_units, planned_particle_counts
+    from dampeml.detector.simulation import SimulationConfig, simulate
+    from dampeml.io.root_writer import write_event_file
+    from dampeml.storage import Store
+
+    os.environ["TF_NUM_INTRAOP_THREADS"] = os.environ["TF_NUM_INTEROP_THREADS"] = "1"  # before TF starts
+    rates = {}
+    ref = work / "inprocess"
+    ref.mkdir(exist_ok=True)
+    with one_thread():
+        t0 = time.perf_counter()
+        branches, meta = simulate(SimulationConfig("proton", n, *ENERGY, seed=5))
+        write_event_file(ref / "ref.root", branches, meta)
+        rates["production"] = n / (time.perf_counter() - t0)
+        spec_path = ref / "spec.yaml"
+        spec_path.write_text(
+            f"name: scale-ref\nkind: bgo-direction\nsources:\n- type: files\n  glob: '{ref}/*.root'\n"
+            "  events_per_unit: 20000\nfeatures: [bgo_image]\ntargets: [track, particle]\n"
+        )
+        spec = load_spec(spec_path)
+        store = Store.open(str(ref / "ds"))
+        t0 = time.perf_counter()
+        units, _ = plan_units(spec)
+        context = {"planned_particles": planned_particle_counts(units)}
+        read = sum(process_unit(u, spec, store, context)["read"] for u in units)
+        rates["build"] = read / (time.perf_counter() - t0)
+        if with_chain:
+            from dampeml.reconstruction.chain import Chain
+
+            chain = Chain.from_registry(alias=alias, flight=False)
+            chain.run({k: v[:500] for k, v in branches.items()})  # warm-up
+            t0 = time.perf_counter()
+            for start in range(0, n, 2000):
+                chain.run({k: v[start : start + 2000] for k, v in branches.items()})
+            rates["reprocess"] = n / (time.perf_counter() - t0)
+    return rates
+
+
+# ---- report ----------------------------------------------------------------------------------
+
+
+def _mb(b: int) -> str:
+    return f"{b / 2**20:.0f}"
+
+
+def print_tables(runs: list[JobRun], rates: dict[str, float], cores: int) -> None:
+    print("\n## Throughput\n")
+    print(f"Per core = events / wall time / {cores} cores; in-process = one process, one BLAS thread.\n")
+    print("| job | events | wall (s) | events/s/core through Ray | in-process events/s/core "
+          "| Ray / in-process | bytes/event | files | listing + manifest (s) | accounting |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in runs:
+        per_core = r.events / r.wall / cores
+        ref = rates.get(r.job)
+        size, nfiles = _du(r.out)
+        ratio = f"**{per_core / ref:.2f}**" if ref else "-"
+        acc = ", ".join(f"{k} {v}" for k, v in r.accounting.items())
+        print(f"| {r.job} | {r.events:,} | {r.wall:.0f} | {per_core:,.0f} | {ref or 0:,.0f} | {ratio} "
+              f"| {size / r.events:,.0f} | {nfiles} | {r.listing_seconds:.2f} | {acc} |")  # fmt: skip
+    kinds = ("driver", "workers", "raylet", "gcs", "ray other")
+    print("\n## Peak resident memory (MB): largest single process / all processes of the kind\n")
+    print("| job | events | " + " | ".join(kinds) + " | object-store spilling |")
+    print("|---|---|" + "---|" * (len(kinds) + 1))
+    for r in runs:
+        cells = [f"{_mb(r.memory.peak_one.get(k, 0))} / {_mb(r.memory.peak_sum.get(k, 0))}" for k in kinds]
+        print(f"| {r.job} | {r.events:,} | " + " | ".join(cells) + f" | {r.spilled or 'none'} |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", nargs="+", type=float, default=[1e5, 1e6], help="events per run")
+    ap.add_argument("--jobs", nargs="+", default=["production", "build", "reprocess"],
+                    choices=["production", "build", "reprocess"])  # fmt: skip
+    ap.add_argument("--work", type=Path, help="where the runs write (default: a temporary folder, removed)")
+    ap.add_argument("--cluster", action="store_true", help="submit to a local multi-node Ray cluster")
+    ap.add_argument("--events-per-shard", type=int, default=20000)
+    ap.add_argument("--events-per-unit", type=int, default=20000)
+    ap.add_argument("--alias", default="reference", help="registry alias of the chain's models (reprocess)")
+    ap.add_argument("--reprocess-max", type=float, default=1e5, help="largest size to reprocess")
+    ap.add_argument("--inprocess-events", type=int, default=20000, help="events of the in-process references")
+    args = ap.parse_args()
+    cores = os.cpu_count() or 1
+    print(f"machine: {stdlib_platform.processor() or stdlib_platform.machine()}, {cores} cores, "
+          f"{os.sysconf('SC_PHYS_PAGES') * PAGE / 2**30:.0f} GiB")  # fmt: skip
+    with contextlib.ExitStack() as stack:
+        work = args.work or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="scale-")))
+        work.mkdir(parents=True, exist_ok=True)
+        cluster = None
+        if args.cluster:
+            from tests.cluster_harness import LocalCluster
+
+            cluster = stack.enter_context(LocalCluster(work / "cluster").start())
+        with_chain = "reprocess" in args.jobs
+        if with_chain:  # a private registry holding the shipped reference models, for jobs and this process
+            from dampeml.pipeline.demo import REFERENCE_ZOO
+
+            os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{work / 'mlflow.db'}"
+            cmd = [sys.executable, "-m", "dampeml.cli.main", "models", "import-zoo", str(REFERENCE_ZOO)]
+            subprocess.run(cmd, check=True, cwd=work, capture_output=True)
+        rates = inprocess_rates(work, args.inprocess_events, args.alias, with_chain)
+        print("in-process events/s/core: " + ", ".join(f"{k} {v:,.0f}" for k, v in rates.items()), flush=True)
+        runs = []
+        for size in args.sizes:
+            n = int(size)
+            if "production" in args.jobs:
+                runs.append(production(n, work, args.events_per_shard, cluster))
+            if "build" in args.jobs:
+                runs.append(build(n, work, args.events_per_unit, cluster))
+            if "reprocess" in args.jobs and n <= args.reprocess_max:
+                runs.append(reprocess(n, work, args.alias, cluster))
+            for r in runs[-3:]:
+                print(f"  {r.job} {r.events:,}: {r.wall:.0f} s", flush=True)
+        print_tables(runs, rates, cores)
+
+
+if __name__ == "__main__":
+    main()
