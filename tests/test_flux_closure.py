@@ -61,12 +61,16 @@ def test_the_measured_electron_flux_closes_on_the_injected_one(closure):
     electrons, generation, _ = sample_from_files([e_file])
     protons, _, _ = sample_from_files([p_file])
     assert live == pytest.approx(mission.live_time_s)
-    points, correction = measure_flux(flight, electrons, protons, generation, live, BINS)
+    measurement = measure_flux(flight, electrons, protons, generation, live, BINS)
+    points, correction = measurement.points, measurement.correction
 
     fiducial = containment(electrons.axis) == FIDUCIAL
     bias, width = resolution(
         correction.energy_gev(electrons.deposit_mev[fiducial]), electrons.true_energy_gev[fiducial]
     )
+    # what the report draws is what the points were made of
+    assert [b.cut for b in measurement.bins] == [p.cut for p in points]
+    assert len(measurement.electron_true_gev) == fiducial.sum()
     print(f"\nfiducial MC electrons: corrected energy bias {bias:+.2%}, resolution {width:.2%}")
     expected = _expected()
     pull, chi2 = pulls(points, expected)
@@ -90,6 +94,10 @@ def test_flux_command_writes_the_table_and_refuses_bad_bins(closure):
     assert r.exit_code == 0, r.output
     rows = list(csv.DictReader((out / "flux.csv").open()))
     assert len(rows) == 4 and (out / "flux.png").stat().st_size > 5000 and (out / "flux.config.yaml").exists()
+    assert (out / "scores.png").stat().st_size > 5000 and (out / "energy.png").stat().st_size > 5000
+    report = (out / "flux.md").read_text()
+    energy = report.split("## Energy")[1].splitlines()
+    assert "## Score distributions" in report and sum(line[2:3].isdigit() for line in energy) == 4
     pull, _ = pulls(
         [SimpleNamespace(flux=float(x["flux"]), flux_err=float(x["flux_err"])) for x in rows], _expected()
     )

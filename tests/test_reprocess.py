@@ -431,7 +431,7 @@ def test_the_flux_reads_reprocessing_outputs_as_it_reads_the_event_files(tmp_pat
         (flight, _), (electrons, generation), (protons, _) = (
             samples[k] for k in ("flight", "electrons", "protons")
         )
-        flux[how] = measure_flux(flight, electrons, protons, generation, 1.0, bins)[0]
+        flux[how] = measure_flux(flight, electrons, protons, generation, 1.0, bins).points
     for a, b in zip(flux["files"], flux["reprocessed"], strict=True):
         print(f"\n{a.e_low:.0f}-{a.e_high:.0f} GeV: flux {a.flux:.4g} / {b.flux:.4g}, counts {a.counts:.1f}")
         assert a.counts == pytest.approx(b.counts) and a.flux == pytest.approx(b.flux, rel=1e-9)

@@ -65,6 +65,7 @@ def _console(
 
 
 def _register_subcommands() -> None:
+    from dampeml.cli.capacity import capacity
     from dampeml.cli.dataset import app as dataset_app
     from dampeml.cli.evaluate import evaluate
     from dampeml.cli.explain import explain
@@ -87,6 +88,7 @@ def _register_subcommands() -> None:
     app.command()(reprocess)
     app.command()(tune)
     app.command("config-reference")(config_reference)
+    app.command()(capacity)
 
 
 @app.command()

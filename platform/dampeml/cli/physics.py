@@ -79,14 +79,14 @@ def flux(
     live = live_time or live
     if not live:
         raise FluxError("the flight files record no live time: give --live-time SECONDS")
-    points, correction = measure_flux(data, electrons, protons, generation, live, edges,
-                                      CLASSES.index(selection), efficiency)  # fmt: skip
+    measurement = measure_flux(data, electrons, protons, generation, live, edges,
+                               CLASSES.index(selection), efficiency)  # fmt: skip
     settings = {"flight": flight, "electron MC": electron_mc, "proton MC": proton_mc, "score": score,
                 "selection": selection, "cut": f"{efficiency:.0%} of each bin's electron MC above it",
                 "live time (s)": f"{live:g}", "bins (GeV)": ", ".join(f"{b:.4g}" for b in edges)}  # fmt: skip
-    path = write_flux(points, correction, out, settings)
+    path = write_flux(measurement, out, settings)
     write_invocation(ctx, out)
-    console.print(f"flux in {len(points)} bins: {path}")
+    console.print(f"flux in {len(measurement.points)} bins: {path}")
 
 
 def _bins(text: str):

@@ -45,6 +45,11 @@ class BinCounts:
     acceptance_m2sr: float
     acceptance_err: float = 0.0
 
+    @property
+    def proton_norm(self) -> float:
+        """The proton MC's scale to the flight counts: N_data(control) / N_p^MC(control) (0 without)."""
+        return self.n_data_control / self.n_p_mc_control if self.n_p_mc_control > 0 else 0.0
+
 
 @dataclass(frozen=True)
 class FluxPoint:
@@ -79,8 +84,7 @@ def flux_point(b: BinCounts, live_time_s: float) -> FluxPoint:
     if b.acceptance_m2sr <= 0 or live_time_s <= 0:
         raise FluxError("acceptance and live time must be > 0")
     eff = b.n_e_mc_above / b.n_e_mc
-    norm = b.n_data_control / b.n_p_mc_control if b.n_p_mc_control > 0 else 0.0
-    background_events = norm * b.n_p_mc_above
+    background_events = b.proton_norm * b.n_p_mc_above
     signal = b.n_data_above - background_events
     bkg = background_events / b.n_data_above if b.n_data_above > 0 else 0.0
     counts = signal / eff

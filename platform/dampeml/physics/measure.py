@@ -42,6 +42,33 @@ class EventSample:
 
 
 @dataclass(frozen=True)
+class BinScores:
+    """What one bin's point was made of: each sample's scores in the bin, the cut and the control
+    region, and the proton MC's normalisation to the flight counts (the seed's Data/MC plots)."""
+
+    e_low: float
+    e_high: float
+    cut: float
+    control_below: float
+    flight: np.ndarray
+    electrons: np.ndarray
+    protons: np.ndarray
+    proton_norm: float
+
+
+@dataclass
+class FluxMeasurement:
+    """The flux points, the energy correction, each bin's scores, and the selected electron MC's
+    corrected and true energies (the energy resolution)."""
+
+    points: list[FluxPoint]
+    correction: EnergyCorrection
+    bins: list[BinScores]
+    electron_energy_gev: np.ndarray
+    electron_true_gev: np.ndarray
+
+
+@dataclass(frozen=True)
 class Generation:
     """How an MC sample (or one of its files) was generated: primaries drawn, and their spectrum."""
 
@@ -67,8 +94,8 @@ def measure_flux(
     bins_gev: np.ndarray,
     selection: int = FIDUCIAL,
     target_efficiency: float = 0.9,
-) -> tuple[list[FluxPoint], EnergyCorrection]:
-    """One flux point per bin of `bins_gev` (edges), and the energy correction used (module docstring)."""
+) -> FluxMeasurement:
+    """One flux point per bin of `bins_gev` (edges), with what it was made of (module docstring)."""
     if electrons.true_energy_gev is None:
         raise FluxError("the electron MC needs its true energies (the energy correction and the acceptance)")
     picked = {name: containment(s.axis) == selection for name, s in
@@ -77,7 +104,7 @@ def measure_flux(
     correction = fit_correction(electrons.deposit_mev[e_sel], electrons.true_energy_gev[e_sel])
     energy = {name: correction.energy_gev(s.deposit_mev) for name, s in
               (("flight", flight), ("electrons", electrons), ("protons", protons))}  # fmt: skip
-    points = []
+    points, bins = [], []
     for lo, hi in zip(bins_gev[:-1], bins_gev[1:], strict=True):
         in_bin = {name: picked[name] & (energy[name] >= lo) & (energy[name] < hi) for name in picked}
         e_scores = electrons.score[in_bin["electrons"]]
@@ -105,4 +132,9 @@ def measure_flux(
             acceptance_err=acc_err,
         )
         points.append(flux_point(counts, live_time_s))
-    return points, correction
+        bins.append(
+            BinScores(float(lo), float(hi), cut, control, f_scores, e_scores, p_scores, counts.proton_norm)
+        )
+    return FluxMeasurement(
+        points, correction, bins, energy["electrons"][e_sel], electrons.true_energy_gev[e_sel]
+    )

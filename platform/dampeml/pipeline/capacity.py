@@ -1,0 +1,162 @@
+"""What a request costs on a cluster: production, dataset builds, training and reprocessing.
+
+Every rate is a measurement recorded in benchmarks/README.md, named beside it; none is a guess.
+Per-core rates are those of the platform's own jobs through Ray (`bench_scale.py`), so they
+include Ray's overheads; the GPU figures are the chain's networks on one H200 (`bench_gpu_networks.py`)
+with the CPU work around them (images, hits, shower variables) left on the node's cores. Wall time
+assumes the work spreads evenly over the shape's cores (what the per-core rates measured at 1e6
+events support: the cost per event is flat with size) plus the fixed start-up of one job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dampeml.errors import InputError
+from dampeml.pipeline.plan import BYTES_PER_EVENT
+
+#: events/s per core through Ray at 1e6 events (benchmarks/README.md, "Scale")
+PRODUCTION_PER_CORE = 1_000.0
+BUILD_PER_CORE = {"bgo-direction": 10_000.0}
+#: reprocessing with the reference (small-preset) models on CPU, events/s per core at 1e5 events
+REPROCESS_PER_CORE_SMALL = 100.0
+#: every network of the full preset once per event on one CPU core (benchmarks/README.md, GPU section)
+REPROCESS_PER_CORE_FULL = 31.0
+#: the chain's networks once per event on one H200, fp32 (benchmarks/README.md, GPU section)
+GPU_NETWORKS_PER_S = {"small": 20_100.0, "full": 3_050.0}
+#: the chain's CPU work around the networks, events/s per core (bench_chain.py: ~1 ms per event)
+CHAIN_CPU_WORK_PER_CORE = 1_000.0
+#: fixed start-up of one job (Ray, the first tasks), seconds (benchmarks/README.md, "Scale")
+JOB_START_S = 20.0
+#: bytes per event: simulated ROOT files (protons 10 GeV-100 TeV) and reprocessing outputs
+SIMULATED_BYTES = 1_239
+REPROCESSED_BYTES = 104
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A cluster: CPU nodes and GPU nodes (whose cores also count)."""
+
+    cpu_nodes: int = 1
+    cores_per_node: int = 2
+    gpu_nodes: int = 0
+    gpus_per_node: int = 1
+    cores_per_gpu_node: int = 16
+
+    def __post_init__(self) -> None:
+        for name in ("cpu_nodes", "cores_per_node", "gpu_nodes", "gpus_per_node", "cores_per_gpu_node"):
+            if getattr(self, name) < 0:
+                raise InputError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        if self.cores == 0:
+            raise InputError("the cluster has no cores: give --cpu-nodes and --cores-per-node")
+
+    @property
+    def cores(self) -> int:
+        return self.cpu_nodes * self.cores_per_node + self.gpu_nodes * self.cores_per_gpu_node
+
+    @property
+    def gpus(self) -> int:
+        return self.gpu_nodes * self.gpus_per_node
+
+
+@dataclass(frozen=True)
+class StageCost:
+    stage: str
+    events: float
+    core_hours: float
+    gpu_hours: float
+    wall_hours: float
+    storage_tb: float
+    basis: str
+
+
+def _cpu_stage(stage: str, events: float, per_core: float, shape: Shape, bytes_per_event: float, basis: str):
+    core_s = events / per_core
+    wall = core_s / shape.cores + JOB_START_S
+    return StageCost(stage, events, core_s / 3600, 0.0, wall / 3600, events * bytes_per_event / 1e12, basis)
+
+
+def reprocessing_cost(events: float, shape: Shape, preset: str) -> StageCost:
+    """CPU only: the measured per-core rate. With GPUs: the networks on the GPUs, the rest on the
+    cores; the slower side sets the pace (and the idle side still counts its hours)."""
+    if preset not in GPU_NETWORKS_PER_S:
+        raise InputError(f"--preset must be one of {sorted(GPU_NETWORKS_PER_S)}, got {preset!r}")
+    cpu_rate = REPROCESS_PER_CORE_SMALL if preset == "small" else REPROCESS_PER_CORE_FULL
+    if shape.gpus == 0:
+        return _cpu_stage("reprocessing", events, cpu_rate, shape, REPROCESSED_BYTES, "CPU, measured")
+    gpu_rate = GPU_NETWORKS_PER_S[preset] * shape.gpus
+    cpu_side = CHAIN_CPU_WORK_PER_CORE * shape.cores
+    rate = min(gpu_rate, cpu_side)
+    wall = events / rate + JOB_START_S
+    basis = "GPU networks measured (ONNX via PyTorch), CPU work measured"
+    return StageCost(
+        "reprocessing", events, wall * shape.cores / 3600, wall * shape.gpus / 3600, wall / 3600,
+        events * REPROCESSED_BYTES / 1e12, basis,
+    )  # fmt: skip
+
+
+def capacity_plan(
+    shape: Shape,
+    produce: float = 0.0,
+    build: float = 0.0,
+    reprocess: float = 0.0,
+    preset: str = "small",
+) -> list[StageCost]:
+    """The stages a request names (events of each; 0 leaves a stage out)."""
+    rows = []
+    if produce:
+        rows.append(
+            _cpu_stage("production", produce, PRODUCTION_PER_CORE, shape, SIMULATED_BYTES, "measured")
+        )
+    if build:
+        rows.append(
+            _cpu_stage(
+                "dataset build (bgo-direction)", build, BUILD_PER_CORE["bgo-direction"], shape,
+                BYTES_PER_EVENT["bgo-direction"], "measured",
+            )
+        )  # fmt: skip
+    if reprocess:
+        rows.append(reprocessing_cost(reprocess, shape, preset))
+    return rows
+
+
+def training_costs(recipe) -> list[StageCost]:
+    """One row per training step of a resolved recipe (pipeline.plan's measured training rates); steps
+    run one after another, so their wall times add."""
+    from dampeml.datasets.spec import load_spec
+    from dampeml.pipeline.plan import step_cost
+
+    rows = []
+    for name, step in recipe.steps.items():
+        cost = step_cost(step, load_spec(recipe.dataset_paths[name]))
+        hours = cost.hours or 0.0
+        t = step.train
+        rows.append(
+            StageCost(
+                f"training {name} ({step.preset})", float(cost.events or 0),
+                hours * t.workers * t.cpus_per_worker, cost.gpu_hours, hours, (cost.storage_gb or 0.0) / 1e3,
+                cost.basis,
+            )
+        )  # fmt: skip
+    return rows
+
+
+def format_plan(rows: list[StageCost], shape: Shape) -> list[str]:
+    """A Markdown table, and the totals."""
+    lines = [
+        f"cluster: {shape.cores} cores ({shape.cpu_nodes} x {shape.cores_per_node} + {shape.gpu_nodes} GPU "
+        f"nodes x {shape.cores_per_gpu_node}), {shape.gpus} GPUs",
+        "",
+        "| stage | events | core-hours | GPU-hours | wall (h) | storage (TB) | rates |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.stage} | {r.events:.3g} | {r.core_hours:,.3g} | {r.gpu_hours:,.3g} | {r.wall_hours:,.3g} "
+            f"| {r.storage_tb:.3g} | {r.basis} |"
+        )
+    core, gpu = sum(r.core_hours for r in rows), sum(r.gpu_hours for r in rows)
+    wall, storage = sum(r.wall_hours for r in rows), sum(r.storage_tb for r in rows)
+    cells = f"{core:,.3g} | {gpu:,.3g} | {wall:,.3g} | {storage:.3g}"
+    lines.append(f"| total, one stage after another | | {cells} | |")
+    return lines
