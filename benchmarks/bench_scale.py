@@ -231,6 +231,49 @@ def build(n: int, work: Path, events_per_unit: int, cluster) -> JobRun:
     return run
 
 
+def _split_tables(ds: Path) -> dict[str, object]:
+    """Each split's rows in a canonical order (by run and event), for comparing two builds."""
+    import pyarrow.parquet as pq
+
+    out = {}
+    for split in ("train", "val", "test"):
+        files = sorted(p for p in (ds / split).rglob("*.parquet") if "_tmp" not in p.parts)
+        table = pq.read_table(files) if files else None
+        if table is not None:
+            out[split] = table.sort_by([("run_id", "ascending"), ("event_id", "ascending")])
+    return out
+
+
+def killed_build(n: int, work: Path) -> str:
+    """Build again (a local Ray), kill the job once half the units are committed, resume it, and compare
+    every split with the uninterrupted build's (run `build` first)."""
+    import signal
+
+    spec, out = work / f"bgo-{n}.yaml", work / f"ds-{n}-killed"
+    cmd = [sys.executable, "-m", "dampeml.cli.main", "dataset", "build", str(spec), "--out", str(out)]
+    units = len(list((work / f"ds-{n}" / "_units").glob("*.json")))
+    with open(work / f"build-{n}-killed.log", "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=work, start_new_session=True,
+                                env={**os.environ, "RAY_ADDRESS": ""})  # fmt: skip
+        while proc.poll() is None and len(list((out / "_units").glob("*.json"))) < units // 2:
+            time.sleep(0.2)
+        done = len(list((out / "_units").glob("*.json")))
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    # the killed driver's local Ray goes with it; what is left of it must not serve the resumed job
+    subprocess.run(
+        [str(Path(sys.executable).parent / "ray"), "stop", "--force"], capture_output=True, check=False
+    )
+    args = ["dataset", "build", str(spec), "--out", str(out), "--resume"]
+    resumed = run_job("build", args, n, out, work, None)
+    a, b = _split_tables(work / f"ds-{n}"), _split_tables(out)
+    same = a.keys() == b.keys() and all(a[k].equals(b[k]) for k in a)
+    rows = sum(t.num_rows for t in b.values())
+    verdict = "identical to" if same else "DIFFERENT from"
+    return (f"killed with {done} of {units} units committed, resumed in {resumed.wall:.0f} s: "
+            f"{rows:,} rows, {verdict} the uninterrupted build")  # fmt: skip
+
+
 def reprocess(n: int, work: Path, alias: str, cluster) -> JobRun:
     out = work / f"reco-{n}"
     common = ["--input", f"{work}/sim-{n}/*.root", "--out", str(out), "--alias", alias]
@@ -287,15 +330,65 @@ def inprocess_rates(work: Path, n: int, alias: str, with_chain: bool) -> dict[st
         read = sum(process_unit(u, spec, store, context)["read"] for u in units)
         rates["build"] = read / (time.perf_counter() - t0)
         if with_chain:
+            import numpy as np
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            from dampeml.io.root_reader import read_events
             from dampeml.reconstruction.chain import Chain
 
             chain = Chain.from_registry(alias=alias, flight=False)
             chain.run({k: v[:500] for k, v in branches.items()})  # warm-up
-            t0 = time.perf_counter()
+            t0 = time.perf_counter()  # as the job: read the file, run the chain in batches, write Parquet
             for start in range(0, n, 2000):
-                chain.run({k: v[start : start + 2000] for k, v in branches.items()})
+                events = read_events(ref / "ref.root", start, min(start + 2000, n))
+                out = chain.run(events)
+                pq.write_table(
+                    pa.table({k: np.asarray(v) for k, v in out.items()}), ref / f"reco-{start}.parquet"
+                )
             rates["reprocess"] = n / (time.perf_counter() - t0)
     return rates
+
+
+def build_overhead(work: Path, repeats: int = 3) -> str:
+    """The fixed cost of a small build: 8 units of 25 events through the platform's build (a Ray Data
+    pipeline, `build_dataset`) and the same units as plain Ray tasks, on one warm local Ray."""
+    import statistics
+
+    import ray
+
+    from dampeml.datasets.build import build_dataset
+    from dampeml.datasets.process import process_unit
+    from dampeml.datasets.spec import load_spec
+    from dampeml.datasets.units import plan_units, planned_particle_counts
+    from dampeml.runtime import init_ray
+    from dampeml.storage import Store
+
+    ref = work / "inprocess"
+    spec_path = ref / "tiny.yaml"
+    spec_path.write_text(
+        f"name: scale-tiny\nkind: bgo-direction\nsources:\n- type: files\n  glob: '{ref}/*.root'\n"
+        "  events_per_unit: 25\nfeatures: [bgo_image]\ntargets: [track, particle]\n"
+    )
+    spec = load_spec(spec_path)
+    init_ray(num_cpus=4)
+    process = ray.remote(num_cpus=1)(process_unit)
+    data, tasks = [], []
+    for i in range(repeats + 1):  # the first of each warms the workers up
+        t0 = time.perf_counter()
+        build_dataset(spec, str(ref / f"tiny-{i}"), limit_events=200)
+        data.append(time.perf_counter() - t0)
+        store = Store.open(str(ref / f"tiny-tasks-{i}"))
+        units, _ = plan_units(spec, limit_events=200)
+        context = {"planned_particles": planned_particle_counts(units)}
+        t0 = time.perf_counter()
+        ray.get([process.remote(u, spec, store, context) for u in units])
+        tasks.append(time.perf_counter() - t0)
+    ray.shutdown()
+    a, b = statistics.median(data[1:]), statistics.median(tasks[1:])
+    return (f"{len(units)} units of 25 events, median of {repeats} warm runs: the platform's build "
+            f"(Ray Data, with its checks, markers and manifest) {a:.2f} s, the units alone as Ray tasks "
+            f"{b:.2f} s (first runs {data[0]:.2f} / {tasks[0]:.2f} s)")  # fmt: skip
 
 
 # ---- report ----------------------------------------------------------------------------------
@@ -339,6 +432,8 @@ def main() -> None:
     ap.add_argument("--events-per-unit", type=int, default=20000)
     ap.add_argument("--alias", default="reference", help="registry alias of the chain's models (reprocess)")
     ap.add_argument("--reprocess-max", type=float, default=1e5, help="largest size to reprocess")
+    ap.add_argument("--kill-build-at", type=float, help="also kill and resume the build at this size")
+    ap.add_argument("--overhead", action="store_true", help="also the fixed cost of a small build")
     ap.add_argument("--inprocess-events", type=int, default=20000, help="events of the in-process references")
     args = ap.parse_args()
     cores = os.cpu_count() or 1
@@ -361,7 +456,7 @@ def main() -> None:
             subprocess.run(cmd, check=True, cwd=work, capture_output=True)
         rates = inprocess_rates(work, args.inprocess_events, args.alias, with_chain)
         print("in-process events/s/core: " + ", ".join(f"{k} {v:,.0f}" for k, v in rates.items()), flush=True)
-        runs = []
+        runs, resumes = [], []
         for size in args.sizes:
             n = int(size)
             if "production" in args.jobs:
@@ -372,7 +467,15 @@ def main() -> None:
                 runs.append(reprocess(n, work, args.alias, cluster))
             for r in runs[-3:]:
                 print(f"  {r.job} {r.events:,}: {r.wall:.0f} s", flush=True)
+            if args.kill_build_at and n == int(args.kill_build_at) and "build" in args.jobs and not cluster:
+                resumes.append(f"build, {n:,} events: {killed_build(n, work)}")
+                print(f"  {resumes[-1]}", flush=True)
         print_tables(runs, rates, cores)
+        if args.overhead:
+            print(f"\n## Small builds\n\n{build_overhead(work)}")
+        if resumes:
+            print("\n## Killed and resumed\n")
+            print("\n".join(f"- {r}" for r in resumes))
 
 
 if __name__ == "__main__":
