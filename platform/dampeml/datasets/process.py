@@ -8,6 +8,7 @@ identity repeats an earlier one (found on the driver, `build.find_unit_repeats`,
 
 from __future__ import annotations
 
+import gc
 from collections import Counter
 
 import numpy as np
@@ -101,7 +102,19 @@ def select(events: dict, spec: DatasetSpec, context: dict) -> np.ndarray:
 
 
 def process_unit(unit: WorkUnit, spec: DatasetSpec, store: Store, context: dict) -> dict:
-    """Run one unit and commit it; returns its accounting (also written as its marker)."""
+    """Run one unit and commit it; returns its accounting (also written as its marker).
+
+    A worker runs unit after unit: reading an event file leaves reference cycles that hold the
+    unit's arrays until a full garbage collection, so a worker's memory grew by ~20 MB per 20,000-event
+    unit (benchmarks/README.md, "Scale"); collecting after each unit keeps it flat.
+    """
+    try:
+        return _process_unit(unit, spec, store, context)
+    finally:
+        gc.collect()
+
+
+def _process_unit(unit: WorkUnit, spec: DatasetSpec, store: Store, context: dict) -> dict:
     acc: dict = {
         "unit": unit.unit_id,
         "read": unit.n_events,
