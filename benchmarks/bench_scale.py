@@ -412,6 +412,18 @@ def print_tables(runs: list[JobRun], rates: dict[str, float], cores: int) -> Non
         acc = ", ".join(f"{k} {v}" for k, v in r.accounting.items())
         print(f"| {r.job} | {r.events:,} | {r.wall:.0f} | {per_core:,.0f} | {ref or 0:,.0f} | {ratio} "
               f"| {size / r.events:,.0f} | {nfiles} | {r.listing_seconds:.2f} | {acc} |")  # fmt: skip
+    from dampeml.pipeline import capacity
+
+    rates_of = {"production": capacity.PRODUCTION, "build": capacity.BUILD["bgo-direction"],
+                "reprocess": capacity.REPROCESS_SMALL}  # fmt: skip
+    print("\n## The capacity plan's prediction (dampeml.pipeline.capacity) against the measurement\n")
+    print("| job | events | predicted wall (s) | measured (s) | measured / predicted | the plan's rate from |")
+    print("|---|---|---|---|---|---|")
+    for r in runs:
+        rate = rates_of[r.job]
+        predicted = capacity.predicted_wall_s(rate, r.events, cores)
+        print(f"| {r.job} | {r.events:,} | {predicted:.0f} | {r.wall:.0f} | {r.wall / predicted:.2f} "
+              f"| {rate.source} |")  # fmt: skip
     kinds = ("driver", "workers", "raylet", "gcs", "ray other")
     print("\n## Peak resident memory (MB): largest single process / all processes of the kind\n")
     print("| job | events | " + " | ".join(kinds) + " | object-store spilling |")

@@ -15,40 +15,39 @@ from dampeml.pipeline.capacity import Shape, capacity_plan, reprocessing_cost
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_cpu_stages_cost_events_over_the_measured_rate_spread_over_the_cores():
+def test_cpu_stages_cost_the_start_up_plus_events_over_the_measured_rate_spread_over_the_cores():
     shape = Shape(cpu_nodes=10, cores_per_node=32)
     (row,) = capacity_plan(shape, produce=1e9)
-    core_hours = 1e9 / cap.PRODUCTION_PER_CORE / 3600
+    rate = cap.PRODUCTION
+    wall_s = rate.start_s + 1e9 / (rate.per_core * 320)
     print(f"\n1e9 events: {row.core_hours:.1f} core-hours, {row.wall_hours:.2f} h on 320 cores")
-    assert row.core_hours == pytest.approx(core_hours)
-    assert row.wall_hours == pytest.approx(core_hours / 320 + cap.JOB_START_S / 3600)
+    assert row.wall_hours == pytest.approx(wall_s / 3600)
+    assert row.core_hours == pytest.approx(wall_s * 320 / 3600)
     assert row.storage_tb == pytest.approx(1e9 * cap.SIMULATED_BYTES / 1e12)
     twice = capacity_plan(Shape(cpu_nodes=20, cores_per_node=32), produce=1e9)[0]
-    assert twice.core_hours == pytest.approx(row.core_hours)  # more cores: the same work, sooner
-    assert twice.wall_hours - cap.JOB_START_S / 3600 == pytest.approx(
-        (row.wall_hours - cap.JOB_START_S / 3600) / 2
-    )
+    assert twice.wall_hours * 3600 - rate.start_s == pytest.approx((wall_s - rate.start_s) / 2)
+    # the rate is a marginal one: the start-up is paid once, so a small job costs more per event
+    small = cap.predicted_wall_s(rate, 1e4, 2) / 1e4
+    large = cap.predicted_wall_s(rate, 1e7, 2) / 1e7
+    assert small > 2 * large
 
 
 def test_with_gpus_the_slower_side_sets_the_pace():
     events = 1e9
     few_cores = Shape(cpu_nodes=0, gpu_nodes=4, gpus_per_node=4, cores_per_gpu_node=2)  # 8 cores, 16 GPUs
     many_cores = Shape(cpu_nodes=0, gpu_nodes=4, gpus_per_node=1, cores_per_gpu_node=256)
-    cpu_bound, gpu_bound = (
-        reprocessing_cost(events, few_cores, "full"),
-        reprocessing_cost(events, many_cores, "full"),
-    )
-    expect_cpu = events / (cap.CHAIN_CPU_WORK_PER_CORE * 8) + cap.JOB_START_S
-    expect_gpu = events / (cap.GPU_NETWORKS_PER_S["full"] * 4) + cap.JOB_START_S
+    cpu_bound = reprocessing_cost(events, few_cores, "full")
+    gpu_bound = reprocessing_cost(events, many_cores, "full")
+    expect_cpu = events / (cap.CHAIN_CPU_WORK_PER_CORE * 8)
+    expect_gpu = events / (cap.GPU_NETWORKS_PER_S["full"] * 4)
     print(f"\n1e9 events, full preset: 8 cores + 16 GPUs {cpu_bound.wall_hours:.1f} h, "
           f"1024 cores + 4 GPUs {gpu_bound.wall_hours:.1f} h")  # fmt: skip
     assert cpu_bound.wall_hours == pytest.approx(expect_cpu / 3600)
     assert gpu_bound.wall_hours == pytest.approx(expect_gpu / 3600)
     assert gpu_bound.gpu_hours == pytest.approx(expect_gpu * 4 / 3600)
     cpu_only = reprocessing_cost(events, Shape(cpu_nodes=1, cores_per_node=64), "small")
-    assert cpu_only.gpu_hours == 0 and cpu_only.core_hours == pytest.approx(
-        events / cap.REPROCESS_PER_CORE_SMALL / 3600
-    )
+    assert cpu_only.gpu_hours == 0
+    assert cpu_only.wall_hours == pytest.approx(events / (cap.REPROCESS_SMALL.per_core * 64) / 3600)
 
 
 def test_bad_shapes_and_presets_are_refused_with_their_names():

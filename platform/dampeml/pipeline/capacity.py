@@ -1,6 +1,7 @@
 """What a request costs on a cluster: production, dataset builds, training and reprocessing.
 
-Every rate is a measurement recorded in benchmarks/README.md, named beside it; none is a guess.
+Every rate is a measurement recorded in benchmarks/README.md, named beside it, or (marked "estimated")
+derived from measurements only.
 Per-core rates are those of the platform's own jobs through Ray (`bench_scale.py`), so they
 include Ray's overheads; the GPU figures are the chain's networks on one H200 (`bench_gpu_networks.py`)
 with the CPU work around them (images, hits, shower variables) left on the node's cores. Wall time
@@ -15,19 +16,30 @@ from dataclasses import dataclass
 from dampeml.errors import InputError
 from dampeml.pipeline.plan import BYTES_PER_EVENT
 
-#: events/s per core through Ray at 1e6 events (benchmarks/README.md, "Scale")
-PRODUCTION_PER_CORE = 1_000.0
-BUILD_PER_CORE = {"bgo-direction": 10_000.0}
-#: reprocessing with the reference (small-preset) models on CPU, events/s per core at 1e5 events
-REPROCESS_PER_CORE_SMALL = 100.0
-#: every network of the full preset once per event on one CPU core (benchmarks/README.md, GPU section)
-REPROCESS_PER_CORE_FULL = 31.0
+
+@dataclass(frozen=True)
+class Rate:
+    """A job's marginal events/s per core through Ray and its fixed start-up (s), fitted on two sizes of
+    one `bench_scale.py` run (wall = start + events / (per_core x cores)); `source` says which."""
+
+    per_core: float
+    start_s: float
+    source: str
+
+
+#: benchmarks/README.md, "Scale": run 1 (3 Dec 2026, 2 cores), fitted on 1e5 and 1e6 events
+PRODUCTION = Rate(3_094.0, 13.2, "bench_scale run 1, 1e5 and 1e6 events")
+BUILD = {"bgo-direction": Rate(49_700.0, 19.2, "bench_scale run 1, 1e5 and 1e6 events")}
+#: reprocessing with the shipped reference (small-preset) models on CPU: one size only (1e5), so the
+#: start-up is inside the rate (an upper bound on the time)
+REPROCESS_SMALL = Rate(82.0, 0.0, "bench_scale run 1, 1e5 events, start-up included")
+#: the full preset: the chain's in-process rate (38.5 events per CPU-second, benchmarks/README.md, "Faster
+#: than our standard reconstruction?") times the small preset's measured Ray / in-process ratio (0.41)
+REPROCESS_FULL = Rate(38.5 * 0.41, 0.0, "estimated: in-process full chain x the small preset's Ray ratio")
 #: the chain's networks once per event on one H200, fp32 (benchmarks/README.md, GPU section)
 GPU_NETWORKS_PER_S = {"small": 20_100.0, "full": 3_050.0}
-#: the chain's CPU work around the networks, events/s per core (bench_chain.py: ~1 ms per event)
+#: the chain's CPU work around the networks, events/s per core (images, hits, shower variables: ~1 ms)
 CHAIN_CPU_WORK_PER_CORE = 1_000.0
-#: fixed start-up of one job (Ray, the first tasks), seconds (benchmarks/README.md, "Scale")
-JOB_START_S = 20.0
 #: bytes per event: simulated ROOT files (protons 10 GeV-100 TeV) and reprocessing outputs
 SIMULATED_BYTES = 1_239
 REPROCESSED_BYTES = 104
@@ -70,10 +82,17 @@ class StageCost:
     basis: str
 
 
-def _cpu_stage(stage: str, events: float, per_core: float, shape: Shape, bytes_per_event: float, basis: str):
-    core_s = events / per_core
-    wall = core_s / shape.cores + JOB_START_S
-    return StageCost(stage, events, core_s / 3600, 0.0, wall / 3600, events * bytes_per_event / 1e12, basis)
+def predicted_wall_s(rate: Rate, events: float, cores: int) -> float:
+    """Wall time of one job of `events` on `cores` cores at `rate`."""
+    return rate.start_s + events / (rate.per_core * cores)
+
+
+def _cpu_stage(stage: str, events: float, rate: Rate, shape: Shape, bytes_per_event: float) -> StageCost:
+    wall = predicted_wall_s(rate, events, shape.cores)
+    core_hours = wall * shape.cores / 3600
+    return StageCost(
+        stage, events, core_hours, 0.0, wall / 3600, events * bytes_per_event / 1e12, rate.source
+    )
 
 
 def reprocessing_cost(events: float, shape: Shape, preset: str) -> StageCost:
@@ -81,13 +100,11 @@ def reprocessing_cost(events: float, shape: Shape, preset: str) -> StageCost:
     cores; the slower side sets the pace (and the idle side still counts its hours)."""
     if preset not in GPU_NETWORKS_PER_S:
         raise InputError(f"--preset must be one of {sorted(GPU_NETWORKS_PER_S)}, got {preset!r}")
-    cpu_rate = REPROCESS_PER_CORE_SMALL if preset == "small" else REPROCESS_PER_CORE_FULL
     if shape.gpus == 0:
-        return _cpu_stage("reprocessing", events, cpu_rate, shape, REPROCESSED_BYTES, "CPU, measured")
-    gpu_rate = GPU_NETWORKS_PER_S[preset] * shape.gpus
-    cpu_side = CHAIN_CPU_WORK_PER_CORE * shape.cores
-    rate = min(gpu_rate, cpu_side)
-    wall = events / rate + JOB_START_S
+        rate = REPROCESS_SMALL if preset == "small" else REPROCESS_FULL
+        return _cpu_stage("reprocessing", events, rate, shape, REPROCESSED_BYTES)
+    per_s = min(GPU_NETWORKS_PER_S[preset] * shape.gpus, CHAIN_CPU_WORK_PER_CORE * shape.cores)
+    wall = events / per_s
     basis = "GPU networks measured (ONNX via PyTorch), CPU work measured"
     return StageCost(
         "reprocessing", events, wall * shape.cores / 3600, wall * shape.gpus / 3600, wall / 3600,
@@ -105,16 +122,10 @@ def capacity_plan(
     """The stages a request names (events of each; 0 leaves a stage out)."""
     rows = []
     if produce:
-        rows.append(
-            _cpu_stage("production", produce, PRODUCTION_PER_CORE, shape, SIMULATED_BYTES, "measured")
-        )
+        rows.append(_cpu_stage("production", produce, PRODUCTION, shape, SIMULATED_BYTES))
     if build:
-        rows.append(
-            _cpu_stage(
-                "dataset build (bgo-direction)", build, BUILD_PER_CORE["bgo-direction"], shape,
-                BYTES_PER_EVENT["bgo-direction"], "measured",
-            )
-        )  # fmt: skip
+        kind = "bgo-direction"
+        rows.append(_cpu_stage(f"dataset build ({kind})", build, BUILD[kind], shape, BYTES_PER_EVENT[kind]))
     if reprocess:
         rows.append(reprocessing_cost(reprocess, shape, preset))
     return rows
