@@ -417,7 +417,7 @@ def print_tables(runs: list[JobRun], rates: dict[str, float], cores: int) -> Non
     rates_of = {"production": capacity.PRODUCTION, "build": capacity.BUILD["bgo-direction"],
                 "reprocess": capacity.REPROCESS_SMALL}  # fmt: skip
     print("\n## The capacity plan's prediction (dampeml.pipeline.capacity) against the measurement\n")
-    print("| job | events | predicted wall (s) | measured (s) | measured / predicted | the plan's rate from |")
+    print("| job | events | predicted wall (s) | measured (s) | measured / predicted | rate from |")
     print("|---|---|---|---|---|---|")
     for r in runs:
         rate = rates_of[r.job]
