@@ -274,9 +274,10 @@ def killed_build(n: int, work: Path) -> str:
             f"{rows:,} rows, {verdict} the uninterrupted build")  # fmt: skip
 
 
-def reprocess(n: int, work: Path, alias: str, cluster) -> JobRun:
+def reprocess(n: int, work: Path, alias: str, actors: int, cluster) -> JobRun:
     out = work / f"reco-{n}"
-    common = ["--input", f"{work}/sim-{n}/*.root", "--out", str(out), "--alias", alias]
+    common = ["--input", f"{work}/sim-{n}/*.root", "--out", str(out), "--alias", alias,
+              "--actors", str(actors)]  # fmt: skip
     args = ["reprocess", *common] if cluster is None else ["jobs/reprocess.py", *common]
     run = run_job("reprocess", args, n, out, work, cluster)
     t0 = time.perf_counter()
@@ -443,6 +444,7 @@ def main() -> None:
     ap.add_argument("--events-per-shard", type=int, default=20000)
     ap.add_argument("--events-per-unit", type=int, default=20000)
     ap.add_argument("--alias", default="reference", help="registry alias of the chain's models (reprocess)")
+    ap.add_argument("--actors", type=int, default=os.cpu_count() or 1, help="reprocessing's chain actors")
     ap.add_argument("--reprocess-max", type=float, default=1e5, help="largest size to reprocess")
     ap.add_argument("--kill-build-at", type=float, help="also kill and resume the build at this size")
     ap.add_argument("--overhead", action="store_true", help="also the fixed cost of a small build")
@@ -476,7 +478,7 @@ def main() -> None:
             if "build" in args.jobs:
                 runs.append(build(n, work, args.events_per_unit, cluster))
             if "reprocess" in args.jobs and n <= args.reprocess_max:
-                runs.append(reprocess(n, work, args.alias, cluster))
+                runs.append(reprocess(n, work, args.alias, args.actors, cluster))
             for r in runs[-3:]:
                 print(f"  {r.job} {r.events:,}: {r.wall:.0f} s", flush=True)
             if args.kill_build_at and n == int(args.kill_build_at) and "build" in args.jobs and not cluster:

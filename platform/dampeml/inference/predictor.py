@@ -89,10 +89,17 @@ class ChainPredictor:
         branches: Sequence[str],
         tracking_uri: str | None = None,
         config: ChainConfig | None = None,
+        threads: int = 0,
     ) -> None:
         if tracking_uri:  # actors may run where the driver's environment is not
             os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
         import dampeml  # noqa: F401  (tf-keras before TensorFlow)
+
+        if threads > 0:  # the actor's CPUs, not the node's: actors side by side must not oversubscribe it
+            import tensorflow as tf  # heavy: only in the actor
+
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
 
         self.columns = tuple(OUTPUT_COLUMNS)
         self.schema = output_schema(self.columns)
@@ -101,10 +108,7 @@ class ChainPredictor:
         self.chains = {}
         for mode, pinned in versions.items():
             chain = Chain.from_registry(
-                alias=alias,
-                flight=mode == "flight",
-                runtime=runtime,
-                config=config,
+                alias=alias, flight=mode == "flight", runtime=runtime, config=config, onnx_threads=threads
             )
             got = {k: str(v) for k, v in chain.versions.items()}
             if got != dict(pinned):

@@ -379,6 +379,8 @@ def run_pipeline(
             "flight_files": flight_files,
             "branches": list(plan.branches),
             "tracking_uri": tracking_uri(),
+            # a CPU actor's threads are its CPUs (none given: TensorFlow takes the whole node)
+            "threads": 0 if cfg.gpus_per_actor else max(1, int(cfg.cpus_per_actor)),
         },
         compute=ray.data.ActorPoolStrategy(size=cfg.actors),
         batch_size=cfg.batch_size,
