@@ -365,7 +365,12 @@ def build_overhead(work: Path, repeats: int = 3) -> str:
     from dampeml.runtime import init_ray
     from dampeml.storage import Store
 
-    ref = work / "inprocess"
+    from dampeml.detector.simulation import SimulationConfig, simulate
+    from dampeml.io.root_writer import write_event_file
+
+    ref = work / "tiny"
+    ref.mkdir(exist_ok=True)
+    write_event_file(ref / "tiny.root", *simulate(SimulationConfig("proton", 200, *ENERGY, seed=6)))
     spec_path = ref / "tiny.yaml"
     spec_path.write_text(
         f"name: scale-tiny\nkind: bgo-direction\nsources:\n- type: files\n  glob: '{ref}/*.root'\n"
@@ -377,10 +382,10 @@ def build_overhead(work: Path, repeats: int = 3) -> str:
     data, tasks = [], []
     for i in range(repeats + 1):  # the first of each warms the workers up
         t0 = time.perf_counter()
-        build_dataset(spec, str(ref / f"tiny-{i}"), limit_events=200)
+        build_dataset(spec, str(ref / f"tiny-{i}"))
         data.append(time.perf_counter() - t0)
         store = Store.open(str(ref / f"tiny-tasks-{i}"))
-        units, _ = plan_units(spec, limit_events=200)
+        units, _ = plan_units(spec)
         context = {"planned_particles": planned_particle_counts(units)}
         t0 = time.perf_counter()
         ray.get([process.remote(u, spec, store, context) for u in units])

@@ -301,8 +301,9 @@ def test_unknown_mode_and_repeated_ids_are_quarantined(tmp_path, hostile_files, 
 
 def test_find_duplicates_keeps_the_first_occurrence_against_a_plain_loop():
     """The hash-based scan against a dict walked in priority order, on seeded random identities;
-    a label may come in several parts (a file read in pieces, the units of one file)."""
-    from dampeml.io.datasource import EventIds, find_duplicates
+    a label may come in several parts (a file read in pieces, the units of one file). The bounded
+    scan (items grouped by shared runs, compared a few events at a time) gives the same answer."""
+    from dampeml.io.datasource import EventIds, find_duplicates, scan_duplicates
 
     rng = np.random.default_rng(19)
     for _ in range(200):
@@ -311,7 +312,7 @@ def test_find_duplicates_keeps_the_first_occurrence_against_a_plain_loop():
             label, n = f"f{rng.integers(0, 3)}", int(rng.integers(0, 30))
             start = next_entry.get(label, 0)
             next_entry[label] = start + n
-            ids = (rng.integers(0, 3, n), rng.integers(-3, 8, n))
+            ids = (rng.integers(0, 6, n), rng.integers(-3, 8, n))
             parts.append(EventIds(label, np.arange(start, start + n), *ids))
         owner: dict = {}
         want: dict = {}
@@ -322,6 +323,8 @@ def test_find_duplicates_keeps_the_first_occurrence_against_a_plain_loop():
                 else:
                     owner[(run, event)] = (part.label, int(entry))
         assert find_duplicates(parts).duplicates == want
+        bounded = scan_duplicates(parts, batch_events=int(rng.integers(1, 40)))
+        assert bounded.duplicates == want and bounded.events == sum(len(q.entries) for q in parts)
 
 
 def test_supervised_dataset_refuses_inputs_without_truth(tmp_path, hostile_files):
@@ -465,3 +468,16 @@ def test_loader_errors(small_bgo, tmp_path):
         network_dataset(small_bgo, "train", expected_kind="stk-hough")
     with pytest.raises(DatasetError, match="no dataset manifest"):
         network_dataset(str(tmp_path), "train")
+
+
+def test_a_limit_keeps_exactly_that_many_events_in_proportion_even_over_many_small_units():
+    from dampeml.datasets.units import WorkUnit, _limit
+
+    units = [WorkUnit(unit_id=f"u{i}", source="file", n_events=25, path="f.root", entry_start=25 * i,
+                      particle="proton" if i % 4 else "electron") for i in range(800)]  # fmt: skip
+    kept = _limit(units, 200)
+    electrons = sum(u.n_events for u in kept if u.particle == "electron")
+    print(f"\n200 of 20,000 events over 800 units: {len(kept)} units, {electrons} electrons (expected 50)")
+    assert sum(u.n_events for u in kept) == 200 and abs(electrons - 50) <= 1
+    assert all(u.entry_start == int(u.unit_id[1:]) * 25 for u in kept)  # each keeps its first events
+    assert sum(u.n_events for u in _limit(units[:3], 10)) == 10 and _limit(units[:3], 1000) == units[:3]

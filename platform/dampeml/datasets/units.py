@@ -119,17 +119,20 @@ def plan_units(spec: DatasetSpec, limit_events: int | None = None) -> tuple[list
 
 
 def _limit(units: list[WorkUnit], limit: int) -> list[WorkUnit]:
-    """Keep the first `limit` events, spread over particles in proportion (a faithful small mix)."""
+    """Keep `limit` events, spread over the units (hence particles) in proportion: a faithful small mix.
+
+    Largest remainders, so the kept events add up to `limit` exactly; rounding each unit on its own
+    kept nothing at all when there were more units than events to keep.
+    """
     total = sum(u.n_events for u in units)
     if limit >= total:
         return units
-    frac = limit / total
-    out = []
-    for u in units:
-        n = int(round(u.n_events * frac))
-        if n > 0:
-            out.append(WorkUnit(**{**u.to_dict(), "n_events": n}))
-    return out
+    share = np.array([u.n_events for u in units], dtype=np.float64) * limit / total
+    keep = np.floor(share).astype(np.int64)
+    extra = np.argsort(-(share - keep), kind="stable")[: limit - int(keep.sum())]
+    keep[extra] += 1
+    kept = zip(units, keep.tolist(), strict=True)
+    return [WorkUnit(**{**u.to_dict(), "n_events": n}) for u, n in kept if n > 0]
 
 
 def planned_particle_counts(units: list[WorkUnit]) -> dict[str, int]:

@@ -330,24 +330,76 @@ def find_duplicates(ids: Sequence[EventIds], skip: dict[str, set[int]] | None = 
 
 
 def scan_duplicates(
-    items: Sequence[IdRange | EventIds], skip: dict[str, set[int]] | None = None, fine: int = 2000
+    items: Sequence[IdRange | EventIds],
+    skip: dict[str, set[int]] | None = None,
+    fine: int = 2000,
+    batch_events: int = 1_000_000,
 ) -> DuplicateScan:
     """Find the repeats among `items` in priority order: file ranges (their identities are read
-    here) or identities known without reading (e.g. of simulated events)."""
+    here) or identities known without reading (e.g. of simulated events).
 
+    Memory stays bounded whatever the number of events: two events can only be one if they share a
+    run, so a first pass keeps only each item's run numbers, the items that share one are grouped,
+    and the identities are read and compared a few groups at a time (about `batch_events` at once).
+    Holding all of them at once took a 1e7-event build's driver to 1.6 GB (benchmarks/README.md, "Scale").
+    """
     t0 = time.perf_counter()
-    ranges = [x for x in items if not isinstance(x, EventIds)]
-    read = iter(read_ids(ranges, fine))
-    ids: list[EventIds] = []
-    for item in items:
-        ids += [item] if isinstance(item, EventIds) else next(read)
-    scan = find_duplicates(ids, skip)
-    wanted = sum(stop - start for _, start, stop in ranges) + sum(
-        len(x.entries) for x in items if isinstance(x, EventIds)
-    )
-    scan.unread = wanted - sum(len(i.entries) for i in ids)
-    scan.seconds = time.perf_counter() - t0
-    return scan
+    sizes = [len(x.entries) if isinstance(x, EventIds) else x[2] - x[1] for x in items]
+    runs = [np.unique(x.run_id) if isinstance(x, EventIds) else np.zeros(0, np.int64) for x in items]
+    ranges = [[i] for i, x in enumerate(items) if not isinstance(x, EventIds)]
+    for batch in _batches(ranges, sizes, batch_events):
+        for i, pieces in zip(batch, read_ids([items[j] for j in batch], fine), strict=True):
+            if pieces:
+                runs[i] = np.unique(np.concatenate([q.run_id for q in pieces]))
+    duplicates: dict[str, dict[int, tuple[str, int]]] = {}
+    compared = read = 0
+    for batch in _batches(_run_groups(runs), sizes, batch_events):
+        pieces = iter(read_ids([items[i] for i in batch if not isinstance(items[i], EventIds)], fine))
+        ids: list[EventIds] = []
+        for i in batch:
+            ids += [items[i]] if isinstance(items[i], EventIds) else next(pieces)
+        read += sum(len(x.entries) for x in ids)
+        scan = find_duplicates(ids, skip)
+        compared += scan.events
+        for label, found in scan.duplicates.items():
+            duplicates.setdefault(label, {}).update(found)
+    return DuplicateScan(duplicates, compared, sum(sizes) - read, time.perf_counter() - t0)
+
+
+def _run_groups(runs: list[np.ndarray]) -> list[list[int]]:
+    """The items that share a run number (directly or through others), as lists of item indices in
+    priority order, ordered by their first item."""
+    parent = list(range(len(runs)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first: dict[int, int] = {}
+    for i, item_runs in enumerate(runs):
+        for run in item_runs.tolist():
+            a, b = root(i), root(first.setdefault(run, i))
+            parent[max(a, b)] = min(a, b)
+    groups: dict[int, list[int]] = {}
+    for i in range(len(runs)):
+        groups.setdefault(root(i), []).append(i)
+    return list(groups.values())
+
+
+def _batches(groups: list[list[int]], sizes: list[int], limit: int) -> Iterator[list[int]]:
+    """Whole groups, joined until a batch holds `limit` events; each batch in priority order."""
+    batch: list[int] = []
+    n = 0
+    for group in groups:
+        batch += group
+        n += sum(sizes[i] for i in group)
+        if n >= limit:
+            yield sorted(batch)
+            batch, n = [], 0
+    if batch:
+        yield sorted(batch)
 
 
 def arrow_schema(branches: Sequence[str]) -> pa.Schema:
