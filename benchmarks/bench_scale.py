@@ -362,11 +362,10 @@ def build_overhead(work: Path, repeats: int = 3) -> str:
     from dampeml.datasets.process import process_unit
     from dampeml.datasets.spec import load_spec
     from dampeml.datasets.units import plan_units, planned_particle_counts
-    from dampeml.runtime import init_ray
-    from dampeml.storage import Store
-
     from dampeml.detector.simulation import SimulationConfig, simulate
     from dampeml.io.root_writer import write_event_file
+    from dampeml.runtime import init_ray
+    from dampeml.storage import Store
 
     ref = work / "tiny"
     ref.mkdir(exist_ok=True)
