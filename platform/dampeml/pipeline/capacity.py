@@ -27,15 +27,16 @@ class Rate:
     source: str
 
 
-#: benchmarks/README.md, "Scale": run 1 (3 Dec 2026, 2 cores), fitted on 1e5 and 1e6 events
-PRODUCTION = Rate(3_094.0, 13.2, "bench_scale run 1, 1e5 and 1e6 events")
-BUILD = {"bgo-direction": Rate(49_700.0, 19.2, "bench_scale run 1, 1e5 and 1e6 events")}
-#: reprocessing with the shipped reference (small-preset) models on CPU: one size only (1e5), so the
-#: start-up is inside the rate (an upper bound on the time)
-REPROCESS_SMALL = Rate(82.0, 0.0, "bench_scale run 1, 1e5 events, start-up included")
+#: benchmarks/README.md, "Scale" (3 Dec 2026, 2 cores): fitted on the two largest sizes of one run, checked
+#: against the other runs
+PRODUCTION = Rate(3_552.0, 10.2, "bench_scale run 2, fitted on 1e6 and 1e7 events")
+BUILD = {"bgo-direction": Rate(25_900.0, 21.7, "bench_scale run 3, fitted on 1e6 and 1e7 events")}
+#: reprocessing with the shipped reference (small-preset) models on CPU, one chain actor per core: one
+#: size only (1e5), so the start-up (loading the models) is inside the rate, an upper bound on the time
+REPROCESS_SMALL = Rate(151.0, 0.0, "bench_scale run 3, 1e5 events, start-up included")
 #: the full preset: the chain's in-process rate (38.5 events per CPU-second, benchmarks/README.md, "Faster
-#: than our standard reconstruction?") times the small preset's measured Ray / in-process ratio (0.41)
-REPROCESS_FULL = Rate(38.5 * 0.41, 0.0, "estimated: in-process full chain x the small preset's Ray ratio")
+#: than our standard reconstruction?") times the small preset's measured Ray / in-process ratio (0.72)
+REPROCESS_FULL = Rate(38.5 * 0.72, 0.0, "estimated: in-process full chain x the small preset's Ray ratio")
 #: the chain's networks once per event on one H200, fp32 (benchmarks/README.md, GPU section)
 GPU_NETWORKS_PER_S = {"small": 20_100.0, "full": 3_050.0}
 #: the chain's CPU work around the networks, events/s per core (images, hits, shower variables: ~1 ms)
