@@ -36,7 +36,8 @@ the readable files' headers claim), and every input path is either in `plan.good
 
 Repeated event identities (run_id, event_id) are not the reader's business (a read task sees one
 range): `scan_duplicates` reads only those two branches of every planned range on the driver
-(linear, measured) and names each repeat and its kept copy by a priority order the caller chooses.
+(linear in time, bounded in memory: ranges are compared in groups that share runs) and names each
+repeat and its kept copy by a priority order the caller chooses.
 
 Paths must be readable from every Ray worker (a single node, or a shared filesystem).
 Note: `Dataset.count()` is answered from the planned metadata (the entries each file claims)
