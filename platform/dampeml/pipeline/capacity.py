@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dampeml.datasets.spec import load_spec
 from dampeml.errors import InputError
-from dampeml.pipeline.plan import BYTES_PER_EVENT
+from dampeml.pipeline.plan import BYTES_PER_EVENT, step_cost
 
 
 @dataclass(frozen=True)
@@ -135,9 +136,6 @@ def capacity_plan(
 def training_costs(recipe) -> list[StageCost]:
     """One row per training step of a resolved recipe (pipeline.plan's measured training rates); steps
     run one after another, so their wall times add."""
-    from dampeml.datasets.spec import load_spec
-    from dampeml.pipeline.plan import step_cost
-
     rows = []
     for name, step in recipe.steps.items():
         cost = step_cost(step, load_spec(recipe.dataset_paths[name]))
