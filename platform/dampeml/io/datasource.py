@@ -347,14 +347,17 @@ def scan_duplicates(
     t0 = time.perf_counter()
     sizes = [len(x.entries) if isinstance(x, EventIds) else x[2] - x[1] for x in items]
     runs = [np.unique(x.run_id) if isinstance(x, EventIds) else np.zeros(0, np.int64) for x in items]
-    ranges = [[i] for i, x in enumerate(items) if not isinstance(x, EventIds)]
-    for batch in _batches(ranges, sizes, batch_events):
-        for i, pieces in zip(batch, read_ids([items[j] for j in batch], fine), strict=True):
-            if pieces:
-                runs[i] = np.unique(np.concatenate([q.run_id for q in pieces]))
+    groups = [list(range(len(items)))]  # all at once when they fit: the identities are read once
+    if sum(sizes) > batch_events:
+        ranges = [[i] for i, x in enumerate(items) if not isinstance(x, EventIds)]
+        for batch in _batches(ranges, sizes, batch_events):
+            for i, pieces in zip(batch, read_ids([items[j] for j in batch], fine), strict=True):
+                if pieces:
+                    runs[i] = np.unique(np.concatenate([q.run_id for q in pieces]))
+        groups = _run_groups(runs)
     duplicates: dict[str, dict[int, tuple[str, int]]] = {}
     compared = read = 0
-    for batch in _batches(_run_groups(runs), sizes, batch_events):
+    for batch in _batches(groups, sizes, batch_events):
         pieces = iter(read_ids([items[i] for i in batch if not isinstance(items[i], EventIds)], fine))
         ids: list[EventIds] = []
         for i in batch:
