@@ -274,6 +274,42 @@ def killed_build(n: int, work: Path) -> str:
             f"{rows:,} rows, {verdict} the uninterrupted build")  # fmt: skip
 
 
+def _events_table(out: Path):
+    """A reprocessing job's output rows in a canonical order (by run and event)."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(sorted((out / "events").glob("*.parquet")))
+    return table.sort_by([("run_id", "ascending"), ("event_id", "ascending")])
+
+
+def killed_reprocess(n: int, work: Path, alias: str, actors: int) -> str:
+    """Reprocess again (a local Ray), kill the job once half the input files are committed, run it
+    again (it skips what was committed) and compare every row with the uninterrupted job's."""
+    import signal
+
+    out = work / f"reco-{n}-killed"
+    args = ["reprocess", "--input", f"{work}/sim-{n}/*.root", "--out", str(out), "--alias", alias,
+            "--actors", str(actors)]  # fmt: skip
+    files = len(list((work / f"sim-{n}").glob("*.root")))
+    with open(work / f"reprocess-{n}-killed.log", "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "dampeml.cli.main", *args], stdout=log,
+                                stderr=subprocess.STDOUT, cwd=work, start_new_session=True,
+                                env={**os.environ, "RAY_ADDRESS": ""})  # fmt: skip
+        while proc.poll() is None and len(list((out / "_files").glob("*.json"))) < max(1, files // 2):
+            time.sleep(0.5)
+        done = len(list((out / "_files").glob("*.json")))
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    subprocess.run(
+        [str(Path(sys.executable).parent / "ray"), "stop", "--force"], capture_output=True, check=False
+    )
+    resumed = run_job("reprocess", args, n, out, work, None)
+    same = _events_table(work / f"reco-{n}").equals(_events_table(out))
+    verdict = "identical to" if same else "DIFFERENT from"
+    return (f"killed with {done} of {files} input files committed, rerun in {resumed.wall:.0f} s: "
+            f"{_events_table(out).num_rows:,} rows, {verdict} the uninterrupted job's")  # fmt: skip
+
+
 def reprocess(n: int, work: Path, alias: str, actors: int, cluster) -> JobRun:
     out = work / f"reco-{n}"
     common = ["--input", f"{work}/sim-{n}/*.root", "--out", str(out), "--alias", alias,
@@ -452,6 +488,9 @@ def main() -> None:
     ap.add_argument("--reprocess-max", type=float, default=1e5, help="largest size to reprocess")
     ap.add_argument("--kill-build-at", type=float, help="also kill and resume the build at this size")
     ap.add_argument("--overhead", action="store_true", help="also the fixed cost of a small build")
+    ap.add_argument(
+        "--kill-reprocess-at", type=float, help="also kill and rerun the reprocessing at this size"
+    )
     ap.add_argument("--inprocess-events", type=int, default=20000, help="events of the in-process references")
     args = ap.parse_args()
     cores = os.cpu_count() or 1
@@ -485,6 +524,16 @@ def main() -> None:
                 runs.append(reprocess(n, work, args.alias, args.actors, cluster))
             for r in runs[-3:]:
                 print(f"  {r.job} {r.events:,}: {r.wall:.0f} s", flush=True)
+            if (
+                args.kill_reprocess_at
+                and n == int(args.kill_reprocess_at)
+                and "reprocess" in args.jobs
+                and not cluster
+            ):
+                resumes.append(
+                    f"reprocessing, {n:,} events: {killed_reprocess(n, work, args.alias, args.actors)}"
+                )
+                print(f"  {resumes[-1]}", flush=True)
             if args.kill_build_at and n == int(args.kill_build_at) and "build" in args.jobs and not cluster:
                 resumes.append(f"build, {n:,} events: {killed_build(n, work)}")
                 print(f"  {resumes[-1]}", flush=True)
