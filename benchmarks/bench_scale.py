@@ -38,6 +38,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # tests.cluster_harness, for --cluster
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -304,10 +306,25 @@ def killed_reprocess(n: int, work: Path, alias: str, actors: int) -> str:
         [str(Path(sys.executable).parent / "ray"), "stop", "--force"], capture_output=True, check=False
     )
     resumed = run_job("reprocess", args, n, out, work, None)
-    same = _events_table(work / f"reco-{n}").equals(_events_table(out))
-    verdict = "identical to" if same else "DIFFERENT from"
-    return (f"killed with {done} of {files} input files committed, rerun in {resumed.wall:.0f} s: "
-            f"{_events_table(out).num_rows:,} rows, {verdict} the uninterrupted job's")  # fmt: skip
+    a, b = _events_table(work / f"reco-{n}"), _events_table(out)
+    head = (
+        f"killed with {done} of {files} files committed, rerun in {resumed.wall:.0f} s, {b.num_rows:,} rows"
+    )
+    if a.equals(b):
+        return f"{head}, identical to the uninterrupted job's"
+    differ = []
+    for name in a.column_names:
+        if a[name].equals(b[name]):
+            continue
+        try:
+            x, y = (np.asarray(t[name].to_numpy(zero_copy_only=False), dtype=np.float64) for t in (a, b))
+        except (TypeError, ValueError):  # a text column
+            differ.append(f"{name} (text)")
+        else:
+            rows = int((np.nan_to_num(x, nan=1e300) != np.nan_to_num(y, nan=1e300)).sum())
+            differ.append(f"{name} in {rows} rows (largest {np.nanmax(np.abs(x - y)):.2g})")
+    same_ids = a.select(["run_id", "event_id"]).equals(b.select(["run_id", "event_id"]))
+    return f"{head}, identities {'identical' if same_ids else 'DIFFERENT'}; differing: " + "; ".join(differ)
 
 
 def reprocess(n: int, work: Path, alias: str, actors: int, cluster) -> JobRun:
