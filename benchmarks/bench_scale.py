@@ -246,28 +246,38 @@ def _split_tables(ds: Path) -> dict[str, object]:
     return out
 
 
-def killed_build(n: int, work: Path) -> str:
-    """Build again (a local Ray), kill the job once half the units are committed, resume it, and compare
-    every split with the uninterrupted build's (run `build` first)."""
+def _kill_halfway(args: list[str], log: Path, markers: Path, wanted: int, work: Path) -> int:
+    """Run a platform command on a local Ray, SIGKILL its process group once `markers` holds `wanted`
+    commit markers, stop what is left of its Ray, and return how many markers the kill left."""
     import signal
 
-    spec, out = work / f"bgo-{n}.yaml", work / f"ds-{n}-killed"
-    cmd = [sys.executable, "-m", "dampeml.cli.main", "dataset", "build", str(spec), "--out", str(out)]
-    units = len(list((work / f"ds-{n}" / "_units").glob("*.json")))
-    with open(work / f"build-{n}-killed.log", "w") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=work, start_new_session=True,
+    def committed() -> int:
+        return len(list(markers.glob("*.json")))
+
+    with open(log, "w") as f:
+        proc = subprocess.Popen([sys.executable, "-m", "dampeml.cli.main", *args], stdout=f,
+                                stderr=subprocess.STDOUT, cwd=work, start_new_session=True,
                                 env={**os.environ, "RAY_ADDRESS": ""})  # fmt: skip
-        while proc.poll() is None and len(list((out / "_units").glob("*.json"))) < units // 2:
+        while proc.poll() is None and committed() < wanted:
             time.sleep(0.2)
-        done = len(list((out / "_units").glob("*.json")))
+        done = committed()
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    # the killed driver's local Ray goes with it; what is left of it must not serve the resumed job
+    # the killed driver's local Ray goes with it; what is left of it must not serve the rerun
     subprocess.run(
         [str(Path(sys.executable).parent / "ray"), "stop", "--force"], capture_output=True, check=False
     )
-    args = ["dataset", "build", str(spec), "--out", str(out), "--resume"]
-    resumed = run_job("build", args, n, out, work, None)
+    return done
+
+
+def killed_build(n: int, work: Path) -> str:
+    """Build again (a local Ray), kill the job once half the units are committed, resume it, and compare
+    every split with the uninterrupted build's (run `build` first)."""
+    spec, out = work / f"bgo-{n}.yaml", work / f"ds-{n}-killed"
+    units = len(list((work / f"ds-{n}" / "_units").glob("*.json")))
+    args = ["dataset", "build", str(spec), "--out", str(out)]
+    done = _kill_halfway(args, work / f"build-{n}-killed.log", out / "_units", units // 2, work)
+    resumed = run_job("build", [*args, "--resume"], n, out, work, None)
     a, b = _split_tables(work / f"ds-{n}"), _split_tables(out)
     same = a.keys() == b.keys() and all(a[k].equals(b[k]) for k in a)
     rows = sum(t.num_rows for t in b.values())
@@ -287,24 +297,11 @@ def _events_table(out: Path):
 def killed_reprocess(n: int, work: Path, alias: str, actors: int) -> str:
     """Reprocess again (a local Ray), kill the job once half the input files are committed, run it
     again (it skips what was committed) and compare every row with the uninterrupted job's."""
-    import signal
-
     out = work / f"reco-{n}-killed"
     args = ["reprocess", "--input", f"{work}/sim-{n}/*.root", "--out", str(out), "--alias", alias,
             "--actors", str(actors)]  # fmt: skip
     files = len(list((work / f"sim-{n}").glob("*.root")))
-    with open(work / f"reprocess-{n}-killed.log", "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "dampeml.cli.main", *args], stdout=log,
-                                stderr=subprocess.STDOUT, cwd=work, start_new_session=True,
-                                env={**os.environ, "RAY_ADDRESS": ""})  # fmt: skip
-        while proc.poll() is None and len(list((out / "_files").glob("*.json"))) < max(1, files // 2):
-            time.sleep(0.5)
-        done = len(list((out / "_files").glob("*.json")))
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    subprocess.run(
-        [str(Path(sys.executable).parent / "ray"), "stop", "--force"], capture_output=True, check=False
-    )
+    done = _kill_halfway(args, work / f"reprocess-{n}-killed.log", out / "_files", max(1, files // 2), work)
     resumed = run_job("reprocess", args, n, out, work, None)
     a, b = _events_table(work / f"reco-{n}"), _events_table(out)
     head = (
