@@ -349,14 +349,12 @@ def find_candidates(
     )
     if len(counts) != len(axis):
         raise ValueError(f"{len(axis)} BGO events but {len(counts)} STK hit lists")
-    psd = None
-    if cfg.require_psd_match:
-        if "psd_energy" not in events:
-            raise ValueError(
-                "the standard selection's PSD match needs psd_energy (N, 2, 41) in the events; "
-                "pass them, or a StandardConfig with require_psd_match=False"
-            )
-        psd = np.asarray(events["psd_energy"])
+    psd = np.asarray(events["psd_energy"]) if "psd_energy" in events else None
+    if cfg.require_psd_match and psd is None:
+        raise ValueError(
+            "the standard selection's PSD match needs psd_energy (N, 2, 41) in the events; "
+            "pass them, or a StandardConfig with require_psd_match=False"
+        )
     offsets = np.concatenate([[0], np.cumsum(counts)])
     # an empty pool first, so that zero events still give typed, correctly shaped arrays
     parts = [
