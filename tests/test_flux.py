@@ -8,6 +8,7 @@ import pytest
 
 from dampeml import geometry as geo
 from dampeml.detector.generator import GENERATION_GEOMETRIC_FACTOR_M2SR, _candidates
+from dampeml.features.tracks import position_at
 from dampeml.physics.flux import (
     BinCounts,
     FluxError,
@@ -17,7 +18,7 @@ from dampeml.physics.flux import (
     generated_in_bin,
     pulls,
 )
-from dampeml.physics.selection import FIDUCIAL, NON_FIDUCIAL, OUTSIDE, containment, position_at
+from dampeml.physics.selection import FIDUCIAL, NON_FIDUCIAL, OUTSIDE, containment
 
 
 def _track_through(top_xy, bottom_xy) -> np.ndarray:

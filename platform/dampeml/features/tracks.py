@@ -39,6 +39,13 @@ def cos_theta(track: np.ndarray) -> np.ndarray:
     return 1.0 / np.sqrt(1.0 + tx * tx + ty * ty)
 
 
+def position_at(track: np.ndarray, z: float) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) at depth `z` (mm) of the straight lines given by (N, 4) tracks at the STK planes."""
+    t = np.asarray(track, dtype=np.float64)
+    f = (z - geo.Z_TOP) / LEVER_ARM
+    return t[:, 0] + f * (t[:, 2] - t[:, 0]), t[:, 1] + f * (t[:, 3] - t[:, 1])
+
+
 def position_at_layer(track: np.ndarray, event: np.ndarray, layer: np.ndarray) -> np.ndarray:
     """Per hit: the coordinate its layer measures, where track `event` crosses layer `layer`."""
     t = np.asarray(track, dtype=np.float64)

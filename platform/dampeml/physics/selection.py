@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from dampeml import geometry as geo
+from dampeml.features.tracks import position_at
 
 #: Half-width (mm) of the square the axis must cross at the BGO top (and bottom): the seed's 280 mm,
 #: 21 mm inside the BGO's 301 mm edge (the outermost bar).
@@ -23,13 +24,6 @@ FIDUCIAL_HALF_MM = 280.0
 OUTSIDE, NON_FIDUCIAL, FIDUCIAL = 0, 1, 2
 #: class index -> name
 CLASSES = ("outside", "non-fiducial", "fiducial")
-
-
-def position_at(track: np.ndarray, z: float) -> tuple[np.ndarray, np.ndarray]:
-    """(x, y) at depth `z` (mm) of the straight lines given by (N, 4) tracks at the STK planes."""
-    t = np.asarray(track, dtype=np.float64)
-    f = (z - geo.Z_TOP) / (geo.Z_BOT - geo.Z_TOP)
-    return t[:, 0] + f * (t[:, 2] - t[:, 0]), t[:, 1] + f * (t[:, 3] - t[:, 1])
 
 
 def _inside(track: np.ndarray, z: float, half: float) -> np.ndarray:

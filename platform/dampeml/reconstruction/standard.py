@@ -42,7 +42,7 @@ from pydantic import ConfigDict
 from dampeml import geometry as geo
 from dampeml.features.jagged import event_index, flatten
 from dampeml.features.shower_axis import fit_shower_axis
-from dampeml.features.tracks import LEVER_ARM, cos_theta, position_at_layer, slopes
+from dampeml.features.tracks import LEVER_ARM, cos_theta, position_at, position_at_layer, slopes
 from dampeml.reconstruction.hits import charge_from_signals
 from dampeml.reconstruction.psd_charge import psd_layer_charges
 
@@ -420,9 +420,8 @@ def _combine(
 
 def distance_at_bgo_top(track: np.ndarray, axis: np.ndarray) -> np.ndarray:
     """(C,) distance (mm) between (C, 4) tracks and (C, 4) axes where they cross the BGO top."""
-    f = (geo.BGO_Z_TOP - geo.Z_TOP) / LEVER_ARM
-    d = (track[:, :2] - axis[:, :2]) * (1 - f) + (track[:, 2:] - axis[:, 2:]) * f
-    return np.hypot(d[:, 0], d[:, 1])
+    (x, y), (u, v) = position_at(track, geo.BGO_Z_TOP), position_at(axis, geo.BGO_Z_TOP)
+    return np.hypot(x - u, y - v)
 
 
 def angle_between(track: np.ndarray, axis: np.ndarray) -> np.ndarray:
