@@ -346,9 +346,9 @@ def scan_duplicates(
     """
     t0 = time.perf_counter()
     sizes = [len(x.entries) if isinstance(x, EventIds) else x[2] - x[1] for x in items]
-    runs = [np.unique(x.run_id) if isinstance(x, EventIds) else np.zeros(0, np.int64) for x in items]
     groups = [list(range(len(items)))]  # all at once when they fit: the identities are read once
     if sum(sizes) > batch_events:
+        runs = [np.unique(x.run_id) if isinstance(x, EventIds) else np.zeros(0, np.int64) for x in items]
         ranges = [[i] for i, x in enumerate(items) if not isinstance(x, EventIds)]
         for batch in _batches(ranges, sizes, batch_events):
             for i, pieces in zip(batch, read_ids([items[j] for j in batch], fine), strict=True):
