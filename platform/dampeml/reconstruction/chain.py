@@ -160,6 +160,12 @@ class Runner:
     and last chunk); an onnxruntime session runs as it is. With `input_pool` > 1 the model is
     the twin of models.hough_cnn.pooled_input_twin and each chunk of 8-bit images is max-pooled
     here (features.hough.max_pool) on its way in.
+
+    Every call is exactly `chunk` rows (the last padded with zeros): TensorFlow's and
+    onnxruntime's kernels pick their algorithms by batch size, so the same event run in calls of
+    other sizes came out a few units in the last place apart. With one shape, an event's outputs
+    do not depend on which events share its call, and a resumed reprocessing job writes what an
+    uninterrupted one writes, bit for bit.
     """
 
     def __init__(self, model: Any, chunk: int, input_pool: int = 1) -> None:
@@ -205,9 +211,14 @@ class Runner:
 
         def piece(k: str, s: int) -> np.ndarray:
             x = inputs[k][s : s + self.chunk]
+            if len(x) < self.chunk:
+                x = np.concatenate([x, np.zeros((self.chunk - len(x), *x.shape[1:]), x.dtype)])
             return max_pool(x, pool) if pool > 1 else np.ascontiguousarray(x)
 
-        out = [self._call({k: piece(k, s) for k in self.input_names}) for s in range(0, n, self.chunk)]
+        out = [
+            self._call({k: piece(k, s) for k in self.input_names})[: min(self.chunk, n - s)]
+            for s in range(0, n, self.chunk)
+        ]
         return np.concatenate(out).astype(np.float32) if out else np.zeros((0, 1), np.float32)
 
 

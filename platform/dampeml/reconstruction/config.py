@@ -66,16 +66,18 @@ class ChainConfig:
     zthr: float | None = ZTHR
     #: paper sec. 2: one hit per layer within 0.3 mm of the track.
     assign_window_mm: float = ASSIGN_WINDOW_MM
-    #: events per network call; Hough images are rendered per chunk too (640 kB each, and a
-    #: full-preset first convolution holds ~10 MB of activations per event).
+    #: events per network call (every call has exactly this many rows, the last padded, so that an
+    #: event's outputs do not depend on its batch); Hough images are rendered per chunk too (640 kB
+    #: each, and a full-preset first convolution holds ~10 MB of activations per event).
     hough_chunk: int = 64
     #: ours: run input-pooled Hough networks as twins fed the 8-bit image pooled outside the
     #: network (same outputs, less CPU); False runs the models' graphs as they are.
     pooled_inputs: bool = True
     #: events per call of the raw-STK inelastic network
     raw_stk_chunk: int = 128
-    #: events per call of the BGO and electron networks
-    chunk: int = 1024
+    #: events per call of the BGO and electron networks (padded as hough_chunk; a call is made per
+    #: energy range, so a chunk much larger than a range's share of a batch is mostly padding)
+    chunk: int = 128
 
     def __post_init__(self) -> None:
         if not self.coarse_below_mev >= 0:
