@@ -94,7 +94,13 @@ def _tf_dataset(
                 yield inputs(part), part["y"]
 
     ds = tf.data.Dataset.from_generator(batches, output_signature=(inputs(spec), spec["y"]))
-    return prepare_dataset_shard(ds.repeat().take(steps).prefetch(2))
+    # No tf.data autotuning: nothing here has a tunable parallelism, and its optimisation thread
+    # sleeps with a period doubling from 10 ms; an iterator's deletion at the end of every epoch's
+    # `fit` waited for its wake-up, so a 20.5 s pass took 40.96 s (81.92 s for 41 s passes:
+    # benchmarks/README.md, "Training").
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return prepare_dataset_shard(ds.repeat().take(steps).prefetch(2).with_options(options))
 
 
 #: bytes of rendered inputs read at once in a worker (a Hough image is 640 kB: ~3 batches)
