@@ -138,12 +138,9 @@ def run_units(
     ds = ray.data.from_items([u.to_dict() for u in units], override_num_blocks=max(len(units), 1))
     # Ray Data reserves part of the CPUs and object store for each operator's outputs; a unit writes
     # its own shards and hands on one accounting row, so the reservation only held units back: 8 units
-    # of 0.2 s on 4 CPUs took 1.27 s with it, 0.50 s without (benchmarks/README.md, "Scale"). Without
-    # it nothing would bound the tasks in flight (all 500 units of a 1e7 build were submitted at once):
-    # `concurrency` does, at twice what the cluster's CPUs run now (a queue that keeps them busy and
-    # shows an autoscaler the demand).
+    # of 0.2 s on 4 CPUs took 1.27 s with it, 0.50 s without (benchmarks/README.md, "Scale"). The actor
+    # pool's size bounds the units in flight; tasks are bounded by `concurrency` below.
     ds.context.op_resource_reservation_enabled = False
-    slots = max(1, int(2 * ray.cluster_resources().get("CPU", 1) // num_cpus_per_unit))
     if upstream:
         free = int(ray.available_resources().get("CPU", 1) // num_cpus_per_unit)
         actors = ds.map(
@@ -168,6 +165,10 @@ def run_units(
         )
         return {"accounting": json.dumps(acc)}
 
+    # without the reservation nothing else bounds them (all 500 units of a 1e7 build were submitted at
+    # once): twice what the cluster's CPUs run now, a queue that keeps them busy and shows an
+    # autoscaler the demand
+    slots = max(1, int(2 * ray.cluster_resources().get("CPU", 1) // num_cpus_per_unit))
     for row in ds.map(_process, num_cpus=num_cpus_per_unit, concurrency=slots).iter_rows():
         on_done(json.loads(row["accounting"]))
 
