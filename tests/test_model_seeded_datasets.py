@@ -56,6 +56,7 @@ def test_a_model_seeded_build_uses_the_chains_track_and_refuses_other_versions(
     from dampeml.io.root_reader import read_events
     from dampeml.models.architecture import Architecture
     from dampeml.reconstruction.chain import UPSTREAM_FIELDS, Chain, chosen_models
+    from dampeml.reconstruction.config import ChainConfig
     from dampeml.registry.bootstrap import log_model
     from dampeml.registry.tracking import setup_mlflow
 
@@ -97,3 +98,10 @@ def test_a_model_seeded_build_uses_the_chains_track_and_refuses_other_versions(
     now = chosen_models("seeded", False, UPSTREAM_FIELDS["coarse"])
     assert now["hough_coarse"] == ("stk-hough-coarse", new)
     assert dataset_version(load_spec(spec_path), now) != manifest["dataset_version"]
+    # the chain settings that place the coarse stage's track are part of the version; later ones not
+    spec = load_spec(spec_path)
+    assert manifest["upstream_chain"]["axis_seed_from_layer"] == ChainConfig().axis_seed_from_layer
+    assert "refit_outlier_mm" not in manifest["upstream_chain"]
+    other_seed_rule = ChainConfig(axis_seed_from_layer=None)
+    assert dataset_version(spec, now, other_seed_rule) != dataset_version(spec, now)
+    assert dataset_version(spec, now, ChainConfig(refit_outlier_mm=None)) == dataset_version(spec, now)

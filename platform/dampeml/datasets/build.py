@@ -40,7 +40,7 @@ from dampeml.datasets.units import BadFile, WorkUnit, plan_units, planned_partic
 from dampeml.detector.simulation import SIMULATION_VERSION
 from dampeml.errors import InputError, JobError
 from dampeml.io.datasource import DuplicateScan, EventIds, scan_duplicates
-from dampeml.reconstruction.chain import NETWORK_OF_FIELD, UPSTREAM_FIELDS, Chain, chosen_models
+from dampeml.reconstruction.chain import NETWORK_OF_FIELD, UPSTREAM_FIELDS, UPSTREAM_SETTINGS, Chain, chosen_models
 from dampeml.reconstruction.config import ChainConfig
 from dampeml.registry.models import check_model_uri, list_versions
 from dampeml.registry.tracking import tracking_uri
@@ -77,6 +77,7 @@ def _build_params(spec: DatasetSpec, limit_events: int | None, upstream: Upstrea
     }
     if upstream:
         params["upstream_models"] = _versions(upstream)
+        params["upstream_chain"] = upstream_settings(spec)
     return params
 
 
@@ -88,15 +89,33 @@ def _versions(upstream: Upstream) -> dict[str, str]:
     return {name: version for name, version in sorted(upstream.values())}
 
 
-def dataset_version(spec: DatasetSpec, upstream: Upstream | None = None) -> str:
+def upstream_chain_config(spec: DatasetSpec) -> ChainConfig:
+    """The settings of the chain that seeds a model-seeded spec's RoIs (the defaults, with the
+    coarse step everywhere when roi.coarse_everywhere)."""
+    everywhere = spec.roi is not None and spec.roi.coarse_everywhere
+    return ChainConfig().with_coarse_below_tev(float("inf")) if everywhere else ChainConfig()
+
+
+def upstream_settings(spec: DatasetSpec, config: ChainConfig | None = None) -> dict:
+    """The chain settings (of `config`, default: `upstream_chain_config`) that decide the track a
+    model-seeded spec's RoIs are centred on ({} for other specs): a new default of the chain's
+    refit changes the RoIs of a dataset seeded after it, so it changes that dataset's version."""
+    if spec.roi is None or spec.roi.upstream is None:
+        return {}
+    every = (config or upstream_chain_config(spec)).as_dict()
+    return {k: every[k] for k in UPSTREAM_SETTINGS[spec.roi.upstream]}
+
+
+def dataset_version(spec: DatasetSpec, upstream: Upstream | None = None, chain: ChainConfig | None = None) -> str:
     """`name@spec-hash`, plus `+simN` when the spec simulates its events (models trained on a
     dataset of other physics (`SIMULATION_VERSION`) then show a different dataset version), plus
-    `+up<hash>` of the upstream model versions of a model-seeded RoI."""
+    `+up<hash>` of the upstream model versions of a model-seeded RoI and the chain settings that
+    place it (`upstream_settings`, of `chain` when given)."""
     version = f"{spec.name}@{spec.spec_hash()}"
     if any(s.type == "simulation" for s in spec.sources):
         version += f"+sim{SIMULATION_VERSION}"
     if upstream:
-        canon = json.dumps(_versions(upstream), sort_keys=True)
+        canon = json.dumps({"models": _versions(upstream), "chain": upstream_settings(spec, chain)}, sort_keys=True)
         version += f"+up{hashlib.sha256(canon.encode()).hexdigest()[:8]}"
     return version
 
@@ -110,8 +129,7 @@ class UnitProcessor:
 
         self.spec = DatasetSpec.model_validate_json(spec_json)
         self.store = Store.open(store_uri)
-        everywhere = self.spec.roi is not None and self.spec.roi.coarse_everywhere
-        config = ChainConfig().with_coarse_below_tev(float("inf")) if everywhere else None
+        config = upstream_chain_config(self.spec)
         self.context = {**context, "upstream_chain": Chain.from_versions(upstream, config=config)}
 
     def __call__(self, row: dict) -> dict:
@@ -336,6 +354,12 @@ def build_dataset(
                 f"{now}: a dataset is made by one set of models; choose another --out to build it "
                 "with the new ones, or point the alias back to finish it"
             )
+        before, now = previous.get("upstream_chain"), params.get("upstream_chain")
+        if before != now:
+            raise DatasetBuildError(
+                f"{out_uri} was started with RoIs placed by the chain settings {before}, but this "
+                f"version of dampeml places them with {now}: choose another --out to build it anew"
+            )
         if previous != params:
             raise DatasetBuildError(
                 f"{out_uri} was started with {previous}, not {params}: "
@@ -452,6 +476,7 @@ def write_manifest(
         "bytes_per_event": total_bytes / written if written else None,
         "roi_centre": roi_made_by,
         "upstream_models": _upstream_records(upstream or {}),
+        "upstream_chain": upstream_settings(spec) if upstream else {},
         "accounting": {
             "read": n_read,
             "written": written,

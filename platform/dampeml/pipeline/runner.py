@@ -2,8 +2,8 @@
 
 Every step is keyed by the hash of everything that decides its model: the resolved step
 (network, preset, overrides, training settings), its dataset's spec hash and event limit, the
-registered versions of its upstream steps (and of an `init_from` model), the package and
-simulation versions. A finished step writes `steps/<name>.json` under the run folder; a rerun
+registered versions of its upstream steps (and of an `init_from` model), for a model-seeded
+dataset the chain settings that place its RoIs, the package and simulation versions. A finished step writes `steps/<name>.json` under the run folder; a rerun
 skips a step whose key is unchanged and whose version is still registered (or finds a version
 tagged with the key in the registry: another run folder's, or a model zoo's imported with its
 lineage, where the upstream versions the key names hold the same numbers), so a change reruns
@@ -64,8 +64,11 @@ def run_dir(workdir: Path, recipe: Recipe) -> Path:
     return Path(workdir).resolve() / "pipelines" / f"{recipe.name}-{recipe.profile}"
 
 
-def step_key(recipe: Recipe, name: str, spec_hash: str, upstream: dict[str, str]) -> str:
-    """The hash of everything that decides step `name`'s model (see the module docstring)."""
+def step_key(
+    recipe: Recipe, name: str, spec_hash: str, upstream: dict[str, str], chain: dict | None = None
+) -> str:
+    """The hash of everything that decides step `name`'s model (see the module docstring);
+    `chain`: the upstream chain settings of a model-seeded dataset (datasets.build.upstream_settings)."""
     step = recipe.steps[name]
     content = {
         "step": step.model_dump(mode="json", exclude={"promote"}),
@@ -74,6 +77,8 @@ def step_key(recipe: Recipe, name: str, spec_hash: str, upstream: dict[str, str]
         "package": __version__,
         "simulation": SIMULATION_VERSION,
     }
+    if chain:  # absent for the other steps, whose keys stay as they were
+        content["upstream_chain"] = chain
     canon = json.dumps(content, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canon.encode()).hexdigest()[:16]
 
@@ -208,13 +213,14 @@ def _run_step(
     parent_id: str,
     log: Callable[[str], None],
 ) -> StepResult:
-    from dampeml.datasets.build import build_dataset
+    from dampeml.datasets.build import build_dataset, upstream_settings
 
     step = recipe.steps[name]
     t0 = time.perf_counter()
     spec = load_spec(recipe.dataset_paths[name])
     upstream = _upstream_versions(step, done)
-    key = step_key(recipe, name, spec.spec_hash(), upstream)
+    chain = upstream_settings(spec)
+    key = step_key(recipe, name, spec.spec_hash(), upstream, chain)
     state_file = root / "steps" / f"{name}.json"
     state = _finished(state_file, step.network, key)
     if state is not None:
@@ -222,9 +228,11 @@ def _run_step(
         state = {**state, "step": name}
         state_file.write_text(json.dumps(state))
         return StepResult(**{**state, "status": "reused", "seconds": 0.0})
-    # one folder per content: a changed spec, event limit, simulation or upstream model builds anew
+    # one folder per content: a changed spec, event limit, simulation, upstream model or upstream
+    # chain setting builds anew
     limit = f"-n{step.limit_events}" if step.limit_events else ""
-    content = hashlib.sha256(json.dumps([spec.spec_hash(), upstream], sort_keys=True).encode()).hexdigest()
+    inputs = [spec.spec_hash(), upstream] + ([chain] if chain else [])
+    content = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
     folder = f"{spec.name}-{content[:8]}-sim{SIMULATION_VERSION}{limit}"
     uri = str(Path(workdir).resolve() / "datasets" / folder)
     # a model-seeded RoI uses the upstream steps' own versions (promoted or not; of a network trained

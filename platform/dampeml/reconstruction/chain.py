@@ -10,7 +10,8 @@ Per batch of events, each stage runs once over all the events it applies to:
 2. Coarse Hough network (400 um, +-80 mm) around the seed, below ~1 TeV deposited.
 3. Precise Hough network (50 um, +-10 mm) around the current track, twice (the second pass
    around the first's track; `ChainConfig.precise_passes`), then refitted to the STK hits near
-   it (`ChainConfig.refit_window_mm`, reconstruction.hits.refit_track): the final track.
+   it, hits off the line through the others left out (`ChainConfig.refit_window_mm`,
+   `refit_outlier_mm`, reconstruction.hits.refit_track): the final track.
 4. Hit assignment (0.3 mm, one hit per layer) and the STK charge (reconstruction.hits).
 5. Inelastic classifier: P(no inelastic) = raw-STK network x Hough network (400 um image
    around the final track, as the inelastic-hough datasets are built).
@@ -149,6 +150,15 @@ UPSTREAM_FIELDS: dict[str, tuple[str, ...]] = {
     "seed": ("bgo_low", "bgo_mid", "bgo_high"),
     "coarse": ("bgo_low", "bgo_mid", "bgo_high", "hough_coarse"),
     "final": ("bgo_low", "bgo_mid", "bgo_high", "hough_coarse", "hough_precise"),
+}
+#: The ChainConfig fields that decide the track after each of those stages: with the models'
+#: versions, what a model-seeded dataset's RoIs depend on (part of its version).
+_SEED_SETTINGS = ("low_mid_switch_mev", "mid_high_switch_mev", "axis_seed_from_layer")
+_COARSE_SETTINGS = (*_SEED_SETTINGS, "coarse_below_mev", "coarse", "zthr")
+UPSTREAM_SETTINGS: dict[str, tuple[str, ...]] = {
+    "seed": _SEED_SETTINGS,
+    "coarse": _COARSE_SETTINGS,
+    "final": (*_COARSE_SETTINGS, "precise", "precise_passes", "refit_window_mm", "refit_outlier_mm"),
 }
 
 
@@ -515,7 +525,9 @@ class Chain:
         if until == "final" and c.refit_window_mm is not None:
             counts, layer, pos, signal = hough_stk
             t0 = self.clock()
-            track = refit_track(layer, pos, signal, track, counts=counts, window_mm=c.refit_window_mm)
+            track = refit_track(
+                layer, pos, signal, track, counts=counts, window_mm=c.refit_window_mm, outlier_mm=c.refit_outlier_mm
+            )
             self._timed("refit", t0)
         return bgo, which, image, axis_seeded, track
 

@@ -18,7 +18,7 @@ from pydantic import ConfigDict, TypeAdapter
 from dampeml.datasets.spec import read_typed
 from dampeml.errors import InputError
 from dampeml.features import COARSE, PRECISE, ZTHR, HoughGeometry
-from dampeml.reconstruction.hits import ASSIGN_WINDOW_MM, REFIT_WINDOW_MM
+from dampeml.reconstruction.hits import ASSIGN_WINDOW_MM, REFIT_OUTLIER_MM, REFIT_WINDOW_MM
 from dampeml.reconstruction.standard import StandardConfig
 
 
@@ -55,6 +55,10 @@ class ChainConfig:
     #: ours: refit the final track to the hit nearest it within this distance per layer
     #: (reconstruction.hits.refit_track); None: the networks' track as it is (the paper).
     refit_window_mm: float | None = REFIT_WINDOW_MM
+    #: ours: the refit leaves out up to two hits per projection further than this from the line
+    #: through the others (3x the STK resolution; a backsplash cluster beside the primary's);
+    #: None: every hit. +1.8 points for helium at 56-100 TeV (benchmarks/README.md).
+    refit_outlier_mm: float | None = REFIT_OUTLIER_MM
     #: paper sec. 5: coarse 400 um pixels +-80 mm, precise 50 um +-10 mm (features.hough).
     coarse: HoughGeometry = COARSE
     #: the precise step's image (50 um pixels, +-10 mm); geometries must be those the networks learned on.
@@ -82,6 +86,8 @@ class ChainConfig:
     def __post_init__(self) -> None:
         if not self.coarse_below_mev >= 0:
             raise InputError(f"coarse_below_mev must be >= 0 (inf: every event), got {self.coarse_below_mev}")
+        if self.refit_outlier_mm is not None and not self.refit_outlier_mm > 0:
+            raise InputError(f"refit_outlier_mm must be > 0 (null: keep every hit), got {self.refit_outlier_mm}")
         if self.precise_passes < 1:
             raise InputError(
                 f"precise_passes must be >= 1 (the precise step makes the track), got {self.precise_passes}"
