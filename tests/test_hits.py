@@ -112,7 +112,8 @@ def test_refit_leaves_out_a_cluster_beside_the_primary():
     every = took_extra(refit_track(*hits, off, counts=counts + 1, outlier_mm=None))
     fitted = refit_track(*hits, off, counts=counts + 1)
     robust = took_extra(fitted)
-    print(f"tracks with the extra cluster assigned: every hit fitted {every.mean():.1%}, outliers left out {robust.mean():.1%}")
+    print(f"tracks with the extra cluster assigned: every hit fitted {every.mean():.1%}, ", end="")
+    print(f"outliers left out {robust.mean():.1%}")
     assert every.mean() > 0.5
     assert robust.mean() <= 0.01
     median_off = np.median(np.abs(fitted[:, [0, 2]] - true[:, [0, 2]]))

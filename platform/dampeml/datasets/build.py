@@ -40,7 +40,13 @@ from dampeml.datasets.units import BadFile, WorkUnit, plan_units, planned_partic
 from dampeml.detector.simulation import SIMULATION_VERSION
 from dampeml.errors import InputError, JobError
 from dampeml.io.datasource import DuplicateScan, EventIds, scan_duplicates
-from dampeml.reconstruction.chain import NETWORK_OF_FIELD, UPSTREAM_FIELDS, UPSTREAM_SETTINGS, Chain, chosen_models
+from dampeml.reconstruction.chain import (
+    NETWORK_OF_FIELD,
+    UPSTREAM_FIELDS,
+    UPSTREAM_SETTINGS,
+    Chain,
+    chosen_models,
+)
 from dampeml.reconstruction.config import ChainConfig
 from dampeml.registry.models import check_model_uri, list_versions
 from dampeml.registry.tracking import tracking_uri
@@ -106,7 +112,9 @@ def upstream_settings(spec: DatasetSpec, config: ChainConfig | None = None) -> d
     return {k: every[k] for k in UPSTREAM_SETTINGS[spec.roi.upstream]}
 
 
-def dataset_version(spec: DatasetSpec, upstream: Upstream | None = None, chain: ChainConfig | None = None) -> str:
+def dataset_version(
+    spec: DatasetSpec, upstream: Upstream | None = None, chain: ChainConfig | None = None
+) -> str:
     """`name@spec-hash`, plus `+simN` when the spec simulates its events (models trained on a
     dataset of other physics (`SIMULATION_VERSION`) then show a different dataset version), plus
     `+up<hash>` of the upstream model versions of a model-seeded RoI and the chain settings that
@@ -115,7 +123,9 @@ def dataset_version(spec: DatasetSpec, upstream: Upstream | None = None, chain: 
     if any(s.type == "simulation" for s in spec.sources):
         version += f"+sim{SIMULATION_VERSION}"
     if upstream:
-        canon = json.dumps({"models": _versions(upstream), "chain": upstream_settings(spec, chain)}, sort_keys=True)
+        canon = json.dumps(
+            {"models": _versions(upstream), "chain": upstream_settings(spec, chain)}, sort_keys=True
+        )
         version += f"+up{hashlib.sha256(canon.encode()).hexdigest()[:8]}"
     return version
 

@@ -1,14 +1,15 @@
 """Run a training recipe: build each step's dataset, train, register, promote, in dependency order.
 
-Every step is keyed by the hash of everything that decides its model: the resolved step
-(network, preset, overrides, training settings), its dataset's spec hash and event limit, the
-registered versions of its upstream steps (and of an `init_from` model), for a model-seeded
-dataset the chain settings that place its RoIs, the package and simulation versions. A finished step writes `steps/<name>.json` under the run folder; a rerun
-skips a step whose key is unchanged and whose version is still registered (or finds a version
-tagged with the key in the registry: another run folder's, or a model zoo's imported with its
-lineage, where the upstream versions the key names hold the same numbers), so a change reruns
-exactly the steps downstream of it, and a killed pipeline resumes at its first unfinished step (a
-killed training resumes from its last checkpoint: the Ray Train run is named by the key).
+Every step is keyed by the hash of everything that decides its model: the resolved step (network,
+preset, overrides, training settings), its dataset's spec hash and event limit, the registered
+versions of its upstream steps (and of an `init_from` model), for a model-seeded dataset the chain
+settings that place its RoIs, the package and simulation versions. A finished step writes
+`steps/<name>.json` under the run folder; a rerun skips a step whose key is unchanged and whose
+version is still registered (or finds a version tagged with the key in the registry: another run
+folder's, or a model zoo's imported with its lineage, where the upstream versions the key names
+hold the same numbers), so a change reruns exactly the steps downstream of it, and a killed
+pipeline resumes at its first unfinished step (a killed training resumes from its last checkpoint:
+the Ray Train run is named by the key).
 
 One MLflow parent run per pipeline invocation holds the resolved recipe; each training is its
 child (`mlflow.parentRunId`), and each registered version carries its lineage as tags.

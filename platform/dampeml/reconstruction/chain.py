@@ -526,7 +526,13 @@ class Chain:
             counts, layer, pos, signal = hough_stk
             t0 = self.clock()
             track = refit_track(
-                layer, pos, signal, track, counts=counts, window_mm=c.refit_window_mm, outlier_mm=c.refit_outlier_mm
+                layer,
+                pos,
+                signal,
+                track,
+                counts=counts,
+                window_mm=c.refit_window_mm,
+                outlier_mm=c.refit_outlier_mm,
             )
             self._timed("refit", t0)
         return bgo, which, image, axis_seeded, track

@@ -87,7 +87,9 @@ class ChainConfig:
         if not self.coarse_below_mev >= 0:
             raise InputError(f"coarse_below_mev must be >= 0 (inf: every event), got {self.coarse_below_mev}")
         if self.refit_outlier_mm is not None and not self.refit_outlier_mm > 0:
-            raise InputError(f"refit_outlier_mm must be > 0 (null: keep every hit), got {self.refit_outlier_mm}")
+            raise InputError(
+                f"refit_outlier_mm must be > 0 (null: keep every hit), got {self.refit_outlier_mm}"
+            )
         if self.precise_passes < 1:
             raise InputError(
                 f"precise_passes must be >= 1 (the precise step makes the track), got {self.precise_passes}"

@@ -106,7 +106,9 @@ def _line_fit(used: np.ndarray, f: np.ndarray, r: np.ndarray) -> tuple[np.ndarra
     return a, b, fitted
 
 
-def _without_outliers(used: np.ndarray, f: np.ndarray, r: np.ndarray, outlier_mm: float, rounds: int) -> np.ndarray:
+def _without_outliers(
+    used: np.ndarray, f: np.ndarray, r: np.ndarray, outlier_mm: float, rounds: int
+) -> np.ndarray:
     """`used` (N, L) less, per row and round, the point furthest from the line through the row's
     other points when that distance exceeds `outlier_mm` (never below REFIT_MIN_HITS points)."""
     used = used.copy()
