@@ -104,6 +104,13 @@ def simulate(
     seed: Annotated[int, typer.Option(help="random seed; same seed, same events")] = 0,
     run_id: Annotated[int | None, typer.Option(help="run number (default: the seed)")] = None,
     overwrite: Annotated[bool, typer.Option(help="replace an existing output file")] = False,
+    simulation_version: Annotated[
+        int | None,
+        typer.Option(
+            help="the simulation's physics (default: the current version; the next one, in development, "
+            "to study what it adds: docs/simulation.md)"
+        ),
+    ] = None,
 ) -> None:
     """Simulate DAMPE events (isotropic flux, power-law spectrum) into a ROOT event file."""
     from rich.progress import Progress
@@ -129,6 +136,7 @@ def simulate(
         mode=mode,
         seed=seed,
         run_id=run_id,
+        **({} if simulation_version is None else {"version": simulation_version}),
     )  # type: ignore[arg-type]
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task(f"simulating {particle}", total=events)

@@ -178,6 +178,31 @@ def backsplash_counts(events: dict, min_distance_mm: float = BACKSPLASH_MIN_DIST
     return np.bincount(ev[sel], minlength=len(pos_true))
 
 
+#: Distance bands (mm) of `clusters_near_track`: beside the primary's cluster, within the chain's refit
+#: window, within the precise Hough image's half width.
+NEAR_TRACK_BANDS_MM: tuple[tuple[float, float], ...] = ((0.25, 1.0), (1.0, 3.0), (3.0, 10.0))
+
+
+def clusters_near_track(
+    events: dict, bands_mm: Iterable[tuple[float, float]] = NEAR_TRACK_BANDS_MM
+) -> tuple[np.ndarray, int]:
+    """Activity near clean tracks (MC only): the non-primary STK clusters at each band of distance from
+    the primary's own position, in the layers of events without an inelastic interaction before the
+    BGO, and the number of primary hits of those events (counts / hits: clusters per layer crossed).
+
+    What delta rays add (charge-squared scaling, flat with energy) and backsplash too (growing with
+    energy): docs/simulation.md.
+    """
+    pos_true = truth_track_positions(events)
+    clean = ~np.asarray(events["true_inelastic"], dtype=bool)
+    ev, f = _flat_stk(events, ("stk_layer", "stk_pos", "stk_is_primary"))
+    d = np.abs(f["stk_pos"] - pos_true[ev, f["stk_layer"].astype(np.int64)])
+    primary = f["stk_is_primary"].astype(bool)
+    other = clean[ev] & ~primary
+    counts = np.array([(other & (d >= lo) & (d < hi)).sum() for lo, hi in bands_mm])
+    return counts, int((clean[ev] & primary).sum())
+
+
 # --------------------------------------------------------------------------- PSD
 
 
