@@ -99,7 +99,7 @@ def test_delta_rays_scale_with_charge_squared_and_stay_flat_with_energy():
             added[particle, e] = per_layer[1] - per_layer[0]
             print(
                 f"\n{particle} {e / 1e3:g} TeV: non-primary clusters within 10 mm per layer crossed "
-                f"{per_layer[0]:.4f} (v{SIMULATION_VERSION}) -> {per_layer[1]:.4f} (v{NEXT_SIMULATION_VERSION})"
+                f"{per_layer[0]:.4f} (version {SIMULATION_VERSION}) -> {per_layer[1]:.4f} (next)"
             )
     for e in (100.0, 1e4):
         ratio = added["helium", e] / added["proton", e]
