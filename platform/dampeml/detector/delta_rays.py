@@ -136,4 +136,5 @@ def delta_rays(
     t_here = _energy_of_range(left[i] - crossed[i, layer])
     boost = 1.0 + 0.3 / np.maximum(t_here, 0.1)
     sig = landau_signal(rng, np.ones(len(i)), np.minimum(slant[i, 0], 4.0)) * boost
-    return Hits(ev[i], layer, pos, other, sig, np.zeros(len(i), dtype=bool))
+    slope = measured_pair(layer, dtx[i], dty[i])[0]
+    return Hits(ev[i], layer, pos, other, sig, np.zeros(len(i), dtype=bool), slope)

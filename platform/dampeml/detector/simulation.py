@@ -21,6 +21,7 @@ from dampeml.detector import bgo, psd, stk
 from dampeml.detector.delta_rays import delta_rays
 from dampeml.detector.generator import generate_primaries
 from dampeml.detector.propagation import propagate, sample_interactions
+from dampeml.detector.strips import digitize_strips
 from dampeml.errors import InputError
 from dampeml.io.schema import CHARGE, MC_ONLY, PDG, SCHEMA_VERSION
 
@@ -162,7 +163,12 @@ def simulate_chunk(
     if cfg.version >= 3:  # drawn after version 2's sources, so version 2 events stay as they were
         parts.append(delta_rays(rng, traj.x_stk, traj.y_stk, charge, cos_t, z_inel))
     hits = stk.Hits.concat(parts)
-    clusters = stk.digitize(rng, hits, cond.stk_signal_scale)
+    if cfg.version >= 3:  # strip by strip; width, raw signal and eta are not branches of the file (yet)
+        clusters = digitize_strips(rng, hits, cond.stk_signal_scale)
+        for key in ("width", "raw_signal", "eta"):
+            clusters.pop(key)
+    else:
+        clusters = stk.digitize(rng, hits, cond.stk_signal_scale)
     psd_e = psd.psd_energy(hits, n) * np.float32(cond.stk_signal_scale)
 
     theta = np.arccos(cos_t)

@@ -60,6 +60,13 @@ class Hits:
     other: np.ndarray  # the coordinate along the strip (mm)
     signal: np.ndarray  # MIP units
     primary: np.ndarray
+    #: the particle's d(measured coordinate)/dz (its incidence in the strips' plane, what spreads its
+    #: charge over strips); 0 where unknown (single albedo clusters, noise)
+    slope: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.slope is None:
+            self.slope = np.zeros(len(self.event))
 
     @classmethod
     def concat(cls, parts: list[Hits]) -> Hits:
@@ -99,7 +106,8 @@ def tracks_to_hits(
     pos, other = measured_pair(plane, x[t, k], y[t, k])
     path = np.sqrt(1.0 + tx[t] ** 2 + ty[t] ** 2)
     sig = landau_signal(rng, charge2[t], path) * signal_boost[t]
-    return Hits(event[t], plane, pos, other, sig, np.full(len(t), primary))
+    slope = measured_pair(plane, tx[t], ty[t])[0]
+    return Hits(event[t], plane, pos, other, sig, np.full(len(t), primary), slope)
 
 
 def primary_hits(
@@ -115,7 +123,9 @@ def primary_hits(
     e, layer = np.nonzero(reach)
     pos, other = measured_pair(layer, x_stk[e, layer], y_stk[e, layer])
     sig = landau_signal(rng, np.full(len(e), charge**2), 1.0 / cos_theta[e])
-    return Hits(e, layer, pos, other, sig, np.ones(len(e), dtype=bool))
+    lever = geo.STK_LAYER_Z[-1] - geo.STK_LAYER_Z[0]
+    tx, ty = (x_stk[:, -1] - x_stk[:, 0]) / lever, (y_stk[:, -1] - y_stk[:, 0]) / lever
+    return Hits(e, layer, pos, other, sig, np.ones(len(e), dtype=bool), measured_pair(layer, tx[e], ty[e])[0])
 
 
 def secondaries(
@@ -321,7 +331,8 @@ def _backsplash_tracks(
     pos, other = measured_pair(layer, x, y)
     boost = np.where(slow, 2.0 + rng.exponential(4.0, k), 1.0)
     sig = landau_signal(rng, np.ones(len(t)), np.minimum(1.0 / cos_up[t], 4.0)) * boost[t]
-    return Hits(ev[t], layer, pos, other, sig, np.zeros(len(t), dtype=bool))
+    slope = -measured_pair(layer, tx[t], ty[t])[0]  # upward: d/dz is minus the displacement per mm up
+    return Hits(ev[t], layer, pos, other, sig, np.zeros(len(t), dtype=bool), slope)
 
 
 def noise_clusters(rng: np.random.Generator, n: int) -> Hits:
