@@ -1,7 +1,7 @@
 """The reference zoo's Table 2 on held-out events, through the platform's own commands.
 
 Run: `.venv/bin/python benchmarks/bench_reference_table2.py --workdir ref-eval
-[--events 2000] [--variant NAME=CHAIN.yaml ...]`.
+[--events 2000] [--variant NAME=CHAIN.yaml ...] [--simulation-version 3]`.
 
 1. `dampeml simulate` writes the held-out events once (kept on reruns): per particle and Table 2
    energy bin, `--events` events E^-1 within the bin (seeds 7101-7105 protons, 7106-7110 helium,
@@ -14,6 +14,8 @@ Run: `.venv/bin/python benchmarks/bench_reference_table2.py --workdir ref-eval
    is printed side by side, with the paper's CNN column.
 
 Every number comes from the reports' `metrics.json`; the reports stay in the workdir.
+`--simulation-version` simulates the held-out events with another version of the simulation (the
+one in development: how the models trained on the current one fare on its physics).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ DAMPEML = str(Path(sys.executable).parent / "dampeml")
 SEED_BASE = 7100
 
 
-def held_out_files(workdir: Path, events: int) -> list[tuple[str, list[str]]]:
+def held_out_files(workdir: Path, events: int, version: int | None) -> list[tuple[str, list[str]]]:
     """(file, `dampeml simulate` arguments) of every held-out file, seeds in a fixed order."""
     jobs = []
     seed = SEED_BASE
@@ -45,6 +47,7 @@ def held_out_files(workdir: Path, events: int) -> list[tuple[str, list[str]]]:
     for particle, n, lo, hi, s in jobs:
         path = workdir / "eval" / f"{particle}-{s}.root"
         args = ["--particle", particle, "--events", str(n), "--energy-min", str(lo), "--energy-max", str(hi)]
+        args += ["--simulation-version", str(version)] if version is not None else []
         out.append((str(path), [*args, "--seed", str(s), "--out", str(path)]))
     return out
 
@@ -68,6 +71,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--workdir", type=Path, required=True, help="held-out events, MLflow store and reports")
     ap.add_argument("--events", type=int, default=2000, help="events per particle and energy bin")
+    ap.add_argument("--simulation-version", type=int, help="simulate the held-out events with this version")
     ap.add_argument(
         "--variant", action="append", default=[], metavar="NAME=CHAIN.yaml",
         help="also evaluate with this chain settings file (repeatable)",
@@ -77,7 +81,7 @@ def main() -> None:
     (workdir / "eval").mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}"}
 
-    for path, sim_args in held_out_files(workdir, args.events):
+    for path, sim_args in held_out_files(workdir, args.events, args.simulation_version):
         if not Path(path).exists():
             run([DAMPEML, "-q", "simulate", *sim_args], env)
     if not (workdir / "mlflow.db").exists():

@@ -51,7 +51,9 @@ def main() -> None:
     for (particle, e, v), (r, err) in rate.items():
         cells = " | ".join(f"{a:.2f} ± {b:.2f}" for a, b in zip(r, err, strict=True))
         print(f"| {particle} | {e / 1e3:g} | {v} | {cells} |")
-    print(f"\nAdded by version {versions[1]} (delta rays): helium / proton, and each energy / the lowest")
+    print(f"\nAdded by version {versions[1]}: helium / proton, and each energy / the lowest")
+    print("(delta rays, less what")
+    print("its strip-level clustering merges beside the primary's cluster and in dense backsplash)")
     print(f"| E (TeV) | {' | '.join(f'He/p {lo:g}-{hi:g} mm' for lo, hi in BANDS_MM)} |")
     print("|---|" + "---|" * len(BANDS_MM))
     added = {}
