@@ -81,22 +81,28 @@ def _processes() -> list[tuple[int, int, str]]:
     return out
 
 
-def _rss(pid: int) -> int:
+def _rss(pid: int) -> tuple[int, int]:
+    """(resident, of which private anonymous) bytes: the rest of the resident set is shared or file
+    pages (for a Ray worker, the object store's shared memory it has touched)."""
     try:
-        with open(f"/proc/{pid}/statm") as f:
-            return int(f.read().split()[1]) * PAGE
-    except (OSError, IndexError, ValueError):
-        return 0
+        with open(f"/proc/{pid}/status") as f:
+            fields = dict(line.split(":", 1) for line in f if ":" in line)
+        kb = {k: int(fields[k].split()[0]) * 1024 for k in ("VmRSS", "RssAnon")}
+        return kb["VmRSS"], kb["RssAnon"]
+    except (OSError, KeyError, IndexError, ValueError):
+        return 0, 0
 
 
 @dataclass
 class MemorySampler:
-    """Peak RSS per process kind while a job runs: the largest single process and the largest sum."""
+    """Peak RSS per process kind while a job runs: the largest single process and the largest sum,
+    and the largest single process's private (anonymous) memory."""
 
     root_pid: int
     interval: float = 0.5
     peak_one: dict[str, int] = field(default_factory=dict)
     peak_sum: dict[str, int] = field(default_factory=dict)
+    peak_private: dict[str, int] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def _sample(self) -> None:
@@ -114,9 +120,10 @@ class MemorySampler:
             kind = _kind(cmd) or ("driver" if pid in driver else None)
             if kind is None or (kind == "driver" and "ray job submit" in cmd):  # the submit client
                 continue
-            rss = _rss(pid)
+            rss, private = _rss(pid)
             sums[kind] = sums.get(kind, 0) + rss
             self.peak_one[kind] = max(self.peak_one.get(kind, 0), rss)
+            self.peak_private[kind] = max(self.peak_private.get(kind, 0), private)
         for k, v in sums.items():
             self.peak_sum[k] = max(self.peak_sum.get(k, 0), v)
 
@@ -480,11 +487,16 @@ def print_tables(runs: list[JobRun], rates: dict[str, float], cores: int) -> Non
         print(f"| {r.job} | {r.events:,} | {predicted:.0f} | {r.wall:.0f} | {r.wall / predicted:.2f} "
               f"| {rate.source} |")  # fmt: skip
     kinds = ("driver", "workers", "raylet", "gcs", "ray other")
-    print("\n## Peak resident memory (MB): largest single process / all processes of the kind\n")
+    print("\n## Peak resident memory (MB): largest single process / all processes of the kind")
+    print("(largest single process's private, anonymous memory in brackets)\n")
     print("| job | events | " + " | ".join(kinds) + " | object-store spilling |")
     print("|---|---|" + "---|" * (len(kinds) + 1))
     for r in runs:
-        cells = [f"{_mb(r.memory.peak_one.get(k, 0))} / {_mb(r.memory.peak_sum.get(k, 0))}" for k in kinds]
+        cells = [
+            f"{_mb(r.memory.peak_one.get(k, 0))} / {_mb(r.memory.peak_sum.get(k, 0))} "
+            f"({_mb(r.memory.peak_private.get(k, 0))})"
+            for k in kinds
+        ]
         print(f"| {r.job} | {r.events:,} | " + " | ".join(cells) + f" | {r.spilled or 'none'} |")
 
 
