@@ -21,7 +21,7 @@ import numpy as np
 
 from dampeml import geometry as geo
 from dampeml.detector.physics import landau_signal
-from dampeml.detector.stk import Hits, measured_pair
+from dampeml.detector.stk import Hits, measured_pair, primary_slopes
 
 #: K/2 of the Bethe-Bloch formula, MeV cm^2 / g
 K_HALF = 0.1535
@@ -88,8 +88,7 @@ def delta_rays(
 ) -> Hits:
     """The STK clusters of the knock-on electrons of each primary (one row per event), in the
     slabs it crosses before it interacts; `x_stk`, `y_stk` (N, 12) its positions at the layers."""
-    lever = geo.STK_LAYER_Z[-1] - geo.STK_LAYER_Z[0]
-    tx, ty = (x_stk[:, -1] - x_stk[:, 0]) / lever, (y_stk[:, -1] - y_stk[:, 0]) / lever
+    tx, ty = primary_slopes(x_stk, y_stk)
     # freed electrons per (event, slab): path length through the slab grows as 1 / cos(theta)
     mean = expected_per_slab(float(charge**2))[None, :] / cos_theta[:, None]
     mean = np.where(SLAB_Z[None, :] <= z_interaction[:, None], mean, 0.0)

@@ -110,6 +110,12 @@ def tracks_to_hits(
     return Hits(event[t], plane, pos, other, sig, np.full(len(t), primary), slope)
 
 
+def primary_slopes(x_stk: np.ndarray, y_stk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The primary's (tx, ty) across the STK, from its (N, 12) positions in the first and last layers."""
+    lever = geo.STK_LAYER_Z[-1] - geo.STK_LAYER_Z[0]
+    return (x_stk[:, -1] - x_stk[:, 0]) / lever, (y_stk[:, -1] - y_stk[:, 0]) / lever
+
+
 def primary_hits(
     rng: np.random.Generator,
     x_stk: np.ndarray,
@@ -123,8 +129,7 @@ def primary_hits(
     e, layer = np.nonzero(reach)
     pos, other = measured_pair(layer, x_stk[e, layer], y_stk[e, layer])
     sig = landau_signal(rng, np.full(len(e), charge**2), 1.0 / cos_theta[e])
-    lever = geo.STK_LAYER_Z[-1] - geo.STK_LAYER_Z[0]
-    tx, ty = (x_stk[:, -1] - x_stk[:, 0]) / lever, (y_stk[:, -1] - y_stk[:, 0]) / lever
+    tx, ty = primary_slopes(x_stk, y_stk)
     return Hits(e, layer, pos, other, sig, np.ones(len(e), dtype=bool), measured_pair(layer, tx[e], ty[e])[0])
 
 
