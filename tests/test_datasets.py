@@ -239,6 +239,7 @@ def hostile_files(tmp_path_factory):
     write_event_file(d / "in" / "c_repeats.root", events, meta)
     bogus = read_events(make_file(d / "src" / "d.root", "proton", 30, 100, 1e4, seed=83))
     write_event_file(d / "in" / "d_bogus.root", bogus, {**meta, "mode": "bogus"})
+    write_event_file(d / "in" / "e_next_version.root", bogus, {**meta, "simulation_version": 3})
     make_file(d / "flight" / "f_flight.root", "proton", 30, 100, 1e4, mode="flight", seed=84)
     return d
 
@@ -260,11 +261,14 @@ def test_unknown_mode_and_repeated_ids_are_quarantined(tmp_path, hostile_files, 
     acc = manifest["accounting"]
     print(f"\naccounting {acc}; scan {manifest.get('duplicate_scan')}")
     bogus = str(hostile_files / "in" / "d_bogus.root")
-    assert acc["unreadable_files"] == [bogus]  # was built as if it were a good file
+    other_version = str(hostile_files / "in" / "e_next_version.root")
+    assert acc["unreadable_files"] == [bogus, other_version]  # were built as if they were good files
     lines = _quarantine_lines(out)
     assert [x["reason"] for x in lines if x["file"] == bogus] == [
         "unreadable file: unknown mode 'bogus' in the file's metadata (expected one of mc, flight)"
     ]
+    [reason] = [x["reason"] for x in lines if x["file"] == other_version]
+    assert "simulated with simulation version 3" in reason, reason
     assert acc["read"] == 160 and acc["quarantined"] == {DUPLICATE: 60 + 20}
     assert acc["read"] == acc["written"] + sum(acc["filtered"].values()) + 80
     assert manifest["duplicate_scan"]["events"] == 160 and manifest["duplicate_scan"]["duplicates"] == 80

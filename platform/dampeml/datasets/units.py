@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from dampeml.datasets.spec import DatasetSpec, FileSource, SimulationSource
+from dampeml.detector.simulation import SIMULATION_VERSION
 from dampeml.io.root_reader import EventFileError, inspect_file
 from dampeml.io.schema import PDG
 
@@ -46,6 +47,13 @@ class WorkUnit:
 class BadFile:
     path: str
     reason: str
+
+
+def _other_version(version: object) -> str:
+    return (
+        f"simulated with simulation version {version}; datasets are built from version "
+        f"{SIMULATION_VERSION} events (docs/simulation.md): simulate it again with this version"
+    )
 
 
 def simulation_run_id(base_seed: int, particle: str, chunk: int) -> int:
@@ -97,6 +105,10 @@ def plan_units(spec: DatasetSpec, limit_events: int | None = None) -> tuple[list
                     info = inspect_file(path)
                 except EventFileError as exc:
                     bad.append(BadFile(path, exc.problem))
+                    continue
+                version = info.metadata.get("simulation_version")
+                if version is not None and version != SIMULATION_VERSION:  # flight data has none
+                    bad.append(BadFile(path, _other_version(version)))
                     continue
                 tag = hashlib.sha1(path.encode()).hexdigest()[:10]
                 particle = info.metadata.get("generation", {}).get("particle", "")

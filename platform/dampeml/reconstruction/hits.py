@@ -35,7 +35,7 @@ REFIT_MIN_HITS = 3
 #: out (3x the 50 um single-hit resolution). At 56-100 TeV a backsplash cluster 0.1-0.3 mm from the
 #: primary's is often the closest to the network's track; fitted, it pulls the line off the primary
 #: and the 0.3 mm assignment then takes it (a ~1 MIP signal in a helium track's charge).
-#: benchmarks/README.md, "The refit leaves out hits off the line".
+#: benchmarks/README.md, "Run 5: the chain's refit leaves out hits off the line".
 REFIT_OUTLIER_MM = 0.15
 #: At most this many of a projection's (up to 6) hits are left out.
 REFIT_MAX_OUTLIERS = 2
@@ -107,10 +107,10 @@ def _line_fit(used: np.ndarray, f: np.ndarray, r: np.ndarray) -> tuple[np.ndarra
 
 
 def _without_outliers(
-    used: np.ndarray, f: np.ndarray, r: np.ndarray, outlier_mm: float, rounds: int
+    used: np.ndarray, f: np.ndarray, r: np.ndarray, outlier_mm: float, rounds: int, min_hits: int
 ) -> np.ndarray:
     """`used` (N, L) less, per row and round, the point furthest from the line through the row's
-    other points when that distance exceeds `outlier_mm` (never below REFIT_MIN_HITS points)."""
+    other points when that distance exceeds `outlier_mm` (never below `min_hits` points)."""
     used = used.copy()
     rows = np.arange(len(used))
     for _ in range(rounds):
@@ -122,7 +122,7 @@ def _without_outliers(
             ok = fitted & used[:, j]
             left_out[ok, j] = np.abs(r[ok, j] - (a[ok] + b[ok] * f[ok, j]))
         worst = left_out.argmax(axis=1)
-        drop = (left_out[rows, worst] > outlier_mm) & (used.sum(axis=1) > REFIT_MIN_HITS)
+        drop = (left_out[rows, worst] > outlier_mm) & (used.sum(axis=1) > min_hits)
         used[drop, worst[drop]] = False
     return used
 
@@ -158,7 +158,7 @@ def refit_track(
         f = np.broadcast_to(LAYER_FRACTION[cols], rp.shape)
         used = np.isfinite(rp)
         if outlier_mm is not None:
-            used = _without_outliers(used, f, rp, outlier_mm, REFIT_MAX_OUTLIERS)
+            used = _without_outliers(used, f, rp, outlier_mm, REFIT_MAX_OUTLIERS, min_hits)
         a, b, fitted = _line_fit(used, f, rp)
         ok = fitted & (used.sum(axis=1) >= min_hits)
         out[ok, proj] += a[ok]
