@@ -8,6 +8,8 @@ identity repeats an earlier one (found on the driver, `build.find_unit_repeats`,
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import gc
 from collections import Counter
 
@@ -111,7 +113,28 @@ def process_unit(unit: WorkUnit, spec: DatasetSpec, store: Store, context: dict)
     try:
         return _process_unit(unit, spec, store, context)
     finally:
-        gc.collect()
+        release_memory()
+
+
+def _malloc_trim():
+    """glibc's malloc_trim, or None where the C library has none."""
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+_MALLOC_TRIM = _malloc_trim()
+
+
+def release_memory() -> None:
+    """After a unit, hand what it freed back to the system: collect reference cycles, then let
+    pyarrow's pool and the C heap (numpy's and awkward's arrays) return their free pages, so that a
+    worker running hundreds of units holds only what it uses (benchmarks/README.md, "Scale")."""
+    gc.collect()
+    pa.default_memory_pool().release_unused()
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 def _process_unit(unit: WorkUnit, spec: DatasetSpec, store: Store, context: dict) -> dict:
