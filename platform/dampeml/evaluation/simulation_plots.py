@@ -171,11 +171,18 @@ def backsplash_counts(events: dict, min_distance_mm: float = BACKSPLASH_MIN_DIST
     Mostly calorimeter albedo; also counts the ~0.5 noise clusters per event and the
     far secondaries of interactions in the STK.
     """
+    ev, d, primary = _distance_to_true_track(events)
+    sel = ~primary & (d > min_distance_mm)
+    return np.bincount(ev[sel], minlength=len(events["true_inelastic"]))
+
+
+def _distance_to_true_track(events: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per STK cluster: its event, its distance (mm) to the true track in its layer, and whether the
+    primary made it (MC only)."""
     pos_true = truth_track_positions(events)
     ev, f = _flat_stk(events, ("stk_layer", "stk_pos", "stk_is_primary"))
     d = np.abs(f["stk_pos"] - pos_true[ev, f["stk_layer"].astype(np.int64)])
-    sel = ~f["stk_is_primary"].astype(bool) & (d > min_distance_mm)
-    return np.bincount(ev[sel], minlength=len(pos_true))
+    return ev, d, f["stk_is_primary"].astype(bool)
 
 
 #: Distance bands (mm) of `clusters_near_track`: beside the primary's cluster, within the chain's refit
@@ -193,11 +200,8 @@ def clusters_near_track(
     What delta rays add (charge-squared scaling, flat with energy) and backsplash too (growing with
     energy): docs/simulation.md.
     """
-    pos_true = truth_track_positions(events)
     clean = ~np.asarray(events["true_inelastic"], dtype=bool)
-    ev, f = _flat_stk(events, ("stk_layer", "stk_pos", "stk_is_primary"))
-    d = np.abs(f["stk_pos"] - pos_true[ev, f["stk_layer"].astype(np.int64)])
-    primary = f["stk_is_primary"].astype(bool)
+    ev, d, primary = _distance_to_true_track(events)
     other = clean[ev] & ~primary
     counts = np.array([(other & (d >= lo) & (d < hi)).sum() for lo, hi in bands_mm])
     return counts, int((clean[ev] & primary).sum())
