@@ -40,7 +40,9 @@ def main() -> None:
     for particle in ("proton", "helium"):
         for e in ENERGIES_GEV:
             for v in versions:
-                cfg = SimulationConfig(particle, args.events, 0.8 * e, 1.25 * e, seed=args.seed, version=v)
+                cfg = SimulationConfig(
+                    particle, args.events, 0.8 * e, 1.25 * e, seed=args.seed, version=v, trigger=False
+                )  # the same primaries in both versions
                 branches, _ = simulate(cfg)
                 counts, layers = clusters_near_track(branches)
                 rate[particle, e, v] = (100.0 * counts / layers, 100.0 * np.sqrt(counts) / layers)

@@ -84,8 +84,9 @@ def test_backsplash_grows_with_energy():
 
 def test_delta_rays_scale_with_charge_squared_and_stay_flat_with_energy():
     """Version 3 adds knock-on electrons: the clusters it adds within 10 mm of clean tracks (version 3
-    minus version 2, same seeds) are ~4x more for helium than for protons, and as many at 10 TeV as
-    at 100 GeV; backsplash, in both versions, grows with energy instead."""
+    minus version 2, same seeds and primaries: version 3's trigger off) are ~4x more for helium than
+    for protons, and as many at 10 TeV as at 100 GeV; backsplash, in both versions, grows with energy
+    instead."""
     from dampeml.detector.simulation import NEXT_SIMULATION_VERSION, SIMULATION_VERSION
 
     added = {}
@@ -93,7 +94,9 @@ def test_delta_rays_scale_with_charge_squared_and_stay_flat_with_energy():
         for e in (100.0, 1e4):
             per_layer = []
             for version in (SIMULATION_VERSION, NEXT_SIMULATION_VERSION):
-                cfg = SimulationConfig(particle, 1500, 0.8 * e, 1.25 * e, seed=31, version=version)
+                cfg = SimulationConfig(
+                    particle, 1500, 0.8 * e, 1.25 * e, seed=31, version=version, trigger=False
+                )
                 counts, layers = val.clusters_near_track(simulate(cfg)[0])
                 per_layer.append(counts.sum() / layers)
             added[particle, e] = per_layer[1] - per_layer[0]
@@ -110,6 +113,48 @@ def test_delta_rays_scale_with_charge_squared_and_stay_flat_with_energy():
         print(f"{particle}: added at 10 TeV / at 100 GeV {trend:.2f} (flat: 1; limits 0.8-1.25)")
         assert 0.8 < trend < 1.25
     assert added["proton", 100.0] > 0.02, "delta rays should add clusters near every track"
+
+
+def test_the_high_energy_trigger_records_every_electron_and_no_late_shower(monkeypatch):
+    """Version 3 records what DAMPE's high-energy trigger fires on (large signals in the first four BGO
+    layers): every electron above 20 GeV, and of the protons only those showering near the BGO top,
+    more of them the higher the energy; the primaries not recorded are counted as generated."""
+    from dampeml.detector import simulation as sim
+    from dampeml.detector.trigger import high_energy_trigger
+    from dampeml.errors import InputError
+
+    def accepted(particle: str, lo: float, hi: float) -> dict:
+        cfg = SimulationConfig(particle, 2000, lo, hi, seed=41, version=3, trigger=False)
+        return simulate(cfg)[0]
+
+    electrons = accepted("electron", 20.0, 2000.0)
+    fired = high_energy_trigger(electrons["bgo_energy"]).mean()
+    print(f"\nelectrons 20 GeV-2 TeV: trigger efficiency {fired:.4f} (limit > 0.995)")
+    assert fired > 0.995
+    below_4th = geo.BGO_LAYER_Z[3] + geo.BGO_BAR_WIDTH / 2
+    efficiency = {}
+    for lo, hi in ((100.0, 300.0), (1e4, 3e4)):
+        ev = accepted("proton", lo, hi)
+        fired = high_energy_trigger(ev["bgo_energy"])
+        late = np.asarray(ev["true_interaction_z"]) > below_4th  # first interaction below layer 4, or none
+        efficiency[lo] = fired.mean()
+        print(
+            f"protons {lo:g}-{hi:g} GeV: trigger efficiency {fired.mean():.3f}; late showers "
+            f"{late.mean():.3f} of all, {late[fired].mean():.4f} of the recorded (limit 0.01)"
+        )
+        assert late.mean() > 0.3 and late[fired].mean() < 0.01
+    assert efficiency[1e4] > efficiency[100.0] > 0.0
+
+    # a triggered run records only triggered events and counts every primary it simulated
+    n_all = simulate(SimulationConfig("proton", 200, 1e3, 1e4, seed=42, version=3, trigger=False))[1]
+    ev, meta = simulate(SimulationConfig("proton", 200, 1e3, 1e4, seed=42, version=3))
+    assert high_energy_trigger(ev["bgo_energy"]).all() and len(ev["true_energy"]) == 200
+    generated = (meta["n_generated"], n_all["n_generated"])
+    print(f"200 recorded 1-10 TeV protons: {generated[0]} generated ({generated[1]} untriggered)")
+    assert meta["n_generated"] > 3 * n_all["n_generated"]
+    monkeypatch.setattr(sim, "MAX_CHUNKS_WITHOUT_TRIGGER", 2)
+    with pytest.raises(InputError, match="trigger fired on none of 2000 simulated protons of 1-2 GeV"):
+        simulate(SimulationConfig("proton", 10, 1.0, 2.0, seed=1, version=3))
 
 
 def test_bgo_saturation_folds_back_and_spoils_the_standard_axis_near_pev():

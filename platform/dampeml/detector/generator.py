@@ -38,6 +38,8 @@ class Primaries:
     y0: np.ndarray
     tx: np.ndarray  # dx/dz
     ty: np.ndarray  # dy/dz
+    #: candidates drawn up to and including each accepted primary (a prefix's generated count)
+    generated_through: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.energy)
@@ -104,6 +106,7 @@ def generate_primaries(
     if n_events < 0 or not (0 < e_min < e_max):
         raise ValueError(f"need n_events >= 0 and 0 < e_min < e_max, got {n_events}, {e_min}, {e_max}")
     parts: list[tuple[np.ndarray, ...]] = []
+    through: list[np.ndarray] = []
     n_acc = 0
     n_gen = 0
     while n_acc < n_events:
@@ -111,6 +114,7 @@ def generate_primaries(
         ok = down & accepted_mask(x0, y0, tx, ty)
         idx = np.flatnonzero(ok)
         need = n_events - n_acc
+        through.append(n_gen + idx[:need] + 1)
         if len(idx) >= need:  # count generated up to and including the last accepted one
             idx = idx[:need]
             n_gen += int(idx[-1]) + 1 if need else 0
@@ -120,7 +124,8 @@ def generate_primaries(
         n_acc += len(idx)
     x0, y0, tx, ty = (np.concatenate(p) for p in zip(*parts, strict=True)) if parts else (np.empty(0),) * 4
     energy = sample_power_law(rng, n_events, e_min, e_max, index)
-    return Primaries(energy, x0, y0, tx, ty), n_gen
+    drawn = np.concatenate(through) if through else np.zeros(0, dtype=np.int64)
+    return Primaries(energy, x0, y0, tx, ty, drawn), n_gen
 
 
 def count_accepted(rng: np.random.Generator, n_candidates: int) -> int:

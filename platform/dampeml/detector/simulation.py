@@ -22,6 +22,7 @@ from dampeml.detector.delta_rays import delta_rays
 from dampeml.detector.generator import generate_primaries
 from dampeml.detector.propagation import propagate, sample_interactions
 from dampeml.detector.strips import digitize_strips
+from dampeml.detector.trigger import high_energy_trigger
 from dampeml.errors import InputError
 from dampeml.io.schema import CHARGE, MC_ONLY, PDG, SCHEMA_VERSION
 
@@ -36,6 +37,8 @@ SIMULATION_VERSION = 2
 #: calibrated and the reference models are retrained (docs/simulation.md, "Version 3").
 NEXT_SIMULATION_VERSION = 3
 TRIGGER_RATE_HZ = 50.0
+#: Chunks of primaries simulated without one triggered event before a triggered run gives up.
+MAX_CHUNKS_WITHOUT_TRIGGER = 100
 #: Events of one file: all are held in memory (about 2 kB each) until the file is written; more
 #: are simulated as shards (detector.production, `dampeml simulate-production`).
 MAX_EVENTS_PER_FILE = 1_000_000
@@ -59,6 +62,10 @@ class SimulationConfig:
     #: the simulation's physics: SIMULATION_VERSION, or NEXT_SIMULATION_VERSION to study what it adds
     #: (recorded in the file; nothing trains on it yet)
     version: int = SIMULATION_VERSION
+    #: from version 3, record only the events DAMPE's high-energy trigger fires on (detector.trigger),
+    #: simulating primaries until n_events are recorded; False records every accepted primary (a
+    #: caller that counts primaries itself, as a flight-like mission does, applies the trigger after)
+    trigger: bool = True
 
     def __post_init__(self) -> None:
         if self.particle not in PDG:
@@ -113,10 +120,11 @@ class FlightConditions:
 
 def simulate_chunk(
     rng: np.random.Generator, cfg: SimulationConfig, n: int, cond: FlightConditions
-) -> tuple[dict[str, np.ndarray], int]:
-    """Simulate n accepted events; returns per-event arrays (STK as flat + counts) and n generated."""
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Simulate n accepted events: per-event arrays (STK as flat + counts) and, per event, the
+    candidates generated up to and including it (the generated count of any prefix)."""
     charge = CHARGE[cfg.particle]
-    prim, n_gen = generate_primaries(rng, n, cfg.energy_min, cfg.energy_max, cfg.spectrum_index)
+    prim, _ = generate_primaries(rng, n, cfg.energy_min, cfg.energy_max, cfg.spectrum_index)
     cos_t = prim.cos_theta
     traj = propagate(rng, prim, cfg.particle, charge)
     inel, z_inel = sample_interactions(rng, n, cfg.particle, cos_t)
@@ -188,7 +196,16 @@ def simulate_chunk(
         "true_inelastic": inel,
         "true_interaction_z": np.where(inel, z_inel, z_bgo if cfg.particle != "electron" else np.inf),
     }
-    return out, n_gen
+    return out, prim.generated_through
+
+
+def take_events(part: dict[str, np.ndarray], keep: np.ndarray) -> dict[str, np.ndarray]:
+    """The events `keep` (sorted indices) of a chunk, their STK clusters with them."""
+    counts = part["nstk"]
+    mask = np.zeros(len(counts), dtype=bool)
+    mask[keep] = True
+    hit_mask = np.repeat(mask, counts)
+    return {k: v[hit_mask] if k.startswith("stk_") else v[keep] for k, v in part.items()}
 
 
 def _interp_rows(z: np.ndarray, z_grid: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -206,16 +223,32 @@ def simulate(cfg: SimulationConfig, progress=None) -> tuple[dict, dict]:
     cond = cfg.detector or (
         FlightConditions.draw(cfg.seed) if cfg.mode == "flight" else FlightConditions.nominal()
     )
-    n_chunks = -(-cfg.n_events // CHUNK_EVENTS)
-    seeds = np.random.SeedSequence(cfg.seed).spawn(n_chunks)
-    chunks, n_generated = [], 0
-    for i in range(n_chunks):
-        n = min(CHUNK_EVENTS, cfg.n_events - i * CHUNK_EVENTS)
-        part, n_gen = simulate_chunk(np.random.default_rng(seeds[i]), cfg, n, cond)
+    seeds = np.random.SeedSequence(cfg.seed)  # chunk i gets child i, however many chunks it takes
+    triggered = cfg.version >= 3 and cfg.trigger
+    chunks, n_recorded, n_generated, n_chunks = [], 0, 0, 0
+    while n_recorded < cfg.n_events:
+        need = cfg.n_events - n_recorded
+        # a triggered run simulates whole chunks, so a shorter run stays a prefix of a longer one
+        n = CHUNK_EVENTS if triggered else min(CHUNK_EVENTS, need)
+        part, through = simulate_chunk(np.random.default_rng(seeds.spawn(1)[0]), cfg, n, cond)
+        n_chunks += 1
+        if triggered:
+            keep = np.flatnonzero(high_energy_trigger(part["bgo_energy"]))
+            # the generated count stops at the last recorded event of the run's last chunk
+            n_generated += int(through[keep[need - 1]] if len(keep) >= need else through[-1])
+            part = take_events(part, keep[:need])
+            if n_recorded == 0 and not len(keep) and n_chunks >= MAX_CHUNKS_WITHOUT_TRIGGER:
+                raise InputError(
+                    f"the high-energy trigger fired on none of {n_chunks * CHUNK_EVENTS} simulated "
+                    f"{cfg.particle}s of {cfg.energy_min:g}-{cfg.energy_max:g} GeV: raise energy_min, "
+                    "or simulate with trigger=False (every accepted primary recorded)"
+                )
+        else:
+            n_generated += int(through[-1])
         chunks.append(part)
-        n_generated += n_gen
-        if progress is not None:
-            progress(n)
+        n_recorded += len(part["nstk"])
+        if progress is not None and len(part["nstk"]):
+            progress(len(part["nstk"]))
     branches = _assemble(chunks, cfg)
     run_id = cfg.seed if cfg.run_id is None else cfg.run_id
     branches["run_id"] = np.full(cfg.n_events, run_id, dtype=np.int64)
@@ -246,6 +279,15 @@ def simulate(cfg: SimulationConfig, progress=None) -> tuple[dict, dict]:
         # validation (did the alignment layer learn it?); no reconstruction code reads it.
         metadata["simulation_only_flight_conditions"] = asdict(cond)
     return branches, metadata
+
+
+def recorded(branches: dict, version: int) -> dict:
+    """Of events simulated with `trigger=False`, those the detector records (from version 3, those
+    its high-energy trigger fires on): for callers that count the primaries themselves."""
+    if version < 3:
+        return branches
+    keep = high_energy_trigger(np.asarray(branches["bgo_energy"]))
+    return {k: v[keep] for k, v in branches.items()}
 
 
 def _assemble(chunks: list[dict], cfg: SimulationConfig) -> dict:

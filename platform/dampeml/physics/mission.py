@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from dampeml import __version__
 from dampeml.detector.generator import GENERATION_GEOMETRIC_FACTOR_M2SR, count_accepted
-from dampeml.detector.simulation import FlightConditions, SimulationConfig, simulate
+from dampeml.detector.simulation import FlightConditions, SimulationConfig, recorded, simulate
 from dampeml.errors import InputError
 from dampeml.io.root_writer import write_event_file
 from dampeml.io.schema import MC_ONLY, PDG
@@ -142,10 +142,11 @@ def simulate_run(mission: Mission, run: int, out: Path) -> dict:
         if n:
             sim_seed = int(seed.generate_state(1)[0])
             cfg = SimulationConfig(
-                c.particle, n, c.energy_min, c.energy_max, c.index, mode="mc", seed=sim_seed
+                c.particle, n, c.energy_min, c.energy_max, c.index, mode="mc", seed=sim_seed, trigger=False
             )
             cfg = dataclasses.replace(cfg, run_id=run_id, detector=conditions)
-            branches, _ = simulate(cfg)
+            branches = recorded(simulate(cfg)[0], cfg.version)  # the accepted primaries the trigger keeps
+            generated[c.particle]["recorded"] = len(branches["true_pdg"])
             parts.append(branches)
     if not parts:
         raise MissionError(f"mission {mission.name}: run {run} holds no event; give a longer live_time_s")
