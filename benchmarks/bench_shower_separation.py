@@ -13,7 +13,7 @@ the proton survival there, and the electrons' median zeta. zeta is an absolute q
 in mm, DAMPE's 8e6 scale), so these compare the simulated showers' widths and tails with DAMPE's.
 
     .venv/bin/python benchmarks/bench_shower_separation.py [--events 600000] [--efficiency 0.9 0.995]
-        [--early-start 3]
+        [--early-start 3] [--simulation-version 3]
 
 Protons are drawn E^-1 from 100 GeV to 30 TeV and electrons from 30 GeV to 5 TeV (so every
 deposit bin holds both); a survival of 0 is printed as the 90% upper limit 2.3 / N.
@@ -43,12 +43,13 @@ SHARD = 20_000
 DAMPE_ZETA_CUT = 8.5
 
 
-def _shard(args: tuple[str, int, int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _shard(args: tuple[str, int, int, int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(deposit GeV, score = -log10 zeta, true GeV) of the fiducial events of one simulated shard
     (with `early` > 0: whose shower starts in the first `early` layers)."""
-    particle, n, seed, early = args
+    particle, n, seed, early, version = args
     lo, hi, index = GENERATION[particle]
-    events, _ = simulate(SimulationConfig(particle, n, lo, hi, spectrum_index=index, seed=seed))
+    cfg = SimulationConfig(particle, n, lo, hi, spectrum_index=index, seed=seed, version=version)
+    events, _ = simulate(cfg)
     s = sample_from_events(events)
     keep = containment(s.axis) == FIDUCIAL
     if early:
@@ -57,8 +58,10 @@ def _shard(args: tuple[str, int, int, int]) -> tuple[np.ndarray, np.ndarray, np.
     return s.deposit_mev[keep] / 1e3, s.score[keep], s.true_energy_gev[keep]
 
 
-def simulate_particle(particle: str, n: int, seed: int, workers: int, early: int) -> dict[str, np.ndarray]:
-    jobs = [(particle, min(SHARD, n - i), seed + i // SHARD, early) for i in range(0, n, SHARD)]
+def simulate_particle(
+    particle: str, n: int, seed: int, workers: int, early: int, version: int
+) -> dict[str, np.ndarray]:
+    jobs = [(particle, min(SHARD, n - i), seed + i // SHARD, early, version) for i in range(0, n, SHARD)]
     with ProcessPoolExecutor(workers) as pool:
         parts = list(pool.map(_shard, jobs))
     return {k: np.concatenate([p[i] for p in parts]) for i, k in enumerate(("deposit", "score", "true"))}
@@ -78,14 +81,21 @@ def main() -> None:
         "high-energy trigger, which fires on the first four layers' deposits (0: every event)",
     )
     ap.add_argument("--seed", type=int, default=7100)
+    ap.add_argument(
+        "--simulation-version",
+        type=int,
+        default=SIMULATION_VERSION,
+        help="physics version (3, in development: only what DAMPE's high-energy trigger records)",
+    )
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = ap.parse_args()
 
     t0 = time.perf_counter()
-    e = simulate_particle("electron", args.events, args.seed, args.workers, args.early_start)
-    p = simulate_particle("proton", args.events, args.seed + 5000, args.workers, args.early_start)
+    run = (args.workers, args.early_start, args.simulation_version)
+    e = simulate_particle("electron", args.events, args.seed, *run)
+    p = simulate_particle("proton", args.events, args.seed + 5000, *run)
     print(
-        f"simulation version {SIMULATION_VERSION}: {args.events:,} electrons and protons each "
+        f"simulation version {args.simulation_version}: {args.events:,} electrons and protons each "
         f"({len(e['score']):,} and {len(p['score']):,} fiducial) in {time.perf_counter() - t0:.0f} s"
     )
     half = np.arange(len(e["score"])) % 2 == 0

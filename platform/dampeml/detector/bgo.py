@@ -46,6 +46,12 @@ _T_X0_PER_LAYER = geo.BGO_BAR_WIDTH / geo.BGO_X0  # 2.23 X0 per layer at normal 
 _LAMBDA_IN_X0 = geo.BGO_LAMBDA_I / geo.BGO_X0
 _BAR_LO = geo.BGO_BAR_CENTRES - geo.BGO_BAR_WIDTH / 2
 _BAR_HI = geo.BGO_BAR_CENTRES + geo.BGO_BAR_WIDTH / 2
+#: Version 3: a bar collects what its cell receives (the bar and half of each 2.5 mm gap beside it):
+#: shower particles cross the thin gaps and deposit in the bars around them.
+_CELL_LO = geo.BGO_BAR_CENTRES - geo.BGO_BAR_PITCH / 2
+_CELL_HI = geo.BGO_BAR_CENTRES + geo.BGO_BAR_PITCH / 2
+#: Effective atomic number of BGO in GFlash's parametrisation (Bi4Ge3O12, weighted by Z^2 / A)
+BGO_Z_EFF = 62.5
 
 
 def layer_edges_x0(cos_theta: np.ndarray) -> np.ndarray:
@@ -83,6 +89,47 @@ def lateral_fractions(
     return (1.0 - f_halo[..., None]) * frac_core + f_halo[..., None] * frac_halo
 
 
+def gflash_radial(e_gev: np.ndarray, tau: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """GFlash's radial profile of an EM shower in a homogeneous medium, in Moliere radii.
+
+    f(r) = p 2 r Rc^2 / (r^2 + Rc^2)^2 + (1 - p) 2 r Rt^2 / (r^2 + Rt^2)^2 at the depth tau = t / T
+    (T: the shower maximum), with Grindhammer and Peters' coefficients for the medium's Z (as in
+    Geant4's GVFlashHomoShowerTuning). Returns (Rc, Rt, p), each shaped like tau.
+    """
+    z, ln_e = BGO_Z_EFF, np.log(np.maximum(e_gev, 1e-3))
+    tau = np.clip(tau, 0.0, 10.0)
+    core = (0.0251 + 0.00319 * ln_e) + (0.1162 - 0.000381 * z) * tau
+    k4 = 0.3585 + 0.0421 * ln_e
+    tail = (0.659 - 0.00309 * z) * (np.exp(-2.59 * (tau - 0.645)) + np.exp(k4 * (tau - 0.645)))
+    p2, p3 = 0.401 + 0.00187 * z, 1.313 - 0.0686 * ln_e
+    u = (p2 - tau) / p3
+    core_share = np.clip((2.632 - 0.00094 * z) * np.exp(u - np.exp(u)), 0.0, 1.0)
+    return core, tail, core_share
+
+
+def _projected_cdf(x: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """CDF along one axis of the 2D density R^2 / (pi (r^2 + R^2)^2): 1/2 (1 + x / sqrt(x^2 + R^2))."""
+    return 0.5 * (1.0 + x / np.sqrt(x * x + r * r))
+
+
+def gflash_fractions(centre: np.ndarray, e_gev: np.ndarray, tau: np.ndarray) -> np.ndarray:
+    """(..., 22) share of a layer's EM energy in each bar's cell for GFlash's profile at depth tau."""
+    core, tail, share = (v[..., None] * (geo.BGO_MOLIERE_RADIUS if i < 2 else 1.0)
+                         for i, v in enumerate(gflash_radial(e_gev, tau)))  # fmt: skip
+    hi, lo = _CELL_HI - centre[..., None], _CELL_LO - centre[..., None]
+    return share * (_projected_cdf(hi, core) - _projected_cdf(lo, core)) + (1.0 - share) * (
+        _projected_cdf(hi, tail) - _projected_cdf(lo, tail)
+    )
+
+
+def _em_depth_over_max(e_mev: np.ndarray, t_start: np.ndarray, edges: np.ndarray, photon: bool) -> np.ndarray:
+    """(..., 14) depth of each layer's middle past the (sub-)shower's start, in units of its maximum."""
+    y = np.maximum(e_mev / geo.BGO_CRITICAL_ENERGY_MEV, 1.5)
+    tmax = np.maximum(np.log(y) + (0.5 if photon else -0.5), 0.5)
+    middle = 0.5 * (edges[..., :-1] + edges[..., 1:])
+    return np.clip(middle - t_start[..., None], 0.0, None) / tmax[..., None]
+
+
 def _measured(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Pick, per layer, the coordinate the layer's bars measure."""
     return np.where(geo.BGO_LAYER_MEASURES_X[None, :], x, y)
@@ -107,11 +154,13 @@ def simulate_bgo(
     tx: np.ndarray,
     ty: np.ndarray,
     inelastic_before: np.ndarray,
+    gflash: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Energy per bar (N, 14, 22) in MeV, before readout effects; also the first-interaction depth.
 
     axis_x/axis_y: (N, 14) positions of the incoming trajectory at the layer centres, in
-    the BGO's own frame (the caller applies any misalignment). Returns
+    the BGO's own frame (the caller applies any misalignment). `gflash` (simulation version 3):
+    EM (sub-)showers with GFlash's radial profile, collected over each bar's cell. Returns
     (energy, t0 in X0 along the path (inf: no shower), interaction z in mm).
     """
     n = len(energy_gev)
@@ -127,6 +176,10 @@ def simulate_bgo(
     if particle == "electron":
         t0 = np.full(n, -0.9)  # ~1 X0 of STK pre-shower before the BGO top
         e_layer = em_longitudinal(e_mev[:, None], t0[:, None], edges, rng, photon=False)[:, 0]
+        if gflash:
+            tau = _em_depth_over_max(e_mev, t0, edges, photon=False)
+            out += e_layer[..., None] * gflash_fractions(axis, energy_gev[:, None], tau)
+            return out, t0, np.full(n, geo.BGO_Z_TOP)
         t_rel = np.clip((edges[:, :-1] - t0[:, None]) / 10.0, 0.0, 3.0)
         core = geo.BGO_MOLIERE_RADIUS * (0.22 + 0.06 * t_rel)
         halo = geo.BGO_MOLIERE_RADIUS * (0.7 + 0.2 * t_rel)
@@ -170,11 +223,15 @@ def simulate_bgo(
     off_x = ang[..., 0:1] * dz
     off_y = ang[..., 1:2] * dz
     off = np.where(geo.BGO_LAYER_MEASURES_X[None, None, :], off_x, off_y)
-    t_rel = np.clip((edges[:, None, :-1] - t_sub[..., None]) / 10.0, 0.0, 3.0)
-    core = geo.BGO_MOLIERE_RADIUS * (0.25 + 0.08 * t_rel)
-    halo = geo.BGO_MOLIERE_RADIUS * (0.8 + 0.25 * t_rel)
-    f_halo = 0.15 + 0.08 * t_rel
-    lat = lateral_fractions(axis[:, None, :] + off, core, halo, f_halo)  # (N, K, 14, 22)
+    if gflash:
+        tau = _em_depth_over_max(e_sub, t_sub, edges[:, None, :], photon=True)
+        lat = gflash_fractions(axis[:, None, :] + off, e_sub[..., None] / 1e3, tau)
+    else:
+        t_rel = np.clip((edges[:, None, :-1] - t_sub[..., None]) / 10.0, 0.0, 3.0)
+        core = geo.BGO_MOLIERE_RADIUS * (0.25 + 0.08 * t_rel)
+        halo = geo.BGO_MOLIERE_RADIUS * (0.8 + 0.25 * t_rel)
+        f_halo = 0.15 + 0.08 * t_rel
+        lat = lateral_fractions(axis[:, None, :] + off, core, halo, f_halo)  # (N, K, 14, 22)
     out += np.einsum("nkl,nklb->nlb", e_long, lat)
     # the hadronic component: deep, broad, partly invisible
     e_had = e_mev * (1.0 - f_em) * HADRONIC_VISIBLE * rng.uniform(0.8, 1.2, n)

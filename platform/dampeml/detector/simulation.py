@@ -135,8 +135,9 @@ def simulate_chunk(
     ax_bgo = ax - cond.bgo_offset_mm[0] - cond.bgo_tilt_rad[0] * depth
     ay_bgo = ay - cond.bgo_offset_mm[1] - cond.bgo_tilt_rad[1] * depth
     e_true, _, z_bgo = bgo.simulate_bgo(
-        rng, cfg.particle, charge, prim.energy, ax_bgo, ay_bgo, traj.tx_out, traj.ty_out, inel
-    )
+        rng, cfg.particle, charge, prim.energy, ax_bgo, ay_bgo, traj.tx_out, traj.ty_out, inel,
+        gflash=cfg.version >= 3,
+    )  # fmt: skip
     deposit_gev = e_true.sum(axis=(1, 2)) / 1e3
     bgo_energy = bgo.readout(rng, e_true, cond.bgo_energy_scale)
 
