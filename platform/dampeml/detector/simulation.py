@@ -9,7 +9,7 @@ shorter run is a prefix of a longer one with the same seed.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Literal
 
 import awkward as ak
@@ -120,11 +120,12 @@ class FlightConditions:
 
 def simulate_chunk(
     rng: np.random.Generator, cfg: SimulationConfig, n: int, cond: FlightConditions
-) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Simulate n accepted events: per-event arrays (STK as flat + counts) and, per event, the
-    candidates generated up to and including it (the generated count of any prefix)."""
+) -> tuple[dict[str, np.ndarray], np.ndarray, int]:
+    """Simulate n accepted primaries and the events recorded of them (all, or from version 3 those
+    the trigger fires on): per-event arrays (STK as flat + counts), per event the candidates generated
+    up to and including it (the generated count of any prefix), and the chunk's generated count."""
     charge = CHARGE[cfg.particle]
-    prim, _ = generate_primaries(rng, n, cfg.energy_min, cfg.energy_max, cfg.spectrum_index)
+    prim, n_gen = generate_primaries(rng, n, cfg.energy_min, cfg.energy_max, cfg.spectrum_index)
     cos_t = prim.cos_theta
     traj = propagate(rng, prim, cfg.particle, charge)
     inel, z_inel = sample_interactions(rng, n, cfg.particle, cos_t)
@@ -138,8 +139,14 @@ def simulate_chunk(
         rng, cfg.particle, charge, prim.energy, ax_bgo, ay_bgo, traj.tx_out, traj.ty_out, inel,
         gflash=cfg.version >= 3,
     )  # fmt: skip
-    deposit_gev = e_true.sum(axis=(1, 2)) / 1e3
     bgo_energy = bgo.readout(rng, e_true, cond.bgo_energy_scale)
+    # the trigger reads the BGO only: the tracker of an event it drops is not simulated
+    if cfg.version >= 3 and cfg.trigger:
+        keep = np.flatnonzero(high_energy_trigger(bgo_energy))
+        prim, traj = _rows(prim, keep), _rows(traj, keep)
+        inel, z_inel, z_bgo, e_true, bgo_energy = (a[keep] for a in (inel, z_inel, z_bgo, e_true, bgo_energy))
+        n, cos_t = len(keep), prim.cos_theta
+    deposit_gev = e_true.sum(axis=(1, 2)) / 1e3
 
     # tracker and PSD hits from every source
     x_entry, y_entry = (c[:, 0] for c in traj.at(np.array([geo.BGO_Z_TOP])))
@@ -197,16 +204,19 @@ def simulate_chunk(
         "true_inelastic": inel,
         "true_interaction_z": np.where(inel, z_inel, z_bgo if cfg.particle != "electron" else np.inf),
     }
-    return out, prim.generated_through
+    return out, prim.generated_through, n_gen
 
 
-def take_events(part: dict[str, np.ndarray], keep: np.ndarray) -> dict[str, np.ndarray]:
-    """The events `keep` (sorted indices) of a chunk, their STK clusters with them."""
-    counts = part["nstk"]
-    mask = np.zeros(len(counts), dtype=bool)
-    mask[keep] = True
-    hit_mask = np.repeat(mask, counts)
-    return {k: v[hit_mask] if k.startswith("stk_") else v[keep] for k, v in part.items()}
+def _rows(obj, keep: np.ndarray):
+    """A dataclass of per-event arrays (primaries, trajectories) with the rows `keep` only."""
+    arrays = {f.name: getattr(obj, f.name) for f in fields(obj)}
+    return replace(obj, **{k: v[keep] for k, v in arrays.items() if isinstance(v, np.ndarray)})
+
+
+def _head(part: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
+    """The first n events of a chunk, their STK clusters with them."""
+    hits = int(part["nstk"][:n].sum())
+    return {k: v[:hits] if k.startswith("stk_") else v[:n] for k, v in part.items()}
 
 
 def _interp_rows(z: np.ndarray, z_grid: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -231,21 +241,20 @@ def simulate(cfg: SimulationConfig, progress=None) -> tuple[dict, dict]:
         need = cfg.n_events - n_recorded
         # a triggered run simulates whole chunks, so a shorter run stays a prefix of a longer one
         n = CHUNK_EVENTS if triggered else min(CHUNK_EVENTS, need)
-        part, through = simulate_chunk(np.random.default_rng(seeds.spawn(1)[0]), cfg, n, cond)
+        part, through, chunk_generated = simulate_chunk(
+            np.random.default_rng(seeds.spawn(1)[0]), cfg, n, cond
+        )
         n_chunks += 1
-        if triggered:
-            keep = np.flatnonzero(high_energy_trigger(part["bgo_energy"]))
-            # the generated count stops at the last recorded event of the run's last chunk
-            n_generated += int(through[keep[need - 1]] if len(keep) >= need else through[-1])
-            part = take_events(part, keep[:need])
-            if n_recorded == 0 and not len(keep) and n_chunks >= MAX_CHUNKS_WITHOUT_TRIGGER:
-                raise InputError(
-                    f"the high-energy trigger fired on none of {n_chunks * CHUNK_EVENTS} simulated "
-                    f"{cfg.particle}s of {cfg.energy_min:g}-{cfg.energy_max:g} GeV: raise energy_min, "
-                    "or simulate with trigger=False (every accepted primary recorded)"
-                )
-        else:
-            n_generated += int(through[-1])
+        recorded_here = len(part["nstk"])
+        if recorded_here >= need:  # the generated count stops at the run's last recorded event
+            part, chunk_generated = _head(part, need), int(through[need - 1])
+        n_generated += chunk_generated
+        if n_recorded == 0 and not recorded_here and n_chunks >= MAX_CHUNKS_WITHOUT_TRIGGER:
+            raise InputError(
+                f"the high-energy trigger fired on none of {n_chunks * CHUNK_EVENTS} simulated "
+                f"{cfg.particle}s of {cfg.energy_min:g}-{cfg.energy_max:g} GeV: raise energy_min, "
+                "or simulate with trigger=False (every accepted primary recorded)"
+            )
         chunks.append(part)
         n_recorded += len(part["nstk"])
         if progress is not None and len(part["nstk"]):
