@@ -30,9 +30,9 @@ def test_import_sets_tf_keras_and_gpu_memory_growth_unless_already_set():
 
 def test_ray_workers_get_the_same_environment():
     from dampeml import TF_ENV
-    from dampeml.runtime import RUNTIME_ENV
+    from dampeml.runtime import RUNTIME_ENV, TRAIN_POLL_ENV
 
-    assert RUNTIME_ENV["env_vars"] == TF_ENV
+    assert RUNTIME_ENV["env_vars"] == {**TF_ENV, **TRAIN_POLL_ENV}
     assert set(NAMES) <= set(TF_ENV)
 
 

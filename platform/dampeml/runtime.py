@@ -20,7 +20,11 @@ from dampeml.errors import InputError
 
 # Environment of every Ray worker (and of this driver): what TensorFlow must see before a worker
 # imports it (tf-keras, GPU memory on demand). The package itself is installed, so no PYTHONPATH.
-RUNTIME_ENV: dict = {"env_vars": dict(TF_ENV)}
+#: Ray Train's controller polls its workers every 2 s by default, so it noticed a finished run 4-6 s
+#: late: every small training (a CI run, a campaign's trial) paid that. 0.5 s costs nothing measurable
+#: and the end is seen within half a second (benchmarks/README.md, "Small-run overheads").
+TRAIN_POLL_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5"}
+RUNTIME_ENV: dict = {"env_vars": {**TF_ENV, **TRAIN_POLL_ENV}}
 MIN_LOCAL_CPUS = 4
 _JOB_CONFIG_VAR = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by the job manager for a submitted driver
 
