@@ -6,6 +6,10 @@
    control region (where protons dominate) is below the score of the bin's lowest 1% of electron MC;
    then `flux.flux_point`: efficiency, background from the proton MC normalised in the control
    region, counts, and flux with the acceptance of the selection from the electron MC.
+The proton template can be shifted (`proton_shift`, added to every proton MC score: a deliberately
+mis-modelled template for studies) and, with `fit_proton_shift`, aligned per bin with the flight data,
+where protons are hundreds of times more numerous than electrons: the shift that moves the proton MC's
+median score onto the flight's (the seed had to shift its proton template by hand for the same reason).
 The acceptance of a bin is the geometric factor of the generation times the electron MC selected
 with a corrected energy in the bin over that generated with a true energy in it (bin migration is
 included at the MC's spectrum: small for electrons, whose resolution is a few percent).
@@ -54,6 +58,7 @@ class BinScores:
     electrons: np.ndarray
     protons: np.ndarray
     proton_norm: float
+    proton_shift: float = 0.0  # added to the proton MC's scores (given, or fitted to the flight data)
 
 
 @dataclass
@@ -94,6 +99,8 @@ def measure_flux(
     bins_gev: np.ndarray,
     selection: int = FIDUCIAL,
     target_efficiency: float = 0.9,
+    proton_shift: float = 0.0,
+    fit_proton_shift: bool = False,
 ) -> FluxMeasurement:
     """One flux point per bin of `bins_gev` (edges), with what it was made of (module docstring)."""
     if electrons.true_energy_gev is None:
@@ -112,7 +119,11 @@ def measure_flux(
             raise FluxError(f"bin {lo:g}-{hi:g} GeV: {len(e_scores)} electron MC events; simulate more")
         cut = cut_for_efficiency(e_scores, target_efficiency)
         control = float(np.quantile(e_scores, CONTROL_ELECTRON_SHARE))
-        f_scores, p_scores = flight.score[in_bin["flight"]], protons.score[in_bin["protons"]]
+        f_scores, p_scores = flight.score[in_bin["flight"]], protons.score[in_bin["protons"]] + proton_shift
+        shift = proton_shift
+        if fit_proton_shift and len(f_scores) and len(p_scores):
+            fitted = float(np.median(f_scores) - np.median(p_scores))
+            p_scores, shift = p_scores + fitted, shift + fitted
         acc, acc_err = acceptance(
             float(in_bin["electrons"].sum()),
             generated_in_bin(electron_generation, lo, hi),
@@ -133,7 +144,9 @@ def measure_flux(
         )
         points.append(flux_point(counts, live_time_s))
         bins.append(
-            BinScores(float(lo), float(hi), cut, control, f_scores, e_scores, p_scores, counts.proton_norm)
+            BinScores(
+                float(lo), float(hi), cut, control, f_scores, e_scores, p_scores, counts.proton_norm, shift
+            )
         )
     return FluxMeasurement(
         points, correction, bins, energy["electrons"][e_sel], electrons.true_energy_gev[e_sel]
