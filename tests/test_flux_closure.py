@@ -139,6 +139,11 @@ def test_flux_command_writes_the_table_and_refuses_bad_bins(closure):
         [SimpleNamespace(flux=float(x["flux"]), flux_err=float(x["flux_err"])) for x in rows], _expected()
     )
     assert np.all(np.abs(pull) < 3)
+    fitted = CliRunner().invoke(
+        app, [*args[:-4], "--out", str(root / "flux-fit"), *args[-2:], "--fit-proton-template"]
+    )
+    assert fitted.exit_code == 0, fitted.output
+    assert "shifted to the flight per bin: " in (root / "flux-fit" / "flux.md").read_text()
     r = CliRunner().invoke(app, [*args[:-2], "--bins", "400:40:4"])
     assert r.exit_code == 2 and "edges must be positive and increasing" in " ".join(r.output.split())
     r = CliRunner().invoke(app, [*args[:-2], "--selection", "everything"])

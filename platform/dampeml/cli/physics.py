@@ -52,6 +52,12 @@ def flux(
     live_time: Annotated[
         float | None, typer.Option(help="live time (s); default: the flight files' own")
     ] = None,
+    fit_proton_template: Annotated[
+        bool,
+        typer.Option(
+            help="shift each bin's proton MC scores so their median meets the flight's (protons dominate it)"
+        ),
+    ] = False,
 ) -> None:
     """Measure the electron flux by cut and count (seed 001): efficiency and background from MC,
     acceptance from the electron MC, per energy bin with statistical errors."""
@@ -79,11 +85,15 @@ def flux(
     live = live_time or live
     if not live:
         raise FluxError("the flight files record no live time: give --live-time SECONDS")
-    measurement = measure_flux(data, electrons, protons, generation, live, edges,
-                               CLASSES.index(selection), efficiency)  # fmt: skip
+    measurement = measure_flux(data, electrons, protons, generation, live, edges, CLASSES.index(selection),
+                               efficiency, fit_proton_shift=fit_proton_template)  # fmt: skip
     settings = {"flight": flight, "electron MC": electron_mc, "proton MC": proton_mc, "score": score,
                 "selection": selection, "cut": f"{efficiency:.0%} of each bin's electron MC above it",
-                "live time (s)": f"{live:g}", "bins (GeV)": ", ".join(f"{b:.4g}" for b in edges)}  # fmt: skip
+                "live time (s)": f"{live:g}", "bins (GeV)": ", ".join(f"{b:.4g}" for b in edges),
+                "proton template": "as simulated"}  # fmt: skip
+    if fit_proton_template:
+        shifts = ", ".join(f"{b.proton_shift:+.2f}" for b in measurement.bins)
+        settings["proton template"] = f"shifted to the flight per bin: {shifts}"
     path = write_flux(measurement, out, settings)
     write_invocation(ctx, out)
     console.print(f"flux in {len(measurement.points)} bins: {path}")
