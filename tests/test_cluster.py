@@ -98,7 +98,7 @@ def cluster_dataset(cluster, sim_files, tmp_path_factory) -> Path:
 
 def register_missing_chain() -> None:
     """Untrained stand-ins (plumbing, not physics) @production for every network that has none."""
-    from dampeml.models.catalog import NETWORK_NAMES
+    from dampeml.models.catalog import CHAIN_NETWORKS as NETWORK_NAMES
     from dampeml.registry.bootstrap import register_catalog
     from dampeml.registry.models import RegistryError, version_of
 

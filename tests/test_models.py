@@ -41,6 +41,9 @@ EXPECTED = {  # name: ({input: (shape, dtype)}, output shape)
     "inelastic-raw-stk": ({"x": ((24, 3072, 1), "uint8")}, (1,)),
     "inelastic-hough": ({"x": ((400, 400, 4), "uint8")}, (1,)),
     "electron-proton": ({"x_image": ((14, 22, 1), "float32"), "x_vars": ((34,), "float32")}, (1,)),
+    "electron-proton-cnn": ({"x_image": ((14, 22, 1), "float32")}, (1,)),
+    "electron-proton-dnn": ({"x_vars": ((34,), "float32")}, (1,)),
+    "bgo-energy": ({"x_image": ((14, 22, 1), "float32"), "x_vars": ((34,), "float32")}, (1,)),
 }
 
 
@@ -49,7 +52,7 @@ def synthetic_batch(name: str, n: int | None = None, seed: int = 0) -> tuple[dic
     rng = np.random.default_rng(seed)
     kind = get_network(name).dataset_kind
     if n is None:  # the big images: fewer events, to keep the CPU steps fast
-        n = 16 if kind in ("bgo-direction", "electron-proton") else 8
+        n = 16 if kind in ("bgo-direction", "electron-proton", "bgo-energy") else 8
     if kind == "bgo-direction":
         x = rng.random((n, 14, 22, 1), dtype=np.float32)
         w = rng.normal(0, 1, (14 * 22, 4)).astype(np.float32)
@@ -73,8 +76,10 @@ def synthetic_batch(name: str, n: int | None = None, seed: int = 0) -> tuple[dic
     x_image = rng.random((n, 14, 22, 1), dtype=np.float32)
     x_vars = np.abs(rng.normal(0, 1, (n, 34))).astype(np.float32) * 10
     x_vars[:, 0] = 10.0 ** rng.uniform(4, 8, n)  # total energy, MeV
-    y = (x_vars[:, 31] + x_image[:, :4].mean(axis=(1, 2, 3)) * 10 < 12).astype(np.float32)[:, None]
-    return {"x_image": x_image, "x_vars": x_vars}, y
+    signal = x_vars[:, 31] + x_image[:, :4].mean(axis=(1, 2, 3)) * 10
+    y = (signal < 12).astype(np.float32)[:, None] if kind == "electron-proton" else 0.01 * signal[:, None]
+    both = {"x_image": x_image, "x_vars": x_vars}
+    return {k: both[k] for k in get_network(name).input_keys}, y
 
 
 @pytest.mark.parametrize("name", NETWORK_NAMES)

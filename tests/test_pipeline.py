@@ -193,7 +193,7 @@ def test_fine_tuning_stages_seed_their_datasets_with_the_latest_stage_before_the
 def test_the_shipped_recipe_resolves_in_every_profile():
     """Each profile resolves (specs exist, settings valid); the demo trains every catalog network
     on the small specs; profiles change sizes, never which networks the chain has."""
-    from dampeml.models.catalog import NETWORK_NAMES
+    from dampeml.models.catalog import CHAIN_NETWORKS as NETWORK_NAMES
 
     profiles = yaml.safe_load(SHIPPED.read_text())["profiles"]
     resolved = {p: load_recipe(SHIPPED, p) for p in profiles}

@@ -69,7 +69,7 @@ def _register_subcommands() -> None:
     from dampeml.cli.dataset import app as dataset_app
     from dampeml.cli.evaluate import evaluate
     from dampeml.cli.explain import explain
-    from dampeml.cli.physics import flux, simulate_mission
+    from dampeml.cli.physics import flux, flux_compare, simulate_mission
     from dampeml.cli.pipeline import app as pipeline_app
     from dampeml.cli.reference import config_reference
     from dampeml.cli.reprocess import reprocess
@@ -85,6 +85,7 @@ def _register_subcommands() -> None:
     app.command()(explain)
     app.command("simulate-mission")(simulate_mission)
     app.command()(flux)
+    app.command()(flux_compare)
     app.command()(reprocess)
     app.command()(tune)
     app.command("config-reference")(config_reference)

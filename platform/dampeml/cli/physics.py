@@ -1,5 +1,6 @@
-"""`dampeml simulate-mission` and `dampeml flux`: a flight-like run of known composition, and the
-electron flux measured from flight-like data with electron and proton MC."""
+"""`dampeml simulate-mission`, `dampeml flux` and `dampeml flux-compare`: a flight-like run of known
+composition, the electron flux measured from flight-like data with electron and proton MC, and the
+flux's scores and energy estimates compared on MC."""
 
 from __future__ import annotations
 
@@ -44,7 +45,20 @@ def flux(
     bins: Annotated[
         str, typer.Option(help="energy bin edges (GeV): 'LOW:HIGH:N' log-spaced, or 'E0,E1,...'")
     ] = "40:400:4",
-    score: Annotated[str, typer.Option(help="electron_score (reprocessing outputs) or zeta")] = "zeta",
+    score: Annotated[
+        str,
+        typer.Option(
+            help="zeta; electron_score (reprocessing outputs); from event files a registered classifier "
+            "(electron-proton, electron-proton-cnn, electron-proton-dnn) or combined (HAMF and DNN)"
+        ),
+    ] = "zeta",
+    energy: Annotated[
+        str,
+        typer.Option(
+            help="standard (the deposit, corrected from MC) or bgo-energy (the network; event files)"
+        ),
+    ] = "standard",
+    models_alias: Annotated[str, typer.Option(help="registry alias of the networks used")] = "production",
     efficiency: Annotated[
         float, typer.Option(help="electron efficiency of the cut in each bin", min=0.5, max=0.999)
     ] = 0.9,
@@ -64,19 +78,22 @@ def flux(
     from dampeml.io.datasource import expand_paths
     from dampeml.physics.flux import FluxError
     from dampeml.physics.measure import measure_flux
+    from dampeml.physics.networks import RegisteredNetworks
     from dampeml.physics.report import write_flux
-    from dampeml.physics.samples import sample_from_files, sample_from_reprocessed
-    from dampeml.physics.selection import CLASSES
+    from dampeml.physics.samples import check_choice, sample_from_files, sample_from_reprocessed
     from dampeml.security import check_job_paths
 
     check_job_paths(out=out, flight=flight, electron_mc=electron_mc, proton_mc=proton_mc)
-    if selection not in CLASSES[1:]:
-        raise typer.BadParameter(f"--selection {selection!r}: use fiducial or non-fiducial")
+    chosen = _selection(selection)
+    check_choice(score, energy)
     edges = _bins(bins)
+    networks = RegisteredNetworks(models_alias)
 
     def load(where: str, mc: bool):
         if where.endswith(".root") or "*" in where:
-            return sample_from_files(expand_paths(where), score)
+            return sample_from_files(expand_paths(where), score, energy, networks)
+        if energy != "standard":
+            raise FluxError(f"--energy {energy}: computed from event files; {where} is a reprocessing output")
         return sample_from_reprocessed(where, score, mc=mc)
 
     data, _, live = load(flight, False)
@@ -85,10 +102,11 @@ def flux(
     live = live_time or live
     if not live:
         raise FluxError("the flight files record no live time: give --live-time SECONDS")
-    measurement = measure_flux(data, electrons, protons, generation, live, edges, CLASSES.index(selection),
+    measurement = measure_flux(data, electrons, protons, generation, live, edges, chosen,
                                efficiency, fit_proton_shift=fit_proton_template)  # fmt: skip
     settings = {"flight": flight, "electron MC": electron_mc, "proton MC": proton_mc, "score": score,
-                "selection": selection, "cut": f"{efficiency:.0%} of each bin's electron MC above it",
+                "energy": energy, "networks": f"@{models_alias}", "selection": selection,
+                "cut": f"{efficiency:.0%} of each bin's electron MC above it",
                 "live time (s)": f"{live:g}", "bins (GeV)": ", ".join(f"{b:.4g}" for b in edges),
                 "proton template": "as simulated"}  # fmt: skip
     if fit_proton_template:
@@ -97,6 +115,61 @@ def flux(
     path = write_flux(measurement, out, settings)
     write_invocation(ctx, out)
     console.print(f"flux in {len(measurement.points)} bins: {path}")
+
+
+@clean_errors
+def flux_compare(
+    ctx: typer.Context,
+    electron_mc: Annotated[str, typer.Option(help="electron MC event files ('mc/e_*.root')")],
+    proton_mc: Annotated[str, typer.Option(help="proton MC event files, not used to train the networks")],
+    out: Annotated[Path, typer.Option(help="folder for compare.md, compare.json, roc.png, energy.png")],
+    scores: Annotated[
+        str, typer.Option(help="comma-separated scores: zeta, the classifiers, combined")
+    ] = "zeta,electron-proton,electron-proton-cnn,electron-proton-dnn,combined",
+    energy_network: Annotated[bool, typer.Option(help="compare the bgo-energy network's energy too")] = True,
+    bins: Annotated[
+        str, typer.Option(help="energy bin edges (GeV): 'LOW:HIGH:N' log-spaced, or 'E0,E1,...'")
+    ] = "40:400:4",
+    efficiency: Annotated[
+        float,
+        typer.Option(help="electron efficiency at which the proton rejection is quoted", min=0.5, max=0.999),
+    ] = 0.9,
+    selection: Annotated[str, typer.Option(help="fiducial or non-fiducial showers")] = "fiducial",
+    models_alias: Annotated[str, typer.Option(help="registry alias of the networks")] = "production",
+) -> None:
+    """Compare the flux's electron/proton scores (per energy bin: ROC, AUC, proton rejection) and its
+    energy estimates (bias and resolution, fiducial and non-fiducial) on MC, side by side."""
+    from dampeml.io.datasource import expand_paths
+    from dampeml.physics.compare import compare, read_mc, write_comparison
+    from dampeml.physics.networks import RegisteredNetworks
+    from dampeml.physics.samples import check_choice
+    from dampeml.security import check_job_paths
+
+    check_job_paths(out=out, electron_mc=electron_mc, proton_mc=proton_mc)
+    chosen = _selection(selection)
+    names = [s.strip() for s in scores.split(",") if s.strip()]
+    for name in names:
+        check_choice(name, "standard")
+    edges = _bins(bins)
+    networks = RegisteredNetworks(models_alias)
+    electrons = read_mc(expand_paths(electron_mc), names, networks, energy_network)
+    protons = read_mc(expand_paths(proton_mc), names, networks, False)
+    result = compare(electrons, protons, edges, chosen, efficiency)
+    settings = {"electron MC": f"{electron_mc} ({len(electrons.deposit_mev)} events)",
+                "proton MC": f"{proton_mc} ({len(protons.deposit_mev)} events)", "selection": selection,
+                "rejection at": f"{efficiency:.0%} electron efficiency",
+                "networks": f"@{models_alias}"}  # fmt: skip
+    path = write_comparison(result, out, settings)
+    write_invocation(ctx, out)
+    console.print(f"{len(names)} scores in {len(edges) - 1} bins: {path}")
+
+
+def _selection(name: str) -> int:
+    from dampeml.physics.selection import CLASSES
+
+    if name not in CLASSES[1:]:
+        raise typer.BadParameter(f"--selection {name!r}: use fiducial or non-fiducial")
+    return CLASSES.index(name)
 
 
 def _bins(text: str):

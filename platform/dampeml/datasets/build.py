@@ -54,7 +54,7 @@ from dampeml.security import check_spec_storage, check_storage
 from dampeml.storage import MANIFEST, QUARANTINE, TMP_DIR, Store
 
 #: targets that only MC truth can give (today: every target, so every spec is supervised)
-TRUTH_TARGETS = frozenset({"track", "hough_offsets", "inelastic", "particle"})
+TRUTH_TARGETS = frozenset({"track", "hough_offsets", "inelastic", "particle", "energy"})
 
 
 class DatasetBuildError(InputError):

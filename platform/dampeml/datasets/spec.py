@@ -22,8 +22,10 @@ from dampeml.io.schema import PDG
 from dampeml.security import ALIAS_RE
 
 Feature = Literal["bgo_image", "stk_clusters", "hough_hits", "shower_variables"]
-Target = Literal["track", "hough_offsets", "inelastic", "particle"]
-Kind = Literal["bgo-direction", "stk-hough", "inelastic-raw-stk", "inelastic-hough", "electron-proton"]
+Target = Literal["track", "hough_offsets", "inelastic", "particle", "energy"]
+Kind = Literal[
+    "bgo-direction", "stk-hough", "inelastic-raw-stk", "inelastic-hough", "electron-proton", "bgo-energy"
+]
 
 
 T = TypeVar("T")

@@ -207,15 +207,16 @@ def event_inputs(network: str, events: dict) -> Any:
     input is the event itself); the Hough and raw-STK networks' inputs need the chain's seed track
     or RoI: ExplainError pointing to a dataset of them."""
 
-    kind = get_network(network).dataset_kind
+    spec = get_network(network)
     image = bgo_input(np.asarray(events["bgo_energy"]))
-    if kind == "bgo-direction":
+    if spec.dataset_kind == "bgo-direction":
         return image
-    if kind == "electron-proton":
-        return {"x_image": image, "x_vars": shower_input(np.asarray(events["bgo_energy"]))}
+    if spec.family == "hamf":
+        both = {"x_image": image, "x_vars": shower_input(np.asarray(events["bgo_energy"]))}
+        return both[spec.input_keys[0]] if len(spec.input_keys) == 1 else both
     raise ExplainError(
-        f"{network}: its input is made around the chain's track (a {kind} image); explain it on a "
-        f"dataset of its kind instead (--dataset URI, e.g. from `dampeml dataset build`)"
+        f"{network}: its input is made around the chain's track (a {spec.dataset_kind} image); explain it "
+        f"on a dataset of its kind instead (--dataset URI, e.g. from `dampeml dataset build`)"
     )
 
 

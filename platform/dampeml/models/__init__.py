@@ -14,6 +14,7 @@ built-in tf-keras layers only (no Python Lambda, no custom class), so a saved mo
 
 from dampeml.models.bgo_cnn import BgoCnnConfig, build_bgo_cnn, with_alignment_head
 from dampeml.models.catalog import (
+    CHAIN_NETWORKS,
     NETWORK_NAMES,
     NETWORKS,
     NetworkSpec,
@@ -30,6 +31,7 @@ from dampeml.models.hough_cnn import HoughCnnConfig, build_hough_cnn
 from dampeml.models.raw_stk_cnn import RawStkCnnConfig, build_raw_stk_cnn
 
 __all__ = [
+    "CHAIN_NETWORKS",
     "NETWORKS",
     "NETWORK_NAMES",
     "BgoCnnConfig",

@@ -146,6 +146,31 @@ def _hough(geometry: str, description: str) -> NetworkSpec:
     )
 
 
+_HAMF_SMALL = {
+    "cnn_filters": (8, 16),
+    "cnn_pool_after": (0,),
+    "dnn_units": (32,),
+    "embed_dim": 16,
+    "head_units": (16,),
+    **_SMALL_LR,
+}
+
+
+def _hamf(name: str, description: str, dataset_kind: str = "electron-proton", **fields: Any) -> NetworkSpec:
+    """Seed 001's networks: HAMF and its one-branch and regression variants (:mod:`.hamf`)."""
+    config = HamfConfig(**fields)
+    return NetworkSpec(
+        name=name,
+        family="hamf",
+        dataset_kind=dataset_kind,
+        input_keys=config.input_names,
+        task=config.task,
+        config=config,
+        small_config=HamfConfig(**_HAMF_SMALL, **fields),
+        description=description,
+    )
+
+
 _NETWORKS: tuple[NetworkSpec, ...] = (
     _bgo("low", "BGO direction, 10 GeV - 10 TeV (used below 300 GeV deposited)"),
     _bgo("mid", "BGO direction, 1 TeV - 1 PeV (used from 300 GeV to 20 TeV deposited)"),
@@ -181,27 +206,30 @@ _NETWORKS: tuple[NetworkSpec, ...] = (
         small_config=HoughCnnConfig(**_HOUGH_SMALL, **_HOUGH_CLASSIFIER, **_SMALL_LR),
         description="P(no inelastic interaction) from the 400 um Hough image (x the raw STK one)",
     ),
-    NetworkSpec(
-        name="electron-proton",
-        family="hamf",
-        dataset_kind="electron-proton",
-        input_keys=("x_image", "x_vars"),
-        task="classification",
-        config=HamfConfig(),
-        small_config=HamfConfig(
-            cnn_filters=(8, 16),
-            cnn_pool_after=(0,),
-            dnn_units=(32,),
-            embed_dim=16,
-            head_units=(16,),
-            **_SMALL_LR,
-        ),
-        description="P(electron): HAMF, BGO image CNN + shower-variable DNN, gated attention fusion",
+    _hamf(
+        "electron-proton", "P(electron): HAMF, BGO image CNN + shower-variable DNN, gated attention fusion"
+    ),
+    _hamf(
+        "electron-proton-cnn", "P(electron) from the BGO image alone (HAMF's CNN branch)", modalities="image"
+    ),
+    _hamf(
+        "electron-proton-dnn",
+        "P(electron) from the shower variables alone (HAMF's DNN branch)",
+        modalities="variables",
+    ),
+    _hamf(
+        "bgo-energy",
+        "ln(true energy / BGO deposit) of electrons: HAMF's branches with a linear output (energy)",
+        dataset_kind="bgo-energy",
+        objective="regression",
     ),
 )
 
 NETWORKS: dict[str, NetworkSpec] = {spec.name: spec for spec in _NETWORKS}
 NETWORK_NAMES: tuple[str, ...] = tuple(NETWORKS)
+#: The networks of the track-reconstruction chain (recipes/chain.yaml trains them, the chain and
+#: the reprocessing job run them); the rest serve the electron flux (seed 001: dampeml flux).
+CHAIN_NETWORKS: tuple[str, ...] = NETWORK_NAMES[: NETWORK_NAMES.index("electron-proton") + 1]
 
 
 def get_network(name: str) -> NetworkSpec:

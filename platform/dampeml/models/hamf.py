@@ -21,6 +21,12 @@ cross-modal levels"; AUC 0.9992 on MC, better than the DNN or the CNN alone. Our
 `fusion="concat"` replaces step 3 by plain concatenation, and `gating=False` drops step 2 (the
 ablations that show what the attention and gates add).
 
+The same family gives seed 001's other networks: `modalities="image"` (the CNN alone, input
+"x_image") and `modalities="variables"` (the DNN alone, input "x_vars"), the single-modality
+classifiers HAMF is compared with; and `objective="regression"` (a linear output, MSE), the energy
+network: ln(true energy / BGO deposit) from the image's shape, the deposit's scale from the
+variables (the stored image is normalised to its hottest bar, so it carries no scale itself).
+
 Variable transform (our choice, fixed and documented instead of adapted statistics, so a
 model means the same thing on any data): per variable, by name prefix, y = (f(x) - loc) / scale
 with f = log1p for the energy-like and heavy-tailed ones (total energy in MeV, RMS widths in
@@ -83,6 +89,10 @@ class HamfConfig(ModelConfig):
     cnn_attention_kernel: int = 7
     # DNN branch (shower variables)
     dnn_units: tuple[int, ...] = (128, 64)
+    #: which branches: "both" (HAMF), "image" (the CNN alone), "variables" (the DNN alone)
+    modalities: Literal["both", "image", "variables"] = "both"
+    #: "classification" (P(electron), BCE) or "regression" (one linear output, MSE: the energy network)
+    objective: Task = "classification"
     # gating and fusion
     embed_dim: int = 64
     gating: bool = True
@@ -136,7 +146,14 @@ class HamfConfig(ModelConfig):
 
     @property
     def task(self) -> Task:
-        return "classification"
+        return self.objective
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """The model's inputs (the loader's batch keys), in order."""
+        return {"both": ("x_image", "x_vars"), "image": ("x_image",), "variables": ("x_vars",)}[
+            self.modalities
+        ]
 
 
 def transform_variables(v: Any, log1p: list[bool], loc: list[float], scale: list[float]) -> Any:
@@ -157,54 +174,64 @@ def transform_variables(v: Any, log1p: list[bool], loc: list[float], scale: list
 
 
 def build_hamf(config: HamfConfig, name: str = "hamf") -> Any:
-    """The (uncompiled) HAMF electron/proton classifier of `config`."""
+    """The (uncompiled) HAMF network of `config` (or its one-branch variants, see the module docstring)."""
     keras = tf_keras()
     act, d = config.activation, config.embed_dim
-    image = keras.Input(shape=(*config.image_shape, 1), dtype="float32", name="x_image")
-    variables = keras.Input(shape=(config.n_variables,), dtype="float32", name="x_vars")
+    inputs, tokens = [], []
 
-    # 1. extraction
-    h = conv_features(
-        image,
-        config.cnn_filters,
-        config.cnn_kernel_size,
-        config.cnn_padding,
-        config.cnn_pool_after,
-        config.cnn_pool_size,
-        act,
-        prefix="cnn",
-        attention=(config.cnn_attention, config.cnn_attention_at, config.cnn_attention_kernel),
-    )
-    e_img = keras.layers.Dense(d, activation=act, name="cnn_embedding")(h)
-    v = transform_variables(variables, *config.column_transform())
-    v = dense_stack(v, config.dnn_units, act, 0.0, prefix="dnn")
-    e_var = keras.layers.Dense(d, activation=act, name="dnn_embedding")(v)
-
-    # 2. gating: feature-level re-weighting inside each modality
-    if config.gating:
-        e_img = keras.layers.Multiply(name="cnn_gated")(
-            [e_img, keras.layers.Dense(d, activation="sigmoid", name="cnn_gate")(e_img)]
+    # 1. extraction, and 2. gating: feature-level re-weighting inside each modality
+    if config.modalities in ("both", "image"):
+        image = keras.Input(shape=(*config.image_shape, 1), dtype="float32", name="x_image")
+        h = conv_features(
+            image,
+            config.cnn_filters,
+            config.cnn_kernel_size,
+            config.cnn_padding,
+            config.cnn_pool_after,
+            config.cnn_pool_size,
+            act,
+            prefix="cnn",
+            attention=(config.cnn_attention, config.cnn_attention_at, config.cnn_attention_kernel),
         )
-        e_var = keras.layers.Multiply(name="dnn_gated")(
-            [e_var, keras.layers.Dense(d, activation="sigmoid", name="dnn_gate")(e_var)]
-        )
-    tokens = [e_img, e_var]
-    if config.cross_modal:
-        pair = keras.layers.Concatenate(name="modalities")([e_img, e_var])
-        tokens.append(keras.layers.Dense(d, activation=act, name="cross_modal")(pair))
-    joint = keras.layers.Concatenate(name="tokens_joint")(tokens)
+        inputs.append(image)
+        tokens.append(_gated(keras.layers.Dense(d, activation=act, name="cnn_embedding")(h), config, "cnn"))
+    if config.modalities in ("both", "variables"):
+        variables = keras.Input(shape=(config.n_variables,), dtype="float32", name="x_vars")
+        v = transform_variables(variables, *config.column_transform())
+        v = dense_stack(v, config.dnn_units, act, 0.0, prefix="dnn")
+        inputs.append(variables)
+        tokens.append(_gated(keras.layers.Dense(d, activation=act, name="dnn_embedding")(v), config, "dnn"))
 
     # 3. modality-level attention fusion: softmax weights over the tokens, from all of them
-    if config.fusion == "attention":
-        weights = keras.layers.Dense(len(tokens), activation="softmax", name="attention_weights")(joint)
-        stacked = keras.layers.Concatenate(axis=1, name="tokens")(
-            [keras.layers.Reshape((1, d), name=f"token_{i}")(t) for i, t in enumerate(tokens)]
-        )
-        fused = keras.layers.Dot(axes=1, name="fused")([weights, stacked])  # sum_k w_k token_k
+    if len(tokens) == 1:
+        fused = tokens[0]
     else:
-        fused = joint
+        if config.cross_modal:
+            pair = keras.layers.Concatenate(name="modalities")(tokens)
+            tokens.append(keras.layers.Dense(d, activation=act, name="cross_modal")(pair))
+        joint = keras.layers.Concatenate(name="tokens_joint")(tokens)
+        if config.fusion == "attention":
+            weights = keras.layers.Dense(len(tokens), activation="softmax", name="attention_weights")(joint)
+            stacked = keras.layers.Concatenate(axis=1, name="tokens")(
+                [keras.layers.Reshape((1, d), name=f"token_{i}")(t) for i, t in enumerate(tokens)]
+            )
+            fused = keras.layers.Dot(axes=1, name="fused")([weights, stacked])  # sum_k w_k token_k
+        else:
+            fused = joint
 
     # 4. head
     h = dense_stack(fused, config.head_units, act, config.dropout, prefix="head")
-    outputs = keras.layers.Dense(1, activation="sigmoid", name="p_electron")(h)
-    return keras.Model([image, variables], outputs, name=name)
+    if config.objective == "classification":
+        outputs = keras.layers.Dense(1, activation="sigmoid", name="p_electron")(h)
+    else:
+        outputs = keras.layers.Dense(1, activation="linear", name="regression")(h)
+    return keras.Model(inputs if len(inputs) > 1 else inputs[0], outputs, name=name)
+
+
+def _gated(embedding: Any, config: HamfConfig, prefix: str) -> Any:
+    """e * sigmoid(Dense(e)) with `config.gating`, else e unchanged."""
+    if not config.gating:
+        return embedding
+    keras = tf_keras()
+    gate = keras.layers.Dense(config.embed_dim, activation="sigmoid", name=f"{prefix}_gate")(embedding)
+    return keras.layers.Multiply(name=f"{prefix}_gated")([embedding, gate])

@@ -1,7 +1,8 @@
 """The flux measurement: flight events, electron and proton MC in, one flux point per energy bin out.
 
 1. Selection: the containment class of the shower axis (`selection.containment`; fiducial by default).
-2. Energy: the deposit corrected with the MC electrons' median deposit / true energy (`energy`).
+2. Energy: the deposit corrected with the MC electrons' median deposit / true energy (`energy`), or
+   the samples' own estimate (the energy network's, `networks`) when all three carry one.
 3. Per bin of corrected energy: the cut keeps `target_efficiency` of the bin's electron MC; the
    control region (where protons dominate) is below the score of the bin's lowest 1% of electron MC;
    then `flux.flux_point`: efficiency, background from the proton MC normalised in the control
@@ -33,13 +34,15 @@ CONTROL_ELECTRON_SHARE = 0.01
 
 @dataclass
 class EventSample:
-    """Per event: the shower axis (N, 4), the BGO deposit (MeV), the score (higher: more electron-like)
-    and, for MC, the true kinetic energy (GeV)."""
+    """Per event: the shower axis (N, 4), the BGO deposit (MeV), the score (higher: more electron-like),
+    for MC the true kinetic energy (GeV), and an energy estimate other than the standard one (GeV: the
+    energy network's) when there is."""
 
     axis: np.ndarray
     deposit_mev: np.ndarray
     score: np.ndarray
     true_energy_gev: np.ndarray | None = None
+    energy_gev: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.deposit_mev)
@@ -109,8 +112,12 @@ def measure_flux(
               (("flight", flight), ("electrons", electrons), ("protons", protons))}  # fmt: skip
     e_sel = picked["electrons"]
     correction = fit_correction(electrons.deposit_mev[e_sel], electrons.true_energy_gev[e_sel])
-    energy = {name: correction.energy_gev(s.deposit_mev) for name, s in
-              (("flight", flight), ("electrons", electrons), ("protons", protons))}  # fmt: skip
+    samples = {"flight": flight, "electrons": electrons, "protons": protons}
+    own = [name for name, s in samples.items() if s.energy_gev is not None]
+    if own and len(own) < len(samples):
+        raise FluxError(f"only {' and '.join(own)} carry the network energy: estimate every sample's alike")
+    energy = {name: correction.energy_gev(s.deposit_mev) if s.energy_gev is None else s.energy_gev
+              for name, s in samples.items()}  # fmt: skip
     points, bins = [], []
     for lo, hi in zip(bins_gev[:-1], bins_gev[1:], strict=True):
         in_bin = {name: picked[name] & (energy[name] >= lo) & (energy[name] < hi) for name in picked}

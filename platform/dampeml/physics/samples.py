@@ -17,15 +17,18 @@ from dampeml.features.shower_axis import fit_shower_axis
 from dampeml.io.root_reader import inspect_file, read_events
 from dampeml.physics.flux import FluxError
 from dampeml.physics.measure import EventSample, Generation
+from dampeml.physics.networks import CLASSIFIERS, COMBINED, ENERGIES, ENERGY_NETWORK, RegisteredNetworks
 from dampeml.reconstruction.chain import AXIS_COLUMNS, ZETA, shower_input
 from dampeml.storage import Store
 
-#: scores the flux can cut on: name -> (the chain's output column, transform to "higher is more electron")
-SCORES = ("electron_score", "zeta")
+#: scores of the chain's output columns: zeta (DAMPE's classical variable) and the chain's HAMF score
+COLUMN_SCORES = ("electron_score", "zeta")
+#: every score the flux can cut on (the networks' from event files only)
+SCORES = (*COLUMN_SCORES, *CLASSIFIERS, COMBINED)
 
 
 def score_from(name: str, values: np.ndarray) -> np.ndarray:
-    """The classifier output `name` as a score that grows with electron-likeness."""
+    """The chain's output column `name` as a score that grows with electron-likeness."""
     v = np.asarray(values, dtype=np.float64)
     if name == "electron_score":
         return v
@@ -34,29 +37,54 @@ def score_from(name: str, values: np.ndarray) -> np.ndarray:
     raise FluxError(f"unknown score {name!r}: use one of {list(SCORES)}")
 
 
-def sample_from_events(events: dict, score: str = "zeta") -> EventSample:
+def check_choice(score: str, energy: str) -> None:
+    """FluxError naming the choices for an unknown score or energy estimate."""
+    if score not in SCORES:
+        raise FluxError(f"unknown score {score!r}: use one of {list(SCORES)}")
+    if energy not in ENERGIES:
+        raise FluxError(f"unknown energy estimate {energy!r}: use one of {list(ENERGIES)}")
+
+
+def sample_from_events(
+    events: dict, score: str = "zeta", energy: str = "standard", networks: RegisteredNetworks | None = None
+) -> EventSample:
     """A sample from events as read: the standard axis fit, the deposit and zeta computed as the chain
     computes its output columns (so a reprocessing output of the same events gives the same sample),
-    and the truth when there is."""
-    if score != "zeta":
-        raise FluxError(f"event files give the score zeta only; {score!r} comes from reprocessing outputs")
-    energy = np.asarray(events["bgo_energy"], dtype=np.float32)
-    axis, _ = fit_shower_axis(energy)
-    zeta = shower_input(energy)[:, ZETA]
+    a network's score or energy (`networks`, see :mod:`.networks`), and the truth when there is."""
+    check_choice(score, energy)
+    bgo = np.asarray(events["bgo_energy"], dtype=np.float32)
+    axis, _ = fit_shower_axis(bgo)
+    networks = networks or RegisteredNetworks()
+    values = event_score(score, bgo, networks)
     truth = np.asarray(events["true_energy"], dtype=np.float64) if "true_energy" in events else None
-    return EventSample(axis, energy.sum(axis=(1, 2), dtype=np.float64), score_from("zeta", zeta), truth)
+    own = networks.energy_gev(bgo) if energy == ENERGY_NETWORK else None
+    return EventSample(axis, bgo.sum(axis=(1, 2), dtype=np.float64), values, truth, own)
+
+
+def event_score(score: str, bgo_energy: np.ndarray, networks: RegisteredNetworks) -> np.ndarray:
+    """(N,) the score `score` of events' BGO energies: zeta as the chain computes it, or a network's."""
+    if score == "electron_score":
+        raise FluxError("event files have no electron_score column (a reprocessing output's): use the "
+                        "network itself, --score electron-proton")  # fmt: skip
+    if score == "zeta":
+        return score_from("zeta", shower_input(bgo_energy)[:, ZETA])
+    return networks.score(score, bgo_energy)
 
 
 def sample_from_files(
-    paths: list[str | Path], score: str = "zeta"
+    paths: list[str | Path],
+    score: str = "zeta",
+    energy: str = "standard",
+    networks: RegisteredNetworks | None = None,
 ) -> tuple[EventSample, list[Generation], float]:
     """All events of `paths` as one sample, each MC file's generation (from its metadata), and the
     summed live time of flight-like files (their metadata's `live_time_s`)."""
     parts, generations, live = [], [], 0.0
+    networks = networks or RegisteredNetworks()
     for path in paths:
         info = inspect_file(path)
         live += float(info.metadata.get("live_time_s", 0.0))
-        parts.append(sample_from_events(read_events(path, info=info), score))
+        parts.append(sample_from_events(read_events(path, info=info), score, energy, networks))
         if (gen := _generation(info)) is not None:
             generations.append(gen)
     return concat(parts), generations, live
@@ -79,6 +107,10 @@ def sample_from_reprocessed(
     (from its input file, by event id) and each file's generation; for flight data, the summed
     `live_time_s` of the files' metadata. `sources`: only the events of these input files."""
     import ray
+
+    if score not in COLUMN_SCORES:
+        raise FluxError(f"a reprocessing output holds the scores {list(COLUMN_SCORES)}; {score!r} is "
+                        "computed from event files: give the event files instead")  # fmt: skip
 
     from dampeml.inference.reprocess import committed_outputs
 
@@ -123,10 +155,13 @@ def sample_from_reprocessed(
 
 
 def concat(parts: list[EventSample]) -> EventSample:
-    truth = [p.true_energy_gev for p in parts]
+    def joined(values: list[np.ndarray | None]) -> np.ndarray | None:
+        return None if any(v is None for v in values) else np.concatenate(values)
+
     return EventSample(
         np.concatenate([p.axis for p in parts]),
         np.concatenate([p.deposit_mev for p in parts]),
         np.concatenate([p.score for p in parts]),
-        None if any(t is None for t in truth) else np.concatenate(truth),
+        joined([p.true_energy_gev for p in parts]),
+        joined([p.energy_gev for p in parts]),
     )

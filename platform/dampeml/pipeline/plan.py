@@ -23,6 +23,7 @@ BYTES_PER_EVENT = {
     "stk-hough": 453,
     "inelastic-hough": 459,
     "electron-proton": 330,
+    "bgo-energy": 334,  # the electron-proton columns (the true energy is stored for every MC kind)
     "inelastic-raw-stk": 531,
 }
 #: training samples/s on one CPU core, (family, preset) (benchmarks/README.md, "Training");

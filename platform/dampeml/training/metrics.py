@@ -57,14 +57,25 @@ def roc_auc(y: np.ndarray, score: np.ndarray) -> float:
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def metrics_from_predictions(task: str, y: np.ndarray, pred: np.ndarray, track: bool) -> dict[str, float]:
-    """Test metrics: MSE/MAE (+ 68% angle and position containment for tracks), or AUC/accuracy/BCE."""
+def energy_resolution(log_ratio_error: np.ndarray) -> tuple[float, float]:
+    """(bias, resolution) of E_reco / E_true from ln(E_reco / E_true): the median - 1 and half the
+    16-84% width, robust to the tails of leaking showers."""
+    ratio = np.exp(np.asarray(log_ratio_error, np.float64).ravel())
+    q16, q50, q84 = np.percentile(ratio, [16, 50, 84])
+    return float(q50 - 1.0), float((q84 - q16) / 2.0)
+
+
+def metrics_from_predictions(task: str, y: np.ndarray, pred: np.ndarray, kind: str) -> dict[str, float]:
+    """Test metrics: MSE/MAE (+ 68% angle and position containment for tracks, the energy bias and
+    resolution for the energy network), or AUC/accuracy/BCE."""
     if task == "regression":
         err = pred - y
         out = {"test_mse": float(np.mean(err**2)), "test_mae": float(np.mean(np.abs(err)))}
-        if track:
+        if kind == "bgo-direction":
             out["test_angle68_deg"] = float(np.percentile(track_angle_deg(pred, y), 68))
             out["test_pos68_mm"] = float(np.percentile(np.hypot(err[:, 0], err[:, 1]), 68))
+        if kind == "bgo-energy":  # pred - y = ln(E_reco / E_true)
+            out["test_energy_bias"], out["test_energy_resolution"] = energy_resolution(err)
         return out
     p = np.clip(pred.ravel(), 1e-7, 1 - 1e-7)
     t = y.ravel()
@@ -79,7 +90,7 @@ def evaluate_test(model, uri: str, net) -> tuple[dict[str, float], dict, np.ndar
     """Metrics on the test split, with the inputs, targets and predictions they came from."""
     inputs, y, pred = predict_split(model, uri, net, "test")
     return (
-        metrics_from_predictions(net.task, y, pred, track=net.dataset_kind == "bgo-direction"),
+        metrics_from_predictions(net.task, y, pred, net.dataset_kind),
         inputs,
         y,
         pred,
