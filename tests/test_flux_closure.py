@@ -26,7 +26,8 @@ from dampeml.physics.selection import FIDUCIAL, containment
 ELECTRONS = Component(particle="electron", flux_at_100gev=1.8e-4, index=3.1, energy_min=20, energy_max=2000)
 PROTONS = Component(particle="proton", flux_at_100gev=4.8e-2, index=2.7, energy_min=50, energy_max=5000)
 BINS = np.geomspace(40.0, 400.0, 5)
-CHI2_99 = {4: 13.28}  # the 99% quantile of chi2 with 4 degrees of freedom
+CHI2_99 = {4: 13.28}
+REPO = Path(__file__).resolve().parents[1]  # the 99% quantile of chi2 with 4 degrees of freedom
 
 
 def _mc_file(path: Path, particle: str, n: int, lo: float, hi: float, seed: int) -> Path:
@@ -148,3 +149,84 @@ def test_flux_command_writes_the_table_and_refuses_bad_bins(closure):
     assert r.exit_code == 2 and "edges must be positive and increasing" in " ".join(r.output.split())
     r = CliRunner().invoke(app, [*args[:-2], "--selection", "everything"])
     assert r.exit_code == 2 and "fiducial or non-fiducial" in " ".join(r.output.split())
+
+
+@pytest.fixture(scope="module")
+def flux_networks(tmp_path_factory):
+    """The electron-flux recipe's demo profile trained on a private registry (its models @production)."""
+    import ray
+
+    from dampeml.pipeline.recipe import load_recipe
+    from dampeml.pipeline.runner import run_pipeline
+    from dampeml.registry.bootstrap import ensure_experiment
+    from dampeml.runtime import init_ray
+
+    root = tmp_path_factory.mktemp("flux-networks")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+    ensure_experiment(root / "artifacts")
+    init_ray(num_cpus=3)
+    try:
+        results = run_pipeline(load_recipe(REPO / "recipes" / "electron-flux.yaml", "demo"), root / "work")
+    finally:
+        ray.shutdown()
+    yield results
+    mp.undo()
+
+
+@pytest.mark.slow  # ~3 min: four networks trained, then run on the closure's 85k events
+@pytest.mark.timeout(1500)
+def test_the_flux_networks_train_through_the_platform_and_the_flux_closes_with_them(closure, flux_networks):
+    """The recipe trains the three classifiers and the energy network; side by side on the closure's MC
+    the energy network resolves fiducial electrons better than the standard estimate, and the flux
+    measured with the combined score and the network energy closes on the injected one."""
+    root, _, _, e_file, p_file = closure
+    assert {r.status for r in flux_networks.values()} == {"trained"} and len(flux_networks) == 4
+    out = root / "compare"
+    r = CliRunner().invoke(app, ["flux-compare", "--electron-mc", str(e_file), "--proton-mc", str(p_file),
+                                 "--out", str(out), "--bins", "40:400:3"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    result = json.loads((out / "compare.json").read_text())
+    for row in result["scores"]:
+        print(f"{row['e_low']:.0f}-{row['e_high']:.0f} GeV {row['score']}: AUC {row['auc']:.5f}, "
+              f"rejection at 90% {row['rejection']}")  # fmt: skip
+        assert row["auc"] > 0.99
+    fiducial = {(row["e_low"], row["estimate"]): row["resolution"]
+                for row in result["energies"] if row["containment"] == "fiducial"}  # fmt: skip
+    for (e_low, estimate), width in fiducial.items():
+        if estimate == "bgo-energy":
+            standard = fiducial[(e_low, "standard")]
+            print(f"{e_low:.0f} GeV: resolution standard {standard:.2%}, network {width:.2%}")
+            assert width < standard
+    flux_out = root / "flux-networks"
+    args = ["flux", "--flight", str(root / "mission" / "run_*.root"), "--electron-mc", str(e_file),
+            "--proton-mc", str(p_file), "--out", str(flux_out), "--bins", "40:400:4",
+            "--score", "combined", "--energy", "bgo-energy"]  # fmt: skip
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    rows = list(csv.DictReader((flux_out / "flux.csv").open()))
+    pull, chi2 = pulls([SimpleNamespace(flux=float(x["flux"]), flux_err=float(x["flux_err"])) for x in rows],
+                       _expected())  # fmt: skip
+    print(f"flux with the combined score and the network energy: pulls {np.round(pull, 2).tolist()}, "
+          f"chi2 {chi2:.2f} (99% limit {CHI2_99[len(rows)]})")  # fmt: skip
+    assert np.all(np.abs(pull) < 3) and chi2 < CHI2_99[len(rows)]
+    assert "- energy: bgo-energy" in (flux_out / "flux.md").read_text()
+
+
+@pytest.mark.slow  # ~20 s: the main job's flight-like run (31k events) and its MC
+@pytest.mark.timeout(600)
+def test_the_main_jobs_flux_stage_writes_its_report_section(tmp_path):
+    """The demo's stage 7: the flux of a run of known composition, against its injected spectrum."""
+    from rich.console import Console
+
+    from dampeml.pipeline.demo import flux_demo, flux_section
+
+    path = flux_demo(tmp_path, tmp_path / "simulation", 1000, Console(quiet=True))
+    section = flux_section(path)
+    rows = [line for line in "\n".join(section).splitlines() if line.startswith("| ") and line[2].isdigit()]
+    pull = np.array([float(row.split("|")[-2]) for row in rows])
+    print("\n".join(section))
+    assert section[0].startswith("## Electron flux") and len(rows) == 3
+    assert np.all(np.abs(pull) < 3), "the demo's flux should close on its injected spectrum"
+    again = flux_demo(tmp_path, tmp_path / "simulation", 1000, Console(quiet=True))  # a rerun reuses the run
+    assert again == path and (tmp_path / "report" / "flux" / "flux.png").exists()

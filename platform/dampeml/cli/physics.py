@@ -72,47 +72,24 @@ def flux(
             help="shift each bin's proton MC scores so their median meets the flight's (protons dominate it)"
         ),
     ] = False,
+    injected: Annotated[
+        Path | None,
+        typer.Option(
+            help="a mission file or simulated mission folder: its electron spectrum drawn and tabulated "
+            "beside the measured flux, with the pulls (a closure)"
+        ),
+    ] = None,
 ) -> None:
     """Measure the electron flux by cut and count (seed 001): efficiency and background from MC,
     acceptance from the electron MC, per energy bin with statistical errors."""
-    from dampeml.io.datasource import expand_paths
-    from dampeml.physics.flux import FluxError
-    from dampeml.physics.measure import measure_flux
-    from dampeml.physics.networks import RegisteredNetworks
-    from dampeml.physics.report import write_flux
-    from dampeml.physics.samples import check_choice, sample_from_files, sample_from_reprocessed
+    from dampeml.physics.job import FluxRequest, run_flux
     from dampeml.security import check_job_paths
 
     check_job_paths(out=out, flight=flight, electron_mc=electron_mc, proton_mc=proton_mc)
-    chosen = _selection(selection)
-    check_choice(score, energy)
-    edges = _bins(bins)
-    networks = RegisteredNetworks(models_alias)
-
-    def load(where: str, mc: bool):
-        if where.endswith(".root") or "*" in where:
-            return sample_from_files(expand_paths(where), score, energy, networks)
-        if energy != "standard":
-            raise FluxError(f"--energy {energy}: computed from event files; {where} is a reprocessing output")
-        return sample_from_reprocessed(where, score, mc=mc)
-
-    data, _, live = load(flight, False)
-    electrons, generation, _ = load(electron_mc, True)
-    protons, _, _ = load(proton_mc, True)
-    live = live_time or live
-    if not live:
-        raise FluxError("the flight files record no live time: give --live-time SECONDS")
-    measurement = measure_flux(data, electrons, protons, generation, live, edges, chosen,
-                               efficiency, fit_proton_shift=fit_proton_template)  # fmt: skip
-    settings = {"flight": flight, "electron MC": electron_mc, "proton MC": proton_mc, "score": score,
-                "energy": energy, "networks": f"@{models_alias}", "selection": selection,
-                "cut": f"{efficiency:.0%} of each bin's electron MC above it",
-                "live time (s)": f"{live:g}", "bins (GeV)": ", ".join(f"{b:.4g}" for b in edges),
-                "proton template": "as simulated"}  # fmt: skip
-    if fit_proton_template:
-        shifts = ", ".join(f"{b.proton_shift:+.2f}" for b in measurement.bins)
-        settings["proton template"] = f"shifted to the flight per bin: {shifts}"
-    path = write_flux(measurement, out, settings)
+    request = FluxRequest(flight, electron_mc, proton_mc, out, _bins(bins), score, energy, efficiency,
+                          _selection(selection), live_time, fit_proton_template, injected,
+                          models_alias)  # fmt: skip
+    path, measurement = run_flux(request)
     write_invocation(ctx, out)
     console.print(f"flux in {len(measurement.points)} bins: {path}")
 

@@ -516,9 +516,11 @@ def write_report(
     out_dir: str | Path,
     title: str = "DAMPE reconstruction report",
     explanations: Iterable[tuple[str, str]] = (),
+    sections: Iterable[str] = (),
 ) -> Path:
     """`report.md`, its PNGs and `metrics.json` in `out_dir`; returns the Markdown path.
-    `explanations`: [(title, PNG name in `out_dir`)] of maps (:func:`.explain.chain_explanations`)."""
+    `explanations`: [(title, PNG name in `out_dir`)] of maps (:func:`.explain.chain_explanations`);
+    `sections`: Markdown lines of further sections (e.g. the flux's), before the timings."""
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -607,6 +609,7 @@ def write_report(
         _domain_note(sample),
         "",
         *_explanation_section(explanations),
+        *sections,
         "## Timings on this machine (seconds per event, one process)",
         "",
         _markdown_table(

@@ -103,15 +103,25 @@ class Mission(BaseModel):
         """Mean number of primaries of `c` crossing the generation sphere in one run."""
         return GENERATION_GEOMETRIC_FACTOR_M2SR * self.live_time_s / self.runs * c.integral()
 
+    def injected_flux(self, particle: str, bins_gev) -> list[float]:
+        """The mean injected flux of `particle` in each bin of edges `bins_gev` (per m2 s sr GeV)."""
+        edges = [float(e) for e in bins_gev]
+        return [sum(c.integral(lo, hi) for c in self.components if c.particle == particle) / (hi - lo)
+                for lo, hi in zip(edges[:-1], edges[1:], strict=True)]  # fmt: skip
+
 
 def load_mission(path: str | Path) -> Mission:
-    """The mission in `path`; MissionError naming the file and the field."""
+    """The mission in `path`: a mission file (YAML), or a simulated mission's folder or its `mission.json`
+    (the mission it was simulated from); MissionError naming the file and the field."""
     path = Path(path)
+    if path.is_dir():
+        path = path / MANIFEST
     if not path.is_file():
         raise MissionError(f"{path}: no such mission file")
     try:
-        return Mission.model_validate(yaml.safe_load(path.read_text()))
-    except Exception as exc:  # pydantic's ValidationError or YAML's error: one message naming the file
+        raw = yaml.safe_load(path.read_text())  # JSON is YAML
+        return Mission.model_validate(raw["mission"] if path.name == MANIFEST else raw)
+    except Exception as exc:  # pydantic's or YAML's error, no "mission": one message naming the file
         raise MissionError(f"{path}: {exc}") from None
 
 
