@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from dampeml.models.common import tf_keras
 from dampeml.physics.flux import FluxError
 from dampeml.reconstruction.chain import bgo_input, shower_input
 
@@ -40,7 +41,6 @@ class RegisteredNetworks:
     def _head(self, name: str) -> tuple:
         """(features model, last layer's kernel, bias): the output's pre-activation is features @ W + b."""
         if name not in self._heads:
-            from dampeml.models.common import tf_keras
             from dampeml.registry.models import RegistryError, load_model
 
             try:
