@@ -8,6 +8,8 @@ For each size N it runs, as a person would, the platform's commands in subproces
 - production: `dampeml simulate-production` of N protons (10 GeV - 100 TeV, E^-1; shards of
   --events-per-shard events);
 - build: `dampeml dataset build` of a BGO-direction spec over those files (a `files` source);
+- build-hough: the same with a coarse Hough spec (its RoI around the smeared true track, as the
+  small specs: no models needed), the build with the most work per event;
 - reprocess: `dampeml reprocess` of those files with the models at --alias (only sizes up to
   --reprocess-max; the chain is the slow job).
 
@@ -212,23 +214,32 @@ def production(n: int, work: Path, per_shard: int, cluster) -> JobRun:
     return run
 
 
-def bgo_spec(n: int, work: Path, events_per_unit: int) -> Path:
-    path = work / f"bgo-{n}.yaml"
+#: the build jobs' specs after their sources: a BGO-direction spec, and a coarse Hough one
+SPEC_BODY = {
+    "build": "kind: bgo-direction\nfeatures: [bgo_image]\ntargets: [track, particle]\n",
+    "build-hough": "kind: stk-hough\nfeatures: [hough_hits]\ntargets: [hough_offsets, track]\n"
+    "selection: {require_hough_hits: true}\nroi: {source: truth-smeared, smear_mm: 20.0, geometry: coarse}\n",
+}
+#: each build job's output folder prefix
+BUILD_PREFIX = {"build": "ds", "build-hough": "hough"}
+
+
+def spec_file(job: str, path: Path, glob: str, events_per_unit: int) -> Path:
+    """The spec of build job `job` over the files of `glob`, written to `path`."""
     path.write_text(
-        f"name: scale-bgo-{n}\nkind: bgo-direction\n"
-        f"sources:\n- type: files\n  glob: '{work}/sim-{n}/*.root'\n  events_per_unit: {events_per_unit}\n"
-        "features: [bgo_image]\ntargets: [track, particle]\n"
+        f"name: scale-{path.stem}\nsources:\n- type: files\n  glob: '{glob}'\n"
+        f"  events_per_unit: {events_per_unit}\n{SPEC_BODY[job]}"
     )
     return path
 
 
-def build(n: int, work: Path, events_per_unit: int, cluster) -> JobRun:
-    out = work / f"ds-{n}"
-    spec = bgo_spec(n, work, events_per_unit)
+def build(n: int, work: Path, events_per_unit: int, cluster, job: str = "build") -> JobRun:
+    out = work / f"{BUILD_PREFIX[job]}-{n}"
+    spec = spec_file(job, work / f"{BUILD_PREFIX[job]}-{n}.yaml", f"{work}/sim-{n}/*.root", events_per_unit)
     args = ["dataset", "build", str(spec), "--out", str(out)]
     if cluster is not None:
         args = ["jobs/build_dataset.py", str(spec), "--out", str(out)]
-    run = run_job("build", args, n, out, work, cluster)
+    run = run_job(job, args, n, out, work, cluster)
     t0 = time.perf_counter()
     manifest = json.loads((out / "manifest.json").read_text())
     markers = list((out / "_units").glob("*.json")) if (out / "_units").exists() else []
@@ -280,7 +291,7 @@ def _kill_halfway(args: list[str], log: Path, markers: Path, wanted: int, work: 
 def killed_build(n: int, work: Path) -> str:
     """Build again (a local Ray), kill the job once half the units are committed, resume it, and compare
     every split with the uninterrupted build's (run `build` first)."""
-    spec, out = work / f"bgo-{n}.yaml", work / f"ds-{n}-killed"
+    spec, out = work / f"ds-{n}.yaml", work / f"ds-{n}-killed"
     units = len(list((work / f"ds-{n}" / "_units").glob("*.json")))
     args = ["dataset", "build", str(spec), "--out", str(out)]
     done = _kill_halfway(args, work / f"build-{n}-killed.log", out / "_units", units // 2, work)
@@ -358,7 +369,7 @@ def one_thread():
 
 def inprocess_rates(work: Path, n: int, alias: str, with_chain: bool) -> dict[str, float]:
     """Events per second of the jobs' work in this process on one core: simulate + write a file,
-    build the BGO units of that file, run the chain on its events."""
+    build the BGO and the Hough units of that file, run the chain on its events."""
     from dampeml.datasets.process import process_unit
     from dampeml.datasets.spec import load_spec
     from dampeml.datasets.units import plan_units, planned_particle_counts
@@ -375,18 +386,14 @@ def inprocess_rates(work: Path, n: int, alias: str, with_chain: bool) -> dict[st
         branches, meta = simulate(SimulationConfig("proton", n, *ENERGY, seed=5))
         write_event_file(ref / "ref.root", branches, meta)
         rates["production"] = n / (time.perf_counter() - t0)
-        spec_path = ref / "spec.yaml"
-        spec_path.write_text(
-            f"name: scale-ref\nkind: bgo-direction\nsources:\n- type: files\n  glob: '{ref}/*.root'\n"
-            "  events_per_unit: 20000\nfeatures: [bgo_image]\ntargets: [track, particle]\n"
-        )
-        spec = load_spec(spec_path)
-        store = Store.open(str(ref / "ds"))
-        t0 = time.perf_counter()
-        units, _ = plan_units(spec)
-        context = {"planned_particles": planned_particle_counts(units)}
-        read = sum(process_unit(u, spec, store, context)["read"] for u in units)
-        rates["build"] = read / (time.perf_counter() - t0)
+        for job, prefix in BUILD_PREFIX.items():
+            spec = load_spec(spec_file(job, ref / f"{prefix}.yaml", f"{ref}/*.root", 20000))
+            store = Store.open(str(ref / prefix))
+            t0 = time.perf_counter()
+            units, _ = plan_units(spec)
+            context = {"planned_particles": planned_particle_counts(units)}
+            read = sum(process_unit(u, spec, store, context)["read"] for u in units)
+            rates[job] = read / (time.perf_counter() - t0)
         if with_chain:
             import numpy as np
             import pyarrow as pa
@@ -427,12 +434,7 @@ def build_overhead(work: Path, repeats: int = 3) -> str:
     ref = work / "tiny"
     ref.mkdir(exist_ok=True)
     write_event_file(ref / "tiny.root", *simulate(SimulationConfig("proton", 200, *ENERGY, seed=6)))
-    spec_path = ref / "tiny.yaml"
-    spec_path.write_text(
-        f"name: scale-tiny\nkind: bgo-direction\nsources:\n- type: files\n  glob: '{ref}/*.root'\n"
-        "  events_per_unit: 25\nfeatures: [bgo_image]\ntargets: [track, particle]\n"
-    )
-    spec = load_spec(spec_path)
+    spec = load_spec(spec_file("build", ref / "tiny.yaml", f"{ref}/*.root", 25))
     init_ray(num_cpus=4)
     process = ray.remote(num_cpus=1)(process_unit)
     data, tasks = [], []
@@ -477,12 +479,16 @@ def print_tables(runs: list[JobRun], rates: dict[str, float], cores: int) -> Non
     from dampeml.pipeline import capacity
 
     rates_of = {"production": capacity.PRODUCTION, "build": capacity.BUILD["bgo-direction"],
+                "build-hough": capacity.BUILD.get("stk-hough"),
                 "reprocess": capacity.REPROCESS_SMALL}  # fmt: skip
     print("\n## The capacity plan's prediction (dampeml.pipeline.capacity) against the measurement\n")
     print("| job | events | predicted wall (s) | measured (s) | measured / predicted | rate from |")
     print("|---|---|---|---|---|---|")
     for r in runs:
         rate = rates_of[r.job]
+        if rate is None:
+            print(f"| {r.job} | {r.events:,} | - | {r.wall:.0f} | - | no rate in the plan |")
+            continue
         predicted = capacity.predicted_wall_s(rate, r.events, cores)
         print(f"| {r.job} | {r.events:,} | {predicted:.0f} | {r.wall:.0f} | {r.wall / predicted:.2f} "
               f"| {rate.source} |")  # fmt: skip
@@ -504,7 +510,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", nargs="+", type=float, default=[1e5, 1e6], help="events per run")
     ap.add_argument("--jobs", nargs="+", default=["production", "build", "reprocess"],
-                    choices=["production", "build", "reprocess"])  # fmt: skip
+                    choices=["production", "build", "build-hough", "reprocess"])  # fmt: skip
     ap.add_argument("--work", type=Path, help="where the runs write (default: a temporary folder, removed)")
     ap.add_argument("--cluster", action="store_true", help="submit to a local multi-node Ray cluster")
     ap.add_argument("--events-per-shard", type=int, default=20000)
@@ -544,11 +550,12 @@ def main() -> None:
             n = int(size)
             if "production" in args.jobs:
                 runs.append(production(n, work, args.events_per_shard, cluster))
-            if "build" in args.jobs:
-                runs.append(build(n, work, args.events_per_unit, cluster))
+            for job in ("build", "build-hough"):
+                if job in args.jobs:
+                    runs.append(build(n, work, args.events_per_unit, cluster, job))
             if "reprocess" in args.jobs and n <= args.reprocess_max:
                 runs.append(reprocess(n, work, args.alias, args.actors, cluster))
-            for r in runs[-3:]:
+            for r in runs[-len(args.jobs) :]:
                 print(f"  {r.job} {r.events:,}: {r.wall:.0f} s", flush=True)
             if (
                 args.kill_reprocess_at
