@@ -138,22 +138,27 @@ def test_a_changed_file_or_an_edited_config_is_refused(exported, tmp_path, monke
 
 
 @pytest.mark.timeout(300)
-def test_the_shipped_reference_zoo_is_whole_and_loads_as_data():
-    """Every model of zoo/reference: its file matches the index, rebuilds from its record, and the
-    weights load; the index records where each came from."""
+@pytest.mark.parametrize(
+    ("folder", "expected"),
+    [
+        ("reference", {"bgo-direction-low", "bgo-direction-mid", "bgo-direction-high", "stk-hough-coarse",
+                       "stk-hough-precise", "inelastic-raw-stk", "inelastic-hough", "electron-proton"}),
+        ("electron-flux", {"electron-proton", "electron-proton-cnn", "electron-proton-dnn", "bgo-energy"}),
+    ],
+)  # fmt: skip
+def test_the_shipped_zoos_are_whole_and_load_as_data(folder, expected):
+    """Every model of a shipped zoo (the chain's, the electron flux's): its file matches the index,
+    rebuilds from its record, and the weights load; the index records where each came from."""
     from dampeml.models.architecture import Architecture
     from dampeml.security import check_config_matches, keras_file_config, load_weights_only
 
-    index = read_index(SHIPPED)
+    zoo = SHIPPED.parent / folder
+    index = read_index(zoo)
     assert index["alias"] == "reference" and chain_config(index).coarse_below_tev > 0
-    expected = {
-        "bgo-direction-low", "bgo-direction-mid", "bgo-direction-high", "stk-hough-coarse",
-        "stk-hough-precise", "inelastic-raw-stk", "inelastic-hough", "electron-proton",
-    }  # fmt: skip
     assert set(index["models"]) == expected
     total = 0
     for name, entry in index["models"].items():
-        path = SHIPPED / entry["file"]
+        path = zoo / entry["file"]
         total += path.stat().st_size
         import hashlib
 
@@ -164,6 +169,6 @@ def test_the_shipped_reference_zoo_is_whole_and_loads_as_data():
         model = Architecture.from_json(json.dumps(entry["architecture"]), name).build()
         check_config_matches(keras_file_config(path), model, name)
         load_weights_only(model, path, name)
-    assert (SHIPPED / "recipe.resolved.yaml").is_file()
-    print(f"\nzoo/reference: {len(expected)} models, {total / 1e6:.2f} MB")
+    assert (zoo / "recipe.resolved.yaml").is_file()
+    print(f"\nzoo/{folder}: {len(expected)} models, {total / 1e6:.2f} MB")
     assert total < 20e6
