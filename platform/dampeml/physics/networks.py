@@ -39,7 +39,7 @@ class RegisteredNetworks:
         self._heads: dict[str, tuple] = {}
 
     def _head(self, name: str) -> tuple:
-        """(features model, last layer's kernel, bias): the output's pre-activation is features @ W + b."""
+        """(features model, last kernel, bias, input names): the pre-activation is features @ W + b."""
         if name not in self._heads:
             from dampeml.registry.models import RegistryError, load_model
 
@@ -51,7 +51,7 @@ class RegisteredNetworks:
             last = model.layers[-1]
             kernel, bias = last.get_weights()
             features = tf_keras().Model(model.inputs, last.input)
-            self._heads[name] = (features, kernel, bias, [t.name.split(":")[0] for t in model.inputs])
+            self._heads[name] = (features, kernel, bias, list(model.input_names))
         return self._heads[name]
 
     def linear_output(self, name: str, bgo_energy: np.ndarray) -> np.ndarray:
