@@ -57,6 +57,19 @@ def test_bad_shapes_and_presets_are_refused_with_their_names():
         Shape(cpu_nodes=0, gpu_nodes=0)
     with pytest.raises(InputError, match="--preset"):
         reprocessing_cost(1e6, Shape(), "huge")
+    with pytest.raises(InputError, match="'electron-proton'.*bgo-direction.*stk-hough"):
+        capacity_plan(Shape(), build=1e6, build_kind="electron-proton")
+
+
+def test_each_build_kind_costs_its_own_rate_and_bytes():
+    shape = Shape(cpu_nodes=4, cores_per_node=16)
+    rows = {k: capacity_plan(shape, build=1e8, build_kind=k)[0] for k in cap.BUILD}
+    for kind, row in rows.items():
+        rate = cap.BUILD[kind]
+        assert row.stage == f"dataset build ({kind})"
+        assert row.wall_hours * 3600 == pytest.approx(rate.start_s + 1e8 / (rate.per_core * 64))
+        assert row.storage_tb == pytest.approx(1e8 * cap.BYTES_PER_EVENT[kind] / 1e12)
+    assert rows["stk-hough"].storage_tb > 2 * rows["bgo-direction"].storage_tb  # the hits weigh more
 
 
 def test_the_command_prints_every_stage_and_the_recipes_training():

@@ -14,7 +14,10 @@ from dampeml.pipeline.capacity import Shape, capacity_plan, format_plan, trainin
 @clean_errors
 def capacity(
     produce: Annotated[float, typer.Option(help="events to simulate (production)")] = 0.0,
-    build: Annotated[float, typer.Option(help="events to build into BGO datasets")] = 0.0,
+    build: Annotated[float, typer.Option(help="events to build into datasets (of --build-kind)")] = 0.0,
+    build_kind: Annotated[
+        str, typer.Option(help="the datasets' kind: bgo-direction or stk-hough (measured rates)")
+    ] = "bgo-direction",
     reprocess: Annotated[float, typer.Option(help="events to reprocess with the chain")] = 0.0,
     preset: Annotated[str, typer.Option(help="the chain's networks: small or full")] = "small",
     recipe: Annotated[Path | None, typer.Option(help="also the training of this recipe's steps")] = None,
@@ -27,7 +30,8 @@ def capacity(
 ) -> None:
     """Print the core- and GPU-hours, wall time and storage of a request on a cluster shape."""
     shape = Shape(cpu_nodes, cores_per_node, gpu_nodes, gpus_per_node, cores_per_gpu_node)
-    rows = capacity_plan(shape, produce=produce, build=build, reprocess=reprocess, preset=preset)
+    rows = capacity_plan(shape, produce=produce, build=build, reprocess=reprocess, preset=preset,
+                         build_kind=build_kind)  # fmt: skip
     if recipe is not None:
         from dampeml.pipeline.recipe import load_recipe
 

@@ -31,7 +31,10 @@ class Rate:
 #: benchmarks/README.md, "Scale" (3 Dec 2026, 2 cores): fitted on the two largest sizes of one run, checked
 #: against the other runs
 PRODUCTION = Rate(3_552.0, 10.2, "bench_scale run 2, fitted on 1e6 and 1e7 events")
-BUILD = {"bgo-direction": Rate(25_900.0, 21.7, "bench_scale run 3, fitted on 1e6 and 1e7 events")}
+BUILD = {
+    "bgo-direction": Rate(25_900.0, 21.7, "bench_scale run 3, fitted on 1e6 and 1e7 events"),
+    "stk-hough": Rate(25_000.0, 12.0, "bench_scale run 10, fitted on 1e5 and 1e6 events"),
+}
 #: reprocessing with the shipped reference (small-preset) models on CPU, one chain actor per core: one
 #: size only (1e5), so the start-up (loading the models) is inside the rate, an upper bound on the time
 REPROCESS_SMALL = Rate(151.0, 0.0, "bench_scale run 3, 1e5 events, start-up included")
@@ -120,14 +123,20 @@ def capacity_plan(
     build: float = 0.0,
     reprocess: float = 0.0,
     preset: str = "small",
+    build_kind: str = "bgo-direction",
 ) -> list[StageCost]:
-    """The stages a request names (events of each; 0 leaves a stage out)."""
+    """The stages a request names (events of each; 0 leaves a stage out); the builds' datasets of
+    `build_kind`."""
     rows = []
     if produce:
         rows.append(_cpu_stage("production", produce, PRODUCTION, shape, SIMULATED_BYTES))
     if build:
-        kind = "bgo-direction"
-        rows.append(_cpu_stage(f"dataset build ({kind})", build, BUILD[kind], shape, BYTES_PER_EVENT[kind]))
+        if build_kind not in BUILD:
+            raise InputError(
+                f"no measured build rate for {build_kind!r} datasets: use one of {sorted(BUILD)}"
+            )
+        rate, size = BUILD[build_kind], BYTES_PER_EVENT[build_kind]
+        rows.append(_cpu_stage(f"dataset build ({build_kind})", build, rate, shape, size))
     if reprocess:
         rows.append(reprocessing_cost(reprocess, shape, preset))
     return rows
