@@ -88,12 +88,12 @@ def test_the_flux_uses_the_samples_own_energy_and_refuses_a_mix():
     def sample(own: bool) -> EventSample:
         return EventSample(_vertical(n), scrambled, rng.normal(2, 1, n), truth, truth if own else None)
 
-    m = measure_flux(sample(True), sample(True), sample(True), [Generation(n, 30, 300, 1.0)], 1e4, BINS)
+    m = measure_flux(sample(True), sample(True), sample(True), [Generation(2 * n, 30, 300, 1.0)], 1e4, BINS)
     np.testing.assert_array_equal(m.electron_energy_gev, truth)
     for b, lo, hi in zip(m.bins, BINS[:-1], BINS[1:], strict=True):
         assert len(b.electrons) == ((truth >= lo) & (truth < hi)).sum()
     with pytest.raises(FluxError, match="only flight carry the network energy"):
-        measure_flux(sample(True), sample(False), sample(False), [Generation(n, 30, 300, 1.0)], 1e4, BINS)
+        measure_flux(sample(True), sample(False), sample(False), [Generation(2 * n, 30, 300, 1.0)], 1e4, BINS)
 
 
 def test_energy_metrics_and_bad_choices():

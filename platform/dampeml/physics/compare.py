@@ -21,6 +21,7 @@ from dampeml.io.root_reader import read_events
 from dampeml.physics.energy import EnergyCorrection, fit_correction, resolution
 from dampeml.physics.flux import FluxError, cut_for_efficiency
 from dampeml.physics.networks import ENERGY_NETWORK, RegisteredNetworks
+from dampeml.physics.report import save_log_x
 from dampeml.physics.samples import event_score
 from dampeml.physics.selection import CLASSES, FIDUCIAL, NON_FIDUCIAL, containment
 from dampeml.training.metrics import roc_auc
@@ -233,10 +234,4 @@ def _energy_figure(rows: list[EnergyRow], path: Path) -> None:
             if pick:
                 e = [np.sqrt(r.e_low * r.e_high) for r in pick]
                 ax.plot(e, [100 * r.resolution for r in pick], style, label=f"{name}, {cls}")
-    ax.set_xscale("log")
-    ax.set_xlabel("true energy (GeV)")
-    ax.set_ylabel("resolution (%)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_log_x(fig, ax, path, "true energy (GeV)", "resolution (%)")

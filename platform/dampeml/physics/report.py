@@ -138,11 +138,18 @@ def _energy_section(m: FluxMeasurement, path: Path, bins: list[tuple[float, floa
         ax.plot(e, [100 * r[3] for r in rows], "o-", label="bias")
         ax.plot(e, [100 * r[4] for r in rows], "s-", label="resolution")
         ax.axhline(0, color="k", lw=0.5)
-        ax.set_xscale("log")
-        ax.set_xlabel("E_true (GeV)")
-        ax.set_ylabel("%")
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
+        save_log_x(fig, ax, path, "E_true (GeV)", "%")
     return lines
+
+
+def save_log_x(fig, ax, path: Path, xlabel: str, ylabel: str) -> None:
+    """An energy figure finished (log x, labels, legend) and written to `path`."""
+    import matplotlib.pyplot as plt
+
+    ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
