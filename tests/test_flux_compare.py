@@ -90,6 +90,7 @@ def test_the_flux_uses_the_samples_own_energy_and_refuses_a_mix():
 
     m = measure_flux(sample(True), sample(True), sample(True), [Generation(2 * n, 30, 300, 1.0)], 1e4, BINS)
     np.testing.assert_array_equal(m.electron_energy_gev, truth)
+    assert m.own_energy
     for b, lo, hi in zip(m.bins, BINS[:-1], BINS[1:], strict=True):
         assert len(b.electrons) == ((truth >= lo) & (truth < hi)).sum()
     with pytest.raises(FluxError, match="only flight carry the network energy"):

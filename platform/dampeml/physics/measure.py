@@ -74,6 +74,7 @@ class FluxMeasurement:
     bins: list[BinScores]
     electron_energy_gev: np.ndarray
     electron_true_gev: np.ndarray
+    own_energy: bool = False  # the samples' own energy estimate (the network's) instead of the correction
 
 
 @dataclass(frozen=True)
@@ -156,5 +157,5 @@ def measure_flux(
             )
         )
     return FluxMeasurement(
-        points, correction, bins, energy["electrons"][e_sel], electrons.true_energy_gev[e_sel]
+        points, correction, bins, energy["electrons"][e_sel], electrons.true_energy_gev[e_sel], bool(own)
     )

@@ -128,8 +128,13 @@ def _energy_section(m: FluxMeasurement, path: Path, bins: list[tuple[float, floa
             rows.append(
                 (lo, hi, int(sel.sum()), *resolution(m.electron_energy_gev[sel], m.electron_true_gev[sel]))
             )
+    origin = (
+        "The energy network's estimate."
+        if m.own_energy
+        else "The standard estimate; its correction is fitted on these events."
+    )
     lines = ["", "## Energy (selected electron MC)", "", "Bias: median of E/E_true - 1; resolution: half the "
-             "16-84% width of it. The correction is fitted on these events.", "", "![energy](energy.png)", "",
+             f"16-84% width of it. {origin}", "", "![energy](energy.png)", "",
              "| E_true (GeV) | events | bias | resolution |", "|---|---|---|---|"]  # fmt: skip
     lines += [f"| {lo:.0f}-{hi:.0f} | {n} | {b:+.2%} | {r:.2%} |" for lo, hi, n, b, r in rows]
     if rows:
