@@ -334,7 +334,7 @@ def scan_duplicates(
     items: Sequence[IdRange | EventIds],
     skip: dict[str, set[int]] | None = None,
     fine: int = 2000,
-    batch_events: int = 1_000_000,
+    batch_events: int = 200_000,
 ) -> DuplicateScan:
     """Find the repeats among `items` in priority order: file ranges (their identities are read
     here) or identities known without reading (e.g. of simulated events).
@@ -342,7 +342,9 @@ def scan_duplicates(
     Memory stays bounded whatever the number of events: two events can only be one if they share a
     run, so a first pass keeps only each item's run numbers, the items that share one are grouped,
     and the identities are read and compared a few groups at a time (about `batch_events` at once).
-    Holding all of them at once took a 1e7-event build's driver to 1.6 GB (benchmarks/README.md, "Scale").
+    Holding all of them at once took a 1e7-event build's driver to 1.6 GB (benchmarks/README.md, "Scale");
+    batches of 1e6 events still added 110-160 MB to its peak at 1e6-1e7 events, batches of 2e5 add
+    36-55 MB for 4% more scan time at 1e7 (a scan of 1e5 events or fewer is one batch, as before).
     """
     t0 = time.perf_counter()
     sizes = [len(x.entries) if isinstance(x, EventIds) else x[2] - x[1] for x in items]
