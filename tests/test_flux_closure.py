@@ -219,14 +219,13 @@ def test_the_main_jobs_flux_stage_writes_its_report_section(tmp_path):
     """The demo's stage 7: the flux of a run of known composition, against its injected spectrum."""
     from rich.console import Console
 
-    from dampeml.pipeline.demo import flux_demo, flux_section
+    from dampeml.pipeline.demo import flux_demo
 
-    path = flux_demo(tmp_path, tmp_path / "simulation", 1000, Console(quiet=True))
-    section = flux_section(path)
+    section = flux_demo(tmp_path, tmp_path / "simulation", 1000, Console(quiet=True))
     rows = [line for line in "\n".join(section).splitlines() if line.startswith("| ") and line[2].isdigit()]
     pull = np.array([float(row.split("|")[-2]) for row in rows])
     print("\n".join(section))
     assert section[0].startswith("## Electron flux") and len(rows) == 3
     assert np.all(np.abs(pull) < 3), "the demo's flux should close on its injected spectrum"
     again = flux_demo(tmp_path, tmp_path / "simulation", 1000, Console(quiet=True))  # a rerun reuses the run
-    assert again == path and (tmp_path / "report" / "flux" / "flux.png").exists()
+    assert again == section and (tmp_path / "report" / "flux" / "flux.png").exists()

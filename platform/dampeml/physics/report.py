@@ -60,17 +60,8 @@ def write_flux(
     fig.tight_layout()
     fig.savefig(out / "flux.png", dpi=110)
     plt.close(fig)
-    head = "| E (GeV) | cut | efficiency | background | counts | E^3 flux | stat. error |" + (
-        " injected E^3 flux | pull |" if injected else ""
-    )
     lines = ["# Electron flux (cut and count)", "", *(f"- {k}: {v}" for k, v in settings.items()), "",
-             "![flux](flux.png)", "", head, "|" + "---|" * (head.count("|") - 1)]  # fmt: skip
-    for i, p in enumerate(points):
-        cells = [f"{p.e_low:.0f}-{p.e_high:.0f}", f"{p.cut:.3g}", f"{p.efficiency:.3f}",
-                 f"{p.background:.3f}", f"{p.counts:.1f}", f"{f3[i]:.4g}", f"{err3[i]:.2g}"]  # fmt: skip
-        if injected:
-            cells += [f"{injected[i] * e[i] ** 3:.4g}", f"{(p.flux - injected[i]) / p.flux_err:+.2f}"]
-        lines.append("| " + " | ".join(cells) + " |")
+             "![flux](flux.png)", "", *flux_table(points, injected)]  # fmt: skip
     _score_figure(measurement.bins, points, out / "scores.png")
     lines += ["", "## Score distributions", "",
               "Flight-like events against the electron MC scaled to the measured counts and the proton MC "
@@ -80,6 +71,23 @@ def write_flux(
     path = out / "flux.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def flux_table(points: list[FluxPoint], injected: list[float] | None = None) -> list[str]:
+    """The flux points as a Markdown table (E^3-weighted), with the injected flux and pulls when known."""
+    head = "| E (GeV) | cut | efficiency | background | counts | E^3 flux | stat. error |" + (
+        " injected E^3 flux | pull |" if injected else ""
+    )
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for i, p in enumerate(points):
+        e3 = p.e_mean**3
+        cells = [f"{p.e_low:.0f}-{p.e_high:.0f}", f"{p.cut:.3g}", f"{p.efficiency:.3f}",
+                 f"{p.background:.3f}", f"{p.counts:.1f}", f"{p.flux * e3:.4g}",
+                 f"{p.flux_err * e3:.2g}"]  # fmt: skip
+        if injected:
+            cells += [f"{injected[i] * e3:.4g}", f"{(p.flux - injected[i]) / p.flux_err:+.2f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def _score_figure(bins: list[BinScores], points: list[FluxPoint], path: Path) -> None:

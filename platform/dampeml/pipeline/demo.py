@@ -18,6 +18,7 @@ outputs), so an interrupted demo resumes.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -118,7 +119,7 @@ def run_demo(
     ]
     console.rule("7. the electron flux of a flight-like run of known composition")
     flux = flux_demo(workdir, sim_dir, events_per_particle, console)
-    report = evaluate_demo(held_out, workdir / "report", console, *reference, sections=flux_section(flux))
+    report = evaluate_demo(held_out, workdir / "report", console, *reference, sections=flux)
     console.rule("done")
     console.print(f"physics report: {report}")
     console.print(f"models: `dampeml models list` (MLflow store {tracking_uri()})")
@@ -206,11 +207,13 @@ FLUX_MC = (("electron", 1, 20.0, 2000.0), ("proton", 3, 50.0, 5000.0))
 FLUX_SEED = 7001
 
 
-def flux_demo(workdir: Path, sim_dir: Path, events: int, console: Console) -> Path:
-    """The flux of FLUX_MISSION with electron and proton MC of other seeds (`dampeml flux` with zeta);
-    its flux.md. The mission is simulated again only when it is not complete."""
+def flux_demo(workdir: Path, sim_dir: Path, events: int, console: Console) -> list[str]:
+    """The flux of FLUX_MISSION with electron and proton MC of other seeds (`dampeml flux` with zeta),
+    written to report/flux; the report's section on it. The mission is simulated again only when it is
+    not complete."""
     from dampeml.physics.job import FluxRequest, run_flux
     from dampeml.physics.mission import MANIFEST, load_mission, simulate_mission
+    from dampeml.physics.report import flux_table
 
     mission_dir = workdir / "mission"
     if not (mission_dir / MANIFEST).exists():
@@ -220,19 +223,16 @@ def flux_demo(workdir: Path, sim_dir: Path, events: int, console: Console) -> Pa
           for i, (p, share, lo, hi) in enumerate(FLUX_MC)]  # fmt: skip
     request = FluxRequest(str(mission_dir / "run_*.root"), mc[0], mc[1], workdir / "report" / "flux",
                           np.geomspace(40.0, 400.0, 4), injected=mission_dir)  # fmt: skip
-    path, _ = run_flux(request)
+    path, measurement = run_flux(request)
     console.print(f"electron flux: {path}")
-    return path
-
-
-def flux_section(flux_md: Path) -> list[str]:
-    """The report's section on the flux: its figure, and its table with the injected flux and pulls."""
-    table = flux_md.read_text().split("![flux](flux.png)")[1].split("## ")[0].strip()
+    table = flux_table(
+        measurement.points, load_mission(mission_dir).injected_flux("electron", request.bins_gev)
+    )
     return ["## Electron flux (a flight-like run of known composition)", "",
             f"`dampeml flux` with zeta and the standard energy on the flight-like run of "
             f"{FLUX_MISSION_CHANGES['live_time_s']:g} s made by `dampeml simulate-mission` (its injected "
             "electron spectrum dashed); the whole flux report, with the score distributions and the "
-            "energy resolution: [flux/flux.md](flux/flux.md).", "", "![flux](flux/flux.png)", "", table,
+            "energy resolution: [flux/flux.md](flux/flux.md).", "", "![flux](flux/flux.png)", "", *table,
             ""]  # fmt: skip
 
 
@@ -242,7 +242,7 @@ def evaluate_demo(
     console: Console,
     reference: Any = None,
     note: str | None = None,
-    sections: list[str] = (),
+    sections: Iterable[str] = (),
 ) -> Path:
     """The report of the demo's chain, with the shipped reference chain beside it where it was imported."""
 
