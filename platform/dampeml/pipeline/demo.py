@@ -34,6 +34,7 @@ from dampeml.io.root_reader import EventFileError, inspect_file
 from dampeml.io.root_writer import write_event_file
 from dampeml.models.catalog import aligned_name
 from dampeml.paths import DATASET_SPECS, RECIPES, ZOO
+from dampeml.physics.report import flux_table
 from dampeml.pipeline.recipe import load_recipe
 from dampeml.reconstruction.chain import Chain
 from dampeml.registry.models import RegistryError, list_versions, version_of
@@ -213,7 +214,6 @@ def flux_demo(workdir: Path, sim_dir: Path, events: int, console: Console) -> li
     not complete."""
     from dampeml.physics.job import FluxRequest, run_flux
     from dampeml.physics.mission import MANIFEST, load_mission, simulate_mission
-    from dampeml.physics.report import flux_table
 
     mission_dir = workdir / "mission"
     if not (mission_dir / MANIFEST).exists():
