@@ -104,6 +104,11 @@ def main() -> None:
         help="also the standard selection with these BGO-match cuts",
     )
     ap.add_argument("--simulation-version", type=int, default=SIMULATION_VERSION, help="physics version")
+    ap.add_argument(
+        "--all-strips",
+        action="store_true",
+        help="charges from every cluster (version 3 files: ignore the widths, no single-strip rule)",
+    )
     args = ap.parse_args()
     variants = criteria_variants(args.match_mm)
     if args.backsplash:
@@ -124,6 +129,8 @@ def main() -> None:
                 version = args.simulation_version
                 cfg = SimulationConfig(particle, args.events, lo, hi, seed=seed, version=version)
                 ev, _ = simulate(cfg)
+                if args.all_strips:
+                    ev.pop("stk_width", None)
                 reconstruct(_head(ev, 50))  # warm-up
                 t0, c0 = time.perf_counter(), time.process_time()
                 res = reconstruct(ev)
@@ -131,11 +138,14 @@ def main() -> None:
                 truth = truth_track(ev)
                 ideal = select_ideal(res.candidates, truth)
                 hits = (ev["stk_layer"], ev["stk_pos"], ev["stk_signal"])
-                q_true, q_std, q_ideal = (stk_charge(*hits, t)[0] for t in (truth, res.track, ideal))
+                width = ev.get("stk_width")  # the single-strip rule where the widths are known
+                q_true, q_std, q_ideal = (
+                    stk_charge(*hits, t, width=width)[0] for t in (truth, res.track, ideal)
+                )
                 charges = {"standard": q_std, "ideal": q_ideal}
                 for name, crit in variants.items():
                     cands = replace(res.candidates, quality=passes_quality(res.candidates, crit))
-                    charges[name] = stk_charge(*hits, select_standard(cands, len(truth)))[0]
+                    charges[name] = stk_charge(*hits, select_standard(cands, len(truth)), width=width)[0]
                 in_psd = np.asarray(ev["true_inelastic"]) & (np.asarray(ev["true_interaction_z"]) < geo.Z_TOP)
                 rows += efficiency_table(
                     particle,

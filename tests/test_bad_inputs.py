@@ -68,7 +68,7 @@ def _write_raw(path: Path, events: dict, metadata: dict | None, tree_name=schema
     """Write a tree as the writer would, but with freedom the writer does not give (another tree
     name, shapes or branches outside the schema)."""
     tree = {k: v for k, v in events.items() if k not in schema.JAGGED}
-    tree["stk"] = ak.zip({k[len("stk_") :]: events[k] for k in schema.JAGGED})
+    tree["stk"] = ak.zip({k[len("stk_") :]: events[k] for k in schema.JAGGED if k in events})
     tree.update(extra or {})
     with uproot.recreate(path) as f:
         if metadata is not None:

@@ -149,7 +149,7 @@ def test_wrong_shape(tmp_path, good_file):
     events = read_events(good_file)
     tree = {k: v for k, v in events.items() if k not in schema.JAGGED}
     tree["bgo_energy"] = tree["bgo_energy"][:, :, :20].copy()
-    tree["stk"] = ak.zip({k[4:]: events[k] for k in schema.JAGGED})
+    tree["stk"] = ak.zip({k[4:]: events[k] for k in schema.JAGGED if k in events})
     with uproot.recreate(path) as f:
         f[schema.METADATA_KEY] = json.dumps(inspect_file(good_file).metadata)
         f.mktree(schema.TREE_NAME, tree)
@@ -160,7 +160,7 @@ def test_empty_file(tmp_path, good_file):
     path = tmp_path / "empty.root"
     events = read_events(good_file)
     tree = {k: v[:0] for k, v in events.items() if k not in schema.JAGGED}
-    tree["stk"] = ak.zip({k[4:]: events[k][:0] for k in schema.JAGGED})
+    tree["stk"] = ak.zip({k[4:]: events[k][:0] for k in schema.JAGGED if k in events})
     with uproot.recreate(path) as f:
         f.mktree(schema.TREE_NAME, tree)
     _expect_error(path, "holds no events")

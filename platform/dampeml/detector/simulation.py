@@ -179,10 +179,11 @@ def simulate_chunk(
     if cfg.version >= 3:  # drawn after version 2's sources, so version 2 events stay as they were
         parts.append(delta_rays(rng, traj.x_stk, traj.y_stk, charge, cos_t, z_inel))
     hits = stk.Hits.concat(parts)
-    if cfg.version >= 3:  # strip by strip; width, raw signal and eta are not branches of the file (yet)
+    if cfg.version >= 3:  # strip by strip; the width is a branch (the charge's single-strip rule)
         clusters = digitize_strips(rng, hits, cond.stk_signal_scale)
-        for key in ("width", "raw_signal", "eta"):
+        for key in ("raw_signal", "eta"):
             clusters.pop(key)
+        clusters["width"] = np.minimum(clusters["width"], np.iinfo(np.int8).max).astype(np.int8)
     else:
         clusters = stk.digitize(rng, hits, cond.stk_signal_scale)
     psd_e = psd.psd_energy(hits, n) * np.float32(cond.stk_signal_scale)

@@ -95,6 +95,7 @@ def _per_file_columns(
 
     truth = truth_track(events)
     stk = (events["stk_layer"], events["stk_pos"], events["stk_signal"])
+    width = events.get("stk_width")  # the charge leaves single-strip clusters out where known
     cols: dict[str, np.ndarray] = {
         "run_id": np.asarray(events["run_id"]),
         "event_id": np.asarray(events["event_id"]),
@@ -106,7 +107,7 @@ def _per_file_columns(
     }
     for k, c in zip(TRACK_KEYS, truth.T, strict=True):
         cols[f"true_{k}"] = c
-    cols["true_charge"] = stk_charge(*stk, truth)[0]
+    cols["true_charge"] = stk_charge(*stk, truth, width=width)[0]
 
     with _timed(timings, "chain"):  # the chain drops every MC-only branch itself
         out = chain.run(events)
@@ -131,18 +132,18 @@ def _per_file_columns(
     late = cols["cnn_axis_seed"].astype(bool)
     for k in TRACK_KEYS:
         cols[f"seed_{k}"] = np.where(late, cols[f"axis_{k}"], cols[f"cnn_bgo_{k}"].astype(np.float64))
-    cols["std_charge"] = stk_charge(*stk, standard)[0]
-    cols["ideal_charge"] = stk_charge(*stk, ideal)[0]
+    cols["std_charge"] = stk_charge(*stk, standard, width=width)[0]
+    cols["ideal_charge"] = stk_charge(*stk, ideal, width=width)[0]
     # the paper's Table 3 (a): the same pattern recognition around the chain's BGO network prediction
     bgo_seed = np.stack([cols[f"cnn_{k}"] for k in BGO_COLUMNS], axis=1).astype(np.float64)
     with _timed(timings, "standard reconstruction, bgo seed"):
         seeded = reconstruct(events, config=criteria, seed=bgo_seed)
-    cols["seeded_std_charge"] = stk_charge(*stk, seeded.track)[0]
-    cols["seeded_ideal_charge"] = stk_charge(*stk, select_ideal(seeded.candidates, truth))[0]
+    cols["seeded_std_charge"] = stk_charge(*stk, seeded.track, width=width)[0]
+    cols["seeded_ideal_charge"] = stk_charge(*stk, select_ideal(seeded.candidates, truth), width=width)[0]
     # Table 3 (b): the chain's tracker CNNs, two-step everywhere, around the shower-axis fit
     with _timed(timings, "tracker CNNs, axis seed"):
         axis_cnn = chain.tracker_track(events, axis)
-    cols["axis_cnn_charge"] = stk_charge(*stk, axis_cnn)[0]
+    cols["axis_cnn_charge"] = stk_charge(*stk, axis_cnn, width=width)[0]
     chain_track = np.stack([cols[f"cnn_track_{k}"] for k in TRACK_KEYS], axis=1)
     cols["cnn_psd_charge"] = psd_charge(events["psd_energy"], chain_track)
     return cols

@@ -53,7 +53,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -75,7 +75,7 @@ from dampeml.io.datasource import (
     scan_duplicates,
 )
 from dampeml.io.root_reader import EventFileInfo
-from dampeml.io.schema import required_branches
+from dampeml.io.schema import readable_branches, required_branches
 from dampeml.reconstruction.chain import OUTPUT_COLUMNS, chosen_models
 from dampeml.reconstruction.config import ChainConfig, chain_config_from_dict
 from dampeml.registry.tracking import tracking_uri
@@ -459,6 +459,8 @@ def reprocess(cfg: ReprocessConfig, progress: Callable[[Progress], None] | None 
     cfg.check()
     t0 = time.perf_counter()
     plan = plan_event_files(cfg.inputs, branches=BRANCHES)
+    # the optional branches every good file carries (the clusters' widths of version-3 files)
+    plan = replace(plan, branches=readable_branches("flight", [set(i.branches) for i in plan.good]))
     modes = [m for m in MODES if any(i.mode == m for i in plan.good)] or ["mc"]  # check the alias anyway
     versions = pin_versions(cfg.alias, modes)  # RegistryError before any work
     _check_resources(cfg)

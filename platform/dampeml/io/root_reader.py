@@ -19,7 +19,7 @@ import uproot
 
 from dampeml import geometry as geo
 from dampeml.errors import InputError
-from dampeml.io.schema import BRANCHES, BY_NAME, JAGGED, MC_ONLY, METADATA_KEY, TREE_NAME
+from dampeml.io.schema import BRANCHES, BY_NAME, JAGGED, MC_ONLY, METADATA_KEY, TREE_NAME, required_branches
 
 
 class EventFileError(InputError):
@@ -107,7 +107,7 @@ def inspect_file(path: str | os.PathLike) -> EventFileInfo:
                 f"unknown mode {mode!r} in the file's metadata (expected one of {', '.join(MODES)})",
                 f"fix the metadata's 'mode' or {REGENERATE}",
             )
-        need = [b.name for b in BRANCHES if mode == "mc" or not b.mc_only]
+        need = required_branches(mode)
         missing = [b for b in need if b not in names]
         if missing:
             raise EventFileError(
@@ -186,6 +186,8 @@ def bad_events(events: dict) -> np.ndarray:
         if name in events:
             v = events[name]
             flag(~ak.to_numpy(ak.all((v >= 0) & (v < hi), axis=1)), f"{name} outside 0-{hi - 1}")
+    if "stk_width" in events:
+        flag(~ak.to_numpy(ak.all(events["stk_width"] >= 1, axis=1)), "stk_width below 1")
     for name in ("true_x_top", "true_y_top", "true_x_bot", "true_y_bot", "true_energy"):
         if name in events:
             flag(~np.isfinite(events[name]), f"non-finite {name}")

@@ -15,7 +15,8 @@ from dampeml.errors import InputError
 
 TREE_NAME = "events"
 METADATA_KEY = "metadata"  # a TObjString holding JSON: geometry, run, generator, versions
-SCHEMA_VERSION = 1
+#: 2: the optional `stk_width` (simulation version 3 on)
+SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,9 @@ class Branch:
     shape: tuple[int, ...] = ()  # per-event fixed shape; () for a scalar
     jagged: bool = False  # one value per STK cluster
     mc_only: bool = False
+    #: absent from some valid files (written only by newer simulation versions); readers use it
+    #: where every file of a read has it
+    optional: bool = False
     doc: str = ""
 
 
@@ -46,6 +50,13 @@ BRANCHES: tuple[Branch, ...] = (
     Branch("stk_channel", "int16", jagged=True, doc="readout channel, 0-3071"),
     Branch("stk_pos", "float32", jagged=True, doc="measured coordinate in mm"),
     Branch("stk_signal", "float32", jagged=True, doc="cluster signal in MIP units (~1 for p)"),
+    Branch(
+        "stk_width",
+        "int8",
+        jagged=True,
+        optional=True,
+        doc="readout strips in the cluster (simulation version 3 on; absent before)",
+    ),
     Branch("true_pdg", "int32", mc_only=True, doc="PDG code of the primary"),
     Branch("true_energy", "float64", mc_only=True, doc="kinetic energy in GeV"),
     Branch("true_x_top", "float64", mc_only=True, doc="mm at the first STK plane"),
@@ -68,13 +79,21 @@ BY_NAME = {b.name: b for b in BRANCHES}
 JAGGED = tuple(b.name for b in BRANCHES if b.jagged)
 COUNTER = "nstk"  # uproot's counter branch for the jagged `stk_*` branches
 MC_ONLY = tuple(b.name for b in BRANCHES if b.mc_only)
+OPTIONAL = tuple(b.name for b in BRANCHES if b.optional)
 
 
 def required_branches(mode: str) -> tuple[str, ...]:
     """Branches a file of this mode ('mc' or 'flight') must carry."""
     if mode not in ("mc", "flight"):
         raise InputError(f"unknown mode {mode!r}: use 'mc' or 'flight'")
-    return tuple(b.name for b in BRANCHES if mode == "mc" or not b.mc_only)
+    return tuple(b.name for b in BRANCHES if (mode == "mc" or not b.mc_only) and not b.optional)
+
+
+def readable_branches(mode: str, present: list[set[str]] | tuple[set[str], ...]) -> tuple[str, ...]:
+    """The required branches of `mode` and the optional ones every file (`present`: each file's
+    branch names) carries: what a read of those files can give every row."""
+    extra = tuple(b for b in OPTIONAL if present and all(b in p for p in present))
+    return required_branches(mode) + extra
 
 
 PDG = {"proton": 2212, "helium": 1000020040, "electron": 11}

@@ -462,7 +462,8 @@ class Chain:
 
         # 4. hits and charge
         t0 = self.clock()
-        charge, assigned = stk_charge(layer, pos, signal, track, counts=counts, window_mm=c.assign_window_mm)
+        width = _flat_width(events, counts)
+        charge, assigned = stk_charge(layer, pos, signal, track, counts, c.assign_window_mm, width)
         t0 = self._timed("hits_charge", t0)
 
         # 5. inelastic classifier: raw STK x Hough (400 um around the final track)
@@ -669,6 +670,14 @@ def _flat_stk(events: Mapping[str, Any], n: int) -> tuple[np.ndarray, ...]:
     if len(counts) != n:
         raise ValueError(f"{len(counts)} events of STK hits for {n} BGO events")
     return (counts, *flat)
+
+
+def _flat_width(events: Mapping[str, Any], counts: np.ndarray) -> np.ndarray | None:
+    """The clusters' widths, flat, where the events carry them (version-3 files); else None."""
+    if "stk_width" not in events:
+        return None
+    width = events["stk_width"]
+    return flatten([width], counts if isinstance(width, np.ndarray) else None)[1][0]
 
 
 def _select(counts, layer, pos, signal, roi, geometry, rows):

@@ -5,8 +5,12 @@ ASSIGN_WINDOW_MM = 0.3 mm of where the track crosses the layer (the paper found 
 different); a layer without one is skipped, so a track has at most 12 hits. The charge is
 the square root of the mean path-length-corrected signal (signal ~ Z^2, in MIP) of the
 assigned hits, excluding "abnormal" layers: a signal above ABNORMAL_FACTOR times the
-event's median assigned signal (a pre-shower in the STK, the Landau tail). Everything is
-vectorized over events and hits; an event with no assigned hit has charge NaN.
+event's median assigned signal (a pre-shower in the STK, the Landau tail). Where the files
+give each cluster's width (`stk_width`, simulation version 3 on), clusters of a single readout
+strip are left out of the charge, as DAMPE's analyses leave them out of their mean signal
+(their eta correction cannot be applied, and noise or a neighbour under threshold makes them);
+a track with no wider cluster keeps them all. Everything is vectorized over events and hits;
+an event with no assigned hit has charge NaN.
 
 `refit_track` (ours, used by the CNN chain before the assignment) moves a track onto the hits
 near it: a straight line per projection through the closest hit within REFIT_WINDOW_MM per layer,
@@ -179,6 +183,14 @@ def charge_from_signals(signals: np.ndarray, abnormal_factor: float = ABNORMAL_F
     return np.sqrt(np.clip(mean, 0.0, None))
 
 
+def without_single_strips(signals: np.ndarray, widths: np.ndarray) -> np.ndarray:
+    """(N, L) signals with the single-strip clusters' set to NaN (`widths` (N, L): 0 where unknown),
+    in every row that keeps a wider cluster: the signals the charge is measured on."""
+    single = widths == 1
+    wider = (np.isfinite(signals) & (widths > 1)).any(axis=1)
+    return np.where(single & wider[:, None], np.nan, signals)
+
+
 def stk_charge(
     layer: Sequence,
     pos: Sequence,
@@ -186,7 +198,13 @@ def stk_charge(
     track: np.ndarray,
     counts: np.ndarray | None = None,
     window_mm: float = ASSIGN_WINDOW_MM,
+    width: Sequence | None = None,
 ) -> tuple[np.ndarray, AssignedHits]:
-    """The STK charge along `track` (N,) and the hits it used."""
+    """The STK charge along `track` (N,) and the hits it used; with the clusters' `width` (jagged, or
+    flat with `counts`), single-strip clusters are left out of the charge (module docstring)."""
     hits = assign_hits(layer, pos, signal, track, counts, window_mm)
-    return charge_from_signals(hits.signal), hits
+    if width is None:
+        return charge_from_signals(hits.signal), hits
+    _, (flat_width,) = flatten([width], counts)
+    widths = np.where(hits.index >= 0, flat_width[np.maximum(hits.index, 0)], 0)
+    return charge_from_signals(without_single_strips(hits.signal, widths)), hits

@@ -43,7 +43,7 @@ from dampeml import geometry as geo
 from dampeml.features.jagged import event_index, flatten
 from dampeml.features.shower_axis import fit_shower_axis
 from dampeml.features.tracks import LEVER_ARM, cos_theta, position_at, position_at_layer, slopes
-from dampeml.reconstruction.hits import charge_from_signals
+from dampeml.reconstruction.hits import charge_from_signals, without_single_strips
 from dampeml.reconstruction.psd_charge import psd_layer_charges
 
 N_PLANES = geo.STK_N_LAYERS // 2
@@ -150,6 +150,7 @@ class _Road:
 
     pos: np.ndarray
     signal: np.ndarray
+    width: np.ndarray  # readout strips of each cluster, 0 where the files do not give it
     slot: np.ndarray
     key: np.ndarray
     start: np.ndarray  # (N, 12)
@@ -161,6 +162,7 @@ def _road(
     layer: np.ndarray,
     pos: np.ndarray,
     signal: np.ndarray,
+    width: np.ndarray,
     axis: np.ndarray,
     cfg: StandardConfig,
 ) -> _Road:
@@ -183,6 +185,7 @@ def _road(
     return _Road(
         pos[keep],
         signal[keep].astype(np.float64),
+        width[keep],
         slot,
         slot * _KEY_SCALE + (pos[keep] + _KEY_OFFSET),
         start.reshape(shape),
@@ -344,9 +347,10 @@ def find_candidates(
         axis = np.asarray(seed, dtype=np.float64)
         if axis.shape != (len(bgo), 4):
             raise ValueError(f"seed must be ({len(bgo)}, 4) tracks, got {axis.shape}")
-    counts, (layer, pos, signal) = flatten(
-        [events["stk_layer"], events["stk_pos"], events["stk_signal"]], counts
-    )
+    # the clusters' widths where the files give them (0: unknown): the charge's single-strip rule
+    names = ["stk_layer", "stk_pos", "stk_signal", *(["stk_width"] if "stk_width" in events else [])]
+    counts, (layer, pos, signal, *width) = flatten([events[k] for k in names], counts)
+    width = width[0] if width else np.zeros(len(layer), dtype=np.int8)
     if len(counts) != len(axis):
         raise ValueError(f"{len(axis)} BGO events but {len(counts)} STK hit lists")
     psd = np.asarray(events["psd_energy"]) if "psd_energy" in events else None
@@ -359,14 +363,15 @@ def find_candidates(
     # an empty pool first, so that zero events still give typed, correctly shaped arrays
     parts = [
         _combine(
-            _EMPTY_2D, _road(counts[:0], layer[:0], pos[:0], signal[:0], axis[:0], cfg), axis[:0], 0, cfg,
+            _EMPTY_2D, _road(counts[:0], layer[:0], pos[:0], signal[:0], width[:0], axis[:0], cfg), axis[:0],
+            0, cfg,
             psd=None if psd is None else psd[:0],
         )
     ]  # fmt: skip
     for lo in range(0, len(counts), cfg.batch_events):
         hi = min(lo + cfg.batch_events, len(counts))
         a, b = offsets[lo], offsets[hi]
-        road = _road(counts[lo:hi], layer[a:b], pos[a:b], signal[a:b], axis[lo:hi], cfg)
+        road = _road(counts[lo:hi], layer[a:b], pos[a:b], signal[a:b], width[a:b], axis[lo:hi], cfg)
         c2 = _clean_2d(_candidates_2d(road, axis[lo:hi], cfg), len(road.pos), cfg)
         batch_psd = None if psd is None else psd[lo:hi]
         parts.append(_combine(c2, road, axis[lo:hi], hi - lo, cfg, event_offset=lo, psd=batch_psd))
@@ -398,6 +403,7 @@ def _combine(
     hits = np.empty((len(e), geo.STK_N_LAYERS), dtype=np.int64)
     hits[:, 0::2], hits[:, 1::2] = c["hits"][px], c["hits"][py]
     sig = np.where(hits >= 0, road.signal[np.maximum(hits, 0)], np.nan) * cos_theta(track)[:, None]
+    sig = without_single_strips(sig, np.where(hits >= 0, road.width[np.maximum(hits, 0)], 0))
     n_hits = np.column_stack([c["n"][px], c["n"][py]])
     chi2_ndf = (c["chi2"][px] + c["chi2"][py]) / np.maximum(n_hits.sum(1) - 4, 1)
     ax = axis[e]

@@ -75,7 +75,8 @@ def select_clean_tracks(events: Mapping) -> tuple[np.ndarray, np.ndarray]:
     sel = track[c.event]
     far = c.quality & (np.abs(c.track - sel).max(axis=1) > SAME_TRACK_MM)
     competing = np.bincount(c.event[far], minlength=n) > 0
-    q_stk, hits = stk_charge(events["stk_layer"], events["stk_pos"], events["stk_signal"], track)
+    stk = (events["stk_layer"], events["stk_pos"], events["stk_signal"])
+    q_stk, hits = stk_charge(*stk, track, width=events.get("stk_width"))
     q_psd = psd_charge(events["psd_energy"], track)
     x_hits = (hits.index[:, 0::2] >= 0).sum(axis=1)
     y_hits = (hits.index[:, 1::2] >= 0).sum(axis=1)
