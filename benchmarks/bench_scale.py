@@ -506,6 +506,21 @@ def print_tables(runs: list[JobRun], rates: dict[str, float], cores: int) -> Non
         print(f"| {r.job} | {r.events:,} | " + " | ".join(cells) + f" | {r.spilled or 'none'} |")
 
 
+def uninterrupted(n: int, args: argparse.Namespace, work: Path, cluster) -> list[JobRun]:
+    """The jobs of `args.jobs` at size n, each run once to the end."""
+    runs = []
+    if "production" in args.jobs:
+        runs.append(production(n, work, args.events_per_shard, cluster))
+    for job in ("build", "build-hough"):
+        if job in args.jobs:
+            runs.append(build(n, work, args.events_per_unit, cluster, job))
+    if "reprocess" in args.jobs and n <= args.reprocess_max:
+        runs.append(reprocess(n, work, args.alias, args.actors, cluster))
+    for r in runs:
+        print(f"  {r.job} {r.events:,}: {r.wall:.0f} s", flush=True)
+    return runs
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", nargs="+", type=float, default=[1e5, 1e6], help="events per run")
@@ -524,7 +539,14 @@ def main() -> None:
         "--kill-reprocess-at", type=float, help="also kill and rerun the reprocessing at this size"
     )
     ap.add_argument("--inprocess-events", type=int, default=20000, help="events of the in-process references")
+    ap.add_argument(
+        "--killed-only",
+        action="store_true",
+        help="only the kill-and-rerun comparisons, against the outputs an earlier run left in --work",
+    )
     args = ap.parse_args()
+    if args.killed_only and not args.work:
+        raise SystemExit("--killed-only compares with an earlier run's outputs: give its --work")
     cores = os.cpu_count() or 1
     print(f"machine: {stdlib_platform.processor() or stdlib_platform.machine()}, {cores} cores, "
           f"{os.sysconf('SC_PHYS_PAGES') * PAGE / 2**30:.0f} GiB")  # fmt: skip
@@ -543,20 +565,15 @@ def main() -> None:
             os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{work / 'mlflow.db'}"
             cmd = [sys.executable, "-m", "dampeml.cli.main", "models", "import-zoo", str(REFERENCE_ZOO)]
             subprocess.run(cmd, check=True, cwd=work, capture_output=True)
-        rates = inprocess_rates(work, args.inprocess_events, args.alias, with_chain)
+        rates = {}
+        if not args.killed_only:
+            rates = inprocess_rates(work, args.inprocess_events, args.alias, with_chain)
         print("in-process events/s/core: " + ", ".join(f"{k} {v:,.0f}" for k, v in rates.items()), flush=True)
         runs, resumes = [], []
         for size in args.sizes:
             n = int(size)
-            if "production" in args.jobs:
-                runs.append(production(n, work, args.events_per_shard, cluster))
-            for job in ("build", "build-hough"):
-                if job in args.jobs:
-                    runs.append(build(n, work, args.events_per_unit, cluster, job))
-            if "reprocess" in args.jobs and n <= args.reprocess_max:
-                runs.append(reprocess(n, work, args.alias, args.actors, cluster))
-            for r in runs[-len(args.jobs) :]:
-                print(f"  {r.job} {r.events:,}: {r.wall:.0f} s", flush=True)
+            if not args.killed_only:
+                runs += uninterrupted(n, args, work, cluster)
             if (
                 args.kill_reprocess_at
                 and n == int(args.kill_reprocess_at)
@@ -570,7 +587,8 @@ def main() -> None:
             if args.kill_build_at and n == int(args.kill_build_at) and "build" in args.jobs and not cluster:
                 resumes.append(f"build, {n:,} events: {killed_build(n, work)}")
                 print(f"  {resumes[-1]}", flush=True)
-        print_tables(runs, rates, cores)
+        if runs:
+            print_tables(runs, rates, cores)
         if args.overhead:
             print(f"\n## Small builds\n\n{build_overhead(work)}")
         if resumes:
