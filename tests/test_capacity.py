@@ -47,7 +47,8 @@ def test_with_gpus_the_slower_side_sets_the_pace():
     assert gpu_bound.gpu_hours == pytest.approx(expect_gpu * 4 / 3600)
     cpu_only = reprocessing_cost(events, Shape(cpu_nodes=1, cores_per_node=64), "small")
     assert cpu_only.gpu_hours == 0
-    assert cpu_only.wall_hours == pytest.approx(events / (cap.REPROCESS_SMALL.per_core * 64) / 3600)
+    small = cap.REPROCESS_SMALL
+    assert cpu_only.wall_hours == pytest.approx((small.start_s + events / (small.per_core * 64)) / 3600)
 
 
 def test_bad_shapes_and_presets_are_refused_with_their_names():

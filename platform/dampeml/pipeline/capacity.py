@@ -32,15 +32,16 @@ class Rate:
 #: against the other runs
 PRODUCTION = Rate(3_552.0, 10.2, "bench_scale run 2, fitted on 1e6 and 1e7 events")
 BUILD = {
-    "bgo-direction": Rate(25_900.0, 21.7, "bench_scale run 3, fitted on 1e6 and 1e7 events"),
+    "bgo-direction": Rate(31_300.0, 12.4, "bench_scale runs 8, 9, 13: 1e7 (mean 172 s) and 1e5 (run 13)"),
     "stk-hough": Rate(25_000.0, 12.0, "bench_scale run 10, fitted on 1e5 and 1e6 events"),
 }
-#: reprocessing with the shipped reference (small-preset) models on CPU, one chain actor per core: one
-#: size only (1e5), so the start-up (loading the models) is inside the rate, an upper bound on the time
-REPROCESS_SMALL = Rate(151.0, 0.0, "bench_scale run 3, 1e5 events, start-up included")
+#: reprocessing with the shipped reference (small-preset) models on CPU, one chain actor per core: fitted
+#: on run 3's 1e5 events (331 s) and run 12's idle rerun of 5e5 events (1,195 s), start-ups included
+REPROCESS_SMALL = Rate(231.0, 115.0, "bench_scale runs 3 (1e5) and 12 (5e5, idle)")
 #: the full preset: the chain's in-process rate (38.5 events per CPU-second, benchmarks/README.md, "Faster
-#: than our standard reconstruction?") times the small preset's measured Ray / in-process ratio (0.72)
-REPROCESS_FULL = Rate(38.5 * 0.72, 0.0, "estimated: in-process full chain x the small preset's Ray ratio")
+#: than our standard reconstruction?") times the small preset's measured Ray / in-process ratio at 1e6
+#: (0.89, run 12)
+REPROCESS_FULL = Rate(38.5 * 0.89, 0.0, "estimated: in-process full chain x the small preset's Ray ratio")
 #: the chain's networks once per event on one H200, fp32 (benchmarks/README.md, GPU section)
 GPU_NETWORKS_PER_S = {"small": 20_100.0, "full": 3_050.0}
 #: the chain's CPU work around the networks, events/s per core (images, hits, shower variables: ~1 ms)
