@@ -557,7 +557,7 @@ def main() -> None:
         if args.cluster:
             from tests.cluster_harness import LocalCluster
 
-            cluster = stack.enter_context(LocalCluster(work / "cluster").start())
+            cluster = stack.enter_context(LocalCluster(work / "cluster"))  # __enter__ starts it
         with_chain = "reprocess" in args.jobs
         if with_chain:  # a private registry holding the shipped reference models, for jobs and this process
             from dampeml.pipeline.demo import REFERENCE_ZOO
