@@ -28,8 +28,8 @@ class Rate:
     source: str
 
 
-#: benchmarks/README.md, "Scale" (3 Dec 2026, 2 cores): fitted on the two largest sizes of one run, checked
-#: against the other runs
+#: benchmarks/README.md, "Scale" (3-4 Dec 2026, 2 cores): a start-up and a marginal rate fitted on two sizes
+#: (the runs are named beside each), checked against the runs they were not fitted on
 PRODUCTION = Rate(3_552.0, 10.2, "bench_scale run 2, fitted on 1e6 and 1e7 events")
 BUILD = {
     "bgo-direction": Rate(31_300.0, 12.4, "bench_scale runs 8, 9, 13: 1e7 (mean 172 s) and 1e5 (run 13)"),
