@@ -21,7 +21,7 @@ from dampeml.pipeline.plan import BYTES_PER_EVENT, step_cost
 @dataclass(frozen=True)
 class Rate:
     """A job's marginal events/s per core through Ray and its fixed start-up (s), fitted on two sizes of
-    one `bench_scale.py` run (wall = start + events / (per_core x cores)); `source` says which."""
+    `bench_scale.py` runs (wall = start + events / (per_core x cores)); `source` says which."""
 
     per_core: float
     start_s: float
