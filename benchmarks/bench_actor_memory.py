@@ -17,7 +17,7 @@ files = sys.argv[2]
 out = sys.argv[3]
 env = {**os.environ, "RAY_ADDRESS": "", "MLFLOW_TRACKING_URI": f"sqlite:///{work}/mlflow.db"}
 cmd = [
-    "sys.executable",
+    sys.executable,
     "-m",
     "dampeml.cli.main",
     "reprocess",
