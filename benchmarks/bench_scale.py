@@ -32,6 +32,7 @@ import json
 import os
 import platform as stdlib_platform
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -367,9 +368,13 @@ def one_thread():
     return threadpool_limits(1)
 
 
-def inprocess_rates(work: Path, n: int, alias: str, with_chain: bool) -> dict[str, float]:
+def inprocess_rates(
+    work: Path, n: int, alias: str, with_chain: bool, tag: str = "inprocess"
+) -> dict[str, float]:
     """Events per second of the jobs' work in this process on one core: simulate + write a file,
-    build the BGO and the Hough units of that file, run the chain on its events."""
+    build the BGO and the Hough units of that file, run the chain on its events. Measured before and
+    after the jobs (`tag` keeps their files apart): this machine's speed moves by 10-35% within an
+    hour, so a ratio against one measurement is known no better than that."""
     from dampeml.datasets.process import process_unit
     from dampeml.datasets.spec import load_spec
     from dampeml.datasets.units import plan_units, planned_particle_counts
@@ -379,7 +384,7 @@ def inprocess_rates(work: Path, n: int, alias: str, with_chain: bool) -> dict[st
 
     os.environ["TF_NUM_INTRAOP_THREADS"] = os.environ["TF_NUM_INTEROP_THREADS"] = "1"  # before TF starts
     rates = {}
-    ref = work / "inprocess"
+    ref = work / tag
     ref.mkdir(exist_ok=True)
     with one_thread():
         t0 = time.perf_counter()
@@ -418,8 +423,6 @@ def inprocess_rates(work: Path, n: int, alias: str, with_chain: bool) -> dict[st
 def build_overhead(work: Path, repeats: int = 3) -> str:
     """The fixed cost of a small build: 8 units of 25 events through the platform's build (a Ray Data
     pipeline, `build_dataset`) and the same units as plain Ray tasks, on one warm local Ray."""
-    import statistics
-
     import ray
 
     from dampeml.datasets.build import build_dataset
@@ -462,9 +465,14 @@ def _mb(b: int) -> str:
     return f"{b / 2**20:.0f}"
 
 
-def print_tables(runs: list[JobRun], rates: dict[str, float], cores: int) -> None:
+def print_tables(runs: list[JobRun], bracket: list[dict[str, float]], cores: int) -> None:
+    """`bracket`: the in-process rates measured before the jobs and, where measured, after them."""
+    rates = {k: statistics.mean(b[k] for b in bracket) for k in bracket[0]} if bracket else {}
     print("\n## Throughput\n")
-    print(f"Per core = events / wall time / {cores} cores; in-process = one process, one BLAS thread.\n")
+    print(
+        f"Per core = events / wall time / {cores} cores; in-process = one process, one BLAS thread, "
+        "the mean of its measurements before and after the jobs (the ratio against each in brackets).\n"
+    )
     print("| job | events | wall (s) | events/s/core through Ray | in-process events/s/core "
           "| Ray / in-process | bytes/event | files | listing + manifest (s) | accounting |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -473,6 +481,8 @@ def print_tables(runs: list[JobRun], rates: dict[str, float], cores: int) -> Non
         ref = rates.get(r.job)
         size, nfiles = _du(r.out)
         ratio = f"**{per_core / ref:.2f}**" if ref else "-"
+        if ref and len(bracket) > 1:
+            ratio += " (" + " / ".join(f"{per_core / b[r.job]:.2f}" for b in bracket) + ")"
         acc = ", ".join(f"{k} {v}" for k, v in r.accounting.items())
         print(f"| {r.job} | {r.events:,} | {r.wall:.0f} | {per_core:,.0f} | {ref or 0:,.0f} | {ratio} "
               f"| {size / r.events:,.0f} | {nfiles} | {r.listing_seconds:.2f} | {acc} |")  # fmt: skip
@@ -565,10 +575,11 @@ def main() -> None:
             os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{work / 'mlflow.db'}"
             cmd = [sys.executable, "-m", "dampeml.cli.main", "models", "import-zoo", str(REFERENCE_ZOO)]
             subprocess.run(cmd, check=True, cwd=work, capture_output=True)
-        rates = {}
+        bracket = []
         if not args.killed_only:
-            rates = inprocess_rates(work, args.inprocess_events, args.alias, with_chain)
-        print("in-process events/s/core: " + ", ".join(f"{k} {v:,.0f}" for k, v in rates.items()), flush=True)
+            bracket.append(inprocess_rates(work, args.inprocess_events, args.alias, with_chain))
+            print("in-process events/s/core, before: "
+                  + ", ".join(f"{k} {v:,.0f}" for k, v in bracket[0].items()), flush=True)  # fmt: skip
         runs, resumes = [], []
         for size in args.sizes:
             n = int(size)
@@ -588,7 +599,12 @@ def main() -> None:
                 resumes.append(f"build, {n:,} events: {killed_build(n, work)}")
                 print(f"  {resumes[-1]}", flush=True)
         if runs:
-            print_tables(runs, rates, cores)
+            bracket.append(
+                inprocess_rates(work, args.inprocess_events, args.alias, with_chain, "inprocess-after")
+            )
+            print("in-process events/s/core, after: "
+                  + ", ".join(f"{k} {v:,.0f}" for k, v in bracket[1].items()), flush=True)  # fmt: skip
+            print_tables(runs, bracket, cores)
         if args.overhead:
             print(f"\n## Small builds\n\n{build_overhead(work)}")
         if resumes:
