@@ -2,7 +2,9 @@
 
 Run: `.venv/bin/python benchmarks/bench_actor_memory.py WORK "INPUT_GLOB" OUT` with WORK holding the
 registry (mlflow.db with the reference models). Samples /proc every 2 s; prints each process name's
-peak RSS and the two largest processes at ten points of the run (benchmarks/README.md, "Scale", run 12).
+peak resident memory split into its own (anonymous) pages and the shared ones (RssShmem: the object
+store's pages a worker has touched, which count in its RSS but are the store's, bounded by its size),
+and the largest actor's split at ten points of the run (benchmarks/README.md, "Scale", runs 12 and 15).
 """
 
 import collections
@@ -32,30 +34,42 @@ cmd = [
 ]
 p = subprocess.Popen(cmd, stdout=open(out + ".log", "w"), stderr=subprocess.STDOUT, env=env, cwd=work)
 t0 = time.time()
-peaks = collections.defaultdict(float)
+KINDS = ("VmRSS", "RssAnon", "RssShmem")
+peaks: dict[str, dict[str, float]] = collections.defaultdict(lambda: dict.fromkeys(KINDS, 0.0))
 series = []
+
+
+def status(d: str) -> dict[str, float]:
+    rows = (row.split() for row in open(d + "/status"))
+    return {r[0].rstrip(":"): int(r[1]) / 1024 for r in rows if r and r[0].rstrip(":") in KINDS}
+
+
 while p.poll() is None:
-    snap = collections.defaultdict(float)
+    snap: dict[str, dict[str, float]] = {}
     for d in glob.glob("/proc/[0-9]*"):
         try:
             c = open(d + "/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")
             if not c.startswith("ray::"):
                 continue
-            rss = [int(row.split()[1]) for row in open(d + "/status") if row.startswith("VmRSS")][0] / 1024
-        except Exception:
+            mem = status(d)
+        except (OSError, IndexError, ValueError):  # the process ended while read
             continue
         name = c.split()[0][:60]
-        snap[name] = max(snap[name], rss)
-    for k, v in snap.items():
-        peaks[k] = max(peaks[k], v)
-    series.append((time.time() - t0, dict(snap)))
+        if name not in snap or mem["VmRSS"] > snap[name]["VmRSS"]:
+            snap[name] = mem
+    for k, mem in snap.items():
+        for kind in KINDS:
+            peaks[k][kind] = max(peaks[k][kind], mem[kind])
+    series.append((time.time() - t0, snap))
     time.sleep(2)
 print("exit", p.returncode, "wall", round(time.time() - t0))
-for k, v in sorted(peaks.items(), key=lambda kv: -kv[1])[:8]:
-    print(f"{v:8.0f} MB  {k}")
-# the largest actor over time (every ~10% of the run)
-n = len(series)
+print("peak MB: resident (own anonymous pages, shared object-store pages), by process name")
+for k, v in sorted(peaks.items(), key=lambda kv: -kv[1]["VmRSS"])[:8]:
+    print(f"{v['VmRSS']:8.0f} ({v['RssAnon']:6.0f}, {v['RssShmem']:6.0f})  {k}")
+n = len(series)  # the largest process over time (every ~10% of the run)
 for i in range(0, n, max(1, n // 10)):
     t, snap = series[i]
-    top = sorted(snap.items(), key=lambda kv: -kv[1])[:2]
-    print(f"t={t:6.0f}s " + "; ".join(f"{k[:40]} {v:.0f}" for k, v in top))
+    if snap:
+        name, mem = max(snap.items(), key=lambda kv: kv[1]["VmRSS"])
+        print(f"t={t:6.0f}s {name[:48]} resident {mem['VmRSS']:.0f}, own {mem['RssAnon']:.0f}, "
+              f"shared {mem['RssShmem']:.0f} MB")  # fmt: skip
