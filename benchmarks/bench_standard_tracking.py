@@ -17,6 +17,8 @@ for the version-2 criteria, all on the same candidates (only the quality criteri
 Every run prints the shower axis' 68% errors at the BGO top (what the 10 mm match cuts on).
 `--backsplash NORM INDEX` simulates with another albedo multiplicity, NORM (E_dep/10 GeV)^INDEX
 (detector.stk; a calibration study, not a setting of the simulation).
+`--losses` prints where the standard selection's events go: no track, a track other than the primary's,
+or the primary's track (whose charge may still fall outside the window).
 `--simulation-version` simulates with another version (the one in development; version 3 records
 only the events DAMPE's high-energy trigger fires on).
 """
@@ -109,6 +111,7 @@ def main() -> None:
         action="store_true",
         help="charges from every cluster (version 3 files: ignore the widths, no single-strip rule)",
     )
+    ap.add_argument("--losses", action="store_true", help="also where the standard selection loses events")
     args = ap.parse_args()
     variants = criteria_variants(args.match_mm)
     if args.backsplash:
@@ -118,7 +121,7 @@ def main() -> None:
     print(f"machine: {stdlib_platform.processor() or stdlib_platform.machine()}, {os.cpu_count()} cores")
     print(f"simulation version {args.simulation_version}")
     print(f"cores busy before: {cpu_busy():.2f}")
-    speed, rows = [], []
+    speed, rows, losses = [], [], []
     with one_thread():
         for particle in args.particles:
             p_i = ("proton", "helium").index(particle)
@@ -156,6 +159,8 @@ def main() -> None:
                     mask=~in_psd,
                     peak_mask=~np.asarray(ev["true_inelastic"]),
                 )
+                if args.losses:
+                    losses.append((particle, lo, hi, *track_outcomes(res.track[~in_psd], truth[~in_psd])))
                 fitted = np.isfinite(res.axis).all(axis=1)
                 axis_errors = (
                     np.percentile(distance_at_bgo_top(res.axis[fitted], truth[fitted]), 68),
@@ -231,8 +236,30 @@ def main() -> None:
                 print(
                     f"| {particle} | {lo / 1e3:g}-{hi / 1e3:g} | " + " | ".join(cells) + f" | {paper:.1f} |"
                 )
+    if losses:
+        print("\n## Where the standard selection's events go (%, events without a PSD interaction)\n")
+        print(f"the primary's: within {SAME_TRACK_MM:g} mm at the BGO top and {SAME_TRACK_DEG:g} degrees "
+              "of the true track\n")  # fmt: skip
+        print("| particle | E (TeV) | no track | another track | the primary's track |")
+        print("|---|---|---|---|---|")
+        for particle, lo, hi, none, other, primary in losses:
+            print(f"| {particle} | {lo / 1e3:g}-{hi / 1e3:g} | {none:.1f} | {other:.1f} | {primary:.1f} |")
     n_true = [r["n_true"] for r in rows]
     print(f"\nevents in the true-track window per row: {min(n_true)}-{max(n_true)}")
+
+
+SAME_TRACK_MM, SAME_TRACK_DEG = 2.0, 1.0
+
+
+def track_outcomes(track: np.ndarray, truth: np.ndarray) -> tuple[float, float, float]:
+    """% of events with no selected track, with a track other than the primary's, with the primary's."""
+    found = np.isfinite(track).all(axis=1)
+    near = np.zeros(len(track), bool)
+    near[found] = (distance_at_bgo_top(track[found], truth[found]) < SAME_TRACK_MM) & (
+        np.degrees(angle_between(track[found], truth[found])) < SAME_TRACK_DEG
+    )
+    n = max(len(track), 1)
+    return 100 * (~found).sum() / n, 100 * (found & ~near).sum() / n, 100 * near.sum() / n
 
 
 def _head(ev: dict, n: int) -> dict:
