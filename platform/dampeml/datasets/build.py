@@ -167,7 +167,7 @@ def run_units(
     # Ray Data reserves part of the CPUs and object store for each operator's outputs; a unit writes
     # its own shards and hands on one accounting row, so the reservation only held units back: 8 units
     # of 0.2 s on 4 CPUs took 1.27 s with it, 0.50 s without (benchmarks/README.md, "Scale"). The actor
-    # pool's size bounds the units in flight; tasks are bounded by `concurrency` below.
+    # pool's size bounds the units in flight; tasks are bounded by the task pool's size below.
     ds.context.op_resource_reservation_enabled = False
     if upstream:
         free = int(ray.available_resources().get("CPU", 1) // num_cpus_per_unit)
@@ -197,7 +197,8 @@ def run_units(
     # once): twice what the cluster's CPUs run now, a queue that keeps them busy and shows an
     # autoscaler the demand
     slots = max(1, int(2 * ray.cluster_resources().get("CPU", 1) // num_cpus_per_unit))
-    for row in ds.map(_process, num_cpus=num_cpus_per_unit, concurrency=slots).iter_rows():
+    tasks = ray.data.TaskPoolStrategy(size=slots)
+    for row in ds.map(_process, num_cpus=num_cpus_per_unit, compute=tasks).iter_rows():
         on_done(json.loads(row["accounting"]))
 
 
