@@ -195,8 +195,8 @@ def run_units(
 
     # without the reservation nothing else bounds them (all 500 units of a 1e7 build were submitted at
     # once): twice what the cluster's CPUs run now, a queue that keeps them busy and shows an
-    # autoscaler the demand
-    slots = max(1, int(2 * ray.cluster_resources().get("CPU", 1) // num_cpus_per_unit))
+    # autoscaler the demand; never more than the units (Ray Data warns of a pool larger than its inputs)
+    slots = max(1, min(len(units), int(2 * ray.cluster_resources().get("CPU", 1) // num_cpus_per_unit)))
     tasks = ray.data.TaskPoolStrategy(size=slots)
     for row in ds.map(_process, num_cpus=num_cpus_per_unit, compute=tasks).iter_rows():
         on_done(json.loads(row["accounting"]))
