@@ -458,6 +458,34 @@ def build_overhead(work: Path, repeats: int = 3) -> str:
             f"{b:.2f} s (first runs {data[0]:.2f} / {tasks[0]:.2f} s)")  # fmt: skip
 
 
+def warm_builds(sizes: list[int], work: Path, events_per_unit: int) -> dict[int, float]:
+    """Wall seconds of the BGO build of each size's files in one driver whose Ray and workers are
+    already up (a small build first), as `dampeml pipeline run` builds its datasets: what a build costs
+    without the process and Ray start-up that a separate `dampeml dataset build` pays."""
+    import ray
+
+    from dampeml.datasets.build import build_dataset
+    from dampeml.datasets.spec import load_spec
+    from dampeml.runtime import init_ray
+
+    init_ray()
+    warm = load_spec(
+        spec_file("build", work / "warm-up.yaml", f"{work}/sim-{min(sizes)}/*.root", events_per_unit)
+    )
+    build_dataset(warm, str(work / "warm-up"), limit_events=2000)
+    walls = {}
+    for n in sizes:
+        spec = load_spec(
+            spec_file("build", work / f"warm-{n}.yaml", f"{work}/sim-{n}/*.root", events_per_unit)
+        )
+        t0 = time.perf_counter()
+        build_dataset(spec, str(work / f"warm-{n}"))
+        walls[n] = time.perf_counter() - t0
+        print(f"  build in a warm driver {n:,}: {walls[n]:.0f} s", flush=True)
+    ray.shutdown()
+    return walls
+
+
 # ---- report ----------------------------------------------------------------------------------
 
 
@@ -546,6 +574,11 @@ def main() -> None:
     ap.add_argument("--kill-build-at", type=float, help="also kill and resume the build at this size")
     ap.add_argument("--overhead", action="store_true", help="also the fixed cost of a small build")
     ap.add_argument(
+        "--warm-build",
+        action="store_true",
+        help="also each size's BGO build in one warm driver (no start-up)",
+    )
+    ap.add_argument(
         "--kill-reprocess-at", type=float, help="also kill and rerun the reprocessing at this size"
     )
     ap.add_argument("--inprocess-events", type=int, default=20000, help="events of the in-process references")
@@ -605,6 +638,14 @@ def main() -> None:
             print("in-process events/s/core, after: "
                   + ", ".join(f"{k} {v:,.0f}" for k, v in bracket[1].items()), flush=True)  # fmt: skip
             print_tables(runs, bracket, cores)
+        if args.warm_build:
+            walls = warm_builds([int(x) for x in args.sizes], work, args.events_per_unit)
+            ref = statistics.mean(b["build"] for b in bracket) if bracket else None
+            print("\n## BGO builds in a warm driver (Ray and its workers up, as in `dampeml pipeline run`)\n")
+            print("| events | wall (s) | events/s/core | Ray / in-process |\n|---|---|---|---|")
+            for n, wall in walls.items():
+                per_core = n / wall / cores
+                print(f"| {n:,} | {wall:.1f} | {per_core:,.0f} | {f'{per_core / ref:.2f}' if ref else '-'} |")
         if args.overhead:
             print(f"\n## Small builds\n\n{build_overhead(work)}")
         if resumes:
