@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 SPEC = REPO / "datasets" / "bgo-direction-low-small.yaml"
 NOISE = ("logging_progress", "streaming_executor", "Running Dataset", "I0000", "cpu_feature_guard")
 NOISE += ("Token authentication is enabled", "Progress bars disabled", "Creating initial MLflow database")
-NOISE += ("Warning:", "warnings.warn(")  # a library's Python warnings (UserWarning: ..., DeprecationWarning: ...)
+NOISE += ("Warning:", "warnings.warn(")  # any library's Python warning (UserWarning: ..., FutureWarning: ...)
 
 
 def _build(tmp_path: Path, *flags: str) -> tuple[int, str]:
