@@ -8,57 +8,34 @@ and the largest actor's split at ten points of the run (benchmarks/README.md, "S
 """
 
 import collections
-import glob
 import os
 import subprocess
 import sys
 import time
 
-work = sys.argv[1]
-files = sys.argv[2]
-out = sys.argv[3]
+from bench_scale import MEMORY_FIELDS, proc_memory, processes
+
+if len(sys.argv) != 4:
+    raise SystemExit(__doc__)
+work, files, out = sys.argv[1:4]
 env = {**os.environ, "RAY_ADDRESS": "", "MLFLOW_TRACKING_URI": f"sqlite:///{work}/mlflow.db"}
-cmd = [
-    sys.executable,
-    "-m",
-    "dampeml.cli.main",
-    "reprocess",
-    "--input",
-    files,
-    "--out",
-    out,
-    "--alias",
-    "reference",
-    "--actors",
-    "2",
-]
+cmd = [sys.executable, "-m", "dampeml.cli.main", "reprocess", "--input", files, "--out", out,
+       "--alias", "reference", "--actors", "2"]  # fmt: skip
 p = subprocess.Popen(cmd, stdout=open(out + ".log", "w"), stderr=subprocess.STDOUT, env=env, cwd=work)
 t0 = time.time()
-KINDS = ("VmRSS", "RssAnon", "RssShmem")
-peaks: dict[str, dict[str, float]] = collections.defaultdict(lambda: dict.fromkeys(KINDS, 0.0))
+peaks: dict[str, dict[str, float]] = collections.defaultdict(lambda: dict.fromkeys(MEMORY_FIELDS, 0.0))
 series = []
-
-
-def status(d: str) -> dict[str, float]:
-    rows = (row.split() for row in open(d + "/status"))
-    return {r[0].rstrip(":"): int(r[1]) / 1024 for r in rows if r and r[0].rstrip(":") in KINDS}
-
-
 while p.poll() is None:
     snap: dict[str, dict[str, float]] = {}
-    for d in glob.glob("/proc/[0-9]*"):
-        try:
-            c = open(d + "/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")
-            if not c.startswith("ray::"):
-                continue
-            mem = status(d)
-        except (OSError, IndexError, ValueError):  # the process ended while read
+    for pid, _, c in processes():
+        if not c.startswith("ray::"):
             continue
+        mem = {k: v / 2**20 for k, v in proc_memory(pid).items()}
         name = c.split()[0][:60]
         if name not in snap or mem["VmRSS"] > snap[name]["VmRSS"]:
             snap[name] = mem
     for k, mem in snap.items():
-        for kind in KINDS:
+        for kind in MEMORY_FIELDS:
             peaks[k][kind] = max(peaks[k][kind], mem[kind])
     series.append((time.time() - t0, snap))
     time.sleep(2)

@@ -67,7 +67,7 @@ def _kind(cmdline: str) -> str | None:
     return None
 
 
-def _processes() -> list[tuple[int, int, str]]:
+def processes() -> list[tuple[int, int, str]]:
     """(pid, ppid, cmdline) of every process."""
     out = []
     for d in os.listdir("/proc"):
@@ -84,16 +84,18 @@ def _processes() -> list[tuple[int, int, str]]:
     return out
 
 
-def _rss(pid: int) -> tuple[int, int]:
-    """(resident, of which private anonymous) bytes: the rest of the resident set is shared or file
-    pages (for a Ray worker, the object store's shared memory it has touched)."""
+MEMORY_FIELDS = ("VmRSS", "RssAnon", "RssShmem")
+
+
+def proc_memory(pid: int) -> dict[str, int]:
+    """Bytes resident (VmRSS), of which private anonymous (RssAnon) and shared memory (RssShmem: for a
+    Ray worker, the object store's pages it has touched); all 0 for a process that ended."""
     try:
         with open(f"/proc/{pid}/status") as f:
             fields = dict(line.split(":", 1) for line in f if ":" in line)
-        kb = {k: int(fields[k].split()[0]) * 1024 for k in ("VmRSS", "RssAnon")}
-        return kb["VmRSS"], kb["RssAnon"]
+        return {k: int(fields[k].split()[0]) * 1024 for k in MEMORY_FIELDS}
     except (OSError, KeyError, IndexError, ValueError):
-        return 0, 0
+        return dict.fromkeys(MEMORY_FIELDS, 0)
 
 
 @dataclass
@@ -109,7 +111,7 @@ class MemorySampler:
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def _sample(self) -> None:
-        procs = _processes()
+        procs = processes()
         children: dict[int, list[int]] = {}
         for pid, ppid, _ in procs:
             children.setdefault(ppid, []).append(pid)
@@ -123,7 +125,8 @@ class MemorySampler:
             kind = _kind(cmd) or ("driver" if pid in driver else None)
             if kind is None or (kind == "driver" and "ray job submit" in cmd):  # the submit client
                 continue
-            rss, private = _rss(pid)
+            mem = proc_memory(pid)
+            rss, private = mem["VmRSS"], mem["RssAnon"]
             sums[kind] = sums.get(kind, 0) + rss
             self.peak_one[kind] = max(self.peak_one.get(kind, 0), rss)
             self.peak_private[kind] = max(self.peak_private.get(kind, 0), private)
