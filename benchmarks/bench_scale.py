@@ -496,9 +496,21 @@ def _mb(b: int) -> str:
     return f"{b / 2**20:.0f}"
 
 
+def mean_rates(bracket: list[dict[str, float]]) -> dict[str, float]:
+    """Each job's in-process rate: the mean of its measurements before and (where measured) after the jobs."""
+    return {k: statistics.mean(b[k] for b in bracket) for k in bracket[0]} if bracket else {}
+
+
+def print_rates(when: str, rates: dict[str, float]) -> None:
+    print(
+        f"in-process events/s/core, {when}: " + ", ".join(f"{k} {v:,.0f}" for k, v in rates.items()),
+        flush=True,
+    )
+
+
 def print_tables(runs: list[JobRun], bracket: list[dict[str, float]], cores: int) -> None:
     """`bracket`: the in-process rates measured before the jobs and, where measured, after them."""
-    rates = {k: statistics.mean(b[k] for b in bracket) for k in bracket[0]} if bracket else {}
+    rates = mean_rates(bracket)
     print("\n## Throughput\n")
     print(
         f"Per core = events / wall time / {cores} cores; in-process = one process, one BLAS thread, "
@@ -614,8 +626,7 @@ def main() -> None:
         bracket = []
         if not args.killed_only:
             bracket.append(inprocess_rates(work, args.inprocess_events, args.alias, with_chain))
-            print("in-process events/s/core, before: "
-                  + ", ".join(f"{k} {v:,.0f}" for k, v in bracket[0].items()), flush=True)  # fmt: skip
+            print_rates("before", bracket[0])
         runs, resumes = [], []
         for size in args.sizes:
             n = int(size)
@@ -638,12 +649,11 @@ def main() -> None:
             bracket.append(
                 inprocess_rates(work, args.inprocess_events, args.alias, with_chain, "inprocess-after")
             )
-            print("in-process events/s/core, after: "
-                  + ", ".join(f"{k} {v:,.0f}" for k, v in bracket[1].items()), flush=True)  # fmt: skip
+            print_rates("after", bracket[1])
             print_tables(runs, bracket, cores)
         if args.warm_build:
             walls = warm_builds([int(x) for x in args.sizes], work, args.events_per_unit)
-            ref = statistics.mean(b["build"] for b in bracket) if bracket else None
+            ref = mean_rates(bracket).get("build")
             print("\n## BGO builds in a warm driver (Ray and its workers up, as in `dampeml pipeline run`)\n")
             print("| events | wall (s) | events/s/core | Ray / in-process |\n|---|---|---|---|")
             for n, wall in walls.items():
