@@ -22,7 +22,7 @@ import numpy as np
 
 from dampeml import geometry as geo
 from dampeml.detector.simulation import (
-    NEXT_SIMULATION_VERSION,
+    PREVIOUS_SIMULATION_VERSION,
     SIMULATION_VERSION,
     SimulationConfig,
     simulate,
@@ -38,7 +38,7 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=4000, help="events per particle, energy and version")
     ap.add_argument("--seed", type=int, default=11)
     args = ap.parse_args()
-    versions = (SIMULATION_VERSION, NEXT_SIMULATION_VERSION)
+    versions = (PREVIOUS_SIMULATION_VERSION, SIMULATION_VERSION)
     rate: dict = {}
     for particle in ("proton", "helium"):
         for e in ENERGIES_GEV:

@@ -21,7 +21,7 @@ def _manifest(spec: dict) -> dict:
 def test_the_domain_of_a_simulated_dataset_and_the_events_inside_it():
     spec = yaml.safe_load((REPO / "datasets" / "electron-proton-small.yaml").read_text())
     domain = domain_from_manifest(_manifest(spec))
-    assert domain.energy_gev == {"electron": (10.0, 1e4), "proton": (30.0, 1e5)}
+    assert domain.energy_gev == {"electron": (10.0, 1e4), "proton": (50.0, 1e5)}
     print(f"\n{domain.describe()}")
     assert "electron 10-10000 GeV" in domain.describe() and "deposited energy 10-inf GeV" in domain.describe()
     pdg = np.array([11, 11, 11, 2212, 2212, 2212, 1000020040])

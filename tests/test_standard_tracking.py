@@ -36,7 +36,8 @@ def _sim(particle: str, n: int, e_min: float, e_max: float, seed: int, mode: str
 def _primary_only(ev: dict) -> dict:
     """The same events with every non-primary STK cluster removed: no backsplash, noise or secondaries."""
     keep = ev["stk_is_primary"]
-    return {**ev, **{k: ev[k][keep] for k in ("stk_layer", "stk_pos", "stk_signal", "stk_is_primary")}}
+    hits = ("stk_layer", "stk_pos", "stk_signal", "stk_is_primary", "stk_width")  # the widths: version 3 on
+    return {**ev, **{k: ev[k][keep] for k in hits if k in ev}}
 
 
 def _max_offset(track: np.ndarray, truth: np.ndarray) -> np.ndarray:

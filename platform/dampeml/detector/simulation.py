@@ -31,11 +31,10 @@ CHUNK_EVENTS = 1000
 #: Version of the simulation's physics, bumped with every entry of the calibration log in
 #: docs/simulation.md (2: BGO saturation fold-back). Written into every file and dataset, so a
 #: dataset build never mixes events of two physics versions (a resume across a bump is refused).
-SIMULATION_VERSION = 2
-#: The version in development: what it adds so far can be simulated (`SimulationConfig.version`) to
-#: study it, while datasets, models and the zoo stay on SIMULATION_VERSION until it is complete,
-#: calibrated and the reference models are retrained (docs/simulation.md, "Version 3").
-NEXT_SIMULATION_VERSION = 3
+SIMULATION_VERSION = 3
+#: The version before: still simulated (`SimulationConfig.version`) so that benchmarks and physics
+#: tests can show what version 3 changed on the same primaries; datasets refuse its files.
+PREVIOUS_SIMULATION_VERSION = 2
 TRIGGER_RATE_HZ = 50.0
 #: Chunks of primaries simulated without one triggered event before a triggered run gives up.
 MAX_CHUNKS_WITHOUT_TRIGGER = 100
@@ -59,7 +58,7 @@ class SimulationConfig:
     #: the detector's conditions (a misaligned BGO, signal scales); None: nominal for MC, drawn per
     #: run for flight. Set for MC, it makes a changed detector with truth (a transfer-learning target).
     detector: FlightConditions | None = None
-    #: the simulation's physics: SIMULATION_VERSION, or NEXT_SIMULATION_VERSION to study what it adds
+    #: the simulation's physics: SIMULATION_VERSION, or PREVIOUS_SIMULATION_VERSION to compare with it
     #: (recorded in the file; nothing trains on it yet)
     version: int = SIMULATION_VERSION
     #: from version 3, record only the events DAMPE's high-energy trigger fires on (detector.trigger),
@@ -86,10 +85,10 @@ class SimulationConfig:
             raise InputError(f"need 0 < energy_min < energy_max, got {self.energy_min}, {self.energy_max}")
         if self.seed < 0:
             raise InputError(f"seed must be >= 0, got {self.seed}")
-        if self.version not in (SIMULATION_VERSION, NEXT_SIMULATION_VERSION):
+        if self.version not in (SIMULATION_VERSION, PREVIOUS_SIMULATION_VERSION):
             raise InputError(
                 f"simulation version {self.version} cannot be simulated: use {SIMULATION_VERSION} (the "
-                f"current one) or {NEXT_SIMULATION_VERSION} (in development)"
+                f"current one) or {PREVIOUS_SIMULATION_VERSION} (the one before, for comparisons)"
             )
 
 
