@@ -35,12 +35,11 @@ from dataclasses import replace
 import awkward as ak
 import numpy as np
 
-from dampeml import geometry as geo
 from dampeml.detector import stk
 from dampeml.detector.simulation import SIMULATION_VERSION, SimulationConfig, simulate
-from dampeml.evaluation.efficiency import PAPER_ENERGY_BINS, efficiency_table, paper_value
+from dampeml.evaluation.efficiency import PAPER_ENERGY_BINS, efficiency_table, paper_value, table2_masks
 from dampeml.features.tracks import truth_track
-from dampeml.reconstruction.hits import stk_charge
+from dampeml.reconstruction.hits import track_charge
 from dampeml.reconstruction.standard import (
     StandardConfig,
     angle_between,
@@ -140,27 +139,23 @@ def main() -> None:
                 dt, cpu = time.perf_counter() - t0, time.process_time() - c0
                 truth = truth_track(ev)
                 ideal = select_ideal(res.candidates, truth)
-                hits = (ev["stk_layer"], ev["stk_pos"], ev["stk_signal"])
-                width = ev.get("stk_width")  # the single-strip rule where the widths are known
-                q_true, q_std, q_ideal = (
-                    stk_charge(*hits, t, width=width)[0] for t in (truth, res.track, ideal)
-                )
+                q_true, q_std, q_ideal = (track_charge(ev, t) for t in (truth, res.track, ideal))
                 charges = {"standard": q_std, "ideal": q_ideal}
                 for name, crit in variants.items():
                     cands = replace(res.candidates, quality=passes_quality(res.candidates, crit))
-                    charges[name] = stk_charge(*hits, select_standard(cands, len(truth)), width=width)[0]
-                in_psd = np.asarray(ev["true_inelastic"]) & (np.asarray(ev["true_interaction_z"]) < geo.Z_TOP)
+                    charges[name] = track_charge(ev, select_standard(cands, len(truth)))
+                counted, peak = table2_masks(ev["true_inelastic"], ev["true_interaction_z"])
                 rows += efficiency_table(
                     particle,
                     ev["true_energy"],
                     q_true,
                     charges,
                     energy_bins=[(lo, hi)],
-                    mask=~in_psd,
-                    peak_mask=~np.asarray(ev["true_inelastic"]),
+                    mask=counted,
+                    peak_mask=peak,
                 )
                 if args.losses:
-                    losses.append((particle, lo, hi, *track_outcomes(res.track[~in_psd], truth[~in_psd])))
+                    losses.append((particle, lo, hi, *track_outcomes(res.track[counted], truth[counted])))
                 fitted = np.isfinite(res.axis).all(axis=1)
                 axis_errors = (
                     np.percentile(distance_at_bgo_top(res.axis[fitted], truth[fitted]), 68),

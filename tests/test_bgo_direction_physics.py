@@ -70,11 +70,10 @@ def test_bgo_network_seed_recovers_the_pev_tracking_efficiency(trained_bgo_mid):
     efficiency in the 85% window, on held-out events, without interactions in the PSD."""
     import numpy as np
 
-    from dampeml import geometry as geo
     from dampeml.detector.simulation import SimulationConfig, simulate
-    from dampeml.evaluation.efficiency import efficiency_table
+    from dampeml.evaluation.efficiency import efficiency_table, table2_masks
     from dampeml.features.tracks import truth_track
-    from dampeml.reconstruction.hits import stk_charge
+    from dampeml.reconstruction.hits import track_charge
     from dampeml.reconstruction.standard import find_candidates, select_ideal
 
     model, info = trained_bgo_mid
@@ -84,15 +83,14 @@ def test_bgo_network_seed_recovers_the_pev_tracking_efficiency(trained_bgo_mid):
         ev, _ = simulate(SimulationConfig(particle, 1000, lo, hi, seed=HELD_OUT_SEED + 1))
         truth = truth_track(ev)
         cnn = model.predict(network_input(ev["bgo_energy"]), batch_size=1024, verbose=0)
-        hits = (ev["stk_layer"], ev["stk_pos"], ev["stk_signal"])
         charges = {}
         for name, seed in (("axis", None), ("cnn", cnn.astype(np.float64))):
             cands, _ = find_candidates(ev, seed=seed)
-            charges[name] = stk_charge(*hits, select_ideal(cands, truth))[0]
-        in_psd = np.asarray(ev["true_inelastic"]) & (np.asarray(ev["true_interaction_z"]) < geo.Z_TOP)
-        rows = efficiency_table(particle, ev["true_energy"], stk_charge(*hits, truth)[0], charges,
-                                energy_bins=[(lo, hi)], containments=(0.85,), mask=~in_psd,
-                                peak_mask=~np.asarray(ev["true_inelastic"]))  # fmt: skip
+            charges[name] = track_charge(ev, select_ideal(cands, truth))
+        counted, peak = table2_masks(ev["true_inelastic"], ev["true_interaction_z"])
+        rows = efficiency_table(particle, ev["true_energy"], track_charge(ev, truth), charges,
+                                energy_bins=[(lo, hi)], containments=(0.85,), mask=counted,
+                                peak_mask=peak)  # fmt: skip
         eff[particle] = {r["method"]: 100 * r["efficiency"] for r in rows}
         print(f"\n{particle} 0.56-1 PeV, ideal selection, 85% window: seeded by the shower axis "
               f"{eff[particle]['axis']:.1f}%, by {NETWORK} {eff[particle]['cnn']:.1f}% "

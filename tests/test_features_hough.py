@@ -216,9 +216,13 @@ def brightest(img: np.ndarray) -> np.ndarray:
 
 
 def test_true_track_lines_meet_at_the_centre_and_follow_a_shift(protons):
+    """On protons that reach the BGO intact (after an interaction in the tracker, which the trigger favours:
+    ~40% of the recorded 0.1-100 TeV protons, the primary leaves too few hits to draw its lines)."""
     n = 250  # MC events: 160 MB of images per rendering
-    truth = truth_track(protons)[:n]
-    args = [protons[k][:n] for k in ("stk_layer", "stk_pos", "stk_signal", "stk_is_primary")]
+    clean = np.flatnonzero(~np.asarray(protons["true_inelastic"]))[:n]
+    assert len(clean) == n
+    truth = truth_track(protons)[clean]
+    args = [protons[k][clean] for k in ("stk_layer", "stk_pos", "stk_signal", "stk_is_primary")]
     shift = np.array([0.5, -0.3, 0.2, 0.7])  # mm
     results = []
     for prediction in (truth, truth + shift):
@@ -231,6 +235,7 @@ def test_true_track_lines_meet_at_the_centre_and_follow_a_shift(protons):
             results.append((brightest(lines), n_hits >= 5))
     for proj in (0, 1):
         centre, good = results[proj]
+        print(f"\nprojection {proj}: {good.mean():.1%} of the events with >= 5 primary hits (limit 80%)")
         assert good.mean() > 0.8
         dist = np.abs(centre[good] - PRECISE.centre).max(axis=1)
         assert np.mean(dist <= 2.0) > 0.75, f"projection {proj}: {np.mean(dist <= 2.0):.2f} within 2 px"

@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from dampeml.geometry import Z_TOP
+
 #: The paper's Table 2 kinetic-energy bins, GeV (0.056-0.1, 0.562-1, 5.62-10, 56.2-100, 562-1000 TeV).
 PAPER_ENERGY_BINS: tuple[tuple[float, float], ...] = (
     (56.2, 100.0),
@@ -67,6 +69,14 @@ def in_window(charge: np.ndarray, window: tuple[float, float]) -> np.ndarray:
     c = np.asarray(charge, dtype=np.float64)
     with np.errstate(invalid="ignore"):
         return (c >= window[0]) & (c <= window[1])
+
+
+def table2_masks(true_inelastic: np.ndarray, true_interaction_z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mask, peak_mask) of `efficiency_table` as Table 2 counts: every event but those whose primary
+    interacted before the tracker (in the PSD, where no method can find its track), the windows on the
+    clean peak (no inelastic interaction before the BGO)."""
+    inelastic = np.asarray(true_inelastic, dtype=bool)
+    return ~(inelastic & (np.asarray(true_interaction_z) < Z_TOP)), ~inelastic
 
 
 def efficiency_table(

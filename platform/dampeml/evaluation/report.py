@@ -30,7 +30,7 @@ from rich.progress import Progress
 
 from dampeml.errors import InputError
 from dampeml.evaluation.domain import TrainingDomain, registered_domain
-from dampeml.evaluation.efficiency import PAPER_ENERGY_BINS, efficiency_table, format_table
+from dampeml.evaluation.efficiency import PAPER_ENERGY_BINS, efficiency_table, format_table, table2_masks
 from dampeml.evaluation.performance import (
     DEPOSIT_EDGES_GEV,
     auc,
@@ -41,7 +41,6 @@ from dampeml.evaluation.performance import (
 )
 from dampeml.features.shower_axis import fit_shower_axis
 from dampeml.features.tracks import truth_track
-from dampeml.geometry import Z_TOP
 from dampeml.io.root_reader import bad_events, inspect_file, read_events
 from dampeml.reconstruction.chain import BGO_COLUMNS
 from dampeml.reconstruction.hits import stk_charge
@@ -251,6 +250,7 @@ def efficiency_rows(sample: EvaluationSample) -> list[dict]:
         for p in ("proton", "helium")
         for lo, hi in PAPER_ENERGY_BINS
     )
+    mask, peak_mask = table2_masks(cols["true_inelastic"][hadron], cols["true_interaction_z"][hadron])
     return efficiency_table(
         names[hadron],
         energy[hadron],
@@ -265,8 +265,8 @@ def efficiency_rows(sample: EvaluationSample) -> list[dict]:
             **{f"cnn ({label})": cols[f"{label}_stk_charge"][hadron] for label in sample.others},
         },
         energy_bins=PAPER_ENERGY_BINS if enough else DECADE_BINS,
-        mask=~(cols["true_inelastic"] & (cols["true_interaction_z"] < Z_TOP))[hadron],
-        peak_mask=~cols["true_inelastic"][hadron],
+        mask=mask,
+        peak_mask=peak_mask,
     )
 
 
