@@ -13,7 +13,7 @@ import pytest
 
 from dampeml.detector.simulation import SimulationConfig, simulate
 from dampeml.features.tracks import truth_track
-from dampeml.reconstruction.hits import stk_charge
+from dampeml.reconstruction.hits import track_charge
 from dampeml.reconstruction.psd_charge import psd_charge, psd_consistency_cut
 from dampeml.reconstruction.standard import (
     StandardConfig,
@@ -67,11 +67,26 @@ def test_clean_low_energy_tracks_are_found_precisely(low):
     assert med < 0.05 and p90 < 0.15  # hit resolution 50 um over 12 layers
 
 
-def test_backsplash_degrades_the_standard_selection_at_high_energy(low, high):
+def _without_albedo(monkeypatch, particle: str, n: int, e_min: float, e_max: float, seed: int) -> dict:
+    """The same events as `_sim` gives, their albedo hits drawn (the random stream unchanged) and dropped:
+    what the tracker holds without backsplash, every other source kept."""
+    from dampeml.detector import stk
+
+    drawn = stk.backsplash
+
+    def dropped(*args, **kwargs):
+        hits = drawn(*args, **kwargs)
+        return hits.select(np.zeros(len(hits.event), dtype=bool))
+
+    monkeypatch.setattr(stk, "backsplash", dropped)
+    return _sim(particle, n, e_min, e_max, seed)
+
+
+def test_backsplash_degrades_the_standard_selection_at_high_energy(low, high, monkeypatch):
     frac = {}
     for name, ev in (
         ("low, all hits", low),
-        ("high, primary hits", _primary_only(high)),
+        ("high, no albedo", _without_albedo(monkeypatch, "proton", 300, 2e5, 5e5, seed=32)),
         ("high, all hits", high),
     ):
         clean = ~np.asarray(ev["true_inelastic"])  # the primary crosses the whole STK
@@ -79,13 +94,12 @@ def test_backsplash_degrades_the_standard_selection_at_high_energy(low, high):
         n_cl = ak.mean(ak.num(ev["stk_pos"]))
         frac[name] = np.mean(d < 0.3)
         print(f"\n{name}: {n_cl:.0f} clusters/event, standard track within 0.3 mm: {frac[name]:.1%}")
-    # without albedo the high-energy track is nearly as easy as a low one; what is lost (~10%) is
-    # the saturated BGO axis sending the road past the track (test_simulation_physics, saturation).
-    # Why 0.85 and not the 0.9 it was: this sample (seed 32) gives 89.8% of 265 clean events, a
-    # binomial standard error of 1.9%; 0.9 sat 0.1 se above the expectation (a coin flip on any
-    # change of the simulation), 0.85 is 2.6 se below it and still far above the 34% with albedo.
-    assert frac["high, primary hits"] > 0.85, "without albedo the high-energy track should be easy"
-    assert frac["high, all hits"] < frac["high, primary hits"] - 0.15
+    # without albedo the high-energy track is nearly as easy as a low one. (Removing the non-primary
+    # clusters instead, as the low-energy test does, no longer isolates the albedo from version 3 on: a
+    # strip-level cluster that merged the primary's charge with albedo is kept or dropped whole, and its
+    # position is off.) Version 3, seed 32: 97.3% of 187 clean events without albedo, 1.1% with it.
+    assert frac["high, no albedo"] > 0.85, "without albedo the high-energy track should be easy"
+    assert frac["high, all hits"] < frac["high, no albedo"] - 0.15
     assert frac["high, all hits"] < frac["low, all hits"] - 0.15
 
 
@@ -133,7 +147,7 @@ def test_psd_charge_and_consistency_cut_reject_inelastic_events():
     for particle, z, seed in (("proton", 1.0, 34), ("helium", 2.0, 35)):
         ev = _sim(particle, 1500, 100, 1000, seed=seed)
         truth = truth_track(ev)
-        q_stk, _ = stk_charge(ev["stk_layer"], ev["stk_pos"], ev["stk_signal"], truth)
+        q_stk = track_charge(ev, truth)
         inel = np.asarray(ev["true_inelastic"])
         q_psd = psd_charge(ev["psd_energy"], truth)
         cut = psd_consistency_cut(ev["psd_energy"], truth, q_stk)
@@ -144,7 +158,10 @@ def test_psd_charge_and_consistency_cut_reject_inelastic_events():
             f"{rates[particle][0]:.1%} of clean and {rates[particle][1]:.1%} of inelastic events"
         )
         assert abs(med - z) < 0.15 * z
-        assert rates[particle][0] > 0.85
+        # of clean protons the cut kept 85% of every primary (version 2; version 3 untriggered: 86%) and
+        # keeps 81% of those the trigger records, showers from the BGO top whose albedo reaches the PSD
+        # (its two layers disagree in 18% of them instead of 13%)
+        assert rates[particle][0] > 0.75
         assert rates[particle][1] < rates[particle][0] - 0.15
 
 
