@@ -59,6 +59,8 @@ def test_flight_files_carry_no_truth_and_the_truth_is_sealed(mission, tmp_path):
         assert info.mode == "flight" and not any(b.startswith("true_") for b in info.branches)
         assert info.n_events == run["n_events"]
     truth = read_truth(out)
+    assert truth.num_rows == sum(sum(g["accepted"] for g in r["generated"].values()) for r in manifest["runs"])
+    truth = truth.filter(truth["recorded"])
     assert truth.num_rows == sum(r["n_events"] for r in manifest["runs"])
     events = read_events(out / manifest["runs"][0]["file"], 0, 50)
     first = truth.filter(truth["run_id"].to_numpy() == manifest["runs"][0]["run_id"]).slice(0, 50)
@@ -74,10 +76,20 @@ def test_flight_files_carry_no_truth_and_the_truth_is_sealed(mission, tmp_path):
 
 
 def test_the_injected_spectra_come_back_from_the_truth(mission):
-    """The mean of ln E of a power law E^-g on [a, b] is known: each species' truth matches it."""
+    """The mean of ln E of a power law E^-g on [a, b] is known: each species' truth (every accepted
+    primary) matches it; the trigger records every electron and protons the more the higher their energy."""
     truth = read_truth(mission[0])
     for c in MISSION.components:
-        e = truth["true_energy"].to_numpy()[truth["true_pdg"].to_numpy() == PDG[c.particle]]
+        species = truth["true_pdg"].to_numpy() == PDG[c.particle]
+        e, kept = truth["true_energy"].to_numpy()[species], truth["recorded"].to_numpy()[species]
+        low = e < np.sqrt(c.energy_min * c.energy_max)
+        shares = kept[low].mean(), kept[~low].mean()
+        print(f"\n{c.particle}: recorded {shares[0]:.1%} below {np.sqrt(c.energy_min * c.energy_max):.0f} GeV, "
+              f"{shares[1]:.1%} above")  # fmt: skip
+        if c.particle == "electron":
+            assert min(shares) > 0.99
+        else:
+            assert 0 < shares[0] and shares[1] > 1.5 * shares[0]
         g, a, b = c.index, c.energy_min, c.energy_max
         grid = np.geomspace(a, b, 200001)
         w = grid ** (-g)

@@ -291,13 +291,13 @@ def simulate(cfg: SimulationConfig, progress=None) -> tuple[dict, dict]:
     return branches, metadata
 
 
-def recorded(branches: dict, version: int) -> dict:
-    """Of events simulated with `trigger=False`, those the detector records (from version 3, those
-    its high-energy trigger fires on): for callers that count the primaries themselves."""
+def recorded(branches: dict, version: int) -> np.ndarray:
+    """(N,) which events simulated with `trigger=False` the detector records (from version 3, those its
+    high-energy trigger fires on): for callers that count the primaries themselves."""
+    bgo_energy = np.asarray(branches["bgo_energy"])
     if version < 3:
-        return branches
-    keep = high_energy_trigger(np.asarray(branches["bgo_energy"]))
-    return {k: v[keep] for k, v in branches.items()}
+        return np.ones(len(bgo_energy), dtype=bool)
+    return high_energy_trigger(bgo_energy)
 
 
 def _assemble(chunks: list[dict], cfg: SimulationConfig) -> dict:

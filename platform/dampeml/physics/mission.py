@@ -7,8 +7,9 @@ generation's geometric factor x live time x the flux integrated over the range);
 instrument accepts are simulated (the accepted count is drawn from those candidates' own geometry, so
 the ratio accepted / generated is the instrument's, not a guess). The components of a run share the
 run's detector conditions (drawn per run, as flight data) and are mixed in a seeded order into one
-flight-like file, `run_<run>.root`, without truth. The truth (particle, true energy, true track per
-event) goes to `truth/run_<run>.parquet`, sealed: `mission.json` records every file's sha256, and
+flight-like file, `run_<run>.root`, of the events the trigger records, without truth. The truth
+(particle, true energy and true track of every accepted primary; `recorded` and the event id where the
+file holds it, -1 where the trigger did not fire) goes to `truth/run_<run>.parquet`, sealed: `mission.json` records every file's sha256, and
 nothing but a closure test reads the truth (the flux job never does).
 """
 
@@ -143,7 +144,7 @@ def simulate_run(mission: Mission, run: int, out: Path) -> dict:
     seeds = np.random.SeedSequence([mission.seed, run]).spawn(len(mission.components) + 1)
     run_id = mission.seed * 1000 + run
     conditions = FlightConditions.draw(run_id) if mission.detector == "flight" else FlightConditions.nominal()
-    parts, generated = [], {}
+    parts, unrecorded, generated = [], [], {}
     for c, seed in zip(mission.components, seeds[:-1], strict=True):
         rng = np.random.default_rng(seed)
         n_candidates = int(rng.poisson(mission.expected_candidates(c)))
@@ -155,9 +156,11 @@ def simulate_run(mission: Mission, run: int, out: Path) -> dict:
                 c.particle, n, c.energy_min, c.energy_max, c.index, mode="mc", seed=sim_seed, trigger=False
             )
             cfg = dataclasses.replace(cfg, run_id=run_id, detector=conditions)
-            branches = recorded(simulate(cfg)[0], cfg.version)  # the accepted primaries the trigger keeps
-            generated[c.particle]["recorded"] = len(branches["true_pdg"])
-            parts.append(branches)
+            every = simulate(cfg)[0]
+            fired = recorded(every, cfg.version)  # the accepted primaries the trigger keeps
+            generated[c.particle]["recorded"] = int(fired.sum())
+            parts.append({k: v[fired] for k, v in every.items()})
+            unrecorded.append({k: np.asarray(every[k])[~fired] for k in TRUTH_BRANCHES})
     if not parts:
         raise MissionError(f"mission {mission.name}: run {run} holds no event; give a longer live_time_s")
     events = _concat(parts)
@@ -168,8 +171,14 @@ def simulate_run(mission: Mission, run: int, out: Path) -> dict:
     events["run_id"] = np.full(n, run_id, dtype=np.int64)
     live = mission.live_time_s / mission.runs
     events["event_time"] = np.sort(np.random.default_rng(seeds[-1]).uniform(0.0, live, n))
-    truth = pa.table({"run_id": events["run_id"], "event_id": events["event_id"],
-                      **{k: np.asarray(events[k]) for k in TRUTH_BRANCHES}})  # fmt: skip
+    missed = _concat(unrecorded)
+    n_missed = len(missed["true_pdg"])
+    truth = pa.concat_tables([
+        pa.table({"run_id": events["run_id"], "event_id": events["event_id"], "recorded": np.ones(n, bool),
+                  **{k: np.asarray(events[k]) for k in TRUTH_BRANCHES}}),
+        pa.table({"run_id": np.full(n_missed, run_id, dtype=np.int64), "event_id": np.full(n_missed, -1),
+                  "recorded": np.zeros(n_missed, bool), **missed}),
+    ])  # fmt: skip
     for name in MC_ONLY:
         events.pop(name, None)
     metadata = {
