@@ -59,7 +59,8 @@ def test_flight_files_carry_no_truth_and_the_truth_is_sealed(mission, tmp_path):
         assert info.mode == "flight" and not any(b.startswith("true_") for b in info.branches)
         assert info.n_events == run["n_events"]
     truth = read_truth(out)
-    assert truth.num_rows == sum(sum(g["accepted"] for g in r["generated"].values()) for r in manifest["runs"])
+    accepted = sum(g["accepted"] for r in manifest["runs"] for g in r["generated"].values())
+    assert truth.num_rows == accepted
     truth = truth.filter(truth["recorded"])
     assert truth.num_rows == sum(r["n_events"] for r in manifest["runs"])
     events = read_events(out / manifest["runs"][0]["file"], 0, 50)
@@ -82,10 +83,9 @@ def test_the_injected_spectra_come_back_from_the_truth(mission):
     for c in MISSION.components:
         species = truth["true_pdg"].to_numpy() == PDG[c.particle]
         e, kept = truth["true_energy"].to_numpy()[species], truth["recorded"].to_numpy()[species]
-        low = e < np.sqrt(c.energy_min * c.energy_max)
-        shares = kept[low].mean(), kept[~low].mean()
-        print(f"\n{c.particle}: recorded {shares[0]:.1%} below {np.sqrt(c.energy_min * c.energy_max):.0f} GeV, "
-              f"{shares[1]:.1%} above")  # fmt: skip
+        middle = np.sqrt(c.energy_min * c.energy_max)
+        shares = kept[e < middle].mean(), kept[e >= middle].mean()
+        print(f"\n{c.particle}: recorded {shares[0]:.1%} below {middle:.0f} GeV, {shares[1]:.1%} above")
         if c.particle == "electron":
             assert min(shares) > 0.99
         else:

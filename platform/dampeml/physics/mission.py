@@ -9,8 +9,9 @@ the ratio accepted / generated is the instrument's, not a guess). The components
 run's detector conditions (drawn per run, as flight data) and are mixed in a seeded order into one
 flight-like file, `run_<run>.root`, of the events the trigger records, without truth. The truth
 (particle, true energy and true track of every accepted primary; `recorded` and the event id where the
-file holds it, -1 where the trigger did not fire) goes to `truth/run_<run>.parquet`, sealed: `mission.json` records every file's sha256, and
-nothing but a closure test reads the truth (the flux job never does).
+file holds it, -1 where the trigger did not fire) goes to `truth/run_<run>.parquet`, sealed:
+`mission.json` records every file's sha256, and nothing but a closure test reads the truth (the flux
+job never does).
 """
 
 from __future__ import annotations
