@@ -45,7 +45,8 @@ def test_electrons_are_narrower_and_peak_earlier_than_protons(sample_files):
     e, p = v["electron"], v["proton"]
     for name, x in (("electron", e), ("proton", p)):
         rms, peak, zeta = np.median(x[:, RMS].sum(axis=1)), np.median(col(x, "max_layer")), col(x, "zeta")
-        print(f"\n{name}: summed RMS median {rms:.0f} mm, max_layer median {peak:g}, zeta > 8.5: {np.mean(zeta > 8.5):.1%}")
+        print(f"\n{name}: summed RMS median {rms:.0f} mm, max_layer median {peak:g}, zeta > 8.5: ", end="")
+        print(f"{np.mean(zeta > 8.5):.1%}")
     assert np.median(e[:, RMS].sum(axis=1)) < 0.85 * np.median(p[:, RMS].sum(axis=1))
     assert np.median(col(e, "max_layer")) + 2 <= np.median(col(p, "max_layer"))
     # the high-energy trigger asks for > 10 MIP in a bar of the first layer, so every recorded shower
