@@ -15,7 +15,7 @@ Run: `.venv/bin/python benchmarks/bench_reference_table2.py --workdir ref-eval
 
 Every number comes from the reports' `metrics.json`; the reports stay in the workdir.
 `--simulation-version` simulates the held-out events with another version of the simulation (the
-one in development: how the models trained on the current one fare on its physics).
+one before: how the models trained on the current one fare on its physics, or the reverse).
 """
 
 from __future__ import annotations

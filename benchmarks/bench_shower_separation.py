@@ -85,7 +85,7 @@ def main() -> None:
         "--simulation-version",
         type=int,
         default=SIMULATION_VERSION,
-        help="physics version (3, in development: only what DAMPE's high-energy trigger records)",
+        help="physics version (from 3: only what DAMPE's high-energy trigger records; 2: every primary)",
     )
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = ap.parse_args()

@@ -19,8 +19,8 @@ Every run prints the shower axis' 68% errors at the BGO top (what the 10 mm matc
 (detector.stk; a calibration study, not a setting of the simulation).
 `--losses` prints where the standard selection's events go: no track, a track other than the primary's,
 or the primary's track (whose charge may still fall outside the window).
-`--simulation-version` simulates with another version (the one in development; version 3 records
-only the events DAMPE's high-energy trigger fires on).
+`--simulation-version` simulates with another version (the one before, 2, records every accepted
+primary; version 3 only the events DAMPE's high-energy trigger fires on).
 """
 
 from __future__ import annotations

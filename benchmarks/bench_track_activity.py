@@ -3,7 +3,7 @@
 Run: `.venv/bin/python benchmarks/bench_track_activity.py [--events 4000] [--seed 11]`.
 
 For protons and helium at four energies (E^-1 within +-25%), simulated with the current
-simulation version and the version in development, it counts, in events without an inelastic
+simulation version and the one before, it counts, in events without an inelastic
 interaction before the BGO, the clusters not made by the primary in each STK layer the primary
 crossed, by their distance to the primary's own position in that layer (0.25-1, 1-3, 3-10 mm), per
 100 layers. The validation of delta rays (docs/simulation.md): their clusters, the difference of
