@@ -64,7 +64,7 @@ def test_bgo_network_beats_the_shower_axis_fit(trained_bgo_mid):
 def test_bgo_network_seed_recovers_the_pev_tracking_efficiency(trained_bgo_mid):
     """The paper's Table 3, option (a): the calorimeter CNN as the seed of the standard
     pattern recognition. At 0.56-1 PeV the saturated readout pulls the shower-axis fit off the
-    track (tests/test_simulation_physics.py), so the road around it often misses the primary;
+    track (helium's; from version 3 no longer protons': tests/test_simulation_physics.py), so the road around it often misses the primary;
     around the network's prediction the true track is found again. Measured with the ideal
     selection (the candidate nearest the truth), so only the seed differs: Table 2's
     efficiency in the 85% window, on held-out events, without interactions in the PSD."""
@@ -96,8 +96,11 @@ def test_bgo_network_seed_recovers_the_pev_tracking_efficiency(trained_bgo_mid):
               f"{eff[particle]['axis']:.1f}%, by {NETWORK} {eff[particle]['cnn']:.1f}% "
               f"({eff[particle]['cnn'] - eff[particle]['axis']:+.1f} points; paper: standard "
               f"{'71.9' if particle == 'proton' else '51.3'}%, CNN chain ~96-97%)")  # fmt: skip
-    assert eff["proton"]["cnn"] > eff["proton"]["axis"]
     assert eff["helium"]["cnn"] > eff["helium"]["axis"] + 20, "saturation spoils helium's axis most"
+    # version 3's proton axis is no longer spoilt at PeV (the trigger drops the late showers whose
+    # saturated cores misled it; the paper's ideal selection is at 71.9%, docs/simulation.md): the
+    # network's seed cannot beat it there, only has to find the track in most events
+    assert eff["proton"]["cnn"] > 85
 
 
 @pytest.mark.timeout(480)
@@ -117,7 +120,8 @@ def test_late_showers_seed_the_tracker_with_the_axis_fit(trained_bgo_mid):
     from dampeml.reconstruction.chain import ChainConfig, choose_seed
 
     model, _ = trained_bgo_mid
-    ev, _ = simulate(SimulationConfig("proton", 3000, 5.623e4, 1e5, seed=HELD_OUT_SEED + 2))
+    # every primary: the high-energy trigger records no late shower (version 3), the rule is for those
+    ev, _ = simulate(SimulationConfig("proton", 3000, 5.623e4, 1e5, seed=HELD_OUT_SEED + 2, trigger=False))
     energy, truth = np.asarray(ev["bgo_energy"]), truth_track(ev)
     start = shower_start_layer(energy)
     from_layer = ChainConfig().axis_seed_from_layer
