@@ -64,8 +64,9 @@ def test_bgo_network_beats_the_shower_axis_fit(trained_bgo_mid):
 def test_bgo_network_seed_recovers_the_pev_tracking_efficiency(trained_bgo_mid):
     """The paper's Table 3, option (a): the calorimeter CNN as the seed of the standard
     pattern recognition. At 0.56-1 PeV the saturated readout pulls the shower-axis fit off the
-    track (helium's; from version 3 no longer protons': tests/test_simulation_physics.py), so the road around it often misses the primary;
-    around the network's prediction the true track is found again. Measured with the ideal
+    track (helium's; from version 3 no longer protons': tests/test_simulation_physics.py), so the
+    road around it often misses the primary; around the network's prediction the true track is
+    found again. Measured with the ideal
     selection (the candidate nearest the truth), so only the seed differs: Table 2's
     efficiency in the 85% window, on held-out events, without interactions in the PSD."""
     import numpy as np

@@ -21,6 +21,7 @@ from dampeml.datasets.build import DatasetBuildError, DatasetJobError, build_dat
 from dampeml.datasets.loader import DatasetError, network_dataset
 from dampeml.datasets.spec import DatasetSpec, SpecError, load_spec
 from dampeml.datasets.split import assign_split
+from dampeml.detector.simulation import PREVIOUS_SIMULATION_VERSION
 from dampeml.io.datasource import DUPLICATE
 from dampeml.io.root_reader import read_events
 from dampeml.io.root_writer import write_event_file
@@ -229,7 +230,8 @@ def test_accounting_closes_with_corrupt_and_truncated_files(tmp_path, mixed_file
 @pytest.fixture(scope="module")
 def hostile_files(tmp_path_factory):
     """in/: an MC file, a byte copy of it (every identity repeated across files), a file repeating
-    half of its own identities, one whose metadata names an unknown mode; flight/: a flight file."""
+    half of its own identities, one whose metadata names an unknown mode, one of the previous simulation
+    version; flight/: a flight file."""
     d = tmp_path_factory.mktemp("hostile")
     a = make_file(d / "in" / "a_mc.root", "proton", 60, 100, 1e4, seed=81)
     shutil.copyfile(a, d / "in" / "b_copy.root")
@@ -239,7 +241,9 @@ def hostile_files(tmp_path_factory):
     write_event_file(d / "in" / "c_repeats.root", events, meta)
     bogus = read_events(make_file(d / "src" / "d.root", "proton", 30, 100, 1e4, seed=83))
     write_event_file(d / "in" / "d_bogus.root", bogus, {**meta, "mode": "bogus"})
-    write_event_file(d / "in" / "e_next_version.root", bogus, {**meta, "simulation_version": 3})
+    write_event_file(
+        d / "in" / "e_other_version.root", bogus, {**meta, "simulation_version": PREVIOUS_SIMULATION_VERSION}
+    )
     make_file(d / "flight" / "f_flight.root", "proton", 30, 100, 1e4, mode="flight", seed=84)
     return d
 
@@ -261,14 +265,14 @@ def test_unknown_mode_and_repeated_ids_are_quarantined(tmp_path, hostile_files, 
     acc = manifest["accounting"]
     print(f"\naccounting {acc}; scan {manifest.get('duplicate_scan')}")
     bogus = str(hostile_files / "in" / "d_bogus.root")
-    other_version = str(hostile_files / "in" / "e_next_version.root")
+    other_version = str(hostile_files / "in" / "e_other_version.root")
     assert acc["unreadable_files"] == [bogus, other_version]  # were built as if they were good files
     lines = _quarantine_lines(out)
     assert [x["reason"] for x in lines if x["file"] == bogus] == [
         "unreadable file: unknown mode 'bogus' in the file's metadata (expected one of mc, flight)"
     ]
     [reason] = [x["reason"] for x in lines if x["file"] == other_version]
-    assert "simulated with simulation version 3" in reason, reason
+    assert f"simulated with simulation version {PREVIOUS_SIMULATION_VERSION}" in reason, reason
     assert acc["read"] == 160 and acc["quarantined"] == {DUPLICATE: 60 + 20}
     assert acc["read"] == acc["written"] + sum(acc["filtered"].values()) + 80
     assert manifest["duplicate_scan"]["events"] == 160 and manifest["duplicate_scan"]["duplicates"] == 80
