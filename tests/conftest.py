@@ -144,9 +144,17 @@ def registered_epoch(run_dir: Path) -> int:
 
 
 def make_file(
-    path: Path, particle: str, n: int, e_min: float, e_max: float, mode: str = "mc", seed: int = 1
+    path: Path,
+    particle: str,
+    n: int,
+    e_min: float,
+    e_max: float,
+    mode: str = "mc",
+    seed: int = 1,
+    trigger: bool = True,
 ) -> Path:
-    branches, metadata = simulate(SimulationConfig(particle, n, e_min, e_max, mode=mode, seed=seed))
+    cfg = SimulationConfig(particle, n, e_min, e_max, mode=mode, seed=seed, trigger=trigger)
+    branches, metadata = simulate(cfg)
     return write_event_file(path, branches, metadata)
 
 
