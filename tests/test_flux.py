@@ -18,6 +18,7 @@ from dampeml.physics.flux import (
     generated_in_bin,
     pulls,
 )
+from dampeml.physics.measure import fit_template_shift
 from dampeml.physics.selection import FIDUCIAL, NON_FIDUCIAL, OUTSIDE, containment
 
 
@@ -105,3 +106,19 @@ def test_cut_acceptance_generated_share_and_pulls():
     point = flux_point(b, 1.0)
     pull, chi2 = pulls([point, point], [point.flux, point.flux + point.flux_err])
     assert pull.tolist() == pytest.approx([0.0, -1.0]) and chi2 == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("electron_share", [0.0, 0.3, 0.6])
+def test_the_template_fit_finds_the_proton_shift_whatever_the_electron_share(electron_share):
+    """Flight scores: protons of the template moved by +0.7, mixed with electrons; the fit gives the
+    shift back (a median alignment would be pulled towards the electrons by their share)."""
+    rng = np.random.default_rng(3)
+    protons, electrons = rng.normal(0.0, 1.0, 40_000), rng.normal(4.0, 0.5, 10_000)
+    n_e = int(electron_share * 8000)
+    flight = np.concatenate([rng.normal(0.7, 1.0, 8000 - n_e), rng.normal(4.0, 0.5, n_e)])
+    fitted = fit_template_shift(flight, protons, electrons)
+    median_shift = np.median(flight) - np.median(protons)
+    print(
+        f"\nelectron share {electron_share:.0%}: fitted shift {fitted:+.2f}, median alignment {median_shift:+.2f}"
+    )
+    assert abs(fitted - 0.7) < 0.06

@@ -8,9 +8,11 @@
    then `flux.flux_point`: efficiency, background from the proton MC normalised in the control
    region, counts, and flux with the acceptance of the selection from the electron MC.
 The proton template can be shifted (`proton_shift`, added to every proton MC score: a deliberately
-mis-modelled template for studies) and, with `fit_proton_shift`, aligned per bin with the flight data,
-where protons are hundreds of times more numerous than electrons: the shift that moves the proton MC's
-median score onto the flight's (the seed had to shift its proton template by hand for the same reason).
+mis-modelled template for studies) and, with `fit_proton_shift`, fitted per bin to the flight data (the
+seed had to shift its proton template by hand for the same reason): the shift and the electron share
+for which the proton template and the electron MC's scores, mixed, describe the flight's score
+histogram best (`fit_template_shift`). A median alignment would need protons to outnumber electrons by
+far; behind the high-energy trigger a bin of deposited energy can hold a third of electrons.
 The acceptance of a bin is the geometric factor of the generation times the electron MC selected
 with a corrected energy in the bin over that generated with a true energy in it (bin migration is
 included at the MC's spectrum: small for electrons, whose resolution is a few percent).
@@ -30,6 +32,11 @@ from dampeml.physics.selection import FIDUCIAL, containment
 
 #: the control region: below the score of this share of a bin's electron MC
 CONTROL_ELECTRON_SHARE = 0.01
+#: the proton template shifts the fit tries (score units: -log10 zeta) and the electron shares
+SHIFT_GRID = np.arange(-4.0, 4.0001, 0.02)
+ELECTRON_SHARE_GRID = np.linspace(0.0, 1.0, 201)
+#: score histogram of the template fit: bins between the flight's 0.5% and 99.5% quantiles
+FIT_BINS = 40
 
 
 @dataclass
@@ -94,6 +101,26 @@ def generated_in_bin(generations: list[Generation], lo: float, hi: float) -> flo
     )
 
 
+def fit_template_shift(flight: np.ndarray, protons: np.ndarray, electrons: np.ndarray) -> float:
+    """The shift of the proton scores that, mixed with the electron scores at the best share, describes
+    the flight scores best: a binned Poisson likelihood over SHIFT_GRID x ELECTRON_SHARE_GRID."""
+    lo, hi = np.quantile(flight, [0.005, 0.995])
+    edges = np.linspace(lo, hi, FIT_BINS + 1) if hi > lo else np.array([lo - 0.5, lo + 0.5])
+    observed = np.histogram(flight, edges)[0].astype(np.float64)
+
+    def shape(x: np.ndarray) -> np.ndarray:  # the share of all of x in each bin (outside: lost)
+        return np.histogram(x, edges)[0] / max(len(x), 1)
+
+    e_shape = shape(electrons)
+    p_shapes = np.stack([shape(protons + s) for s in SHIFT_GRID])  # (S, B)
+    f = ELECTRON_SHARE_GRID[None, :, None]
+    mixed = (1.0 - f) * p_shapes[:, None, :] + f * e_shape[None, None, :]  # (S, F, B)
+    expected = np.maximum(mixed * observed.sum() / np.maximum(mixed.sum(axis=2, keepdims=True), 1e-12), 1e-9)
+    log_like = (observed * np.log(expected) - expected).sum(axis=2)  # (S, F)
+    best = np.unravel_index(np.argmax(log_like), log_like.shape)
+    return float(SHIFT_GRID[best[0]])
+
+
 def measure_flux(
     flight: EventSample,
     electrons: EventSample,
@@ -130,7 +157,7 @@ def measure_flux(
         f_scores, p_scores = flight.score[in_bin["flight"]], protons.score[in_bin["protons"]] + proton_shift
         shift = proton_shift
         if fit_proton_shift and len(f_scores) and len(p_scores):
-            fitted = float(np.median(f_scores) - np.median(p_scores))
+            fitted = fit_template_shift(f_scores, p_scores, e_scores)
             p_scores, shift = p_scores + fitted, shift + fitted
         acc, acc_err = acceptance(
             float(in_bin["electrons"].sum()),
