@@ -117,6 +117,6 @@ def test_the_template_fit_finds_the_proton_shift_whatever_the_electron_share(ele
     n_e = int(electron_share * 8000)
     flight = np.concatenate([rng.normal(0.7, 1.0, 8000 - n_e), rng.normal(4.0, 0.5, n_e)])
     fitted = fit_template_shift(flight, protons, electrons)
-    median_shift = np.median(flight) - np.median(protons)
-    print(f"\nelectron share {electron_share:.0%}: fitted {fitted:+.2f}, median alignment {median_shift:+.2f}")
+    median = np.median(flight) - np.median(protons)
+    print(f"\nelectron share {electron_share:.0%}: fitted {fitted:+.2f}, median alignment {median:+.2f}")
     assert abs(fitted - 0.7) < 0.06
