@@ -116,7 +116,7 @@ def test_the_template_fit_finds_the_proton_shift_whatever_the_electron_share(ele
     protons, electrons = rng.normal(0.0, 1.0, 40_000), rng.normal(4.0, 0.5, 10_000)
     n_e = int(electron_share * 8000)
     flight = np.concatenate([rng.normal(0.7, 1.0, 8000 - n_e), rng.normal(4.0, 0.5, n_e)])
-    fitted = fit_template_shift(flight, protons, electrons)
+    fitted, error = fit_template_shift(flight, protons, electrons)
     median = np.median(flight) - np.median(protons)
-    print(f"\nelectron share {electron_share:.0%}: fitted {fitted:+.2f}, median alignment {median:+.2f}")
-    assert abs(fitted - 0.7) < 0.06
+    print(f"\nelectron share {electron_share:.0%}: fitted {fitted:+.2f} +- {error:.2f}, median {median:+.2f}")
+    assert abs(fitted - 0.7) < 3 * error and 0.005 < error < 0.06  # 8,000 events: ~1/sqrt(8000 (1 - share))

@@ -69,6 +69,7 @@ class BinScores:
     protons: np.ndarray
     proton_norm: float
     proton_shift: float = 0.0  # added to the proton MC's scores (given, or fitted to the flight data)
+    proton_shift_err: float = 0.0  # the fitted part's error (0 when not fitted)
 
 
 @dataclass
@@ -101,9 +102,10 @@ def generated_in_bin(generations: list[Generation], lo: float, hi: float) -> flo
     )
 
 
-def fit_template_shift(flight: np.ndarray, protons: np.ndarray, electrons: np.ndarray) -> float:
+def fit_template_shift(flight: np.ndarray, protons: np.ndarray, electrons: np.ndarray) -> tuple[float, float]:
     """The shift of the proton scores that, mixed with the electron scores at the best share, describes
-    the flight scores best: a binned Poisson likelihood over SHIFT_GRID x ELECTRON_SHARE_GRID."""
+    the flight scores best (a binned Poisson likelihood over SHIFT_GRID x ELECTRON_SHARE_GRID), and its
+    error: both from a parabola through the profile likelihood's best grid point and its neighbours."""
     lo, hi = np.quantile(flight, [0.005, 0.995])
     edges = np.linspace(lo, hi, FIT_BINS + 1) if hi > lo else np.array([lo - 0.5, lo + 0.5])
     observed = np.histogram(flight, edges)[0].astype(np.float64)
@@ -116,9 +118,15 @@ def fit_template_shift(flight: np.ndarray, protons: np.ndarray, electrons: np.nd
     f = ELECTRON_SHARE_GRID[None, :, None]
     mixed = (1.0 - f) * p_shapes[:, None, :] + f * e_shape[None, None, :]  # (S, F, B)
     expected = np.maximum(mixed * observed.sum() / np.maximum(mixed.sum(axis=2, keepdims=True), 1e-12), 1e-9)
-    log_like = (observed * np.log(expected) - expected).sum(axis=2)  # (S, F)
-    best = np.unravel_index(np.argmax(log_like), log_like.shape)
-    return float(SHIFT_GRID[best[0]])
+    profile = (observed * np.log(expected) - expected).sum(axis=2).max(axis=1)  # (S,): the best share each
+    i = int(np.clip(np.argmax(profile), 1, len(SHIFT_GRID) - 2))
+    step = SHIFT_GRID[1] - SHIFT_GRID[0]
+    left, mid, right = profile[i - 1 : i + 2]
+    curvature = (left - 2 * mid + right) / step**2
+    if curvature >= 0:  # flat: the data do not constrain the shift
+        return float(SHIFT_GRID[i]), float("inf")
+    vertex = SHIFT_GRID[i] - step * (right - left) / (2 * (left - 2 * mid + right))
+    return float(vertex), float(np.sqrt(-1.0 / curvature))
 
 
 def measure_flux(
@@ -155,9 +163,9 @@ def measure_flux(
         cut = cut_for_efficiency(e_scores, target_efficiency)
         control = float(np.quantile(e_scores, CONTROL_ELECTRON_SHARE))
         f_scores, p_scores = flight.score[in_bin["flight"]], protons.score[in_bin["protons"]] + proton_shift
-        shift = proton_shift
+        shift, shift_err = proton_shift, 0.0
         if fit_proton_shift and len(f_scores) and len(p_scores):
-            fitted = fit_template_shift(f_scores, p_scores, e_scores)
+            fitted, shift_err = fit_template_shift(f_scores, p_scores, e_scores)
             p_scores, shift = p_scores + fitted, shift + fitted
         acc, acc_err = acceptance(
             float(in_bin["electrons"].sum()),
@@ -180,7 +188,16 @@ def measure_flux(
         points.append(flux_point(counts, live_time_s))
         bins.append(
             BinScores(
-                float(lo), float(hi), cut, control, f_scores, e_scores, p_scores, counts.proton_norm, shift
+                float(lo),
+                float(hi),
+                cut,
+                control,
+                f_scores,
+                e_scores,
+                p_scores,
+                counts.proton_norm,
+                shift,
+                shift_err,
             )
         )
     return FluxMeasurement(
