@@ -176,7 +176,10 @@ def sim_plots(
 def demo(
     workdir: Annotated[Path, typer.Option(help="where every output of the demo goes")] = Path("dampeml-work"),
     events: Annotated[int, typer.Option(help="events per MC particle sample")] = 2000,
-    epochs: Annotated[int, typer.Option(help="training epochs per network")] = 6,
+    epochs: Annotated[
+        int | None,
+        typer.Option(help="training epochs of every network (default: the recipe's demo profile, 6 or 10)"),
+    ] = None,
 ) -> None:
     """Run the platform end to end, small, on this machine (the README's first command).
 

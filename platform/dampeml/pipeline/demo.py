@@ -64,7 +64,7 @@ EVALUATION_SEED = 9001
 def run_demo(
     workdir: Path,
     events_per_particle: int = 2000,
-    epochs: int = 6,
+    epochs: int | None = None,
     console: Console | None = None,
 ) -> Path:
     """The whole platform, small, under `workdir`; returns the path of the physics report."""
@@ -252,12 +252,13 @@ def evaluate_demo(
     return write_report(sample, out, sections=sections)
 
 
-def train_demo(workdir: Path, epochs: int, console: Console) -> None:
-    """The chain recipe's `demo` profile: each network's small dataset built, trained, promoted."""
+def train_demo(workdir: Path, epochs: int | None, console: Console) -> None:
+    """The chain recipe's `demo` profile: each network's small dataset built, trained, promoted
+    (`epochs` for every network, else the profile's own)."""
     from dampeml.pipeline.runner import run_pipeline
     from dampeml.runtime import init_ray
 
-    recipe = load_recipe(RECIPE, "demo", extra={"train": {"epochs": epochs}})
+    recipe = load_recipe(RECIPE, "demo", extra=None if epochs is None else {"train": {"epochs": epochs}})
     init_ray(log_to_driver=False)  # the demo prints its own summary; failures still raise here
     run_pipeline(recipe, workdir, log=lambda s: console.print(s, markup=False, highlight=False))
 
