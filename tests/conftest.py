@@ -143,6 +143,17 @@ def registered_epoch(run_dir: Path) -> int:
     return int(((snapshot.get("latest_checkpoint_result") or {}).get("metrics") or {}).get("epoch", 0))
 
 
+def dropping(source):
+    """A source of hits (e.g. `detector.stk.backsplash`) that draws its hits, so the random stream and
+    every other source stay as they were, and returns none: the same events without that source."""
+
+    def dropped(*args, **kwargs):
+        hits = source(*args, **kwargs)
+        return hits.select(hits.event < 0)
+
+    return dropped
+
+
 def make_file(
     path: Path,
     particle: str,

@@ -16,6 +16,7 @@ from dampeml.detector.simulation import SimulationConfig, simulate
 from dampeml.evaluation import simulation_plots as val
 from dampeml.io.root_reader import EventFileError, inspect_file, read_events
 from dampeml.io.schema import MC_ONLY
+from tests.conftest import dropping
 
 
 @pytest.fixture(scope="module")
@@ -100,10 +101,7 @@ def test_delta_rays_scale_with_charge_squared_and_stay_flat_with_energy(monkeypa
     from dampeml.detector import simulation as sim
 
     drawn = sim.delta_rays
-
-    def dropped(*args):
-        hits = drawn(*args)
-        return hits.select(np.zeros(len(hits.event), dtype=bool))
+    dropped = dropping(drawn)
 
     added = {}
     for particle in ("proton", "helium"):

@@ -23,6 +23,7 @@ from dampeml.reconstruction.standard import (
     select_ideal,
     select_standard,
 )
+from tests.conftest import dropping
 
 #: The pattern recognition and the albedo apart from the axis' resolution: the 10 mm match of
 #: the default criteria loses the events whose axis misses by more (test_the_match_cut_...).
@@ -72,13 +73,7 @@ def _without_albedo(monkeypatch, particle: str, n: int, e_min: float, e_max: flo
     what the tracker holds without backsplash, every other source kept."""
     from dampeml.detector import stk
 
-    drawn = stk.backsplash
-
-    def dropped(*args, **kwargs):
-        hits = drawn(*args, **kwargs)
-        return hits.select(np.zeros(len(hits.event), dtype=bool))
-
-    monkeypatch.setattr(stk, "backsplash", dropped)
+    monkeypatch.setattr(stk, "backsplash", dropping(stk.backsplash))
     return _sim(particle, n, e_min, e_max, seed)
 
 
