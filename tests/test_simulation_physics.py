@@ -1,4 +1,4 @@
-"""Physics trends the fast simulation must show (DESIGN.md section 2), measured as the plots measure them.
+"""Physics trends the fast simulation must show (docs/simulation.md), measured as the plots measure them.
 
 Each test prints its numbers (run with `pytest -s`) so the margin to the limits is visible.
 The limits are physics expectations, not the current outputs: a change to the simulation

@@ -126,7 +126,7 @@ def _flat_stk(events: dict, names: Iterable[str]) -> tuple[np.ndarray, dict[str,
 def stk_signal_along(events: dict, track_pos: np.ndarray, window_mm: float = 0.3) -> np.ndarray:
     """(N, 12) signal of the hit closest to the track in each layer, within the window; NaN if none.
 
-    At most one hit per layer, as the chain's hit assignment (DESIGN.md section 3).
+    At most one hit per layer, as the chain's hit assignment (docs/reconstruction.md).
     """
     n = len(track_pos)
     ev, f = _flat_stk(events, ("stk_layer", "stk_pos", "stk_signal"))
@@ -158,7 +158,7 @@ def truncated_mean_signal(signals: np.ndarray, factor: float = ABNORMAL_SIGNAL_F
 def stk_charge_along(events: dict, track_pos: np.ndarray, window_mm: float = 0.3) -> np.ndarray:
     """(N,) STK charge along a track: sqrt(truncated mean signal x cos theta); NaN without hits.
 
-    The paper's STK charge (DESIGN.md section 3): signal ~ Z^2 / cos theta, so proton ~1,
+    The paper's STK charge (docs/reconstruction.md): signal ~ Z^2 / cos theta, so proton ~1,
     helium ~2. Abnormal hits are dropped by `truncated_mean_signal`.
     """
     mean = truncated_mean_signal(stk_signal_along(events, track_pos, window_mm))

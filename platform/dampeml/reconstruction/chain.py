@@ -1,4 +1,4 @@
-"""The CNN reconstruction chain (paper sections 4-7; DESIGN.md section 3), vectorized over batches.
+"""The CNN reconstruction chain (paper sections 4-7; docs/reconstruction.md), vectorized over batches.
 
 Per batch of events, each stage runs once over all the events it applies to:
 
