@@ -154,6 +154,12 @@ def dropping(source):
     return dropped
 
 
+def simulated(particle: str, n: int, e_min: float, e_max: float, seed: int, **options) -> dict:
+    """The branches of `n` simulated events; `options` are the rest of `SimulationConfig` (mode, trigger,
+    version...). One helper, so every test module draws its events the same way."""
+    return simulate(SimulationConfig(particle, n, e_min, e_max, seed=seed, **options))[0]
+
+
 def make_file(
     path: Path,
     particle: str,

@@ -13,7 +13,6 @@ import dampeml  # noqa: F401  (tf-keras before TensorFlow)
 from dampeml.datasets.columns import feature_columns, roi_centre
 from dampeml.datasets.loader import network_batch
 from dampeml.datasets.spec import load_spec
-from dampeml.detector.simulation import SimulationConfig, simulate
 from dampeml.features import (
     COARSE,
     PRECISE,
@@ -44,6 +43,7 @@ from dampeml.reconstruction.chain import (
 from dampeml.reconstruction.hits import refit_track
 from dampeml.registry.models import RegistryError
 from dampeml.registry.zoo import chain_config, load_zoo_model, read_index
+from tests.conftest import simulated
 
 DATASETS = "datasets"
 # The paper's numbers, written out here (not read from the chain) so that the expectations below
@@ -54,12 +54,6 @@ PAPER_COARSE = HoughGeometry(0.4, 400)
 PAPER_PRECISE = HoughGeometry(0.05, 400)
 LATE_SHOWER_LAYER = 11
 PRECISE_PASSES = 2
-
-
-def _sim(
-    particle: str, n: int, seed: int, e_min: float = 100.0, e_max: float = 1e4, trigger: bool = True
-) -> dict:
-    return simulate(SimulationConfig(particle, n, e_min, e_max, seed=seed, trigger=trigger))[0]
 
 
 def _concat(*batches: dict) -> dict:
@@ -123,9 +117,9 @@ def mixed_events() -> dict:
     protons untriggered (as other triggers than the high-energy one record them): late and absent
     showers, which the high-energy trigger never records, exercise the axis-fit seed."""
     return _concat(
-        _sim("proton", 150, 41, 10, 1e6, trigger=False),
-        _sim("helium", 100, 42, 10, 1e6),
-        _sim("electron", 50, 43, 10, 1e4),
+        simulated("proton", 150, 10, 1e6, seed=41, trigger=False),
+        simulated("helium", 100, 10, 1e6, seed=42),
+        simulated("electron", 50, 10, 1e4, seed=43),
     )
 
 
@@ -392,8 +386,10 @@ def test_chain_recovers_injected_tracks():
     hand-off, hit assignment and charge are the chain's own and must recover the truth. The
     truth is used only to score; the chain gets the events without it.
     """
-    train = _concat(_sim("proton", 4000, 1), _sim("helium", 2000, 2))
-    test = _concat(_sim("proton", 300, 3), _sim("helium", 200, 4))
+    train = _concat(
+        simulated("proton", 4000, 100.0, 1e4, seed=1), simulated("helium", 2000, 100.0, 1e4, seed=2)
+    )
+    test = _concat(simulated("proton", 300, 100.0, 1e4, seed=3), simulated("helium", 200, 100.0, 1e4, seed=4))
     tf_keras().utils.set_random_seed(5)  # the network's start and fit's batch order: the same every run
     bgo = build("bgo-direction-low", preset="small")
     bgo.fit(

@@ -16,7 +16,7 @@ from dampeml.detector.simulation import SimulationConfig, simulate
 from dampeml.evaluation import simulation_plots as val
 from dampeml.io.root_reader import EventFileError, inspect_file, read_events
 from dampeml.io.schema import MC_ONLY
-from tests.conftest import dropping
+from tests.conftest import dropping, simulated
 
 
 @pytest.fixture(scope="module")
@@ -24,18 +24,13 @@ def events(sample_files) -> dict[str, dict]:
     return {k: read_events(p) for k, p in sample_files.items()}
 
 
-def _sim(particle: str, n: int, e_min: float, e_max: float, seed: int, trigger: bool = True) -> dict:
-    branches, _ = simulate(SimulationConfig(particle, n, e_min, e_max, seed=seed, trigger=trigger))
-    return branches
-
-
 @pytest.fixture(scope="module")
 def primaries() -> dict[str, dict]:
     """Every simulated primary, triggered or not (the sample files' particles, sizes and ranges): where
     showers start is a property of the primaries, which the trigger selects on (the first BGO layers)."""
     return {
-        "proton": _sim("proton", 600, 100, 1e5, seed=11, trigger=False),
-        "electron": _sim("electron", 400, 100, 1e4, seed=13, trigger=False),
+        "proton": simulated("proton", 600, 100, 1e5, seed=11, trigger=False),
+        "electron": simulated("electron", 400, 100, 1e4, seed=13, trigger=False),
     }
 
 
@@ -76,8 +71,8 @@ def test_protons_crossing_without_shower(primaries):
 
 
 def test_backsplash_grows_with_energy():
-    low = _sim("proton", 400, 100, 200, seed=21)
-    high = _sim("proton", 400, 5e4, 1e5, seed=21)
+    low = simulated("proton", 400, 100, 200, seed=21)
+    high = simulated("proton", 400, 5e4, 1e5, seed=21)
     res = {}
     for name, ev in (("100-200 GeV", low), ("50-100 TeV", high)):
         n = val.backsplash_counts(ev)
@@ -109,8 +104,8 @@ def test_delta_rays_scale_with_charge_squared_and_stay_flat_with_energy(monkeypa
             per_layer = []
             for source in (dropped, drawn):
                 monkeypatch.setattr(sim, "delta_rays", source)
-                cfg = SimulationConfig(particle, 1500, 0.8 * e, 1.25 * e, seed=31, version=3, trigger=False)
-                counts, layers = val.clusters_near_track(simulate(cfg)[0])
+                ev = simulated(particle, 1500, 0.8 * e, 1.25 * e, seed=31, version=3, trigger=False)
+                counts, layers = val.clusters_near_track(ev)
                 per_layer.append(counts.sum() / layers)
             added[particle, e] = per_layer[1] - per_layer[0]
             print(
@@ -137,8 +132,7 @@ def test_the_high_energy_trigger_records_every_electron_and_no_late_shower(monke
     from dampeml.errors import InputError
 
     def accepted(particle: str, lo: float, hi: float) -> dict:
-        cfg = SimulationConfig(particle, 2000, lo, hi, seed=41, version=3, trigger=False)
-        return simulate(cfg)[0]
+        return simulated(particle, 2000, lo, hi, seed=41, version=3, trigger=False)
 
     electrons = accepted("electron", 20.0, 2000.0)
     fired = high_energy_trigger(electrons["bgo_energy"]).mean()
@@ -213,7 +207,7 @@ def test_bgo_saturation_folds_back_and_spoils_the_standard_axis_near_pev():
 
     errors, saturated = {}, {}
     for name, (lo, hi) in (("5.6-10 TeV", (5.62e3, 1e4)), ("0.56-1 PeV", (5.62e5, 1e6))):
-        ev = _sim("helium", 400, lo, hi, seed=31)
+        ev = simulated("helium", 400, lo, hi, seed=31)
         axis, _ = fit_shower_axis(np.asarray(ev["bgo_energy"]))
         err = np.abs(axis - truth_track(ev))[:, :2]
         errors[name] = np.nanpercentile(err, 68)
@@ -253,7 +247,7 @@ def test_helium_stk_charge_near_two(events):
 def test_inelastic_fraction_higher_for_helium():
     """Of every primary: the trigger prefers them (an interaction in the tracker fires it more often)."""
     frac = {
-        name: np.mean(_sim(name, 3000, 100, 1000, seed=22, trigger=False)["true_inelastic"])
+        name: np.mean(simulated(name, 3000, 100, 1000, seed=22, trigger=False)["true_inelastic"])
         for name in ("proton", "helium", "electron")
     }
     print(
@@ -304,7 +298,7 @@ def test_psd_charge_degrades_at_high_energy_while_stk_stays_clean():
     """Paper Fig. 2: albedo spoils the PSD charge towards PeV; the STK along the true track does not."""
     off = {}
     for e in (300.0, 3e5):
-        ev = _sim("proton", 800, e, e * 1.01, seed=21)
+        ev = simulated("proton", 800, e, e * 1.01, seed=21)
         clean = ~ev["true_inelastic"]
         track = val.truth_track(ev)
         q_psd = val.psd_charge_along(ev, track)[clean]

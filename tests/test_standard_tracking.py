@@ -11,7 +11,6 @@ import awkward as ak
 import numpy as np
 import pytest
 
-from dampeml.detector.simulation import SimulationConfig, simulate
 from dampeml.features.tracks import truth_track
 from dampeml.reconstruction.hits import track_charge
 from dampeml.reconstruction.psd_charge import psd_charge, psd_consistency_cut
@@ -23,15 +22,11 @@ from dampeml.reconstruction.standard import (
     select_ideal,
     select_standard,
 )
-from tests.conftest import dropping
+from tests.conftest import dropping, simulated
 
 #: The pattern recognition and the albedo apart from the axis' resolution: the 10 mm match of
 #: the default criteria loses the events whose axis misses by more (test_the_match_cut_...).
 WIDE_MATCH = replace(StandardConfig(), match_mm=30.0)
-
-
-def _sim(particle: str, n: int, e_min: float, e_max: float, seed: int, mode: str = "mc") -> dict:
-    return simulate(SimulationConfig(particle, n, e_min, e_max, mode=mode, seed=seed))[0]
 
 
 def _primary_only(ev: dict) -> dict:
@@ -48,12 +43,12 @@ def _max_offset(track: np.ndarray, truth: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def low() -> dict:
-    return _sim("proton", 400, 100, 300, seed=31)
+    return simulated("proton", 400, 100, 300, seed=31)
 
 
 @pytest.fixture(scope="module")
 def high() -> dict:
-    return _sim("proton", 300, 2e5, 5e5, seed=32)
+    return simulated("proton", 300, 2e5, 5e5, seed=32)
 
 
 def test_clean_low_energy_tracks_are_found_precisely(low):
@@ -69,12 +64,12 @@ def test_clean_low_energy_tracks_are_found_precisely(low):
 
 
 def _without_albedo(monkeypatch, particle: str, n: int, e_min: float, e_max: float, seed: int) -> dict:
-    """The same events as `_sim` gives, their albedo hits drawn (the random stream unchanged) and dropped:
-    what the tracker holds without backsplash, every other source kept."""
+    """The same events as `simulated` gives, their albedo hits drawn (the random stream unchanged) and
+    dropped: what the tracker holds without backsplash, every other source kept."""
     from dampeml.detector import stk
 
     monkeypatch.setattr(stk, "backsplash", dropping(stk.backsplash))
-    return _sim(particle, n, e_min, e_max, seed)
+    return simulated(particle, n, e_min, e_max, seed)
 
 
 def test_backsplash_degrades_the_standard_selection_at_high_energy(low, high, monkeypatch):
@@ -130,7 +125,7 @@ def test_standard_selection_prefers_the_highest_signal_candidate(low):
 
 
 def test_reconstruction_reads_no_truth():
-    ev = _sim("proton", 100, 100, 1000, seed=33, mode="flight")
+    ev = simulated("proton", 100, 100, 1000, seed=33, mode="flight")
     assert not any(k.startswith("true_") for k in ev)
     res = reconstruct(ev, config=StandardConfig())
     print(f"\nflight-like run: standard track in {np.isfinite(res.track[:, 0]).mean():.0%} of events")
@@ -140,7 +135,7 @@ def test_reconstruction_reads_no_truth():
 def test_psd_charge_and_consistency_cut_reject_inelastic_events():
     rates = {}
     for particle, z, seed in (("proton", 1.0, 34), ("helium", 2.0, 35)):
-        ev = _sim(particle, 1500, 100, 1000, seed=seed)
+        ev = simulated(particle, 1500, 100, 1000, seed=seed)
         truth = truth_track(ev)
         q_stk = track_charge(ev, truth)
         inel = np.asarray(ev["true_inelastic"])

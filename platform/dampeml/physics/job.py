@@ -68,7 +68,7 @@ def run_flux(req: FluxRequest) -> tuple[Path, FluxMeasurement]:
                 "live time (s)": f"{live:g}", "bins (GeV)": ", ".join(f"{b:.4g}" for b in edges),
                 "proton template": "as simulated"}  # fmt: skip
     if req.fit_proton_template:
-        shifts = ", ".join(f"{b.proton_shift:+.2f}" for b in measurement.bins)
+        shifts = ", ".join(f"{b.proton_shift:+.2f} +- {b.proton_shift_err:.2f}" for b in measurement.bins)
         settings["proton template"] = f"shifted to the flight per bin: {shifts}"
     known = None
     if req.injected is not None:
