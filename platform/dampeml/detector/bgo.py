@@ -52,6 +52,8 @@ _CELL_LO = geo.BGO_BAR_CENTRES - geo.BGO_BAR_PITCH / 2
 _CELL_HI = geo.BGO_BAR_CENTRES + geo.BGO_BAR_PITCH / 2
 #: Effective atomic number of BGO in GFlash's parametrisation (Bi4Ge3O12, weighted by Z^2 / A)
 BGO_Z_EFF = 62.5
+#: GFlash's fluctuation widths diverge for the softest showers: ln(E / E_c) held at least this
+GFLASH_LN_Y_MIN = 3.0
 
 
 def layer_edges_x0(cos_theta: np.ndarray) -> np.ndarray:
@@ -60,16 +62,47 @@ def layer_edges_x0(cos_theta: np.ndarray) -> np.ndarray:
 
 
 def em_longitudinal(
-    e_mev: np.ndarray, t_start: np.ndarray, edges: np.ndarray, rng: np.random.Generator, photon: bool
-) -> np.ndarray:
-    """(N, K, 14) energy per layer of EM (sub-)showers of energy e_mev (N, K) starting at t_start."""
+    e_mev: np.ndarray,
+    t_start: np.ndarray,
+    edges: np.ndarray,
+    rng: np.random.Generator,
+    photon: bool,
+    fluctuate: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(N, K, 14) energy per layer of EM (sub-)showers of energy e_mev (N, K) starting at t_start, and
+    (N, K) each one's depth of maximum past its start (X0). `fluctuate` (simulation version 4): the
+    profile's shape varies from shower to shower as GFlash's does (`gflash_fluctuations`)."""
     y = np.maximum(e_mev / geo.BGO_CRITICAL_ENERGY_MEV, 1.5)
     tmax = np.log(y) + (0.5 if photon else -0.5)
-    b = 0.5 * (1.0 + 0.03 * rng.standard_normal(e_mev.shape))
-    a = np.maximum(b * tmax + 1.0, 1.05) * (1.0 + 0.03 * rng.standard_normal(e_mev.shape))
+    z_b, z_a = rng.standard_normal(e_mev.shape), rng.standard_normal(e_mev.shape)
+    if fluctuate:
+        alpha = np.maximum(0.5 * tmax + 1.0, 1.05)  # version 3's mean shape: b = 0.5
+        t_peak, a = gflash_fluctuations(y, np.maximum(tmax, 0.5), alpha, z_b, z_a)
+        b = (a - 1.0) / t_peak
+    else:
+        b = 0.5 * (1.0 + 0.03 * z_b)
+        a = np.maximum(b * tmax + 1.0, 1.05) * (1.0 + 0.03 * z_a)
+        t_peak = np.maximum(tmax, 0.5)
     tau = np.clip(edges[:, None, :] - t_start[..., None], 0.0, None)
     cdf = gammainc(a[..., None], b[..., None] * tau)
-    return e_mev[..., None] * np.diff(cdf, axis=-1)
+    return e_mev[..., None] * np.diff(cdf, axis=-1), t_peak
+
+
+def gflash_fluctuations(
+    y: np.ndarray, t_peak: np.ndarray, alpha: np.ndarray, z1: np.ndarray, z2: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """GFlash's shower-to-shower fluctuation of a longitudinal profile (Grindhammer and Peters, as in
+    Geant4's GVFlashHomoShowerTuning): ln T and ln alpha normal about the profile's own, with widths
+    1/(-1.4 + 1.26 ln y) and 1/(-0.58 + 0.86 ln y) and correlation 0.705 - 0.023 ln y (y = E / E_c),
+    from two standard normals each. Below y = e^3 (0.2 GeV) the widths diverge: held there. Returns
+    the fluctuated (T, alpha); alpha at least 1.05, as the profile's own."""
+    ln_y = np.maximum(np.log(y), GFLASH_LN_Y_MIN)
+    sigma_t = 1.0 / (-1.4 + 1.26 * ln_y)
+    sigma_a = 1.0 / (-0.58 + 0.86 * ln_y)
+    rho = np.clip(0.705 - 0.023 * ln_y, -1.0, 1.0)
+    t_out = t_peak * np.exp(sigma_t * z1)
+    a_out = alpha * np.exp(sigma_a * (rho * z1 + np.sqrt(1.0 - rho**2) * z2))
+    return t_out, np.maximum(a_out, 1.05)
 
 
 def hadronic_longitudinal(e_mev: np.ndarray, t_start: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -122,12 +155,10 @@ def gflash_fractions(centre: np.ndarray, e_gev: np.ndarray, tau: np.ndarray) -> 
     )
 
 
-def _em_depth_over_max(e_mev: np.ndarray, t_start: np.ndarray, edges: np.ndarray, photon: bool) -> np.ndarray:
+def _em_depth_over_max(t_peak: np.ndarray, t_start: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """(..., 14) depth of each layer's middle past the (sub-)shower's start, in units of its maximum."""
-    y = np.maximum(e_mev / geo.BGO_CRITICAL_ENERGY_MEV, 1.5)
-    tmax = np.maximum(np.log(y) + (0.5 if photon else -0.5), 0.5)
     middle = 0.5 * (edges[..., :-1] + edges[..., 1:])
-    return np.clip(middle - t_start[..., None], 0.0, None) / tmax[..., None]
+    return np.clip(middle - t_start[..., None], 0.0, None) / t_peak[..., None]
 
 
 def _measured(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -155,12 +186,14 @@ def simulate_bgo(
     ty: np.ndarray,
     inelastic_before: np.ndarray,
     gflash: bool = False,
+    fluctuate: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Energy per bar (N, 14, 22) in MeV, before readout effects; also the first-interaction depth.
 
     axis_x/axis_y: (N, 14) positions of the incoming trajectory at the layer centres, in
     the BGO's own frame (the caller applies any misalignment). `gflash` (simulation version 3):
-    EM (sub-)showers with GFlash's radial profile, collected over each bar's cell. Returns
+    EM (sub-)showers with GFlash's radial profile, collected over each bar's cell; `fluctuate`
+    (version 4): with GFlash's shower-to-shower fluctuations of the longitudinal profile. Returns
     (energy, t0 in X0 along the path (inf: no shower), interaction z in mm).
     """
     n = len(energy_gev)
@@ -175,9 +208,10 @@ def simulate_bgo(
 
     if particle == "electron":
         t0 = np.full(n, -0.9)  # ~1 X0 of STK pre-shower before the BGO top
-        e_layer = em_longitudinal(e_mev[:, None], t0[:, None], edges, rng, photon=False)[:, 0]
+        e_layer, t_peak = em_longitudinal(e_mev[:, None], t0[:, None], edges, rng, False, fluctuate)
+        e_layer = e_layer[:, 0]
         if gflash:
-            tau = _em_depth_over_max(e_mev, t0, edges, photon=False)
+            tau = _em_depth_over_max(t_peak[:, 0], t0, edges)
             out += e_layer[..., None] * gflash_fractions(axis, energy_gev[:, None], tau)
             return out, t0, np.full(n, geo.BGO_Z_TOP)
         t_rel = np.clip((edges[:, :-1] - t0[:, None]) / 10.0, 0.0, 3.0)
@@ -212,7 +246,7 @@ def simulate_bgo(
     gaps[:, 0] = rng.exponential(0.5, n)
     t_sub = t0[:, None] + np.cumsum(gaps, axis=1)
     e_sub = e_mev[:, None] * f_em[:, None] * w
-    e_long = em_longitudinal(e_sub, t_sub, edges, rng, photon=True)  # (N, K, 14)
+    e_long, t_peak = em_longitudinal(e_sub, t_sub, edges, rng, True, fluctuate)  # (N, K, 14)
     # sub-shower directions: transverse momentum ~0.35 GeV over the sub-shower energy
     pt = rng.exponential(0.35, (n, N_SUBSHOWERS, 2))
     sign = rng.choice([-1.0, 1.0], (n, N_SUBSHOWERS, 2))
@@ -224,7 +258,7 @@ def simulate_bgo(
     off_y = ang[..., 1:2] * dz
     off = np.where(geo.BGO_LAYER_MEASURES_X[None, None, :], off_x, off_y)
     if gflash:
-        tau = _em_depth_over_max(e_sub, t_sub, edges[:, None, :], photon=True)
+        tau = _em_depth_over_max(t_peak, t_sub, edges[:, None, :])
         lat = gflash_fractions(axis[:, None, :] + off, e_sub[..., None] / 1e3, tau)
     else:
         t_rel = np.clip((edges[:, None, :-1] - t_sub[..., None]) / 10.0, 0.0, 3.0)

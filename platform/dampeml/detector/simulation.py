@@ -35,6 +35,11 @@ SIMULATION_VERSION = 3
 #: The version before: still simulated (`SimulationConfig.version`) so that benchmarks and physics
 #: tests can show what version 3 changed on the same primaries; datasets refuse its files.
 PREVIOUS_SIMULATION_VERSION = 2
+#: The version being built: simulated on request (`SimulationConfig.version`) so that benchmarks and
+#: physics tests can measure its changes on the same primaries before it becomes the default (4: GFlash's
+#: shower-to-shower fluctuations of EM showers' longitudinal profiles); datasets refuse its files.
+NEXT_SIMULATION_VERSION = 4
+SIMULATABLE_VERSIONS = (PREVIOUS_SIMULATION_VERSION, SIMULATION_VERSION, NEXT_SIMULATION_VERSION)
 TRIGGER_RATE_HZ = 50.0
 #: Chunks of primaries simulated without one triggered event before a triggered run gives up.
 MAX_CHUNKS_WITHOUT_TRIGGER = 100
@@ -58,8 +63,8 @@ class SimulationConfig:
     #: the detector's conditions (a misaligned BGO, signal scales); None: nominal for MC, drawn per
     #: run for flight. Set for MC, it makes a changed detector with truth (a transfer-learning target).
     detector: FlightConditions | None = None
-    #: the simulation's physics: SIMULATION_VERSION, or PREVIOUS_SIMULATION_VERSION to compare with it
-    #: (recorded in the file; nothing trains on it yet)
+    #: the simulation's physics: SIMULATION_VERSION, or PREVIOUS_ / NEXT_SIMULATION_VERSION to compare
+    #: with it (recorded in the file; datasets take SIMULATION_VERSION only)
     version: int = SIMULATION_VERSION
     #: from version 3, record only the events DAMPE's high-energy trigger fires on (detector.trigger),
     #: simulating primaries until n_events are recorded; False records every accepted primary (a
@@ -85,10 +90,11 @@ class SimulationConfig:
             raise InputError(f"need 0 < energy_min < energy_max, got {self.energy_min}, {self.energy_max}")
         if self.seed < 0:
             raise InputError(f"seed must be >= 0, got {self.seed}")
-        if self.version not in (SIMULATION_VERSION, PREVIOUS_SIMULATION_VERSION):
+        if self.version not in SIMULATABLE_VERSIONS:
             raise InputError(
                 f"simulation version {self.version} cannot be simulated: use {SIMULATION_VERSION} (the "
-                f"current one) or {PREVIOUS_SIMULATION_VERSION} (the one before, for comparisons)"
+                f"current one), {PREVIOUS_SIMULATION_VERSION} (the one before) or {NEXT_SIMULATION_VERSION} "
+                "(the one being built), the last two for comparisons"
             )
 
 
@@ -136,7 +142,7 @@ def simulate_chunk(
     ay_bgo = ay - cond.bgo_offset_mm[1] - cond.bgo_tilt_rad[1] * depth
     e_true, _, z_bgo = bgo.simulate_bgo(
         rng, cfg.particle, charge, prim.energy, ax_bgo, ay_bgo, traj.tx_out, traj.ty_out, inel,
-        gflash=cfg.version >= 3,
+        gflash=cfg.version >= 3, fluctuate=cfg.version >= 4,
     )  # fmt: skip
     bgo_energy = bgo.readout(rng, e_true, cond.bgo_energy_scale)
     # the trigger reads the BGO only: the tracker of an event it drops is not simulated
