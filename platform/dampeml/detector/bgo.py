@@ -52,6 +52,15 @@ _CELL_LO = geo.BGO_BAR_CENTRES - geo.BGO_BAR_PITCH / 2
 _CELL_HI = geo.BGO_BAR_CENTRES + geo.BGO_BAR_PITCH / 2
 #: Effective atomic number of BGO in GFlash's parametrisation (Bi4Ge3O12, weighted by Z^2 / A)
 BGO_Z_EFF = 62.5
+#: The hadronic component's lateral profile: a core and a halo (version 3: the core 18 mm + 20 mm per
+#: interaction length past the start, the halo 60 + 30 mm, the halo's share fixed). Version 4: the core
+#: grows from the interaction point over HADRON_CORE_REACH interaction lengths (from HADRON_CORE_FLOOR of
+#: its width), and the halo's share is Beta-distributed about HADRON_HALO_SHARE with this concentration.
+#: Chosen (one trial), not fitted: docs/simulation.md, "Version 4".
+HADRON_HALO_SHARE = 0.35
+HADRON_CORE_REACH = 1.0
+HADRON_CORE_FLOOR = 0.05
+HADRON_HALO_CONCENTRATION = 3.0
 #: GFlash's fluctuation widths diverge for the softest showers: ln(E / E_c) held at least this
 GFLASH_LN_Y_MIN = 3.0
 
@@ -193,7 +202,8 @@ def simulate_bgo(
     axis_x/axis_y: (N, 14) positions of the incoming trajectory at the layer centres, in
     the BGO's own frame (the caller applies any misalignment). `gflash` (simulation version 3):
     EM (sub-)showers with GFlash's radial profile, collected over each bar's cell; `fluctuate`
-    (version 4): with GFlash's shower-to-shower fluctuations of the longitudinal profile. Returns
+    (version 4): with GFlash's shower-to-shower fluctuations of the longitudinal profile, and a hadronic
+    component whose core grows from the interaction point and whose halo's share fluctuates. Returns
     (energy, t0 in X0 along the path (inf: no shower), interaction z in mm).
     """
     n = len(energy_gev)
@@ -271,7 +281,17 @@ def simulate_bgo(
     e_had = e_mev * (1.0 - f_em) * HADRONIC_VISIBLE * rng.uniform(0.8, 1.2, n)
     h_long = hadronic_longitudinal(e_had, t0, edges)
     h_rel = np.clip((edges[:, :-1] - t0[:, None]) / _LAMBDA_IN_X0, 0.0, 2.0)
-    h_lat = lateral_fractions(axis, 18.0 + 20.0 * h_rel, 60.0 + 30.0 * h_rel, np.full_like(h_rel, 0.35))
+    core_w, halo_w = 18.0 + 20.0 * h_rel, 60.0 + 30.0 * h_rel
+    f_halo = np.full_like(h_rel, HADRON_HALO_SHARE)
+    if fluctuate:
+        # version 4: the secondaries leave the interaction point, so the core is narrow there and widens
+        # over HADRON_CORE_REACH; the halo's share (nuclear de-excitation photons, neutrons, slow
+        # fragments: few particles) varies from shower to shower
+        middle = 0.5 * (edges[:, :-1] + edges[:, 1:]) - t0[:, None]
+        core_w = core_w * np.clip(middle / (HADRON_CORE_REACH * _LAMBDA_IN_X0), HADRON_CORE_FLOOR, 1.0)
+        k = HADRON_HALO_CONCENTRATION
+        f_halo = rng.beta(k * HADRON_HALO_SHARE, k * (1.0 - HADRON_HALO_SHARE), h_rel.shape)
+    h_lat = lateral_fractions(axis, core_w, halo_w, f_halo)
     out += h_long[..., None] * h_lat
     z_int = np.where(showers, geo.BGO_Z_TOP + t0 * geo.BGO_X0 * cos_t, np.inf)
     return out, t0, z_int
