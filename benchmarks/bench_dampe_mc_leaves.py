@@ -15,7 +15,7 @@ that separates ours much better than that is one whose shower-to-shower variety 
 AUC of a linear discriminant on all the variables (half the events to train it).
 
     .venv/bin/python benchmarks/bench_dampe_mc_leaves.py [--versions 3 4] [--electrons 3000]
-        [--protons 4000] [--seed 77] [--workers 2]
+        [--protons 4000] [--seed 77] [--workers 2] [--halo-concentration K] [--core-reach LAMBDAS]
 
 Electrons are drawn E^-1 over 0.9-1.15 times the bin, protons over 1.2-6 times it (a proton deposits
 about a third of its energy), the open top bin up to 10 TeV.
@@ -33,6 +33,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "platform"))
 
+from dampeml.detector import bgo  # noqa: E402
 from dampeml.detector.simulation import SIMULATION_VERSION, SimulationConfig, simulate  # noqa: E402
 from dampeml.evaluation.dampe_mc import (  # noqa: E402
     ENERGY_BINS,
@@ -50,10 +51,12 @@ from dampeml.physics.selection import FIDUCIAL, containment  # noqa: E402
 RANGE = {"electron": (0.9, 1.15), "proton": (1.2, 6.0)}
 
 
-def _sample(args: tuple[str, str, int, int, int]) -> dict:
+def _sample(args: tuple[str, str, int, int, int, dict]) -> dict:
     """One bin's simulated events of one particle and version: the variables, the kept-and-fiducial
-    mask, the deposit (MeV) and the true energy (GeV)."""
-    bin_name, particle, n, seed, version = args
+    mask, the deposit (MeV) and the true energy (GeV). `study` sets constants of `detector.bgo`."""
+    bin_name, particle, n, seed, version, study = args
+    for name, value in study.items():
+        setattr(bgo, name, value)
     lo, hi = ENERGY_BINS[bin_name]
     lo_f, hi_f = RANGE[particle]
     cfg = SimulationConfig(particle, n, lo * lo_f, min(hi, ENERGY_CAP_GEV) * hi_f, seed=seed, version=version)
@@ -98,14 +101,23 @@ def main() -> None:
     ap.add_argument("--protons", type=int, default=4000, help="protons simulated per bin")
     ap.add_argument("--seed", type=int, default=77)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument(
+        "--halo-concentration", type=float, help="study: bgo.HADRON_HALO_CONCENTRATION (version 4)"
+    )
+    ap.add_argument(
+        "--core-reach", type=float, help="study: bgo.HADRON_CORE_REACH, interaction lengths (version 4)"
+    )
     args = ap.parse_args()
+    asked = {"HADRON_HALO_CONCENTRATION": args.halo_concentration, "HADRON_CORE_REACH": args.core_reach}
+    study = {name: value for name, value in asked.items() if value is not None}
     t0 = time.time()
     size = {"electron": args.electrons, "proton": args.protons}
-    tasks = [(b, p, size[p], args.seed + 10 * i + (p == "proton"), v)
+    tasks = [(b, p, size[p], args.seed + 10 * i + (p == "proton"), v, study)
              for i, b in enumerate(ENERGY_BINS) for p in size for v in args.versions]  # fmt: skip
     with ProcessPoolExecutor(args.workers) as pool:
-        samples = dict(zip([(b, p, v) for b, p, _, _, v in tasks], pool.map(_sample, tasks), strict=True))
-    print(f"simulated {len(tasks)} samples in {time.time() - t0:.0f} s (versions {args.versions})\n")
+        samples = dict(zip([(b, p, v) for b, p, _, _, v, _ in tasks], pool.map(_sample, tasks), strict=True))
+    elapsed = time.time() - t0
+    print(f"simulated {len(tasks)} samples in {elapsed:.0f} s (versions {args.versions}; study {study})\n")
     for b, (lo, hi) in ENERGY_BINS.items():
         leaves = LEAVES[b]
         shares, counts, best, fisher = {}, {}, {}, {}
