@@ -16,6 +16,7 @@ AUC of a linear discriminant on all the variables (half the events to train it).
 
     .venv/bin/python benchmarks/bench_dampe_mc_leaves.py [--versions 3 4] [--electrons 3000]
         [--protons 4000] [--seed 77] [--workers 2] [--halo-concentration K] [--core-reach LAMBDAS]
+        [--em-concentration K]
 
 Electrons are drawn E^-1 over 0.9-1.15 times the bin, protons over 1.2-6 times it (a proton deposits
 about a third of its energy), the open top bin up to 10 TeV.
@@ -107,8 +108,10 @@ def main() -> None:
     ap.add_argument(
         "--core-reach", type=float, help="study: bgo.HADRON_CORE_REACH, interaction lengths (version 4)"
     )
+    ap.add_argument("--em-concentration", type=float, help="study: bgo.HADRON_EM_CONCENTRATION")
     args = ap.parse_args()
-    asked = {"HADRON_HALO_CONCENTRATION": args.halo_concentration, "HADRON_CORE_REACH": args.core_reach}
+    asked = {"HADRON_HALO_CONCENTRATION": args.halo_concentration, "HADRON_CORE_REACH": args.core_reach,
+             "HADRON_EM_CONCENTRATION": args.em_concentration}  # fmt: skip
     study = {name: value for name, value in asked.items() if value is not None}
     t0 = time.time()
     size = {"electron": args.electrons, "proton": args.protons}

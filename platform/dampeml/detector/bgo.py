@@ -61,6 +61,9 @@ HADRON_HALO_SHARE = 0.35
 HADRON_CORE_REACH = 1.0
 HADRON_CORE_FLOOR = 0.05
 HADRON_HALO_CONCENTRATION = 3.0
+#: The shower-to-shower spread of the EM fraction f_em: Beta about Groom's mean with this concentration
+#: (every version; a study parameter of benchmarks/bench_dampe_mc_leaves.py).
+HADRON_EM_CONCENTRATION = 6.0
 #: GFlash's fluctuation widths diverge for the softest showers: ln(E / E_c) held at least this
 GFLASH_LN_Y_MIN = 3.0
 
@@ -248,7 +251,7 @@ def simulate_bgo(
 
     # electromagnetic fraction with event-to-event fluctuations
     f_h_mean = np.clip((np.maximum(energy_gev, 1.0) / GROOM_E0_GEV) ** (GROOM_M - 1.0), 0.05, 0.95)
-    conc = 6.0
+    conc = HADRON_EM_CONCENTRATION
     f_em = rng.beta(conc * (1 - f_h_mean), conc * f_h_mean)
     # pi0 sub-showers: Dirichlet split, later generations softer, starting deeper
     w = np.sort(rng.dirichlet(np.full(N_SUBSHOWERS, 1.2), n), axis=1)[:, ::-1]
