@@ -13,6 +13,8 @@ so the whole (N, K, 14, 22) energy tensor is a few broadcast array operations.
   event-to-event spread) is split over several pi0 sub-showers that start at successive
   generations of the cascade, each with its own small angle and offset (irregular
   shapes), plus a broad, deep hadronic component whose visible share is h/e ~ 0.6.
+- Version 4 (not the default yet): GFlash's shower-to-shower fluctuations of every EM profile, and
+  a hadronic component that widens from the interaction point with a halo share varying by layer.
 - Readout: light-yield spread per bar, electronic noise, zero suppression, and the
   saturation of the hottest bars near 4.4 TeV per bar, which matters above ~100 TeV: an
   overdriven bar reads *less* the more it is overdriven (fold-back), so the core of a PeV
@@ -56,7 +58,7 @@ BGO_Z_EFF = 62.5
 #: interaction length past the start, the halo 60 + 30 mm, the halo's share fixed). Version 4: the core
 #: grows from the interaction point over HADRON_CORE_REACH interaction lengths (from HADRON_CORE_FLOOR of
 #: its width), and the halo's share is Beta-distributed about HADRON_HALO_SHARE with this concentration.
-#: Chosen (one trial), not fitted: docs/simulation.md, "Version 4".
+#: Chosen, not fitted (a trial and a scan against DAMPE's simulation: docs/simulation.md, "Version 4").
 HADRON_HALO_SHARE = 0.35
 HADRON_CORE_REACH = 1.0
 HADRON_CORE_FLOOR = 0.05

@@ -37,7 +37,8 @@ SIMULATION_VERSION = 3
 PREVIOUS_SIMULATION_VERSION = 2
 #: The version being built: simulated on request (`SimulationConfig.version`) so that benchmarks and
 #: physics tests can measure its changes on the same primaries before it becomes the default (4: GFlash's
-#: shower-to-shower fluctuations of EM showers' longitudinal profiles); datasets refuse its files.
+#: shower-to-shower fluctuations of EM profiles, hadronic showers that widen from the interaction point;
+#: docs/simulation.md); datasets refuse its files.
 NEXT_SIMULATION_VERSION = 4
 SIMULATABLE_VERSIONS = (PREVIOUS_SIMULATION_VERSION, SIMULATION_VERSION, NEXT_SIMULATION_VERSION)
 TRIGGER_RATE_HZ = 50.0
