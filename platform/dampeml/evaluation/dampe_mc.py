@@ -176,3 +176,24 @@ def best_single_cut(
             if gain > best[2]:
                 best = (name, float(cut), gain)
     return best
+
+
+#: DAMPE's energy resolution for electrons (sigma / E against GeV), the curve its electron-flux analysis
+#: unfolds with (eFlux, `fluxBuilder/assets/DAMPE_energy_resolution.csv`), read at these energies.
+ELECTRON_RESOLUTION = (
+    (5.0, 0.0214),
+    (10.0, 0.0156),
+    (20.0, 0.0122),
+    (50.0, 0.0104),
+    (100.0, 0.0102),
+    (300.0, 0.0103),
+    (1000.0, 0.0100),
+    (3000.0, 0.0092),
+    (8000.0, 0.0088),
+)
+
+
+def dampe_resolution(energy_gev: float) -> float:
+    """DAMPE's electron energy resolution at an energy (log-interpolated in ELECTRON_RESOLUTION)."""
+    e, r = np.array(ELECTRON_RESOLUTION).T
+    return float(np.interp(np.log(energy_gev), np.log(e), r))
