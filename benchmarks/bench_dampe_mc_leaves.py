@@ -143,9 +143,11 @@ def main() -> None:
         "--core-reach", type=float, help="study: bgo.HADRON_CORE_REACH, interaction lengths (version 4)"
     )
     ap.add_argument("--em-concentration", type=float, help="study: bgo.HADRON_EM_CONCENTRATION")
+    ap.add_argument("--cascade-concentration", type=float, help="study: bgo.HADRON_CASCADE_CONCENTRATION")
     args = ap.parse_args()
     asked = {"HADRON_HALO_CONCENTRATION": args.halo_concentration, "HADRON_CORE_REACH": args.core_reach,
-             "HADRON_EM_CONCENTRATION": args.em_concentration}  # fmt: skip
+             "HADRON_EM_CONCENTRATION": args.em_concentration,
+             "HADRON_CASCADE_CONCENTRATION": args.cascade_concentration}  # fmt: skip
     study = {name: value for name, value in asked.items() if value is not None}
     t0 = time.time()
     size = {"electron": args.electrons, "proton": args.protons}

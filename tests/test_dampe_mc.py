@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from dampeml import geometry as geo
+from dampeml.detector import bgo
 from dampeml.evaluation.dampe_mc import (
     ENERGY_BINS,
     LEAVES,
@@ -152,3 +153,32 @@ def test_version_4_protons_are_not_told_from_electrons_by_the_first_layers_width
     for name in ("rmslayer_1", "rmslayer_2"):
         assert gains[3, name] > 0.24
         assert gains[4, name] < dampe_gain + 0.01
+
+
+def test_gflash_fluctuations_have_the_published_widths_and_correlation():
+    """ln T and ln alpha vary with GFlash's widths 1/(-1.4 + 1.26 ln y), 1/(-0.58 + 0.86 ln y) and
+    correlation 0.705 - 0.023 ln y, about the profile's own values; held below ln y = 3."""
+    rng = np.random.default_rng(1)
+    n = 200_000
+    for y in (1e3, 1e5, 2.0):
+        t, a = bgo.gflash_fluctuations(np.full(n, y), np.full(n, 8.0), np.full(n, 5.0),
+                                       rng.standard_normal(n), rng.standard_normal(n))  # fmt: skip
+        ln_y = max(np.log(y), bgo.GFLASH_LN_Y_MIN)
+        want = (1 / (-1.4 + 1.26 * ln_y), 1 / (-0.58 + 0.86 * ln_y), 0.705 - 0.023 * ln_y)
+        got = (np.std(np.log(t)), np.std(np.log(a)), np.corrcoef(np.log(t), np.log(a))[0, 1])
+        print(f"\ny {y:g}: sigma ln T {got[0]:.4f} ({want[0]:.4f}), sigma ln alpha {got[1]:.4f} "
+              f"({want[1]:.4f}), correlation {got[2]:.3f} ({want[2]:.3f})")  # fmt: skip
+        assert got == pytest.approx(want, rel=0.02)
+        assert np.median(t) == pytest.approx(8.0, rel=0.01)
+
+
+def test_the_pi0_cascade_study_keeps_grooms_mean_em_fraction():
+    """The cascade of `--cascade-concentration` (a study, off in every version) draws each generation's
+    share but keeps Groom's mean f_em = 1 - (E / 1 GeV)^-0.15; the generations' shares sum to one."""
+    rng = np.random.default_rng(2)
+    for energy in (50.0, 1e3, 1e5):
+        f_em, w = bgo.pi0_cascade(rng, np.full(50_000, energy), 2.0)
+        groom = 1 - (energy / bgo.GROOM_E0_GEV) ** (bgo.GROOM_M - 1)
+        print(f"\n{energy:g} GeV: mean f_em {f_em.mean():.4f}, Groom's {groom:.4f}")
+        assert f_em.mean() == pytest.approx(groom, abs=0.015)
+        assert np.allclose(w.sum(axis=1), 1.0)

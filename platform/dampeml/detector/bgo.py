@@ -66,6 +66,9 @@ HADRON_HALO_CONCENTRATION = 3.0
 #: The shower-to-shower spread of the EM fraction f_em: Beta about Groom's mean with this concentration
 #: (every version; a study parameter of benchmarks/bench_dampe_mc_leaves.py).
 HADRON_EM_CONCENTRATION = 6.0
+#: Study, off (0) in every version: version 4's pi0 generations drawn as Groom's cascade (`pi0_cascade`)
+#: with this concentration (benchmarks/bench_dampe_mc_leaves.py --cascade-concentration; docs/simulation.md)
+HADRON_CASCADE_CONCENTRATION = 0.0
 #: GFlash's fluctuation widths diverge for the softest showers: ln(E / E_c) held at least this
 GFLASH_LN_Y_MIN = 3.0
 
@@ -117,6 +120,28 @@ def gflash_fluctuations(
     t_out = t_peak * np.exp(sigma_t * z1)
     a_out = alpha * np.exp(sigma_a * (rho * z1 + np.sqrt(1.0 - rho**2) * z2))
     return t_out, np.maximum(a_out, 1.05)
+
+
+def pi0_cascade(
+    rng: np.random.Generator, energy_gev: np.ndarray, concentration: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(f_em (N,), the generations' shares of it (N, N_SUBSHOWERS)) of Groom's cascade: each generation
+    turns a share g of the energy still hadronic into pi0s, g Beta-distributed about the same mean at
+    every energy, and a shower of energy E has ln(E / E0) / ln(M) generations (the last one partial; M
+    sets N_SUBSHOWERS generations at 1 PeV), so that the mean f_h = (1 - g)^n = (E / E0)^(m - 1) is
+    Groom's. A generation that takes much leaves little to the later, deeper ones."""
+    n = len(energy_gev)
+    per_generation = np.log(1e6 / GROOM_E0_GEV) / N_SUBSHOWERS  # ln M
+    g_mean = 1.0 - np.exp((GROOM_M - 1.0) * per_generation)
+    generations = np.clip(
+        np.log(np.maximum(energy_gev, GROOM_E0_GEV) / GROOM_E0_GEV) / per_generation, 1.0, None
+    )
+    active = np.clip(generations[:, None] - np.arange(N_SUBSHOWERS)[None, :], 0.0, 1.0)
+    g = rng.beta(concentration * g_mean, concentration * (1.0 - g_mean), (n, N_SUBSHOWERS)) * active
+    still_hadronic = np.concatenate([np.ones((n, 1)), np.cumprod(1.0 - g, axis=1)[:, :-1]], axis=1)
+    pi0 = still_hadronic * g
+    f_em = pi0.sum(axis=1)
+    return f_em, pi0 / np.maximum(f_em, 1e-12)[:, None]
 
 
 def hadronic_longitudinal(e_mev: np.ndarray, t_start: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -259,6 +284,8 @@ def simulate_bgo(
     w = np.sort(rng.dirichlet(np.full(N_SUBSHOWERS, 1.2), n), axis=1)[:, ::-1]
     gaps = rng.exponential(0.5 * _LAMBDA_IN_X0, (n, N_SUBSHOWERS))
     gaps[:, 0] = rng.exponential(0.5, n)
+    if fluctuate and HADRON_CASCADE_CONCENTRATION:
+        f_em, w = pi0_cascade(rng, energy_gev, HADRON_CASCADE_CONCENTRATION)
     t_sub = t0[:, None] + np.cumsum(gaps, axis=1)
     e_sub = e_mev[:, None] * f_em[:, None] * w
     e_long, t_peak = em_longitudinal(e_sub, t_sub, edges, rng, True, fluctuate)  # (N, K, 14)
