@@ -144,10 +144,16 @@ def main() -> None:
     )
     ap.add_argument("--em-concentration", type=float, help="study: bgo.HADRON_EM_CONCENTRATION")
     ap.add_argument("--cascade-concentration", type=float, help="study: bgo.HADRON_CASCADE_CONCENTRATION")
+    ap.add_argument(
+        "--generation-gap", type=float, help="study: bgo.HADRON_GENERATION_GAP, interaction lengths"
+    )
+    ap.add_argument("--bock-profile", action="store_true", help="study: bgo.HADRON_BOCK_PROFILE")
     args = ap.parse_args()
     asked = {"HADRON_HALO_CONCENTRATION": args.halo_concentration, "HADRON_CORE_REACH": args.core_reach,
              "HADRON_EM_CONCENTRATION": args.em_concentration,
-             "HADRON_CASCADE_CONCENTRATION": args.cascade_concentration}  # fmt: skip
+             "HADRON_CASCADE_CONCENTRATION": args.cascade_concentration,
+             "HADRON_GENERATION_GAP": args.generation_gap,
+             "HADRON_BOCK_PROFILE": args.bock_profile or None}  # fmt: skip
     study = {name: value for name, value in asked.items() if value is not None}
     t0 = time.time()
     size = {"electron": args.electrons, "proton": args.protons}

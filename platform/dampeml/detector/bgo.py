@@ -69,6 +69,10 @@ HADRON_EM_CONCENTRATION = 6.0
 #: Study, off (0) in every version: version 4's pi0 generations drawn as Groom's cascade (`pi0_cascade`)
 #: with this concentration (benchmarks/bench_dampe_mc_leaves.py --cascade-concentration; docs/simulation.md)
 HADRON_CASCADE_CONCENTRATION = 0.0
+#: Mean depth (interaction lengths) between successive pi0 generations (every version; a study parameter)
+HADRON_GENERATION_GAP = 0.5
+#: Study, off in every version: version 4's hadronic component with Bock et al.'s energy-dependent profile
+HADRON_BOCK_PROFILE = False
 #: GFlash's fluctuation widths diverge for the softest showers: ln(E / E_c) held at least this
 GFLASH_LN_Y_MIN = 3.0
 
@@ -144,10 +148,18 @@ def pi0_cascade(
     return f_em, pi0 / np.maximum(f_em, 1e-12)[:, None]
 
 
-def hadronic_longitudinal(e_mev: np.ndarray, t_start: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """(N, 14) energy per layer of the purely hadronic component: gamma profile in lambda_I."""
+def hadronic_longitudinal(
+    e_mev: np.ndarray, t_start: np.ndarray, edges: np.ndarray, energy_gev: np.ndarray | None = None
+) -> np.ndarray:
+    """(N, 14) energy per layer of the purely hadronic component: gamma profile in lambda_I, of fixed
+    shape (1.8, 0.55 lambda); given the primaries' energies (the BOCK study), Bock et al.'s hadronic part
+    instead, shape 0.6165 + 0.3183 lg E and rate 0.9099 - 0.0237 lg E per lambda (E in GeV)."""
     tau = np.clip(edges - t_start[:, None], 0.0, None) / _LAMBDA_IN_X0
-    cdf = gammainc(1.8, tau / 0.55)
+    if energy_gev is None:
+        cdf = gammainc(1.8, tau / 0.55)
+    else:
+        lg = np.log10(np.maximum(energy_gev, 1.0))[:, None]
+        cdf = gammainc(0.6165 + 0.3183 * lg, (0.9099 - 0.0237 * lg) * tau)
     return e_mev[:, None] * np.diff(cdf, axis=-1)
 
 
@@ -282,7 +294,7 @@ def simulate_bgo(
     f_em = rng.beta(conc * (1 - f_h_mean), conc * f_h_mean)
     # pi0 sub-showers: Dirichlet split, later generations softer, starting deeper
     w = np.sort(rng.dirichlet(np.full(N_SUBSHOWERS, 1.2), n), axis=1)[:, ::-1]
-    gaps = rng.exponential(0.5 * _LAMBDA_IN_X0, (n, N_SUBSHOWERS))
+    gaps = rng.exponential(HADRON_GENERATION_GAP * _LAMBDA_IN_X0, (n, N_SUBSHOWERS))
     gaps[:, 0] = rng.exponential(0.5, n)
     if fluctuate and HADRON_CASCADE_CONCENTRATION:
         f_em, w = pi0_cascade(rng, energy_gev, HADRON_CASCADE_CONCENTRATION)
@@ -311,7 +323,9 @@ def simulate_bgo(
     out += np.einsum("nkl,nklb->nlb", e_long, lat)
     # the hadronic component: deep, broad, partly invisible
     e_had = e_mev * (1.0 - f_em) * HADRONIC_VISIBLE * rng.uniform(0.8, 1.2, n)
-    h_long = hadronic_longitudinal(e_had, t0, edges)
+    h_long = hadronic_longitudinal(
+        e_had, t0, edges, energy_gev if fluctuate and HADRON_BOCK_PROFILE else None
+    )
     h_rel = np.clip((edges[:, :-1] - t0[:, None]) / _LAMBDA_IN_X0, 0.0, 2.0)
     core_w, halo_w = 18.0 + 20.0 * h_rel, 60.0 + 30.0 * h_rel
     f_halo = np.full_like(h_rel, HADRON_HALO_SHARE)
