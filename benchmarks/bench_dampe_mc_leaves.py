@@ -2,10 +2,10 @@
 variables DAMPE's electron-flux analysis classifies with (`dampeml.evaluation.dampe_mc`).
 
 For each of the analysis's six energy bins, electrons and protons are simulated with the platform's
-`simulate` (every version given, on the same seeds), reduced as `dampeml flux` does
-(`physics.samples.sample_from_events`: the standard shower axis and the deposit), kept when the axis
-is fiducial and the analysis's training sample would keep them, binned in the electron-hypothesis
-energy (`physics.energy`, the correction fitted on the bin's own fiducial electrons), and counted in
+`simulate` (every version given, on the same seeds), seen as the analysis sees them
+(`dampe_mc.AnalysisSample`: the standard shower axis fiducial, as `dampeml flux` selects; no empty
+layer), binned in the electron-hypothesis energy (the correction fitted on the bin's own electrons),
+and counted in
 each leaf of the first tree of the analysis's forest. Printed per leaf: DAMPE's simulated share and
 ours (with its binomial error), for electrons and for protons; per bin the total variation distance
 (half the summed |difference|, 0 when the shares agree, 1 when no region is shared); and the single
@@ -16,8 +16,9 @@ AUC of a linear discriminant on all the variables (half the events to train it).
 energy resolution with the standard estimate beside DAMPE's published curve (`ELECTRON_RESOLUTION`).
 
     .venv/bin/python benchmarks/bench_dampe_mc_leaves.py [--versions 3 4] [--electrons 3000]
-        [--protons 4000] [--seed 77] [--workers 2] [--halo-concentration K] [--core-reach LAMBDAS]
-        [--em-concentration K]
+        [--protons 4000] [--seed 77] [--workers 2]
+        [--halo-concentration K] [--core-reach LAMBDAS] [--em-concentration K]
+        [--cascade-concentration K] [--generation-gap LAMBDAS] [--bock-profile]   (studies of version 4)
 
 Electrons are drawn E^-1 over 0.9-1.15 times the bin, protons over 1.2-6 times it (a proton deposits
 about a third of its energy), the open top bin up to 10 TeV.
@@ -41,9 +42,9 @@ from dampeml.evaluation.dampe_mc import (  # noqa: E402
     ENERGY_BINS,
     ENERGY_CAP_GEV,
     LEAVES,
+    AnalysisSample,
     best_single_cut,
     dampe_resolution,
-    dampe_variables,
     leaf_shares,
     root_gain,
 )
@@ -83,20 +84,16 @@ def _resolutions(args: tuple[int, int, int, dict]) -> list[tuple[float, int]]:
     return out
 
 
-def _sample(args: tuple[str, str, int, int, int, dict]) -> dict:
-    """One bin's simulated events of one particle and version: the variables, the kept-and-fiducial
-    mask, the deposit (MeV) and the true energy (GeV). `study` sets constants of `detector.bgo`."""
+def _sample(args: tuple[str, str, int, int, int, dict]) -> AnalysisSample:
+    """One bin's simulated events of one particle and version, as the analysis sees them. `study` sets
+    constants of `detector.bgo`."""
     bin_name, particle, n, seed, version, study = args
     for name, value in study.items():
         setattr(bgo, name, value)
     lo, hi = ENERGY_BINS[bin_name]
     lo_f, hi_f = RANGE[particle]
     cfg = SimulationConfig(particle, n, lo * lo_f, min(hi, ENERGY_CAP_GEV) * hi_f, seed=seed, version=version)
-    events, _ = simulate(cfg)
-    variables, kept = dampe_variables(np.asarray(events["bgo_energy"]))
-    s = sample_from_events(events)
-    return {"variables": variables, "selected": kept & (containment(s.axis) == FIDUCIAL),
-            "deposit": s.deposit_mev, "true": s.true_energy_gev}  # fmt: skip
+    return AnalysisSample.from_events(simulate(cfg)[0])
 
 
 def _auc(electrons: np.ndarray, protons: np.ndarray) -> float:
@@ -163,20 +160,15 @@ def main() -> None:
         samples = dict(zip([(b, p, v) for b, p, _, _, v, _ in tasks], pool.map(_sample, tasks), strict=True))
     elapsed = time.time() - t0
     print(f"simulated {len(tasks)} samples in {elapsed:.0f} s (versions {args.versions}; study {study})\n")
-    for b, (lo, hi) in ENERGY_BINS.items():
+    for b in ENERGY_BINS:
         leaves = LEAVES[b]
         shares, counts, best, fisher = {}, {}, {}, {}
         for v in args.versions:
-            e = samples[(b, "electron", v)]
-            fid = e["selected"]
-            corr = fit_correction(e["deposit"][fid], e["true"][fid])
+            corr = samples[(b, "electron", v)].correction()
             picked = {}
             for p in ("electron", "proton"):
-                s = samples[(b, p, v)]
-                energy = corr.energy_gev(s["deposit"])
-                sel = s["selected"] & (energy >= lo) & (energy < hi)
-                shares[p, v], counts[p, v] = leaf_shares(s["variables"], sel, leaves), int(sel.sum())
-                picked[p] = {name: x[sel] for name, x in s["variables"].items()}
+                picked[p] = samples[(b, p, v)].in_bin(b, corr)
+                shares[p, v], counts[p, v] = leaf_shares(picked[p], leaves), len(picked[p]["sumRms"])
             best[v] = best_single_cut(picked["electron"], picked["proton"])
             fisher[v] = _fisher_auc(picked["electron"], picked["proton"])
         sizes = [

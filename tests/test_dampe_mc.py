@@ -14,6 +14,7 @@ from dampeml.detector import bgo
 from dampeml.evaluation.dampe_mc import (
     ENERGY_BINS,
     LEAVES,
+    AnalysisSample,
     Leaf,
     best_single_cut,
     dampe_variables,
@@ -21,9 +22,6 @@ from dampeml.evaluation.dampe_mc import (
     leaf_shares,
     root_gain,
 )
-from dampeml.physics.energy import fit_correction
-from dampeml.physics.samples import sample_from_events
-from dampeml.physics.selection import FIDUCIAL, containment
 from tests.conftest import simulated
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,7 +107,7 @@ def test_version_4_gives_electrons_the_deep_layer_variety_of_dampes_simulation()
     for version in (3, 4):
         electrons, _ = _bin_sample("electron", "250-500", 2500, 78, version)
         n = len(electrons["sumRms"])
-        share[version] = leaf_shares(electrons, np.ones(n, dtype=bool), (leaf,))[0]
+        share[version] = leaf_shares(electrons, (leaf,))[0]
         err = np.sqrt(share[version] * (1 - share[version]) / n)
         print(f"\nversion {version}: {share[version]:.4f} +- {err:.4f} of {n} electrons in {leaf.label()} "
               f"(DAMPE's simulation {leaf.electrons:.4f}; limits: v3 below a quarter of it, v4 within a "
@@ -119,18 +117,15 @@ def test_version_4_gives_electrons_the_deep_layer_variety_of_dampes_simulation()
 
 
 def _bin_sample(particle: str, bin_name: str, n: int, seed: int, version: int, correction=None):
-    """Fiducial events of a bin that the analysis's training sample would keep: (variables, correction)."""
+    """The analysis's variables of a bin's simulated events, and the energy correction used (fitted on
+    these when not given: pass the electrons' to the protons)."""
     lo, hi = ENERGY_BINS[bin_name]
     low, high = (0.9, 1.15) if particle == "electron" else (1.2, 6.0)
-    ev = simulated(particle, n, low * lo, high * hi, seed=seed, version=version)
-    s = sample_from_events(ev)
-    variables, kept = dampe_variables(np.asarray(ev["bgo_energy"]))
-    fid = containment(s.axis) == FIDUCIAL
-    if correction is None:
-        correction = fit_correction(s.deposit_mev[fid], s.true_energy_gev[fid])
-    energy = correction.energy_gev(s.deposit_mev)
-    selected = kept & fid & (energy >= lo) & (energy < hi)
-    return {name: x[selected] for name, x in variables.items()}, correction
+    sample = AnalysisSample.from_events(
+        simulated(particle, n, low * lo, high * hi, seed=seed, version=version)
+    )
+    correction = correction or sample.correction()
+    return sample.in_bin(bin_name, correction), correction
 
 
 def test_version_4_protons_are_not_told_from_electrons_by_the_first_layers_width_alone():

@@ -25,6 +25,9 @@ import numpy as np
 
 from dampeml import geometry as geo
 from dampeml.features.shower_variables import ZETA_SCALE
+from dampeml.physics.energy import EnergyCorrection, fit_correction
+from dampeml.physics.samples import sample_from_events
+from dampeml.physics.selection import FIDUCIAL, containment
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,35 @@ def dampe_variables(bgo_energy: np.ndarray) -> tuple[dict[str, np.ndarray], np.n
     return out, kept
 
 
+@dataclass(frozen=True)
+class AnalysisSample:
+    """Simulated events as the analysis sees them: its variables, which events its training sample would
+    hold (a fiducial standard shower axis, as `dampeml flux` selects, and no empty layer), the deposit
+    (MeV) and the true energy (GeV)."""
+
+    variables: dict[str, np.ndarray]
+    kept: np.ndarray
+    deposit_mev: np.ndarray
+    true_energy_gev: np.ndarray
+
+    @classmethod
+    def from_events(cls, events: dict) -> AnalysisSample:
+        variables, clean = dampe_variables(np.asarray(events["bgo_energy"]))
+        s = sample_from_events(events)
+        return cls(variables, clean & (containment(s.axis) == FIDUCIAL), s.deposit_mev, s.true_energy_gev)
+
+    def correction(self) -> EnergyCorrection:
+        """The electron-hypothesis energy correction fitted on these (electron) events."""
+        return fit_correction(self.deposit_mev[self.kept], self.true_energy_gev[self.kept])
+
+    def in_bin(self, bin_name: str, correction: EnergyCorrection) -> dict[str, np.ndarray]:
+        """The variables of the kept events whose electron-hypothesis energy lies in an ENERGY_BINS bin."""
+        lo, hi = ENERGY_BINS[bin_name]
+        energy = correction.energy_gev(self.deposit_mev)
+        chosen = self.kept & (energy >= lo) & (energy < hi)
+        return {name: x[chosen] for name, x in self.variables.items()}
+
+
 def in_leaf(variables: dict[str, np.ndarray], leaf: Leaf) -> np.ndarray:
     """(N,) which events lie in the leaf's region."""
     inside = np.ones(len(next(iter(variables.values()))), dtype=bool)
@@ -133,12 +165,10 @@ def in_leaf(variables: dict[str, np.ndarray], leaf: Leaf) -> np.ndarray:
     return inside
 
 
-def leaf_shares(
-    variables: dict[str, np.ndarray], selected: np.ndarray, leaves: tuple[Leaf, ...]
-) -> np.ndarray:
-    """(len(leaves),) share of the selected events in each leaf (the leaves tile the space: sum 1)."""
-    n = max(int(selected.sum()), 1)
-    return np.array([(in_leaf(variables, leaf) & selected).sum() / n for leaf in leaves])
+def leaf_shares(variables: dict[str, np.ndarray], leaves: tuple[Leaf, ...]) -> np.ndarray:
+    """(len(leaves),) share of the events in each leaf (the leaves tile the space: they sum to 1)."""
+    n = max(len(next(iter(variables.values()))), 1)
+    return np.array([in_leaf(variables, leaf).sum() / n for leaf in leaves])
 
 
 def gini_gain(e_left: float, p_left: float) -> float:
