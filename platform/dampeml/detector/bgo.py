@@ -296,7 +296,7 @@ def simulate_bgo(
     w = np.sort(rng.dirichlet(np.full(N_SUBSHOWERS, 1.2), n), axis=1)[:, ::-1]
     gaps = rng.exponential(HADRON_GENERATION_GAP * _LAMBDA_IN_X0, (n, N_SUBSHOWERS))
     gaps[:, 0] = rng.exponential(0.5, n)
-    if fluctuate and HADRON_CASCADE_CONCENTRATION:
+    if fluctuate and HADRON_CASCADE_CONCENTRATION:  # the study replaces f_em and w, drawn above all the same
         f_em, w = pi0_cascade(rng, energy_gev, HADRON_CASCADE_CONCENTRATION)
     t_sub = t0[:, None] + np.cumsum(gaps, axis=1)
     e_sub = e_mev[:, None] * f_em[:, None] * w
@@ -328,15 +328,16 @@ def simulate_bgo(
     )
     h_rel = np.clip((edges[:, :-1] - t0[:, None]) / _LAMBDA_IN_X0, 0.0, 2.0)
     core_w, halo_w = 18.0 + 20.0 * h_rel, 60.0 + 30.0 * h_rel
-    f_halo = np.full_like(h_rel, HADRON_HALO_SHARE)
     if fluctuate:
         # version 4: the secondaries leave the interaction point, so the core is narrow there and widens
         # over HADRON_CORE_REACH; the halo's share (nuclear de-excitation photons, neutrons, slow
-        # fragments: few particles) varies from shower to shower
+        # fragments: few particles per layer) varies from layer to layer
         middle = 0.5 * (edges[:, :-1] + edges[:, 1:]) - t0[:, None]
         core_w = core_w * np.clip(middle / (HADRON_CORE_REACH * _LAMBDA_IN_X0), HADRON_CORE_FLOOR, 1.0)
         k = HADRON_HALO_CONCENTRATION
         f_halo = rng.beta(k * HADRON_HALO_SHARE, k * (1.0 - HADRON_HALO_SHARE), h_rel.shape)
+    else:
+        f_halo = np.full_like(h_rel, HADRON_HALO_SHARE)
     h_lat = lateral_fractions(axis, core_w, halo_w, f_halo)
     out += h_long[..., None] * h_lat
     z_int = np.where(showers, geo.BGO_Z_TOP + t0 * geo.BGO_X0 * cos_t, np.inf)
