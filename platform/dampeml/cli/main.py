@@ -108,8 +108,8 @@ def simulate(
     simulation_version: Annotated[
         int | None,
         typer.Option(
-            help="the simulation's physics (default: the current version; the one before or the one "
-            "being built, to compare with it: docs/simulation.md)"
+            help="the simulation's physics (default: the current version; an earlier one, to compare "
+            "with it: docs/simulation.md)"
         ),
     ] = None,
 ) -> None:

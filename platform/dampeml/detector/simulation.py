@@ -29,18 +29,16 @@ from dampeml.io.schema import CHARGE, MC_ONLY, PDG, SCHEMA_VERSION
 Particle = Literal["proton", "helium", "electron"]
 CHUNK_EVENTS = 1000
 #: Version of the simulation's physics, bumped with every entry of the calibration log in
-#: docs/simulation.md (2: BGO saturation fold-back). Written into every file and dataset, so a
-#: dataset build never mixes events of two physics versions (a resume across a bump is refused).
-SIMULATION_VERSION = 3
+#: docs/simulation.md (4: GFlash's shower-to-shower fluctuations of EM profiles, hadronic showers that
+#: widen from the interaction point). Written into every file and dataset, so a dataset build never
+#: mixes events of two physics versions (a resume across a bump is refused).
+SIMULATION_VERSION = 4
 #: The version before: still simulated (`SimulationConfig.version`) so that benchmarks and physics
-#: tests can show what version 3 changed on the same primaries; datasets refuse its files.
-PREVIOUS_SIMULATION_VERSION = 2
-#: The version being built: simulated on request (`SimulationConfig.version`) so that benchmarks and
-#: physics tests can measure its changes on the same primaries before it becomes the default (4: GFlash's
-#: shower-to-shower fluctuations of EM profiles, hadronic showers that widen from the interaction point;
-#: docs/simulation.md); datasets refuse its files.
-NEXT_SIMULATION_VERSION = 4
-SIMULATABLE_VERSIONS = (PREVIOUS_SIMULATION_VERSION, SIMULATION_VERSION, NEXT_SIMULATION_VERSION)
+#: tests can show what version 4 changed on the same primaries; datasets refuse its files.
+PREVIOUS_SIMULATION_VERSION = 3
+#: Every version that can still be simulated, for comparisons on the same primaries (2: before delta
+#: rays, the strip-level STK and the trigger; 3: before the showers' fluctuations).
+SIMULATABLE_VERSIONS = (2, PREVIOUS_SIMULATION_VERSION, SIMULATION_VERSION)
 TRIGGER_RATE_HZ = 50.0
 #: Chunks of primaries simulated without one triggered event before a triggered run gives up.
 MAX_CHUNKS_WITHOUT_TRIGGER = 100
@@ -64,7 +62,7 @@ class SimulationConfig:
     #: the detector's conditions (a misaligned BGO, signal scales); None: nominal for MC, drawn per
     #: run for flight. Set for MC, it makes a changed detector with truth (a transfer-learning target).
     detector: FlightConditions | None = None
-    #: the simulation's physics: SIMULATION_VERSION, or PREVIOUS_ / NEXT_SIMULATION_VERSION to compare
+    #: the simulation's physics: SIMULATION_VERSION, or an earlier one of SIMULATABLE_VERSIONS to compare
     #: with it (recorded in the file; datasets take SIMULATION_VERSION only)
     version: int = SIMULATION_VERSION
     #: from version 3, record only the events DAMPE's high-energy trigger fires on (detector.trigger),
@@ -94,8 +92,7 @@ class SimulationConfig:
         if self.version not in SIMULATABLE_VERSIONS:
             raise InputError(
                 f"simulation version {self.version} cannot be simulated: use {SIMULATION_VERSION} (the "
-                f"current one), {PREVIOUS_SIMULATION_VERSION} (the one before) or {NEXT_SIMULATION_VERSION} "
-                "(the one being built), the last two for comparisons"
+                f"current one) or, for comparisons, one of {SIMULATABLE_VERSIONS[:-1]} (earlier ones)"
             )
 
 
