@@ -48,7 +48,7 @@ from dampeml.evaluation.dampe_mc import (  # noqa: E402
     leaf_shares,
     root_gain,
 )
-from dampeml.physics.energy import fit_correction, resolution  # noqa: E402
+from dampeml.physics.energy import held_out_estimate, resolution  # noqa: E402
 from dampeml.physics.samples import sample_from_events  # noqa: E402
 from dampeml.physics.selection import FIDUCIAL, containment  # noqa: E402
 
@@ -74,12 +74,11 @@ def _resolutions(args: tuple[int, int, int, dict]) -> list[tuple[float, int]]:
     events, _ = simulate(SimulationConfig("electron", n, 5.0, 10_000.0, seed=seed, version=version))
     s = sample_from_events(events)
     fid = containment(s.axis) == FIDUCIAL
-    deposit, true = s.deposit_mev[fid], s.true_energy_gev[fid]
-    even = np.arange(len(deposit)) % 2 == 0
-    estimate = fit_correction(deposit[even], true[even]).energy_gev(deposit)
+    true = s.true_energy_gev[fid]
+    estimate, held_out = held_out_estimate(s.deposit_mev[fid], true)
     out = []
     for lo, hi in RESOLUTION_BINS:
-        m = ~even & (true >= lo) & (true < hi)
+        m = held_out & (true >= lo) & (true < hi)
         out.append((resolution(estimate[m], true[m])[1], int(m.sum())))
     return out
 

@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from dampeml.detector.simulation import SIMULATION_VERSION, SimulationConfig, simulate  # noqa: E402
 from dampeml.features.shower_variables import shower_variables  # noqa: E402
-from dampeml.physics.energy import fit_correction, resolution  # noqa: E402
+from dampeml.physics.energy import held_out_estimate, resolution  # noqa: E402
 from dampeml.physics.samples import sample_from_events, score_from  # noqa: E402
 from dampeml.physics.selection import FIDUCIAL, containment  # noqa: E402
 
@@ -98,9 +98,7 @@ def main() -> None:
         f"simulation version {args.simulation_version}: {args.events:,} electrons and protons each "
         f"({len(e['score']):,} and {len(p['score']):,} fiducial) in {time.perf_counter() - t0:.0f} s"
     )
-    half = np.arange(len(e["score"])) % 2 == 0
-    correction = fit_correction(e["deposit"][half] * 1e3, e["true"][half])
-    estimate = correction.energy_gev(e["deposit"] * 1e3)
+    estimate, held_out = held_out_estimate(e["deposit"] * 1e3, e["true"])
 
     head = " | ".join(f"p survival at {q:.1%} e" for q in args.efficiency)
     dampe_cut = score_from("zeta", np.asarray(DAMPE_ZETA_CUT))
@@ -118,7 +116,7 @@ def main() -> None:
             cells.append(f"{k / n:.1e} ({k}/{n:,})" if k else f"< {2.3 / n:.1e} (0/{n:,})")
         at_cut = f"{(e['score'][ie] >= dampe_cut).mean():.1%}, {(p['score'][ip] >= dampe_cut).mean():.1e}"
         cells += [at_cut, f"{10 ** -np.median(e['score'][ie]):.2f}"]  # score = -log10 zeta
-        test = ie & ~half
+        test = ie & held_out
         bias, res = resolution(estimate[test], e["true"][test])
         row = [f"{lo:g}-{hi:g}", f"{ie.sum():,}", f"{ip.sum():,}", *cells, f"{bias:+.1%} / {res:.1%}"]
         print("| " + " | ".join(row) + " |")

@@ -78,7 +78,9 @@ def test_flight_files_carry_no_truth_and_the_truth_is_sealed(mission, tmp_path):
 
 def test_the_injected_spectra_come_back_from_the_truth(mission):
     """The mean of ln E of a power law E^-g on [a, b] is known: each species' truth (every accepted
-    primary) matches it; the trigger records every electron and protons the more the higher their energy."""
+    primary) matches it; the trigger records almost every electron and protons the more the higher their
+    energy. Since version 4 (GFlash's shower-to-shower fluctuations) 1-3% of 20-100 GeV electrons start
+    their shower too late for the first layer's threshold (docs/simulation.md, "Version 4")."""
     truth = read_truth(mission[0])
     for c in MISSION.components:
         species = truth["true_pdg"].to_numpy() == PDG[c.particle]
@@ -87,7 +89,7 @@ def test_the_injected_spectra_come_back_from_the_truth(mission):
         shares = kept[e < middle].mean(), kept[e >= middle].mean()
         print(f"\n{c.particle}: recorded {shares[0]:.1%} below {middle:.0f} GeV, {shares[1]:.1%} above")
         if c.particle == "electron":
-            assert min(shares) > 0.99
+            assert shares[0] > 0.97 and shares[1] > 0.995, f"{shares} (limits 0.97, 0.995)"
         else:
             assert 0 < shares[0] and shares[1] > 1.5 * shares[0]
         g, a, b = c.index, c.energy_min, c.energy_max

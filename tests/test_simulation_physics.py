@@ -35,6 +35,9 @@ def primaries() -> dict[str, dict]:
 
 
 def test_electron_showers_start_earlier_and_are_narrower(primaries):
+    """Electrons shower at once and stay narrow; protons start later and spread. Since version 4 a
+    proton's hadronic core starts narrow at its interaction point (docs/simulation.md), so its median
+    width came down from 1.70 to 1.56 times the electrons' (the limit: 1/0.7)."""
     e, p = primaries["electron"]["bgo_energy"], primaries["proton"]["bgo_energy"]
     start_e, start_p = val.shower_start_layer(e), val.shower_start_layer(p)
     shower_p = start_p >= 0
@@ -52,7 +55,7 @@ def test_electron_showers_start_earlier_and_are_narrower(primaries):
     assert np.all(start_e >= 0), "every electron should shower in 32 X0"
     assert mean_e < 1.5 and mean_p > mean_e + 2.0
     assert np.mean(start_e <= 1) > 0.9
-    assert width_e < 0.6 * width_p
+    assert width_e < 0.7 * width_p, f"electron / proton width {width_e / width_p:.2f}"
 
 
 def test_protons_crossing_without_shower(primaries):
@@ -71,7 +74,10 @@ def test_protons_crossing_without_shower(primaries):
 
 
 def test_backsplash_grows_with_energy():
-    low = simulated("proton", 400, 100, 200, seed=21)
+    """Albedo grows with the deposit: a few clusters at 100-200 GeV, more than the primary's 12 hits
+    in most events at 50-100 TeV. About 4% of clean 100-200 GeV protons have more than 12 (3.3-5.3% in
+    seeds of 1,000): 1,000 events, so that the 6% limit is 3 standard errors away."""
+    low = simulated("proton", 1000, 100, 200, seed=21)
     high = simulated("proton", 400, 5e4, 1e5, seed=21)
     res = {}
     for name, ev in (("100-200 GeV", low), ("50-100 TeV", high)):
@@ -85,7 +91,7 @@ def test_backsplash_grows_with_energy():
         )
     (m_lo, f_lo), (m_hi, f_hi) = res["100-200 GeV"], res["50-100 TeV"]
     assert m_hi > 5 * m_lo
-    assert m_lo < 5 and f_lo < 0.05
+    assert m_lo < 5 and f_lo < 0.06, f"100-200 GeV: mean {m_lo:.2f} (limit 5), > 12 in {f_lo:.3f} (0.06)"
     assert f_hi > 0.5, "at ~100 TeV the albedo should often outnumber the primary's 12 hits"
 
 
