@@ -198,7 +198,11 @@ def test_the_flux_networks_train_through_the_platform_and_the_flux_closes_with_t
     for row in result["scores"]:
         print(f"{row['e_low']:.0f}-{row['e_high']:.0f} GeV {row['score']}: AUC {row['auc']:.5f}, "
               f"rejection at 90% {row['rejection']}")  # fmt: skip
-        assert row["auc"] > 0.99
+    # every classifier learned (0.5 untrained). Since version 4's hadron showers the image branch alone,
+    # trained on 3,000 events, reaches 0.980-0.988 per bin (two runs; every score passed 0.99 on v3): the
+    # shower variables carry the rest, so the others keep 0.99
+    for row in result["scores"]:
+        assert row["auc"] > (0.95 if row["score"] == "electron-proton-cnn" else 0.99), row
     widths = {(row["containment"], row["e_low"], row["estimate"]): (row["resolution"], row["n"])
               for row in result["energies"]}  # fmt: skip
     for (cls, e_low, estimate), (width, n) in widths.items():
