@@ -77,6 +77,20 @@ def test_export_writes_the_alias_models_with_their_lineage(exported):
 
 
 @pytest.mark.timeout(300)
+def test_export_of_named_models_leaves_the_others_out(exported, tmp_path, monkeypatch):
+    """Two recipes that promoted to one alias in one registry: each zoo takes its own models; a name not
+    at the alias is refused by name."""
+    folder, _, _ = exported
+    _store(monkeypatch, tmp_path)
+    import_zoo(folder)
+    index = json.loads(export_zoo("reference", tmp_path / "one", names=["electron-proton"]).read_text())
+    assert set(index["models"]) == {"electron-proton"}
+    assert sorted(p.name for p in (tmp_path / "one").glob("*.keras")) == ["electron-proton.keras"]
+    with pytest.raises(ZooError, match="bgo-direction-mid has the alias 'reference'"):
+        export_zoo("reference", tmp_path / "two", names=["electron-proton", "bgo-direction-mid"])
+
+
+@pytest.mark.timeout(300)
 def test_import_registers_the_same_weights_and_a_rerun_adds_nothing(exported, tmp_path, monkeypatch):
     from dampeml.registry.models import list_versions, safe_load_model
 

@@ -143,6 +143,13 @@ def export_zoo_cmd(
             min=0.0,
         ),
     ] = 1.0,
+    models: Annotated[
+        str | None,
+        typer.Option(
+            help="comma-separated model names: export only these (a registry where two recipes promoted "
+            "models to the same alias)"
+        ),
+    ] = None,
 ) -> None:
     """Write the models at an alias as a model zoo: Keras files and an index with their lineage.
 
@@ -150,7 +157,8 @@ def export_zoo_cmd(
     """
     from dampeml.registry.zoo import export_zoo, read_index
 
-    path = export_zoo(alias, out, coarse_below)
+    names = None if models is None else [m.strip() for m in models.split(",") if m.strip()]
+    path = export_zoo(alias, out, coarse_below, names)
     index = read_index(path.parent)
     console.print(f"exported {len(index['models'])} models at @{alias} -> {path}")
 

@@ -22,6 +22,7 @@ import json
 import re
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,8 +78,11 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def export_zoo(alias: str, out: str | Path, coarse_below_tev: float = 1.0) -> Path:
-    """Write every registered model at `alias` to `out` (files + zoo.json); the index's path.
+def export_zoo(
+    alias: str, out: str | Path, coarse_below_tev: float = 1.0, names: Sequence[str] | None = None
+) -> Path:
+    """Write every registered model at `alias` (or only those `names`) to `out` (files + zoo.json); the
+    index's path. `names` serves a registry that two recipes promoted to the same alias.
 
     `coarse_below_tev` is the chain setting the models were trained for (inf: the coarse step at
     every energy); the index keeps it, and whoever runs the zoo's chain uses it.
@@ -91,6 +95,14 @@ def export_zoo(alias: str, out: str | Path, coarse_below_tev: float = 1.0) -> Pa
         raise ZooError(
             f"no registered model has the alias {alias!r}: `dampeml models list` shows the aliases"
         )
+    if names is not None:
+        missing = sorted(set(names) - {v.name for v in chosen})
+        if missing:
+            raise ZooError(
+                f"no version of {', '.join(missing)} has the alias {alias!r}: `dampeml models list` shows "
+                "the models and their aliases"
+            )
+        chosen = [v for v in chosen if v.name in set(names)]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     client = mlflow.MlflowClient()
