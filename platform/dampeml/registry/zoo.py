@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from dampeml import __version__
 from dampeml.detector.simulation import SIMULATION_VERSION
 from dampeml.errors import InputError
@@ -133,16 +135,7 @@ def export_zoo(
             "test": {k: float(x) for k, x in v.tags.items() if k.startswith("test_")},
             "step_seconds": _step_seconds(client, parent, v.tags.get("pipeline_step")),
         }
-    if parents:  # the newest pipeline run that made them (a rerun reuses the older steps' models)
-        newest = max(parents, key=lambda r: client.get_run(r).info.start_time)
-        with tempfile.TemporaryDirectory() as tmp:
-            try:
-                got = mlflow.artifacts.download_artifacts(
-                    run_id=newest, artifact_path=RECIPE_FILE, dst_path=tmp
-                )
-                shutil.copyfile(got, out / RECIPE_FILE)
-            except Exception:  # noqa: BLE001  (MLflow raises its own types; the recipe is optional)
-                pass
+    _copy_recipe(client, parents, set(models), out)
     # the simulation the models were trained on (their datasets' versions end in +sim<N>)
     sims = {
         m.group(1)
@@ -163,6 +156,26 @@ def export_zoo(
     path = out / INDEX
     path.write_text(json.dumps(index, indent=2, sort_keys=False) + "\n")
     return path
+
+
+def _copy_recipe(client, parents: set[str], names: set[str], out: Path) -> None:
+    """Copy the resolved recipe of the newest pipeline run among `parents` whose steps train every one of
+    `names` (a rerun reuses older steps' models; a model reused from another recipe's run, as the chain
+    reuses the electron-flux recipe's classifier, does not make that recipe the zoo's). Optional."""
+    import mlflow
+
+    for run_id in sorted(parents, key=lambda r: client.get_run(r).info.start_time, reverse=True):
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                got = mlflow.artifacts.download_artifacts(
+                    run_id=run_id, artifact_path=RECIPE_FILE, dst_path=tmp
+                )
+                steps = (yaml.safe_load(Path(got).read_text()) or {}).get("steps", {})
+            except Exception:  # noqa: BLE001  (MLflow raises its own types; the recipe is optional)
+                continue
+            if names <= {step.get("network") for step in steps.values()}:
+                shutil.copyfile(got, out / RECIPE_FILE)
+                return
 
 
 def _step_seconds(client, parent: str | None, step: str | None) -> float | None:
