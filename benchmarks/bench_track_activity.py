@@ -35,11 +35,10 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=4000, help="events per particle, energy and version")
     ap.add_argument("--seed", type=int, default=11)
     args = ap.parse_args()
-    versions = VERSIONS
     rate: dict = {}
     for particle in ("proton", "helium"):
         for e in ENERGIES_GEV:
-            for v in versions:
+            for v in VERSIONS:
                 cfg = SimulationConfig(
                     particle, args.events, 0.8 * e, 1.25 * e, seed=args.seed, version=v, trigger=False
                 )  # the same primaries in both versions
@@ -53,7 +52,7 @@ def main() -> None:
     for (particle, e, v), (r, err) in rate.items():
         cells = " | ".join(f"{a:.2f} ± {b:.2f}" for a, b in zip(r, err, strict=True))
         print(f"| {particle} | {e / 1e3:g} | {v} | {cells} |")
-    print(f"\nAdded by version {versions[1]}: helium / proton, and each energy / the lowest")
+    print(f"\nAdded by version {VERSIONS[1]}: helium / proton, and each energy / the lowest")
     print("(delta rays, less what")
     print("its strip-level clustering merges beside the primary's cluster and in dense backsplash)")
     print(f"| E (TeV) | {' | '.join(f'He/p {lo:g}-{hi:g} mm' for lo, hi in BANDS_MM)} |")
@@ -61,7 +60,7 @@ def main() -> None:
     added = {}
     for particle in ("proton", "helium"):
         for e in ENERGIES_GEV:
-            (r3, e3), (r2, e2) = rate[particle, e, versions[1]], rate[particle, e, versions[0]]
+            (r3, e3), (r2, e2) = rate[particle, e, VERSIONS[1]], rate[particle, e, VERSIONS[0]]
             added[particle, e] = (r3 - r2, np.hypot(e3, e2))
     for e in ENERGIES_GEV:
         (he, he_err), (p, p_err) = added["helium", e], added["proton", e]

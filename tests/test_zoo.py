@@ -89,6 +89,8 @@ def test_export_of_named_models_leaves_the_others_out(exported, tmp_path, monkey
     assert sorted(p.name for p in (tmp_path / "one").glob("*.keras")) == ["electron-proton.keras"]
     with pytest.raises(ZooError, match="bgo-direction-mid has the alias 'reference'"):
         export_zoo("reference", tmp_path / "two", names=["electron-proton", "bgo-direction-mid"])
+    with pytest.raises(ZooError, match="no model named to export"):
+        export_zoo("reference", tmp_path / "three", names=[])
 
 
 @pytest.mark.timeout(300)

@@ -98,13 +98,16 @@ def export_zoo(
             f"no registered model has the alias {alias!r}: `dampeml models list` shows the aliases"
         )
     if names is not None:
-        missing = sorted(set(names) - {v.name for v in chosen})
+        wanted = set(names)
+        if not wanted:
+            raise ZooError("no model named to export: give names, or leave the names out to export them all")
+        missing = sorted(wanted - {v.name for v in chosen})
         if missing:
             raise ZooError(
                 f"no version of {', '.join(missing)} has the alias {alias!r}: `dampeml models list` shows "
                 "the models and their aliases"
             )
-        chosen = [v for v in chosen if v.name in set(names)]
+        chosen = [v for v in chosen if v.name in wanted]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     client = mlflow.MlflowClient()
