@@ -22,14 +22,15 @@ from dampeml import geometry as geo
 HET_THRESHOLDS_MIP = (10.0, 10.0, 10.0, 2.0)
 
 
-def high_energy_trigger(bgo_energy: np.ndarray) -> np.ndarray:
+def high_energy_trigger(bgo_energy: np.ndarray, threshold_scale: float = 1.0) -> np.ndarray:
     """(N,) True where the HET fires: some bar of each of the first layers is above its threshold.
 
-    bgo_energy: (N, 14, 22) read-out energy per bar, MeV.
+    bgo_energy: (N, 14, 22) read-out energy per bar, MeV. threshold_scale: every threshold times this
+    (DAMPE's thresholds drift by about 1% a year; benchmarks/bench_trigger.py measures what that moves).
     """
     e = np.asarray(bgo_energy)
     if e.ndim != 3 or e.shape[1:] != (geo.BGO_N_LAYERS, geo.BGO_N_BARS):
         raise ValueError(f"bgo_energy must be (N, {geo.BGO_N_LAYERS}, {geo.BGO_N_BARS}), got {e.shape}")
     n = len(HET_THRESHOLDS_MIP)
     hottest = e[:, :n, :].max(axis=2)  # (N, 4)
-    return (hottest > np.asarray(HET_THRESHOLDS_MIP) * geo.BGO_MIP_MEV).all(axis=1)
+    return (hottest > threshold_scale * np.asarray(HET_THRESHOLDS_MIP) * geo.BGO_MIP_MEV).all(axis=1)
