@@ -27,7 +27,6 @@ import numpy as np
 from scipy.special import gammainc
 
 from dampeml import geometry as geo
-from dampeml.detector.em_cascade import CHARGED_CUT_MEV, STK_PRESHOWER_X0, follow
 from dampeml.detector.physics import landau_signal, laplace_cdf
 
 N_SUBSHOWERS = 5
@@ -46,6 +45,9 @@ SATURATION_FOLDBACK = 1.0
 BGO_CROSS_SECTION_RATIO = {"proton": 1.0, "helium": 1.35, "electron": 1.0}
 
 _T_X0_PER_LAYER = geo.BGO_BAR_WIDTH / geo.BGO_X0  # 2.23 X0 per layer at normal incidence
+#: X0 of the tracker (its tungsten, silicon and supports: ~0.96 in `geometry`) an electron crosses
+#: before the BGO top, where its shower starts
+STK_PRESHOWER_X0 = 0.9
 _LAMBDA_IN_X0 = geo.BGO_LAMBDA_I / geo.BGO_X0
 _BAR_LO = geo.BGO_BAR_CENTRES - geo.BGO_BAR_WIDTH / 2
 _BAR_HI = geo.BGO_BAR_CENTRES + geo.BGO_BAR_WIDTH / 2
@@ -72,10 +74,6 @@ HADRON_EM_CONCENTRATION = 6.0
 HADRON_CASCADE_CONCENTRATION = 0.0
 #: Mean depth (interaction lengths) between successive pi0 generations (every version; a study parameter)
 HADRON_GENERATION_GAP = 0.5
-#: Version 5 (`electron_cascade`): the particles an electron's cascade hands on at the first layer's end
-#: carry on with GFlash's fluctuations from this energy on; below it (y < ~100, outside GFlash's fitted
-#: range, where its fluctuated shape can stretch a 100 MeV shower over 10 X0) with the mean profile
-GFLASH_MIN_MEV = 1000.0
 #: Study, off in every version: version 4's hadronic component with Bock et al.'s energy-dependent profile
 HADRON_BOCK_PROFILE = False
 #: GFlash's fluctuation widths diverge for the softest showers: ln(E / E_c) held at least this
@@ -92,82 +90,26 @@ def em_longitudinal(
     t_start: np.ndarray,
     edges: np.ndarray,
     rng: np.random.Generator,
-    photon: bool | np.ndarray,
-    fluctuate: bool | np.ndarray = False,
-    shape_mev: np.ndarray | None = None,
-    spread: np.ndarray | float = 1.0,
+    photon: bool,
+    fluctuate: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(N, K, 14) energy per layer of EM (sub-)showers of energy e_mev (N, K) starting at t_start, and
-    (N, K) each one's depth of maximum past its start (X0). `fluctuate` (simulation version 4; an (N, K)
-    mask picks the showers): the profile's shape varies from shower to shower as GFlash's does
-    (`gflash_fluctuations`, its widths times `spread`). `shape_mev`: the energy that sets the
-    profile's shape, where e_mev is several showers' sum (default e_mev)."""
-    y = np.maximum((e_mev if shape_mev is None else shape_mev) / geo.BGO_CRITICAL_ENERGY_MEV, 1.5)
-    tmax = np.log(y) + np.where(photon, 0.5, -0.5)
+    (N, K) each one's depth of maximum past its start (X0). `fluctuate` (simulation version 4): the
+    profile's shape varies from shower to shower as GFlash's does (`gflash_fluctuations`)."""
+    y = np.maximum(e_mev / geo.BGO_CRITICAL_ENERGY_MEV, 1.5)
+    tmax = np.log(y) + (0.5 if photon else -0.5)
     z_b, z_a = rng.standard_normal(e_mev.shape), rng.standard_normal(e_mev.shape)
-    b = 0.5 * (1.0 + 0.03 * z_b)
-    a = np.maximum(b * tmax + 1.0, 1.05) * (1.0 + 0.03 * z_a)
-    t_peak = np.maximum(tmax, 0.5)
-    if np.any(fluctuate):
+    if fluctuate:
         alpha = np.maximum(0.5 * tmax + 1.0, 1.05)  # version 3's mean shape: b = 0.5
-        t_fl, a_fl = gflash_fluctuations(y, t_peak, alpha, spread * z_b, spread * z_a)
-        b, a, t_peak = (
-            np.where(fluctuate, (a_fl - 1.0) / t_fl, b),
-            np.where(fluctuate, a_fl, a),
-            np.where(fluctuate, t_fl, t_peak),
-        )
+        t_peak, a = gflash_fluctuations(y, np.maximum(tmax, 0.5), alpha, z_b, z_a)
+        b = (a - 1.0) / t_peak
+    else:
+        b = 0.5 * (1.0 + 0.03 * z_b)
+        a = np.maximum(b * tmax + 1.0, 1.05) * (1.0 + 0.03 * z_a)
+        t_peak = np.maximum(tmax, 0.5)
     tau = np.clip(edges[:, None, :] - t_start[..., None], 0.0, None)
     cdf = gammainc(a[..., None], b[..., None] * tau)
     return e_mev[..., None] * np.diff(cdf, axis=-1), t_peak
-
-
-def electron_cascade(
-    rng: np.random.Generator, e_mev: np.ndarray, t0: np.ndarray, edges: np.ndarray, fluctuate: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """(N, 14) energy per layer of electron showers followed particle by particle through the first
-    layer (`em_cascade.follow`) and carried on from its end by the particles' own showers, and (N,) each
-    shower's depth of maximum for its lateral profile (the mean profile's, scaled by the shower's mean
-    depth in the BGO over that profile's). GFlash's gamma profile was fitted to whole showers and
-    starts too late too often; the cascade gives the first layer, which the trigger reads, its
-    physical spread (docs/simulation.md, "Version 5").
-
-    The particles handed on are summed per kind and factor-2 energy group: a group of n particles of
-    mean energy e carries on as one profile of e's shape holding their energy, with GFlash's
-    fluctuations (from GFLASH_MIN_MEV on) narrowed by 1/sqrt(n), as a sum of n showers' are."""
-    n = len(e_mev)
-    deposits = np.zeros((n, geo.BGO_N_LAYERS))
-    rows, photon, energy = [], [], []
-    for i in range(n):
-        deposits[i], handed = follow(rng, e_mev[i], t0[i], edges[i], edges[i, 1], 0.0)
-        rows += [i] * len(handed)
-        photon += [h[0] for h in handed]
-        energy += [h[1] for h in handed]
-    rows, photon, energy = np.asarray(rows, dtype=int), np.asarray(photon, dtype=bool), np.asarray(energy)
-    group = np.clip(np.log2(np.maximum(energy, 1.0) / CHARGED_CUT_MEV).astype(int), 0, 31) + 32 * photon
-    keys, inverse = np.unique(rows * 64 + group, return_inverse=True)
-    total, count = np.bincount(inverse, energy, len(keys)), np.bincount(inverse, minlength=len(keys))
-    event = keys // 64
-    slot = np.arange(len(keys)) - np.searchsorted(event, event)  # each group's place among its event's
-    k = int(slot.max()) + 1 if len(keys) else 1
-    e_sub, mean_e, n_sub = np.zeros((n, k)), np.ones((n, k)), np.ones((n, k))
-    is_photon = np.zeros((n, k), dtype=bool)
-    e_sub[event, slot], mean_e[event, slot], n_sub[event, slot] = total, total / count, count
-    is_photon[event, slot] = keys % 64 >= 32
-    start = np.repeat(edges[:, 1:2], k, axis=1)
-    wide = fluctuate & (mean_e >= GFLASH_MIN_MEV)
-    e_long, _ = em_longitudinal(
-        e_sub, start, edges, rng, is_photon, wide, shape_mev=mean_e, spread=1.0 / np.sqrt(n_sub)
-    )
-    e_layer = deposits + e_long.sum(axis=1)
-    # the lateral profile's depth scale: the mean profile's maximum, moved with the shower's mean depth
-    t_mean = np.maximum(np.log(np.maximum(e_mev / geo.BGO_CRITICAL_ENERGY_MEV, 1.5)) - 0.5, 0.5)
-    a_mean = np.maximum(0.5 * t_mean + 1.0, 1.05)
-    tau = np.clip(edges - t0[:, None], 0.0, None)
-    mean_layers = np.diff(gammainc(a_mean[:, None], ((a_mean - 1.0) / t_mean)[:, None] * tau), axis=1)
-    middle = 0.5 * (tau[:, :-1] + tau[:, 1:])
-    depth = (e_layer * middle).sum(axis=1) / np.maximum(e_layer.sum(axis=1), 1e-9)
-    depth_mean = (mean_layers * middle).sum(axis=1) / np.maximum(mean_layers.sum(axis=1), 1e-12)
-    return e_layer, t_mean * depth / depth_mean
 
 
 def gflash_fluctuations(
@@ -299,7 +241,6 @@ def simulate_bgo(
     inelastic_before: np.ndarray,
     gflash: bool = False,
     fluctuate: bool = False,
-    cascade_onset: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Energy per bar (N, 14, 22) in MeV, before readout effects; also the first-interaction depth.
 
@@ -307,9 +248,7 @@ def simulate_bgo(
     the BGO's own frame (the caller applies any misalignment). `gflash` (simulation version 3):
     EM (sub-)showers with GFlash's radial profile, collected over each bar's cell; `fluctuate`
     (version 4): with GFlash's shower-to-shower fluctuations of the longitudinal profile, and a hadronic
-    component whose core grows from the interaction point and whose halo's share fluctuates;
-    `cascade_onset` (version 5): an electron's shower followed particle by particle through the first
-    layer (`electron_cascade`). Returns
+    component whose core grows from the interaction point and whose halo's share fluctuates. Returns
     (energy, t0 in X0 along the path (inf: no shower), interaction z in mm).
     """
     n = len(energy_gev)
@@ -324,14 +263,10 @@ def simulate_bgo(
 
     if particle == "electron":
         t0 = np.full(n, -STK_PRESHOWER_X0)
-        if cascade_onset:
-            e_layer, t_peak = electron_cascade(rng, e_mev, t0, edges, fluctuate)
-        else:
-            e_layer, t_peak = (
-                a[:, 0] for a in em_longitudinal(e_mev[:, None], t0[:, None], edges, rng, False, fluctuate)
-            )
+        e_layer, t_peak = em_longitudinal(e_mev[:, None], t0[:, None], edges, rng, False, fluctuate)
+        e_layer = e_layer[:, 0]
         if gflash:
-            tau = _em_depth_over_max(t_peak, t0, edges)
+            tau = _em_depth_over_max(t_peak[:, 0], t0, edges)
             out += e_layer[..., None] * gflash_fractions(axis, energy_gev[:, None], tau)
             return out, t0, np.full(n, geo.BGO_Z_TOP)
         t_rel = np.clip((edges[:, :-1] - t0[:, None]) / 10.0, 0.0, 3.0)
