@@ -18,7 +18,9 @@ energy resolution with the standard estimate beside DAMPE's published curve (`EL
     .venv/bin/python benchmarks/bench_dampe_mc_leaves.py [--versions 3 4] [--electrons 3000]
         [--protons 4000] [--seed 77] [--workers 2]
         [--halo-concentration K] [--core-reach LAMBDAS] [--em-concentration K]
-        [--cascade-concentration K] [--generation-gap LAMBDAS] [--bock-profile]   (studies of version 4)
+        [--cascade-concentration K] [--generation-gap LAMBDAS] [--bock-profile] [--carrier-mev E]
+        [--depth-spread S]
+        (studies of version 4)
 
 Electrons are drawn E^-1 over 0.9-1.15 times the bin, protons over 1.2-6 times it (a proton deposits
 about a third of its energy), the open top bin up to 10 TeV.
@@ -144,12 +146,15 @@ def main() -> None:
         "--generation-gap", type=float, help="study: bgo.HADRON_GENERATION_GAP, interaction lengths"
     )
     ap.add_argument("--bock-profile", action="store_true", help="study: bgo.HADRON_BOCK_PROFILE")
+    ap.add_argument("--carrier-mev", type=float, help="study: bgo.HADRON_CARRIER_MEV")
+    ap.add_argument("--depth-spread", type=float, help="study: bgo.HADRON_DEPTH_SPREAD")
     args = ap.parse_args()
     asked = {"HADRON_HALO_CONCENTRATION": args.halo_concentration, "HADRON_CORE_REACH": args.core_reach,
              "HADRON_EM_CONCENTRATION": args.em_concentration,
              "HADRON_CASCADE_CONCENTRATION": args.cascade_concentration,
              "HADRON_GENERATION_GAP": args.generation_gap,
-             "HADRON_BOCK_PROFILE": args.bock_profile or None}  # fmt: skip
+             "HADRON_BOCK_PROFILE": args.bock_profile or None, "HADRON_CARRIER_MEV": args.carrier_mev,
+             "HADRON_DEPTH_SPREAD": args.depth_spread}  # fmt: skip
     study = {name: value for name, value in asked.items() if value is not None}
     t0 = time.time()
     size = {"electron": args.electrons, "proton": args.protons}

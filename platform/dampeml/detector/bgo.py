@@ -76,6 +76,11 @@ HADRON_CASCADE_CONCENTRATION = 0.0
 HADRON_GENERATION_GAP = 0.5
 #: Study, off in every version: version 4's hadronic component with Bock et al.'s energy-dependent profile
 HADRON_BOCK_PROFILE = False
+#: Study, off (0) in every version: version 4's hadronic component's visible energy in a layer carried by
+#: few hadrons, each depositing about this much (MeV): Gamma-distributed about the profile's, shape E / this
+HADRON_CARRIER_MEV = 0.0
+#: Study, off (0) in every version: the width of ln(the hadronic profile's depth scale), drawn per shower
+HADRON_DEPTH_SPREAD = 0.0
 #: GFlash's fluctuation widths diverge for the softest showers: ln(E / E_c) held at least this
 GFLASH_LN_Y_MIN = 3.0
 
@@ -152,12 +157,17 @@ def pi0_cascade(
 
 
 def hadronic_longitudinal(
-    e_mev: np.ndarray, t_start: np.ndarray, edges: np.ndarray, energy_gev: np.ndarray | None = None
+    e_mev: np.ndarray,
+    t_start: np.ndarray,
+    edges: np.ndarray,
+    energy_gev: np.ndarray | None = None,
+    stretch: np.ndarray | float = 1.0,
 ) -> np.ndarray:
     """(N, 14) energy per layer of the purely hadronic component: gamma profile in lambda_I, of fixed
     shape (1.8, 0.55 lambda); given the primaries' energies (the BOCK study), Bock et al.'s hadronic part
-    instead, shape 0.6165 + 0.3183 lg E and rate 0.9099 - 0.0237 lg E per lambda (E in GeV)."""
-    tau = np.clip(edges - t_start[:, None], 0.0, None) / _LAMBDA_IN_X0
+    instead, shape 0.6165 + 0.3183 lg E and rate 0.9099 - 0.0237 lg E per lambda (E in GeV). `stretch` (N,)
+    multiplies each profile's depth scale (the HADRON_DEPTH_SPREAD study)."""
+    tau = np.clip(edges - t_start[:, None], 0.0, None) / _LAMBDA_IN_X0 / np.reshape(stretch, (-1, 1))
     if energy_gev is None:
         cdf = gammainc(1.8, tau / 0.55)
     else:
@@ -326,9 +336,15 @@ def simulate_bgo(
     out += np.einsum("nkl,nklb->nlb", e_long, lat)
     # the hadronic component: deep, broad, partly invisible
     e_had = e_mev * (1.0 - f_em) * HADRONIC_VISIBLE * rng.uniform(0.8, 1.2, n)
+    spread = HADRON_DEPTH_SPREAD if fluctuate else 0.0
+    stretch = np.exp(spread * rng.standard_normal(n) - spread**2 / 2) if spread else 1.0
     h_long = hadronic_longitudinal(
-        e_had, t0, edges, energy_gev if fluctuate and HADRON_BOCK_PROFILE else None
+        e_had, t0, edges, energy_gev if fluctuate and HADRON_BOCK_PROFILE else None, stretch
     )
+    if fluctuate and HADRON_CARRIER_MEV:
+        h_long = np.where(
+            h_long > 0, rng.gamma(np.maximum(h_long, 1e-9) / HADRON_CARRIER_MEV, HADRON_CARRIER_MEV), 0.0
+        )
     h_rel = np.clip((edges[:, :-1] - t0[:, None]) / _LAMBDA_IN_X0, 0.0, 2.0)
     core_w, halo_w = 18.0 + 20.0 * h_rel, 60.0 + 30.0 * h_rel
     if fluctuate:
