@@ -307,3 +307,14 @@ def test_the_plan_counts_events_storage_and_hours_from_the_measured_rates(tmp_pa
     assert cost.hours == pytest.approx(640 / 1343 / 3600) and cost.gpu_hours == 0
     gpu = step.model_copy(update={"train": step.train.model_copy(update={"gpus_per_worker": 1.0})})
     assert step_cost(gpu, load_spec(spec)).gpu_hours == pytest.approx(640 / (298_000 / 3) / 3600)
+
+
+def test_lineage_names_the_recipe_relative_to_where_the_pipeline_ran(tmp_path, monkeypatch):
+    """A shipped zoo copies the resolved recipe: run from a clone's root it names `recipes/...`, the same
+    on every machine, not the training machine's absolute path; a recipe elsewhere keeps its full path."""
+    from dampeml.pipeline.runner import _shown
+
+    monkeypatch.chdir(tmp_path)
+    assert _shown(tmp_path / "recipes" / "chain.yaml") == str(Path("recipes") / "chain.yaml")
+    outside = tmp_path.parent / "elsewhere" / "chain.yaml"
+    assert _shown(outside) == str(outside)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -59,6 +60,13 @@ class StepResult:
     note: str = ""
     seconds: float = 0.0
     test: dict[str, float] = field(default_factory=dict)
+
+
+def _shown(path: Path) -> str:
+    """The recipe's path as lineage shows it: relative to where the pipeline ran when it lies below it
+    (`recipes/chain.yaml`, the same on every clone), else absolute. A shipped zoo copies this file."""
+    relative = os.path.relpath(path)
+    return str(path) if relative.startswith("..") else relative
 
 
 def run_dir(workdir: Path, recipe: Recipe) -> Path:
@@ -180,7 +188,7 @@ def run_pipeline(
 
     root = run_dir(workdir, recipe)
     (root / "steps").mkdir(parents=True, exist_ok=True)
-    resolved = recipe.to_dict() | {"recipe_hash": recipe.recipe_hash(), "source": str(recipe.source)}
+    resolved = recipe.to_dict() | {"recipe_hash": recipe.recipe_hash(), "source": _shown(recipe.source)}
     (root / RESOLVED_FILE).write_text(yaml.safe_dump(resolved, sort_keys=False))
     setup_mlflow()
     done: dict[str, StepResult] = {}
