@@ -146,14 +146,14 @@ def main() -> None:
         "--generation-gap", type=float, help="study: bgo.HADRON_GENERATION_GAP, interaction lengths"
     )
     ap.add_argument("--bock-profile", action="store_true", help="study: bgo.HADRON_BOCK_PROFILE")
-    ap.add_argument("--carrier-mev", type=float, help="study: bgo.HADRON_CARRIER_MEV")
+    ap.add_argument("--carrier-mev", type=float, help="study: bgo.HADRON_CORE_CARRIER_MEV (version 5)")
     ap.add_argument("--depth-spread", type=float, help="study: bgo.HADRON_DEPTH_SPREAD")
     args = ap.parse_args()
     asked = {"HADRON_HALO_CONCENTRATION": args.halo_concentration, "HADRON_CORE_REACH": args.core_reach,
              "HADRON_EM_CONCENTRATION": args.em_concentration,
              "HADRON_CASCADE_CONCENTRATION": args.cascade_concentration,
              "HADRON_GENERATION_GAP": args.generation_gap,
-             "HADRON_BOCK_PROFILE": args.bock_profile or None, "HADRON_CARRIER_MEV": args.carrier_mev,
+             "HADRON_BOCK_PROFILE": args.bock_profile or None, "HADRON_CORE_CARRIER_MEV": args.carrier_mev,
              "HADRON_DEPTH_SPREAD": args.depth_spread}  # fmt: skip
     study = {name: value for name, value in asked.items() if value is not None}
     t0 = time.time()

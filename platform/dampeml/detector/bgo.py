@@ -15,6 +15,7 @@ so the whole (N, K, 14, 22) energy tensor is a few broadcast array operations.
   shapes), plus a broad, deep hadronic component whose visible share is h/e ~ 0.6.
 - Version 4: GFlash's shower-to-shower fluctuations of every EM profile, and
   a hadronic component that widens from the interaction point with a halo share varying by layer.
+- Version 5 (in the making): the hadronic core's energy per layer brought by few hadrons.
 - Readout: light-yield spread per bar, electronic noise, zero suppression, and the
   saturation of the hottest bars near 4.4 TeV per bar, which matters above ~100 TeV: an
   overdriven bar reads *less* the more it is overdriven (fold-back), so the core of a PeV
@@ -76,9 +77,11 @@ HADRON_CASCADE_CONCENTRATION = 0.0
 HADRON_GENERATION_GAP = 0.5
 #: Study, off in every version: version 4's hadronic component with Bock et al.'s energy-dependent profile
 HADRON_BOCK_PROFILE = False
-#: Study, off (0) in every version: version 4's hadronic component's visible energy in a layer carried by
-#: few hadrons, each depositing about this much (MeV): Gamma-distributed about the profile's, shape E / this
-HADRON_CARRIER_MEV = 0.0
+#: Version 5: the visible energy the hadronic component's hadrons bring into a layer (its core) comes
+#: from few of them, each worth about this much (MeV): Gamma-distributed about the profile's with shape
+#: (energy / this), while the halo's many soft particles follow the profile. Fitted to DAMPE's simulation
+#: (docs/simulation.md, "Version 5"); a study value on the command line of bench_dampe_mc_leaves.py
+HADRON_CORE_CARRIER_MEV = 5000.0
 #: Study, off (0) in every version: the width of ln(the hadronic profile's depth scale), drawn per shower
 HADRON_DEPTH_SPREAD = 0.0
 #: GFlash's fluctuation widths diverge for the softest showers: ln(E / E_c) held at least this
@@ -251,6 +254,7 @@ def simulate_bgo(
     inelastic_before: np.ndarray,
     gflash: bool = False,
     fluctuate: bool = False,
+    carriers: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Energy per bar (N, 14, 22) in MeV, before readout effects; also the first-interaction depth.
 
@@ -258,8 +262,9 @@ def simulate_bgo(
     the BGO's own frame (the caller applies any misalignment). `gflash` (simulation version 3):
     EM (sub-)showers with GFlash's radial profile, collected over each bar's cell; `fluctuate`
     (version 4): with GFlash's shower-to-shower fluctuations of the longitudinal profile, and a hadronic
-    component whose core grows from the interaction point and whose halo's share fluctuates. Returns
-    (energy, t0 in X0 along the path (inf: no shower), interaction z in mm).
+    component whose core grows from the interaction point and whose halo's share fluctuates; `carriers`
+    (version 5): the hadronic core's energy per layer brought by few hadrons (HADRON_CORE_CARRIER_MEV).
+    Returns (energy, t0 in X0 along the path (inf: no shower), interaction z in mm).
     """
     n = len(energy_gev)
     cos_t = 1.0 / np.sqrt(1.0 + tx**2 + ty**2)
@@ -341,10 +346,10 @@ def simulate_bgo(
     h_long = hadronic_longitudinal(
         e_had, t0, edges, energy_gev if fluctuate and HADRON_BOCK_PROFILE else None, stretch
     )
-    if fluctuate and HADRON_CARRIER_MEV:
-        h_long = np.where(
-            h_long > 0, rng.gamma(np.maximum(h_long, 1e-9) / HADRON_CARRIER_MEV, HADRON_CARRIER_MEV), 0.0
-        )
+    h_core = h_long
+    if carriers:
+        eps = HADRON_CORE_CARRIER_MEV
+        h_core = np.where(h_long > 0, rng.gamma(np.maximum(h_long, 1e-9) / eps, eps), 0.0)
     h_rel = np.clip((edges[:, :-1] - t0[:, None]) / _LAMBDA_IN_X0, 0.0, 2.0)
     core_w, halo_w = 18.0 + 20.0 * h_rel, 60.0 + 30.0 * h_rel
     if fluctuate:
@@ -357,8 +362,12 @@ def simulate_bgo(
         f_halo = rng.beta(k * HADRON_HALO_SHARE, k * (1.0 - HADRON_HALO_SHARE), h_rel.shape)
     else:
         f_halo = np.full_like(h_rel, HADRON_HALO_SHARE)
-    h_lat = lateral_fractions(axis, core_w, halo_w, f_halo)
-    out += h_long[..., None] * h_lat
+    if carriers:  # version 5: the core's energy fluctuates, the halo's follows the profile
+        core = lateral_fractions(axis, core_w, halo_w, np.zeros_like(f_halo))
+        halo = lateral_fractions(axis, core_w, halo_w, np.ones_like(f_halo))
+        out += ((1.0 - f_halo) * h_core)[..., None] * core + (f_halo * h_long)[..., None] * halo
+    else:
+        out += h_long[..., None] * lateral_fractions(axis, core_w, halo_w, f_halo)
     z_int = np.where(showers, geo.BGO_Z_TOP + t0 * geo.BGO_X0 * cos_t, np.inf)
     return out, t0, z_int
 
