@@ -79,8 +79,9 @@ HADRON_GENERATION_GAP = 0.5
 HADRON_BOCK_PROFILE = False
 #: Version 5: the visible energy the hadronic component's hadrons bring into a layer (its core) comes
 #: from few of them, each worth about this much (MeV): Gamma-distributed about the profile's with shape
-#: (energy / this), while the halo's many soft particles follow the profile. Fitted to DAMPE's simulation
-#: (docs/simulation.md, "Version 5"); a study value on the command line of bench_dampe_mc_leaves.py
+#: (energy / this), from HADRON_CORE_REACH past the interaction point on (before it the first
+#: secondaries, many, cross as MIPs), while the halo's many soft particles follow the profile. Fitted to
+#: DAMPE's simulation (docs/simulation.md, "Version 5"); a study value in bench_dampe_mc_leaves.py
 HADRON_CORE_CARRIER_MEV = 5000.0
 #: Study, off (0) in every version: the width of ln(the hadronic profile's depth scale), drawn per shower
 HADRON_DEPTH_SPREAD = 0.0
@@ -347,9 +348,10 @@ def simulate_bgo(
         e_had, t0, edges, energy_gev if fluctuate and HADRON_BOCK_PROFILE else None, stretch
     )
     h_core = h_long
-    if carriers:
+    if carriers:  # beyond HADRON_CORE_REACH, where the secondaries have interacted; before it many cross
         eps = HADRON_CORE_CARRIER_MEV
-        h_core = np.where(h_long > 0, rng.gamma(np.maximum(h_long, 1e-9) / eps, eps), 0.0)
+        few = 0.5 * (edges[:, :-1] + edges[:, 1:]) - t0[:, None] > HADRON_CORE_REACH * _LAMBDA_IN_X0
+        h_core = np.where(few & (h_long > 0), rng.gamma(np.maximum(h_long, 1e-9) / eps, eps), h_long)
     h_rel = np.clip((edges[:, :-1] - t0[:, None]) / _LAMBDA_IN_X0, 0.0, 2.0)
     core_w, halo_w = 18.0 + 20.0 * h_rel, 60.0 + 30.0 * h_rel
     if fluctuate:
