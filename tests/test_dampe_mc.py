@@ -155,7 +155,7 @@ def test_version_5_gives_low_energy_protons_dampes_short_showers():
     """DAMPE's simulated protons of 10-100 GeV (electron-hypothesis energy) hold less than 1.1% of their
     energy in layer 11 in 16% of events (the first tree's two left leaves). Version 4's hadronic component
     is a smooth profile and almost never does; version 5 brings the core's energy into each layer by
-    few hadrons (HADRON_CORE_CARRIER_MEV, fitted to DAMPE's leaves over all six bins), and 7-10% do."""
+    few hadrons (HADRON_CORE_CARRIER_MEV, fitted to DAMPE's leaves over all six bins), and 8-9% do."""
     leaves = LEAVES["10-100"][:2]
     dampe = sum(leaf.protons for leaf in leaves)
     share = {}
