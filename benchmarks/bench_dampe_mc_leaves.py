@@ -20,7 +20,7 @@ energy resolution with the standard estimate beside DAMPE's published curve (`EL
         [--halo-concentration K] [--core-reach LAMBDAS] [--em-concentration K]
         [--cascade-concentration K] [--generation-gap LAMBDAS] [--bock-profile] [--carrier-mev E]
         [--depth-spread S]
-        (studies of version 4)
+        (studies of version 4; --carrier-mev: of version 5's carriers)
 
 Electrons are drawn E^-1 over 0.9-1.15 times the bin, protons over 1.2-6 times it (a proton deposits
 about a third of its energy), the open top bin up to 10 TeV.

@@ -365,11 +365,10 @@ def simulate_bgo(
     else:
         f_halo = np.full_like(h_rel, HADRON_HALO_SHARE)
     if carriers:  # version 5: the core's energy fluctuates, the halo's follows the profile
-        core = lateral_fractions(axis, core_w, halo_w, np.zeros_like(f_halo))
-        halo = lateral_fractions(axis, core_w, halo_w, np.ones_like(f_halo))
-        out += ((1.0 - f_halo) * h_core)[..., None] * core + (f_halo * h_long)[..., None] * halo
-    else:
-        out += h_long[..., None] * lateral_fractions(axis, core_w, halo_w, f_halo)
+        total = (1.0 - f_halo) * h_core + f_halo * h_long
+        f_halo = np.divide(f_halo * h_long, total, out=np.zeros_like(total), where=total > 0)
+        h_long = total
+    out += h_long[..., None] * lateral_fractions(axis, core_w, halo_w, f_halo)
     z_int = np.where(showers, geo.BGO_Z_TOP + t0 * geo.BGO_X0 * cos_t, np.inf)
     return out, t0, z_int
 
