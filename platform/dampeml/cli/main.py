@@ -108,8 +108,8 @@ def simulate(
     simulation_version: Annotated[
         int | None,
         typer.Option(
-            help="the simulation's physics (default: the current version; an earlier one, or the next "
-            "one in the making, to compare with it: docs/simulation.md)"
+            help="the simulation's physics (default: the current version; an earlier one to compare "
+            "with it: docs/simulation.md)"
         ),
     ] = None,
 ) -> None:

@@ -15,7 +15,7 @@ so the whole (N, K, 14, 22) energy tensor is a few broadcast array operations.
   shapes), plus a broad, deep hadronic component whose visible share is h/e ~ 0.6.
 - Version 4: GFlash's shower-to-shower fluctuations of every EM profile, and
   a hadronic component that widens from the interaction point with a halo share varying by layer.
-- Version 5 (in the making): the hadronic core's energy per layer brought by few hadrons.
+- Version 5: the hadronic core's energy per layer brought by few hadrons past one interaction length.
 - Readout: light-yield spread per bar, electronic noise, zero suppression, and the
   saturation of the hottest bars near 4.4 TeV per bar, which matters above ~100 TeV: an
   overdriven bar reads *less* the more it is overdriven (fold-back), so the core of a PeV

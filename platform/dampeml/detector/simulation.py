@@ -29,19 +29,17 @@ from dampeml.io.schema import CHARGE, MC_ONLY, PDG, SCHEMA_VERSION
 Particle = Literal["proton", "helium", "electron"]
 CHUNK_EVENTS = 1000
 #: Version of the simulation's physics, bumped with every entry of the calibration log in
-#: docs/simulation.md (4: GFlash's shower-to-shower fluctuations of EM profiles, hadronic showers that
-#: widen from the interaction point). Written into every file and dataset, so a dataset build never
-#: mixes events of two physics versions (a resume across a bump is refused).
-SIMULATION_VERSION = 4
+#: docs/simulation.md (5: the hadronic core's energy per layer brought by few hadrons past one
+#: interaction length). Written into every file and dataset, so a dataset build never mixes events of
+#: two physics versions (a resume across a bump is refused).
+SIMULATION_VERSION = 5
 #: The version before: still simulated (`SimulationConfig.version`) so that benchmarks and physics
-#: tests can show what version 4 changed on the same primaries; datasets refuse its files.
-PREVIOUS_SIMULATION_VERSION = 3
+#: tests can show what version 5 changed on the same primaries; datasets refuse its files.
+PREVIOUS_SIMULATION_VERSION = 4
 #: Every version that can still be simulated, for comparisons on the same primaries (2: before delta
-#: rays, the strip-level STK and the trigger; 3: before the showers' fluctuations).
-#: The version in the making (docs/simulation.md, "Version 5"): simulated on request, to measure it
-#: against the current one before it becomes the default; datasets refuse its files.
-NEXT_SIMULATION_VERSION = 5
-SIMULATABLE_VERSIONS = (2, PREVIOUS_SIMULATION_VERSION, SIMULATION_VERSION, NEXT_SIMULATION_VERSION)
+#: rays, the strip-level STK and the trigger; 3: before the showers' fluctuations; 4: before the
+#: hadronic core's few carriers).
+SIMULATABLE_VERSIONS = (2, 3, PREVIOUS_SIMULATION_VERSION, SIMULATION_VERSION)
 TRIGGER_RATE_HZ = 50.0
 #: Chunks of primaries simulated without one triggered event before a triggered run gives up.
 MAX_CHUNKS_WITHOUT_TRIGGER = 100
@@ -95,8 +93,7 @@ class SimulationConfig:
         if self.version not in SIMULATABLE_VERSIONS:
             raise InputError(
                 f"simulation version {self.version} cannot be simulated: use {SIMULATION_VERSION} (the "
-                f"current one) or, for comparisons, one of {SIMULATABLE_VERSIONS[:-2]} (earlier ones) or "
-                f"{NEXT_SIMULATION_VERSION} (the one in the making)"
+                f"current one) or, for comparisons, one of {SIMULATABLE_VERSIONS[:-1]} (earlier ones)"
             )
 
 
