@@ -91,6 +91,23 @@ def test_dataset_out_that_is_an_existing_file_is_refused(no_work, tmp_path):
     assert out.read_text() == "keep"
 
 
+def test_an_error_naming_a_long_path_prints_it_whole_on_one_line(no_work, tmp_path):
+    """Rich folds lines at the console's width (80 columns off a terminal): an error's path must not be
+    cut in two, or a user copying it gets a path that does not exist."""
+    from typer.testing import CliRunner
+
+    from dampeml.cli.main import app
+
+    deep = tmp_path / ("a-folder-with-a-name-long-enough-to-pass-eighty-columns-" * 2)
+    deep.mkdir()
+    out = deep / "existing.txt"
+    out.write_text("keep")
+    r = CliRunner().invoke(app, ["reprocess", "--input", f"{tmp_path}/*.root", "--out", str(out)])
+    lines = [line for line in r.output.splitlines() if "error:" in line]
+    print(r.output)
+    assert r.exit_code == 2 and len(lines) == 1 and str(out) in lines[0], r.output
+
+
 def test_reprocess_and_sim_plots_refuse_an_out_that_is_a_file(no_work, tmp_path):
     out = tmp_path / "existing.txt"
     out.write_text("keep")

@@ -37,7 +37,8 @@ def _os_error(exc: OSError) -> str:
 
 
 def _fail(message: str, code: int) -> typer.Exit:
-    _errors.print(f"[bold red]error:[/] {escape(message)}")
+    # soft_wrap: one line however long, so a path in it is never folded (and copies whole)
+    _errors.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     return typer.Exit(code)
 
 

@@ -90,10 +90,9 @@ def reprocess(
 
         try:
             result = run(cfg, progress=show)
-        except ReprocessError as exc:
+        except ReprocessError:
             progress.stop()
-            console.print(f"[bold red]error:[/] {exc}")
-            raise typer.Exit(1) from None
+            raise  # clean_errors prints it on one line (never silenced by --quiet) and exits 1
     write_invocation(ctx, out)
     print_summary(result.summary)
     if result.files_done_before:
