@@ -20,13 +20,18 @@ pytestmark = pytest.mark.timeout(120)
 SIM = ("--particle", "proton", "--events", "10", "--energy-min", "10", "--energy-max", "100")
 
 
-def _cli(*args: str):
-    """Run the CLI in-process; (exit code, its output as one line: Rich wraps long lines)."""
+def _invoke(*args: str):
+    """Run the CLI in-process: typer's result (exit_code, output)."""
     from typer.testing import CliRunner
 
     from dampeml.cli.main import app
 
-    r = CliRunner().invoke(app, list(args))
+    return CliRunner().invoke(app, list(args))
+
+
+def _cli(*args: str):
+    """Run the CLI in-process; (exit code, its output as one line: a message may span lines)."""
+    r = _invoke(*args)
     return r.exit_code, " ".join(r.output.split())
 
 
@@ -94,15 +99,11 @@ def test_dataset_out_that_is_an_existing_file_is_refused(no_work, tmp_path):
 def test_an_error_naming_a_long_path_prints_it_whole_on_one_line(no_work, tmp_path):
     """Rich folds lines at the console's width (80 columns off a terminal): an error's path must not be
     cut in two, or a user copying it gets a path that does not exist."""
-    from typer.testing import CliRunner
-
-    from dampeml.cli.main import app
-
     deep = tmp_path / ("a-folder-with-a-name-long-enough-to-pass-eighty-columns-" * 2)
     deep.mkdir()
     out = deep / "existing.txt"
     out.write_text("keep")
-    r = CliRunner().invoke(app, ["reprocess", "--input", f"{tmp_path}/*.root", "--out", str(out)])
+    r = _invoke("reprocess", "--input", f"{tmp_path}/*.root", "--out", str(out))
     lines = [line for line in r.output.splitlines() if "error:" in line]
     print(r.output)
     assert r.exit_code == 2 and len(lines) == 1 and str(out) in lines[0], r.output
