@@ -11,7 +11,9 @@ Run: `.venv/bin/python benchmarks/bench_reference_table2.py --workdir ref-eval
 3. `dampeml evaluate --alias reference --coarse-below inf` writes the report, once with the
    chain's default settings and once per `--variant` with that chain settings file;
 4. the CNN chain's efficiency (85% / 95% windows, binomial error of the 85% figure) per variant
-   is printed side by side, with the paper's CNN column.
+   is printed side by side, with the paper's CNN column; then the default report's standard and
+   ideal selections, also around the BGO network's track, and the tracker networks around the shower
+   axis (85% window), each beside the paper's Tables 2 and 3.
 
 Every number comes from the reports' `metrics.json`; the reports stay in the workdir.
 `--simulation-version` simulates the held-out events with another version of the simulation (the
@@ -57,11 +59,17 @@ def run(cmd: list[str], env: dict[str, str]) -> None:
     subprocess.run(cmd, check=True, env=env)
 
 
-def efficiency_cells(metrics: dict) -> dict[tuple[str, float], dict[float, tuple[float, float]]]:
-    """(particle, e_min) -> {containment: (efficiency %, error %)} of the CNN chain."""
+#: The report's other methods, printed for the default chain beside the paper's Tables 2 and 3.
+OTHER_METHODS = ("standard", "ideal", "standard, bgo seed", "ideal, bgo seed", "tracker cnns, axis seed")
+
+
+def efficiency_cells(
+    metrics: dict, method: str = "cnn"
+) -> dict[tuple[str, float], dict[float, tuple[float, float]]]:
+    """(particle, e_min) -> {containment: (efficiency %, error %)} of one method (the CNN chain)."""
     cells: dict = {}
     for row in metrics["efficiency"]:
-        if row["method"] == "cnn":
+        if row["method"] == method:
             key = (row["particle"], row["e_min"])
             cells.setdefault(key, {})[row["containment"]] = (100 * row["efficiency"], 100 * row["error"])
     return cells
@@ -99,7 +107,10 @@ def main() -> None:
         cmd = [DAMPEML, "-q", "evaluate", "--input", str(workdir / "eval" / "*.root"), "--out", str(out)]
         cmd += ["--alias", "reference", "--coarse-below", "inf"] + (["--chain", chain] if chain else [])
         run(cmd, env)
-        cells[name] = efficiency_cells(json.loads((out / "metrics.json").read_text()))
+        metrics = json.loads((out / "metrics.json").read_text())
+        cells[name] = efficiency_cells(metrics)
+        if chain is None:
+            others = {m: efficiency_cells(metrics, m) for m in OTHER_METHODS}
 
     print("\nCNN chain, track efficiency % (85% / 95% window, +- the 85% figure's binomial error)")
     print("| particle | E (TeV) | " + " | ".join(variants) + " | paper's CNN chain |")
@@ -112,6 +123,19 @@ def main() -> None:
                 row.append(f"{c[0.85][0]:.1f} / {c[0.95][0]:.1f} ±{c[0.85][1]:.1f}" if c else "n/a")
             paper = [paper_value(particle, "cnn", lo, hi, k) for k in (0.85, 0.95)]
             row.append(f"{paper[0]:.1f} / {paper[1]:.1f}")
+            print("| " + " | ".join(row) + " |")
+
+    print("\nThe default report's other methods, 85% window: ours ±binomial error / the paper's Tables 2-3")
+    print("| particle | E (TeV) | " + " | ".join(OTHER_METHODS) + " |")
+    print("|---" * (len(OTHER_METHODS) + 2) + "|")
+    for particle in ("proton", "helium"):
+        for lo, hi in PAPER_ENERGY_BINS:
+            row = [particle, f"{lo / 1e3:g}-{hi / 1e3:g}"]
+            for method in OTHER_METHODS:
+                c = others[method].get((particle, lo), {}).get(0.85)
+                paper = paper_value(particle, method, lo, hi, 0.85)
+                ours = f"{c[0]:.1f} ±{c[1]:.1f}" if c else "n/a"
+                row.append(f"{ours} / {paper:.1f}" if paper is not None else ours)
             print("| " + " | ".join(row) + " |")
 
 
