@@ -185,7 +185,8 @@ def test_simulate_writes_a_readable_file_with_the_requested_events(tmp_path):
     from dampeml.io.root_reader import inspect_file, read_events
     from dampeml.io.schema import MC_ONLY
 
-    mc, flight = tmp_path / "mc" / "p.root", tmp_path / "flight.root"
+    # a folder name long enough that the message passes 80 columns: the path must still print whole
+    mc, flight = tmp_path / ("mc-" + "m" * 80) / "p.root", tmp_path / "flight.root"
     sim = ("--particle", "helium", "--energy-min", "100", "--energy-max", "1000")
     code, out = _cli("simulate", *sim, "--events", "37", "--seed", "5", "--out", str(mc))
     print(f"\n{out}")

@@ -21,9 +21,11 @@ from rich.markup import escape
 
 from dampeml.errors import DampemlError, InputError, JobError
 
-#: the commands' messages (silenced by --quiet); errors go to their own console, never silenced
-console = Console(stderr=True)
-_errors = Console(stderr=True)
+#: the commands' messages (silenced by --quiet); errors go to their own console, never silenced. Neither
+#: folds a long line at the terminal's width (soft_wrap): a path in a message is printed whole, so it
+#: can be copied (and a log or test reading the output finds it), however long.
+console = Console(stderr=True, soft_wrap=True)
+_errors = Console(stderr=True, soft_wrap=True)
 
 #: exit codes (see the module docstring)
 BAD_INPUT, FAILED = InputError.exit_code, JobError.exit_code
@@ -37,8 +39,7 @@ def _os_error(exc: OSError) -> str:
 
 
 def _fail(message: str, code: int) -> typer.Exit:
-    # soft_wrap: one line however long, so a path in it is never folded (and copies whole)
-    _errors.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    _errors.print(f"[bold red]error:[/] {escape(message)}")
     return typer.Exit(code)
 
 

@@ -69,7 +69,7 @@ def run_demo(
 ) -> Path:
     """The whole platform, small, under `workdir`; returns the path of the physics report."""
 
-    console = console or Console(stderr=True)
+    console = console or Console(stderr=True, soft_wrap=True)  # paths printed whole
     workdir = Path(workdir).resolve()
     sim_dir = workdir / "simulation"
     console.rule("1. simulation")
