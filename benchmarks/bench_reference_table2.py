@@ -112,30 +112,43 @@ def main() -> None:
         if chain is None:
             others = {m: efficiency_cells(metrics, m) for m in OTHER_METHODS}
 
-    print("\nCNN chain, track efficiency % (85% / 95% window, +- the 85% figure's binomial error)")
-    print("| particle | E (TeV) | " + " | ".join(variants) + " | paper's CNN chain |")
-    print("|---" * (len(variants) + 3) + "|")
-    for particle in ("proton", "helium"):
-        for lo, hi in PAPER_ENERGY_BINS:
-            row = [particle, f"{lo / 1e3:g}-{hi / 1e3:g}"]
-            for name in variants:
-                c = cells[name].get((particle, lo))
-                row.append(f"{c[0.85][0]:.1f} / {c[0.95][0]:.1f} ±{c[0.85][1]:.1f}" if c else "n/a")
-            paper = [paper_value(particle, "cnn", lo, hi, k) for k in (0.85, 0.95)]
-            row.append(f"{paper[0]:.1f} / {paper[1]:.1f}")
-            print("| " + " | ".join(row) + " |")
+    def chain_cells(particle: str, lo: float, hi: float) -> list[str]:
+        row = []
+        for name in variants:
+            c = cells[name].get((particle, lo))
+            row.append(f"{c[0.85][0]:.1f} / {c[0.95][0]:.1f} ±{c[0.85][1]:.1f}" if c else "n/a")
+        paper = [paper_value(particle, "cnn", lo, hi, k) for k in (0.85, 0.95)]
+        return [*row, f"{paper[0]:.1f} / {paper[1]:.1f}"]
 
-    print("\nThe default report's other methods, 85% window: ours ±binomial error / the paper's Tables 2-3")
-    print("| particle | E (TeV) | " + " | ".join(OTHER_METHODS) + " |")
-    print("|---" * (len(OTHER_METHODS) + 2) + "|")
+    def other_cells(particle: str, lo: float, hi: float) -> list[str]:
+        row = []
+        for method in OTHER_METHODS:
+            c = others[method].get((particle, lo), {}).get(0.85)
+            paper = paper_value(particle, method, lo, hi, 0.85)
+            ours = f"{c[0]:.1f} ±{c[1]:.1f}" if c else "n/a"
+            row.append(f"{ours} / {paper:.1f}" if paper is not None else ours)
+        return row
+
+    print_table(
+        "CNN chain, track efficiency % (85% / 95% window, +- the 85% figure's binomial error)",
+        [*variants, "paper's CNN chain"],
+        chain_cells,
+    )
+    print_table(
+        "The default report's other methods, 85% window: ours ±binomial error / the paper's Tables 2-3",
+        list(OTHER_METHODS),
+        other_cells,
+    )
+
+
+def print_table(title: str, columns: list[str], cells) -> None:
+    """A markdown table with a row per particle and Table 2 bin; `cells(particle, lo, hi)` fills a row."""
+    print(f"\n{title}")
+    print("| particle | E (TeV) | " + " | ".join(columns) + " |")
+    print("|---" * (len(columns) + 2) + "|")
     for particle in ("proton", "helium"):
         for lo, hi in PAPER_ENERGY_BINS:
-            row = [particle, f"{lo / 1e3:g}-{hi / 1e3:g}"]
-            for method in OTHER_METHODS:
-                c = others[method].get((particle, lo), {}).get(0.85)
-                paper = paper_value(particle, method, lo, hi, 0.85)
-                ours = f"{c[0]:.1f} ±{c[1]:.1f}" if c else "n/a"
-                row.append(f"{ours} / {paper:.1f}" if paper is not None else ours)
+            row = [particle, f"{lo / 1e3:g}-{hi / 1e3:g}", *cells(particle, lo, hi)]
             print("| " + " | ".join(row) + " |")
 
 
