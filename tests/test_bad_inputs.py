@@ -31,6 +31,7 @@ import uproot
 from dampeml.io import schema
 from dampeml.io.root_reader import read_events
 from dampeml.io.root_writer import write_event_file
+from tests.cli_runner import run_cli
 from tests.conftest import make_file
 
 N = 30  # events per corpus file: small, so that the dataset build below runs in seconds
@@ -153,42 +154,12 @@ def corpus(tmp_path_factory) -> dict[str, Path]:
     return files
 
 
-def _unbind_closed_log_streams() -> None:
-    """A log handler that a library (Ray, MLflow) set up during an earlier in-process run holds that
-    run's captured stream, closed since: its next record would print "--- Logging error ---" with a
-    traceback into this run's output. A real `dampeml` process never has one; point them at stderr."""
-    import logging
-    import sys
-
-    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
-    for lg in loggers:
-        for h in getattr(lg, "handlers", []):
-            if isinstance(h, logging.StreamHandler) and getattr(h.stream, "closed", False):
-                h.stream = sys.__stderr__  # not setStream: it flushes the closed stream first
-
-
-def _cli(*args: str) -> tuple[int, str]:
-    """Run the CLI in-process; (exit code, its output as one line: Rich wraps long lines)."""
-    from typer.testing import CliRunner
-
-    from dampeml.cli.main import app
-
-    _unbind_closed_log_streams()
-    r = CliRunner().invoke(app, [str(a) for a in args])
-    if r.exception is not None and not isinstance(r.exception, SystemExit):  # escaped clean_errors
-        import traceback
-
-        tb = "".join(traceback.format_exception(r.exception))
-        pytest.fail(f"dampeml {' '.join(map(str, args))} raised (a traceback for the user):\n{tb}")
-    return r.exit_code, " ".join(r.output.split())
-
-
 def _refused(code: int, out: str, *names: object) -> None:
     """Exit 2 (bad input), one `error:` line, no traceback, and every name in it."""
     print(f"\n{out}")
     assert code == 2, (code, out)
     assert "Traceback" not in out and out.count("error:") == 1, out
-    flat = "".join(out.split())  # Rich wraps long lines, inside words too
+    flat = "".join(out.split())  # a name's own spaces do not matter
     for name in names:
         assert "".join(str(name).split()) in flat, (name, out)
 
@@ -218,7 +189,7 @@ def _ray_for_module():
 @pytest.mark.parametrize("name", [*WHOLE_FILE, TRUNCATED, *PER_EVENT])
 def test_sim_plots_refuses_a_damaged_file_by_name(corpus, tmp_path, name):
     out = tmp_path / "plots"
-    code, text = _cli("sim-plots", corpus["good"], corpus[name], "--out", out)
+    code, text = run_cli("sim-plots", corpus["good"], corpus[name], "--out", out)
     if name in PER_EVENT:
         why = f"bad events, e.g. event_id {PER_EVENT[name][0][0]}: {PER_EVENT[name][1]}"
     else:
@@ -230,7 +201,7 @@ def test_sim_plots_refuses_a_damaged_file_by_name(corpus, tmp_path, name):
 @pytest.mark.timeout(180)
 def test_sim_plots_takes_odd_but_legal_files(corpus, tmp_path):
     out = tmp_path / "plots"  # repeated identities too: a plot needs no unique (run_id, event_id)
-    code, text = _cli("sim-plots", *(corpus[name] for name in (*ACCEPTED, DUPLICATES)), "--out", out)
+    code, text = run_cli("sim-plots", *(corpus[name] for name in (*ACCEPTED, DUPLICATES)), "--out", out)
     assert code == 0 and "Traceback" not in text, text
     assert sorted(p.name for p in out.glob("*.png")), text
 
@@ -238,10 +209,10 @@ def test_sim_plots_takes_odd_but_legal_files(corpus, tmp_path):
 @pytest.mark.timeout(60)
 def test_sim_plots_refuses_a_missing_file_and_a_folder(corpus, tmp_path):
     out = tmp_path / "plots"
-    code, text = _cli("sim-plots", tmp_path / "absent.root", "--out", out)
+    code, text = run_cli("sim-plots", tmp_path / "absent.root", "--out", out)
     _refused(code, text, tmp_path / "absent.root", "no such file")
     _nothing_at(out)
-    code, text = _cli("sim-plots", corpus["good"].parent, "--out", out)
+    code, text = run_cli("sim-plots", corpus["good"].parent, "--out", out)
     _refused(code, text, corpus["good"].parent)
     _nothing_at(out)
 
@@ -271,10 +242,10 @@ def _spec(path: Path, glob: str, **changes) -> Path:
 def test_dataset_build_of_only_an_unreadable_file_is_refused_before_writing(corpus, tmp_path, name):
     spec = _spec(tmp_path / "spec.yaml", str(corpus[name].parent / "*.root"))
     out = tmp_path / "ds"
-    code, text = _cli("dataset", "build", spec, "--out", out, "--limit-events", "10")
+    code, text = run_cli("dataset", "build", spec, "--out", out, "--limit-events", "10")
     _refused(code, text, corpus[name], WHOLE_FILE[name][1], "no readable events")
     _nothing_at(out)
-    code, text = _cli("dataset", "build", spec, "--out", out, "--limit-events", "10")  # a rerun: the same
+    code, text = run_cli("dataset", "build", spec, "--out", out, "--limit-events", "10")  # a rerun: the same
     _refused(code, text, corpus[name], "no readable events")
 
 
@@ -285,7 +256,7 @@ def test_dataset_build_quarantines_each_bad_file_and_event_with_its_reason(corpu
     root = corpus["good"].parent.parent
     spec = _spec(tmp_path / "spec.yaml", str(root / "*" / "*.root"))
     out = tmp_path / "ds"
-    code, text = _cli("dataset", "build", spec, "--out", out, "--limit-events", "1000")
+    code, text = run_cli("dataset", "build", spec, "--out", out, "--limit-events", "1000")
     print(text)
     assert code == 0 and "Traceback" not in text, text
     manifest = json.loads((out / "manifest.json").read_text())
@@ -364,7 +335,7 @@ def _bad_spec(path: Path, good_glob: str, case: str) -> Path:
 def test_dataset_build_refuses_a_malformed_spec_by_file_and_field(corpus, tmp_path, case):
     spec = _bad_spec(tmp_path / f"{case}.yaml", str(corpus["good"]), case)
     out = tmp_path / "ds"
-    code, text = _cli("dataset", "build", spec, "--out", out, "--limit-events", "10")
+    code, text = run_cli("dataset", "build", spec, "--out", out, "--limit-events", "10")
     named = "nothing-*.root" if case == "glob_matches_nothing" else spec.name  # the glob, or the file
     _refused(code, text, named, SPECS[case][1])
     _nothing_at(out)
@@ -372,7 +343,7 @@ def test_dataset_build_refuses_a_malformed_spec_by_file_and_field(corpus, tmp_pa
 
 @pytest.mark.timeout(60)
 def test_dataset_build_refuses_a_missing_spec(tmp_path):
-    code, text = _cli("dataset", "build", tmp_path / "absent.yaml", "--out", tmp_path / "ds")
+    code, text = run_cli("dataset", "build", tmp_path / "absent.yaml", "--out", tmp_path / "ds")
     _refused(code, text, tmp_path / "absent.yaml", "no such dataset spec")
     _nothing_at(tmp_path / "ds")
 
@@ -444,7 +415,7 @@ def test_tune_refuses_a_malformed_campaign_by_file_and_field(campaign_dir, monke
         fields = {k: v for k, v in {**CAMPAIGN, **content}.items() if v is not None}
         path.write_text(yaml.safe_dump(fields, sort_keys=False))
     workdir = campaign_dir / "work"
-    code, text = _cli("tune", path, "--workdir", workdir)
+    code, text = run_cli("tune", path, "--workdir", workdir)
     _refused(code, text, path.name, why)
     _nothing_at(workdir)
 
@@ -498,7 +469,7 @@ def test_reprocess_quarantines_every_unusable_file_with_its_reason(
         shutil.copyfile(corpus[name], inputs / f"{name}.root")
     out = tmp_path / "reco"
     for attempt in ("first", "rerun"):  # a rerun finds the same, and loses nothing
-        code, text = _cli("reprocess", "--input", inputs / "*.root", "--out", out, "--num-cpus", "2")
+        code, text = run_cli("reprocess", "--input", inputs / "*.root", "--out", out, "--num-cpus", "2")
         print(attempt, text)
         assert code == 0 and "Traceback" not in text and "error:" not in text, text
         summary = json.loads((out / "summary.json").read_text())
@@ -517,6 +488,6 @@ def test_reprocess_quarantines_every_unusable_file_with_its_reason(
 def test_reprocess_refuses_a_glob_that_matches_nothing_before_writing(alias_registry, tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", alias_registry)
     out = tmp_path / "reco"
-    code, text = _cli("reprocess", "--input", tmp_path / "none-*.root", "--out", out, "--num-cpus", "2")
+    code, text = run_cli("reprocess", "--input", tmp_path / "none-*.root", "--out", out, "--num-cpus", "2")
     _refused(code, text, "none-*.root")
     _nothing_at(out)

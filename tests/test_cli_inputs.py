@@ -15,24 +15,11 @@ from pathlib import Path
 import pytest
 import typer
 
+from tests.cli_runner import invoke_cli, run_cli
+
 pytestmark = pytest.mark.timeout(120)
 
 SIM = ("--particle", "proton", "--events", "10", "--energy-min", "10", "--energy-max", "100")
-
-
-def _invoke(*args: str):
-    """Run the CLI in-process: typer's result (exit_code, output)."""
-    from typer.testing import CliRunner
-
-    from dampeml.cli.main import app
-
-    return CliRunner().invoke(app, list(args))
-
-
-def _cli(*args: str):
-    """Run the CLI in-process; (exit code, its output as one line: a message may span lines)."""
-    r = _invoke(*args)
-    return r.exit_code, " ".join(r.output.split())
 
 
 def _one_error(code: int, out: str, *names: str) -> None:
@@ -68,7 +55,7 @@ def test_simulate_checks_that_it_can_write_before_simulating(no_work, tmp_path):
         (a_file / "p.root", "is a file, not a folder"),  # NotADirectoryError after simulating, before
         ("/proc/dampeml-no-such/p.root", "cannot write in /proc"),  # procfs makes no files, not even for root
     ]:
-        code, text = _cli("simulate", *SIM, "--out", str(out))
+        code, text = run_cli("simulate", *SIM, "--out", str(out))
         _one_error(code, text, "--out", str(out), why)
     assert a_file.read_text() == "keep"
 
@@ -76,9 +63,9 @@ def test_simulate_checks_that_it_can_write_before_simulating(no_work, tmp_path):
 def test_simulate_overwrite_never_replaces_a_folder(no_work, tmp_path):
     folder = tmp_path / "runs"
     (folder / "inner").mkdir(parents=True)
-    code, text = _cli("simulate", *SIM, "--out", str(folder), "--overwrite")
+    code, text = run_cli("simulate", *SIM, "--out", str(folder), "--overwrite")
     _one_error(code, text, f"--out {folder} is a folder", "name a file")
-    code, text = _cli("simulate", *SIM, "--out", str(folder))
+    code, text = run_cli("simulate", *SIM, "--out", str(folder))
     _one_error(code, text, f"--out {folder} is a folder")
     assert (folder / "inner").is_dir()
 
@@ -91,7 +78,7 @@ def test_dataset_out_that_is_an_existing_file_is_refused(no_work, tmp_path):
     )
     out = tmp_path / "existing.txt"
     out.write_text("keep")
-    code, text = _cli("dataset", "build", str(spec), "--out", str(out))
+    code, text = run_cli("dataset", "build", str(spec), "--out", str(out))
     _one_error(code, text, f"--out {out} is an existing file", "name a folder")
     assert out.read_text() == "keep"
 
@@ -103,7 +90,7 @@ def test_an_error_naming_a_long_path_prints_it_whole_on_one_line(no_work, tmp_pa
     deep.mkdir()
     out = deep / "existing.txt"
     out.write_text("keep")
-    r = _invoke("reprocess", "--input", f"{tmp_path}/*.root", "--out", str(out))
+    r = invoke_cli("reprocess", "--input", f"{tmp_path}/*.root", "--out", str(out))
     lines = [line for line in r.output.splitlines() if "error:" in line]
     print(r.output)
     assert r.exit_code == 2 and len(lines) == 1 and str(out) in lines[0], r.output
@@ -112,28 +99,28 @@ def test_an_error_naming_a_long_path_prints_it_whole_on_one_line(no_work, tmp_pa
 def test_reprocess_and_sim_plots_refuse_an_out_that_is_a_file(no_work, tmp_path):
     out = tmp_path / "existing.txt"
     out.write_text("keep")
-    code, text = _cli("reprocess", "--input", f"{tmp_path}/*.root", "--out", str(out))
+    code, text = run_cli("reprocess", "--input", f"{tmp_path}/*.root", "--out", str(out))
     _one_error(code, text, f"--out {out} is an existing file")
-    code, text = _cli("sim-plots", str(tmp_path / "a.root"), "--out", str(out))
+    code, text = run_cli("sim-plots", str(tmp_path / "a.root"), "--out", str(out))
     _one_error(code, text, f"--out {out} is an existing file")
     assert out.read_text() == "keep"
 
 
 @pytest.mark.parametrize("alias", ["../../x", "prod/x", "with space", "latest", "v3", "", "a" * 256, "é"])
 def test_an_invalid_alias_is_refused_before_the_registry_or_ray(no_work, tmp_path, alias):
-    code, text = _cli("models", "promote", "bgo-direction-low", "1", "--alias", alias)
+    code, text = run_cli("models", "promote", "bgo-direction-low", "1", "--alias", alias)
     _one_error(code, text, "--alias", "is not a registry alias")
     # reprocess used to reach the registry, whose message then suggested `models promote --alias ../../x`
-    code, text = _cli(
+    code, text = run_cli(
         "reprocess", "--input", f"{tmp_path}/*.root", "--out", str(tmp_path / "r"), "--alias", alias
     )
     _one_error(code, text, "--alias", "is not a registry alias")
     assert "models promote" not in text
-    code, text = _cli(
+    code, text = run_cli(
         "evaluate", "--input", f"{tmp_path}/*.root", "--out", str(tmp_path / "e"), "--alias", alias
     )
     _one_error(code, text, "--alias", "is not a registry alias")
-    code, text = _cli("align", "bgo-direction-mid", "--flight", f"{tmp_path}/*.root", "--alias", alias)
+    code, text = run_cli("align", "bgo-direction-mid", "--flight", f"{tmp_path}/*.root", "--alias", alias)
     _one_error(code, text, "--alias", "is not a registry alias")
     assert not any(tmp_path.iterdir())
 
@@ -185,16 +172,16 @@ def test_an_os_error_the_checks_missed_is_one_line(tmp_path, capsys):
 def test_simulate_refuses_values_out_of_range_by_option_name(no_work, tmp_path, option, value, message):
     args = dict(zip(SIM[::2], SIM[1::2], strict=True)) | {option: value}
     out = tmp_path / "p.root"
-    code, text = _cli("simulate", *(x for kv in args.items() for x in kv), "--out", str(out))
+    code, text = run_cli("simulate", *(x for kv in args.items() for x in kv), "--out", str(out))
     _one_error(code, text, message)
     assert "n_events" not in text and not out.exists()
 
 
 def test_simulate_production_refuses_non_finite_energies_and_huge_shards(no_work, tmp_path):
     out = tmp_path / "prod"
-    code, text = _cli("simulate-production", *SIM[:-1], "inf", "--out", str(out))
+    code, text = run_cli("simulate-production", *SIM[:-1], "inf", "--out", str(out))
     _one_error(code, text, "--energy-max inf: must be a finite number")
-    code, text = _cli("simulate-production", *SIM, "--events-per-shard", str(10**7), "--out", str(out))
+    code, text = run_cli("simulate-production", *SIM, "--events-per-shard", str(10**7), "--out", str(out))
     _one_error(code, text, "--events-per-shard 10000000")
     assert not out.exists()
 
@@ -273,16 +260,13 @@ def test_a_bug_keeps_its_traceback(monkeypatch):
     one-line message: the real CLI exits 1 with the exception and its traceback."""
     import traceback
 
-    from typer.testing import CliRunner
-
     import dampeml.registry.models
-    from dampeml.cli.main import app
 
     def bug(*args, **kwargs):
         return {}["no such key"]
 
     monkeypatch.setattr(dampeml.registry.models, "list_versions", bug)
-    r = CliRunner().invoke(app, ["models", "list"])
+    r = invoke_cli("models", "list")
     assert r.exit_code == 1 and isinstance(r.exception, KeyError), (r.exit_code, r.output)
     frames = "".join(traceback.format_exception(r.exception))
     print(frames)
@@ -296,14 +280,14 @@ def test_a_config_file_gives_any_commands_options_and_the_command_line_wins(tmp_
     config = tmp_path / "sim.yaml"
     out = tmp_path / "p.root"
     config.write_text(f"particle: helium\nevents: 3\nenergy-min: 10\nenergy_max: 100\nout: {out}\n")
-    code, text = _cli("--config", str(config), "simulate", "--events", "4")
+    code, text = run_cli("--config", str(config), "simulate", "--events", "4")
     assert code == 0 and "wrote 4 mc helium events" in text, text
     config.write_text("particle: helium\nevnts: 3\n")
-    code, text = _cli("--config", str(config), "simulate")
+    code, text = run_cli("--config", str(config), "simulate")
     _one_error(code, text, "'evnts' is not an option of `dampeml simulate`", "events, mode")
     config.write_text("limit-events: 100\nworkers: 2\n")
-    code, text = _cli("--config", str(config), "dataset", "build", "x.yaml", "--out", str(tmp_path / "ds"))
+    code, text = run_cli("--config", str(config), "dataset", "build", "x.yaml", "--out", str(tmp_path / "ds"))
     _one_error(code, text, "'workers' is not an option of `dampeml dataset build`", "limit-events")
     config.write_text("limit-events: ten\n")
-    code, text = _cli("--config", str(config), "dataset", "build", "x.yaml", "--out", str(tmp_path / "ds"))
+    code, text = run_cli("--config", str(config), "dataset", "build", "x.yaml", "--out", str(tmp_path / "ds"))
     assert code == 2 and "--limit-events" in text and not (tmp_path / "ds").exists(), text

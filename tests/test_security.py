@@ -22,6 +22,7 @@ from dampeml.security import (
     check_spec_storage,
     check_storage,
 )
+from tests.cli_runner import run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -172,26 +173,26 @@ def test_the_jobs_refuse_a_glob_that_climbs_out_of_the_root(glob_tree, tmp_path)
 
     roots, outside = glob_tree
     climb = f"{roots}/*/../../outside"
-    code, out = _cli("evaluate", "--input", f"{climb}/*.root", "--out", str(roots / "report"))
+    code, out = run_cli("evaluate", "--input", f"{climb}/*.root", "--out", str(roots / "report"))
     _refused_climb(code, out, "--input")
-    code, out = _cli("reprocess", "--input", f"{climb}/*.root", "--out", str(roots / "reco"))
+    code, out = run_cli("reprocess", "--input", f"{climb}/*.root", "--out", str(roots / "reco"))
     _refused_climb(code, out, "--input")
-    code, out = _cli("reprocess", "--input", f"{roots}/a/*.root", "--out", f"{climb}/reco")
+    code, out = run_cli("reprocess", "--input", f"{roots}/a/*.root", "--out", f"{climb}/reco")
     _refused_climb(code, out, "--out")
     sim = ("--particle", "proton", "--events", "10", "--energy-min", "10", "--energy-max", "100")
-    code, out = _cli("simulate", *sim, "--out", f"{climb}/p.root")
+    code, out = run_cli("simulate", *sim, "--out", f"{climb}/p.root")
     _refused_climb(code, out, "--out")
     spec = _spec(tmp_path / "climb.yaml", f"{climb}/*.root")
-    code, out = _cli("dataset", "build", str(spec), "--out", str(roots / "ds"))
+    code, out = run_cli("dataset", "build", str(spec), "--out", str(roots / "ds"))
     _refused_climb(code, out, "sources[0].glob")
-    code, out = _cli("dataset", "build", str(_spec(tmp_path / "ok.yaml", roots / "a/*.root")), "--out",
+    code, out = run_cli("dataset", "build", str(_spec(tmp_path / "ok.yaml", roots / "a/*.root")), "--out",
                      f"{climb}/ds")  # fmt: skip
     _refused_climb(code, out, "--out")
     for arg in ("dataset", "storage"):
         args = {"dataset": str(roots / "ds"), "storage": str(roots / "runs"), arg: f"{climb}/{arg}"}
         with pytest.raises(StorageNotAllowedError, match=f"--{arg} .*after a wildcard"):
             check_inputs(TrainConfig(network="bgo-direction-low", **args))
-    code, out = _cli(
+    code, out = run_cli(
         "tune", str(REPO / "campaigns" / "bgo-filter-shape-small.yaml"), "--workdir", f"{climb}/w"
     )
     _refused_climb(code, out, "--workdir")
@@ -326,16 +327,6 @@ def _spec(
     return path
 
 
-def _cli(*args: str):
-    """Run the CLI in-process; (exit code, its output as one line: Rich wraps long lines)."""
-    from typer.testing import CliRunner
-
-    from dampeml.cli.main import app
-
-    r = CliRunner().invoke(app, list(args))
-    return r.exit_code, " ".join(r.output.split())
-
-
 def _refused(code: int, out: str, *names) -> None:
     print(f"\n{out}")
     assert code == 2 and "Traceback" not in out and out.count("error:") == 1, out
@@ -353,10 +344,10 @@ def test_dataset_build_refuses_outside_storage_before_any_work(roots, tmp_path):
     bad_spec = _spec(tmp_path / "bad.yaml", outside / "*.root")
     good_spec = _spec(tmp_path / "good.yaml", roots / "mc" / "*.root")
     # a source outside: the spec file, the field, the glob and the allowed root are named
-    code, out = _cli("dataset", "build", str(bad_spec), "--out", str(roots / "ds"))
+    code, out = run_cli("dataset", "build", str(bad_spec), "--out", str(roots / "ds"))
     _refused(code, out, bad_spec, "sources[0].glob", outside, roots)
     # --out outside
-    code, out = _cli("dataset", "build", str(good_spec), "--out", str(outside / "ds"))
+    code, out = run_cli("dataset", "build", str(good_spec), "--out", str(outside / "ds"))
     _refused(code, out, "--out", outside / "ds", roots)
     with pytest.raises(StorageNotAllowedError, match="--out"):
         build_dataset(load_spec(good_spec), str(outside / "ds"), spec_path=good_spec)
@@ -377,7 +368,7 @@ def test_training_refuses_a_dataset_or_storage_outside(roots, tmp_path):
         args = {**inside, arg: str(outside / arg)}
         with pytest.raises(StorageNotAllowedError, match=f"--{arg} '{outside / arg}'"):
             check_inputs(TrainConfig(network="bgo-direction-low", **args))
-        code, out = _cli("train", "bgo-direction-low", *(f"--{k}={v}" for k, v in args.items()))
+        code, out = run_cli("train", "bgo-direction-low", *(f"--{k}={v}" for k, v in args.items()))
         _refused(code, out, f"--{arg}", outside / arg, roots)
     assert not outside.exists() and not (roots / "runs").exists()
     # inside: the storage check passes, the (unbuilt) dataset is what is missing
@@ -401,9 +392,9 @@ def test_reprocessing_refuses_inputs_or_out_outside(roots, tmp_path):
         with pytest.raises(StorageNotAllowedError, match=name) as err:
             ReprocessConfig(inputs, out).check()
         assert str(bad) in str(err.value) and str(roots) in str(err.value)
-    code, out = _cli("reprocess", "--input", f"{outside}/*.root", "--out", good_out)
+    code, out = run_cli("reprocess", "--input", f"{outside}/*.root", "--out", good_out)
     _refused(code, out, "--input", outside, roots)
-    code, out = _cli("reprocess", "--input", good_in, "--out", str(outside / "reco"))
+    code, out = run_cli("reprocess", "--input", good_in, "--out", str(outside / "reco"))
     _refused(code, out, "--out", outside / "reco", roots)
     assert not outside.exists() and not (roots / "reco").exists()
 
@@ -416,16 +407,16 @@ def test_simulation_alignment_and_evaluation_refuse_paths_outside(roots, tmp_pat
 
     outside = tmp_path / "outside"
     sim = ("--particle", "proton", "--events", "10", "--energy-min", "10", "--energy-max", "100")
-    code, out = _cli("simulate", *sim, "--out", str(outside / "p.root"))
+    code, out = run_cli("simulate", *sim, "--out", str(outside / "p.root"))
     _refused(code, out, "--out", outside / "p.root", roots)
-    code, out = _cli("simulate-production", *sim, "--out", str(outside / "prod"))
+    code, out = run_cli("simulate-production", *sim, "--out", str(outside / "prod"))
     _refused(code, out, "--out", outside / "prod", roots)
     ProductionRequest("proton", 10, 10.0, 100.0, str(roots / "prod"))  # inside: accepted
-    code, out = _cli("align", "bgo-direction-mid", "--flight", f"{outside}/*.root")
+    code, out = run_cli("align", "bgo-direction-mid", "--flight", f"{outside}/*.root")
     _refused(code, out, "--flight", outside, roots)
-    code, out = _cli("evaluate", "--input", f"{outside}/*.root", "--out", str(roots / "report"))
+    code, out = run_cli("evaluate", "--input", f"{outside}/*.root", "--out", str(roots / "report"))
     _refused(code, out, "--input", outside, roots)
-    code, out = _cli("evaluate", "--input", f"{roots}/mc/*.root", "--out", str(outside / "report"))
+    code, out = run_cli("evaluate", "--input", f"{roots}/mc/*.root", "--out", str(outside / "report"))
     _refused(code, out, "--out", outside / "report", roots)
     assert not outside.exists() and not (roots / "report").exists() and not (roots / "prod").exists()
 
@@ -434,13 +425,13 @@ def test_simulation_alignment_and_evaluation_refuse_paths_outside(roots, tmp_pat
 def test_plots_and_sample_pictures_refuse_paths_outside(roots, tmp_path):
     """`sim-plots` and `dataset show --picture` wrote without the check (issue 19, defect 9)."""
     outside = tmp_path / "outside"
-    code, out = _cli("sim-plots", str(roots / "mc.root"), "--out", str(outside / "plots"))
+    code, out = run_cli("sim-plots", str(roots / "mc.root"), "--out", str(outside / "plots"))
     _refused(code, out, "--out", outside / "plots", roots)
-    code, out = _cli("sim-plots", str(outside / "mc.root"), "--out", str(roots / "plots"))
+    code, out = run_cli("sim-plots", str(outside / "mc.root"), "--out", str(roots / "plots"))
     _refused(code, out, "event file", outside / "mc.root", roots)
-    code, out = _cli("dataset", "show", str(roots / "ds"), "--picture", str(outside / "p.png"))
+    code, out = run_cli("dataset", "show", str(roots / "ds"), "--picture", str(outside / "p.png"))
     _refused(code, out, "--picture", outside / "p.png", roots)
-    code, out = _cli("dataset", "show", str(outside / "ds"))  # its default picture lies beside it
+    code, out = run_cli("dataset", "show", str(outside / "ds"))  # its default picture lies beside it
     _refused(code, out, "dataset", outside / "ds", roots)
     assert not outside.exists() and not (roots / "plots").exists()
 
@@ -481,9 +472,9 @@ def test_campaigns_refuse_datasets_or_a_workdir_outside(roots, tmp_path):
         print(f"\n{err.value}")
         assert str(path) in str(err.value) and str(outside) in str(err.value) and str(roots) in str(err.value)
     assert str(bad_spec) in str(pytest.raises(StorageNotAllowedError, load_campaign, bad["spec"]).value)
-    code, out = _cli("tune", str(bad["glob"]), "--workdir", str(roots / "w"))
+    code, out = run_cli("tune", str(bad["glob"]), "--workdir", str(roots / "w"))
     _refused(code, out, bad["glob"], outside, roots)
-    code, out = _cli("tune", str(good), "--workdir", str(outside / "w"))  # refused before Ray starts
+    code, out = run_cli("tune", str(good), "--workdir", str(outside / "w"))  # refused before Ray starts
     _refused(code, out, "--workdir", outside / "w", roots)
     assert not outside.exists() and not (roots / "w").exists()
 
@@ -492,7 +483,7 @@ def test_campaigns_refuse_datasets_or_a_workdir_outside(roots, tmp_path):
 def test_a_hough_roi_alias_that_is_no_alias_is_refused_before_any_work(roots, tmp_path):
     roi = "roi:\n  source: model\n  upstream: seed\n  alias: '../../etc'\n"
     spec = _spec(tmp_path / "roi.yaml", roots / "*.root", "stk-hough", "hough_hits", "hough_offsets", roi)
-    code, out = _cli("dataset", "build", str(spec), "--out", str(roots / "ds"))
+    code, out = run_cli("dataset", "build", str(spec), "--out", str(roots / "ds"))
     print(f"\n{out}")
     assert code == 2 and "Traceback" not in out and "roi.alias: String should match pattern" in out
     assert not (roots / "ds").exists()

@@ -16,19 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.cli_runner import run_cli
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _cli(*args: str) -> tuple[int, str]:
-    """Run the CLI in-process; (exit code, its output as one line: Rich wraps long lines)."""
-    from typer.testing import CliRunner
-
-    from dampeml.cli.main import app
-
-    r = CliRunner().invoke(app, list(args))
-    if r.exception is not None and not isinstance(r.exception, SystemExit):
-        raise r.exception
-    return r.exit_code, " ".join(r.output.split())
 
 
 def _private_store(root: Path, monkeypatch) -> str:
@@ -188,7 +178,7 @@ def test_simulate_writes_a_readable_file_with_the_requested_events(tmp_path):
     # a folder name long enough that the message passes 80 columns: the path must still print whole
     mc, flight = tmp_path / ("mc-" + "m" * 80) / "p.root", tmp_path / "flight.root"
     sim = ("--particle", "helium", "--energy-min", "100", "--energy-max", "1000")
-    code, out = _cli("simulate", *sim, "--events", "37", "--seed", "5", "--out", str(mc))
+    code, out = run_cli("simulate", *sim, "--events", "37", "--seed", "5", "--out", str(mc))
     print(f"\n{out}")
     assert code == 0, out
     assert f"wrote 37 mc helium events to {mc}" in out
@@ -206,7 +196,7 @@ def test_simulate_writes_a_readable_file_with_the_requested_events(tmp_path):
     )
     assert (events["true_energy"] >= 100).all() and (events["true_energy"] <= 1000).all()
 
-    code, out = _cli(
+    code, out = run_cli(
         "simulate", *sim, "--events", "12", "--mode", "flight", "--run-id", "4242", "--out", str(flight)
     )
     print(out)
@@ -218,10 +208,10 @@ def test_simulate_writes_a_readable_file_with_the_requested_events(tmp_path):
     assert (read_events(flight)["run_id"] == 4242).all()
 
     # same seed, same events; an existing file is kept unless --overwrite
-    code, out = _cli("simulate", *sim, "--events", "37", "--seed", "5", "--out", str(mc))
+    code, out = run_cli("simulate", *sim, "--events", "37", "--seed", "5", "--out", str(mc))
     assert code == 2 and "--overwrite" in out, out
     again = tmp_path / "again.root"
-    assert _cli("simulate", *sim, "--events", "37", "--seed", "5", "--out", str(again))[0] == 0
+    assert run_cli("simulate", *sim, "--events", "37", "--seed", "5", "--out", str(again))[0] == 0
     assert (read_events(again)["bgo_energy"] == events["bgo_energy"]).all()
 
 
@@ -251,7 +241,7 @@ def test_train_registers_a_version_with_its_architecture(tmp_path, monkeypatch, 
     data = tmp_path / "dataset"
     spec = load_spec(REPO / "datasets" / "bgo-direction-low-small.yaml")
     build_dataset(spec, str(data), limit_events=600, num_cpus=4)  # the local Ray the CLI asks for
-    code, out = _cli(
+    code, out = run_cli(
         "train", "bgo-direction-low", "--dataset", str(data), "--workers", "1", "--epochs", "1",
         "--steps-per-epoch", "2", "--storage", str(tmp_path / "runs"), "--run-name", "cli-train",
     )  # fmt: skip
@@ -293,7 +283,7 @@ def test_evaluate_writes_the_report_of_the_registered_chain(
             {**info.metadata, "n_events": EVALUATE_EVENTS},
         )
     out = tmp_path / "report"
-    code, text = _cli("evaluate", "--input", str(mc / "*.root"), "--out", str(out), "--batch-size", "500")
+    code, text = run_cli("evaluate", "--input", str(mc / "*.root"), "--out", str(out), "--batch-size", "500")
     print(f"\n{text}")
     assert code == 0, text
     metrics = json.loads((out / "metrics.json").read_text())
