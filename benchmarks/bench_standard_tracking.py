@@ -1,7 +1,7 @@
 """Standard track reconstruction: events per second per core per energy bin, and its Table 2 calibration.
 
 Run: `.venv/bin/python benchmarks/bench_standard_tracking.py [--events 2000] [--seed 7]
-[--match-mm 10 20 30 40] [--simulation-version 3]`.
+[--match-mm 10 20 30 40] [--simulation-version 3] [--refuse-single-strip] [--crosstalk X]`.
 One process with BLAS pinned to one thread, so every rate is per core. For each particle
 and each of the paper's Table 2 energy bins it simulates events (E^-1 within the bin, not
 timed), times the standard reconstruction (BGO axis fit, road, seeds, extension,
@@ -19,6 +19,10 @@ Every run prints the shower axis' 68% errors at the BGO top (what the 10 mm matc
 (detector.stk; a calibration study, not a setting of the simulation).
 `--losses` prints where the standard selection's events go: no track, a track other than the primary's,
 or the primary's track (whose charge may still fall outside the window).
+`--refuse-single-strip` adds the criteria with DAMPE's helium-analysis option of refusing tracks that
+hold a cluster one readout strip wide to the `--match-mm` table; `--crosstalk X` simulates with a
+direct coupling between readout neighbours (`detector.strips.READOUT_CROSSTALK`, a study, off in every
+version).
 `--simulation-version` simulates with another version (the one before, 2, records every accepted
 primary; version 3 only the events DAMPE's high-energy trigger fires on).
 """
@@ -35,7 +39,7 @@ from dataclasses import replace
 import awkward as ak
 import numpy as np
 
-from dampeml.detector import stk
+from dampeml.detector import stk, strips
 from dampeml.detector.simulation import SIMULATION_VERSION, SimulationConfig, simulate
 from dampeml.evaluation.efficiency import PAPER_ENERGY_BINS, efficiency_table, paper_value, table2_masks
 from dampeml.features.tracks import truth_track
@@ -58,10 +62,14 @@ VERSION2_CRITERIA = StandardConfig(
 )  # fmt: skip
 
 
-def criteria_variants(match_mm: list[float]) -> dict[str, StandardConfig]:
-    """Name -> quality criteria: the default with each match cut, and the version-2 criteria."""
+def criteria_variants(match_mm: list[float], refuse_single_strip: bool = False) -> dict[str, StandardConfig]:
+    """Name -> quality criteria: the default with each match cut, and the version-2 criteria; the
+    default refusing single-strip clusters if asked."""
     out = {f"{m:g} mm": replace(StandardConfig(), match_mm=m) for m in match_mm}
-    return {**out, "v2 criteria": VERSION2_CRITERIA} if out else out
+    out = {**out, "v2 criteria": VERSION2_CRITERIA} if out else out
+    if refuse_single_strip:
+        out["refusing single-strip"] = replace(StandardConfig(), refuse_single_strip=True)
+    return out
 
 
 def one_thread():
@@ -111,8 +119,15 @@ def main() -> None:
         help="charges from every cluster (version 3 files: ignore the widths, no single-strip rule)",
     )
     ap.add_argument("--losses", action="store_true", help="also where the standard selection loses events")
+    ap.add_argument(
+        "--refuse-single-strip", action="store_true", help="also the criteria refusing single-strip clusters"
+    )
+    ap.add_argument("--crosstalk", type=float, default=0.0, help="study: strips.READOUT_CROSSTALK")
     args = ap.parse_args()
-    variants = criteria_variants(args.match_mm)
+    variants = criteria_variants(args.match_mm, args.refuse_single_strip)
+    if args.crosstalk:
+        strips.READOUT_CROSSTALK = args.crosstalk
+        print(f"readout cross-talk: {args.crosstalk:g}")
     if args.backsplash:
         stk.BACKSPLASH_NORM, stk.BACKSPLASH_INDEX = args.backsplash
         print(f"albedo multiplicity: {args.backsplash[0]:g} (E_dep / 10 GeV)^{args.backsplash[1]:g}")

@@ -7,6 +7,8 @@ each version and read them back through the platform's reader.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import awkward as ak
 import numpy as np
 import pytest
@@ -17,7 +19,7 @@ from dampeml.io.root_reader import bad_events, inspect_file, read_events
 from dampeml.io.root_writer import write_event_file
 from dampeml.io.schema import readable_branches, required_branches
 from dampeml.reconstruction.hits import stk_charge
-from dampeml.reconstruction.standard import reconstruct
+from dampeml.reconstruction.standard import StandardConfig, reconstruct
 
 
 def _straight_track_event(signals: list[float], widths: list[int]):
@@ -95,3 +97,25 @@ def test_the_standard_selection_and_the_truth_charge_use_the_rule_on_version_3_e
     without = reconstruct({k: v for k, v in ev.items() if k != "stk_width"}).candidates
     assert np.array_equal(with_w.track, without.track, equal_nan=True)  # the rule moves no hit
     assert not np.allclose(with_w.signal, without.signal, equal_nan=True)
+
+
+def test_refusing_tracks_with_a_single_strip_cluster_counts_the_widths_of_their_own_hits(files):
+    """The option of DAMPE's helium-analysis library (off by default): with every cluster two strips
+    wide it refuses nothing, with every cluster one strip wide every track, on the real widths a part
+    of them; files without widths (version 2) are not affected."""
+    ev = read_events(files[3])
+    rule = replace(StandardConfig(), refuse_single_strip=True)
+    found = np.isfinite(reconstruct(ev).track[:, 0])
+
+    def kept(events) -> np.ndarray:
+        return np.isfinite(reconstruct(events, config=rule).track[:, 0])
+
+    as_wide = {**ev, "stk_width": ev["stk_width"] * 0 + 2}
+    as_single = {**ev, "stk_width": ev["stk_width"] * 0 + 1}
+    real = kept(ev)
+    print(f"tracks found {found.sum()}; refusing single-strip ones keeps {real.sum()} on the real widths")
+    assert np.array_equal(kept(as_wide), np.isfinite(reconstruct(as_wide).track[:, 0]))
+    assert not kept(as_single).any() and found.any()
+    assert 0 < real.sum() < found.sum() and not (real & ~found).any()
+    v2 = read_events(files[2])
+    assert np.array_equal(kept(v2), np.isfinite(reconstruct(v2).track[:, 0]))

@@ -191,6 +191,7 @@ def test_each_quality_criterion_rejects_what_it_names(low):
         "unpaired": (replace(base, max_unpaired_planes=0), cands.unpaired == 0),
         "first plane": (replace(base, require_first_plane=True), cands.first_plane),
         "psd": (replace(base, require_psd_match=True), cands.psd_match),
+        "single strip": (replace(base, refuse_single_strip=True), cands.single_strip == 0),
     }
     for name, (cfg, wanted) in cases.items():
         got = passes_quality(cands, cfg)

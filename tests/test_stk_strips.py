@@ -7,6 +7,7 @@ not the current outputs.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from dampeml import geometry as geo
 from dampeml.detector.physics import landau_signal
@@ -92,3 +93,31 @@ def test_a_ladder_gap_has_no_silicon_and_helium_signals_are_four_times_protons()
     ratio = np.median(he["signal"]) / np.median(p["signal"])
     print(f"helium / proton median cluster signal {ratio:.2f} (charge squared: 4)")
     assert 3.6 < ratio < 4.4
+
+
+def test_the_crosstalk_study_moves_a_share_of_each_channels_charge_to_its_readout_neighbours(monkeypatch):
+    """strips.READOUT_CROSSTALK (a study, off in every version): each readout neighbour takes the share x
+    of a channel's charge from it, so the charge is kept; a MIP on a readout strip then reads x on both
+    sides, and single-strip clusters become rarer, far more so for helium, whose neighbours read 4x."""
+    from dampeml.detector import strips
+
+    centre = -geo.STK_HALF_WIDTH + LADDER * LADDER_WIDTH_MM + 100.5 * geo.STK_READOUT_PITCH
+    one = Hits(*(np.array([v]) for v in (0, 0, centre, 10.0, 1.0, True, 0.0)))
+    idx, channel, charge = strips.readout_charges(one, np.random.default_rng(0))
+    (c,) = set(channel.tolist())  # all on one readout strip
+    assert charge.sum() == pytest.approx(1.0)
+    x = 0.05
+    monkeypatch.setattr(strips, "READOUT_CROSSTALK", x)
+    idx, channel, charge = strips.readout_charges(one, np.random.default_rng(0))
+    per = {int(c): float(charge[channel == c].sum()) for c in np.unique(channel)}
+    print(f"\na MIP on readout strip {c} with cross-talk {x}: {per}")
+    assert per == pytest.approx({c - 1: x, c: 1 - 2 * x, c + 1: x})
+    single = {}
+    for charge_z in (1, 2):
+        monkeypatch.setattr(strips, "READOUT_CROSSTALK", 0.0)
+        off = np.mean(_beam(6000, 0, seed=3, charge=charge_z)[0]["width"] == 1)
+        monkeypatch.setattr(strips, "READOUT_CROSSTALK", x)
+        on = np.mean(_beam(6000, 0, seed=3, charge=charge_z)[0]["width"] == 1)
+        single[charge_z] = (off, on)
+        print(f"Z = {charge_z}: single-strip clusters at normal incidence {off:.3f} -> {on:.3f}")
+    assert single[1][1] < 0.7 * single[1][0] and single[2][1] < 0.1 * single[2][0]

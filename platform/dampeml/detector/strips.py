@@ -48,6 +48,10 @@ LADDER_WIDTH_MM = 384 * geo.STK_READOUT_PITCH
 MAX_IMPLANTS = 8
 #: ours: shape of the gamma weights of each implant's share (energy loss in thin slices fluctuates)
 SLICE_FLUCTUATION_SHAPE = 2.0
+#: Study, off (0) in every version: the share of a readout channel's charge each readout neighbour
+#: picks up through their direct coupling (cross-talk), taken from the channel itself
+#: (benchmarks/bench_stk_strips.py --crosstalk; docs/simulation.md, "The single-strip rule")
+READOUT_CROSSTALK = 0.0
 #: the stored cluster signal of a cluster wider than two strips: the mean collection of charge
 #: spread evenly over readout and floating implants
 WIDE_COLLECTION = (1.0 + 2 * FLOATING_COUPLING) / 2
@@ -104,6 +108,11 @@ def readout_charges(hits: Hits, rng: np.random.Generator) -> tuple[np.ndarray, n
         [implant[readout] // 2, (implant[~readout] - 1) // 2, (implant[~readout] + 1) // 2]
     )
     charge = np.concatenate([q[readout], FLOATING_COUPLING * q[~readout], FLOATING_COUPLING * q[~readout]])
+    if READOUT_CROSSTALK:
+        x = READOUT_CROSSTALK
+        idx = np.tile(idx, 3)
+        channel = np.concatenate([channel, channel - 1, channel + 1])
+        charge = np.concatenate([(1.0 - 2.0 * x) * charge, x * charge, x * charge])
     return idx, channel, charge
 
 

@@ -23,7 +23,8 @@ Selections:
   the helium-analysis choice of the paper ([13]). The criteria are those of DAMPE's public
   helium-analysis code: the track meets the BGO axis at the BGO top within 10 mm and within
   0.15 rad in 3D, chi2/ndf at most 15, at most 2 planes with a hit in one view only, a hit in
-  the first plane, and a PSD bar with a signal where the track crosses the PSD;
+  the first plane, and a PSD bar with a signal where the track crosses the PSD (and, as an option
+  of that code, off by default, no cluster one readout strip wide);
 - ideal (:func:`select_ideal`): the candidate closest to the MC truth. Comparison only:
   it is the only function here that reads truth.
 
@@ -86,6 +87,11 @@ class StandardConfig:
     #: A PSD bar with a signal where the track crosses the PSD (either layer): the track is the
     #: particle that came in, not one made inside the instrument.
     require_psd_match: bool = True
+    #: Refuse a track holding a cluster one readout strip wide (where the files give the widths): an
+    #: option of DAMPE's helium-analysis library, off by default since whether the paper's selection
+    #: applied it is not known, and our clusters are single-strip far more often than DAMPE's can be
+    #: (docs/simulation.md, "A third reading: a cut at hit level").
+    refuse_single_strip: bool = False
     #: Events processed together: bounds memory (PeV events make ~1,700 seeds each) and keeps arrays in cache.
     batch_events: int = 256
 
@@ -104,6 +110,7 @@ class Candidates:
     unpaired: np.ndarray  # (C,) planes with a hit in one view only
     first_plane: np.ndarray  # (C,) has a hit in the first (top) plane
     psd_match: np.ndarray  # (C,) crosses a PSD bar with a signal (True where no PSD data is given)
+    single_strip: np.ndarray  # (C,) its clusters one readout strip wide (0 where the widths are unknown)
     quality: np.ndarray  # (C,) passes the standard quality criteria of the config it was made with
 
     def __len__(self) -> int:
@@ -403,7 +410,8 @@ def _combine(
     hits = np.empty((len(e), geo.STK_N_LAYERS), dtype=np.int64)
     hits[:, 0::2], hits[:, 1::2] = c["hits"][px], c["hits"][py]
     sig = np.where(hits >= 0, road.signal[np.maximum(hits, 0)], np.nan) * cos_theta(track)[:, None]
-    sig = without_single_strips(sig, np.where(hits >= 0, road.width[np.maximum(hits, 0)], 0))
+    width = np.where(hits >= 0, road.width[np.maximum(hits, 0)], 0)
+    sig = without_single_strips(sig, width)
     n_hits = np.column_stack([c["n"][px], c["n"][py]])
     chi2_ndf = (c["chi2"][px] + c["chi2"][py]) / np.maximum(n_hits.sum(1) - 4, 1)
     ax = axis[e]
@@ -419,7 +427,7 @@ def _combine(
     signal = charge_from_signals(sig)
     cands = Candidates(
         e + event_offset, track, n_hits, chi2_ndf, signal, match, angle, unpaired, first_plane, psd_match,
-        np.zeros(len(e), dtype=bool),
+        (width == 1).sum(1), np.zeros(len(e), dtype=bool),
     )  # fmt: skip
     return replace(cands, quality=passes_quality(cands, cfg))
 
@@ -455,6 +463,8 @@ def passes_quality(cands: Candidates, cfg: StandardConfig) -> np.ndarray:
         ok &= cands.first_plane
     if cfg.require_psd_match:
         ok &= cands.psd_match
+    if cfg.refuse_single_strip:
+        ok &= cands.single_strip == 0
     return ok
 
 
