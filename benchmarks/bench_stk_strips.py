@@ -104,7 +104,7 @@ def main() -> None:
             r = np.abs(res[found]) * 1e3
             width = clusters["width"][best[found]]
             two = width == 2  # the helium-analysis code sees no proton peak at the extreme etas
-            on_strip = np.mean(clusters["eta"][best[found]][two] > 0.95)
+            on_strip = np.mean(clusters["eta"][best[found]][two] > 0.95) if two.any() else float("nan")
             print(
                 f"| {particle} | {angle} | {found.mean():.4f} | {np.percentile(r, 68):.0f} | "
                 f"{1.4826 * np.median(r):.0f} | {width.mean():.2f} | {np.mean(width == 1):.3f} "

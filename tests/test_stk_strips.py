@@ -109,7 +109,7 @@ def test_the_crosstalk_study_moves_a_share_of_each_channels_charge_to_its_readou
     x = 0.05
     monkeypatch.setattr(strips, "READOUT_CROSSTALK", x)
     idx, channel, charge = strips.readout_charges(one, np.random.default_rng(0))
-    per = {int(c): float(charge[channel == c].sum()) for c in np.unique(channel)}
+    per = {int(ch): float(charge[channel == ch].sum()) for ch in np.unique(channel)}
     print(f"\na MIP on readout strip {c} with cross-talk {x}: {per}")
     assert per == pytest.approx({c - 1: x, c: 1 - 2 * x, c + 1: x})
     single = {}

@@ -50,7 +50,8 @@ MAX_IMPLANTS = 8
 SLICE_FLUCTUATION_SHAPE = 2.0
 #: Study, off (0) in every version: the share of a readout channel's charge each readout neighbour
 #: picks up through their direct coupling (cross-talk), taken from the channel itself
-#: (benchmarks/bench_stk_strips.py --crosstalk; docs/simulation.md, "The single-strip rule")
+#: (benchmarks/bench_stk_strips.py --crosstalk; docs/simulation.md, "The rule with a readout
+#: cross-talk, a study")
 READOUT_CROSSTALK = 0.0
 #: the stored cluster signal of a cluster wider than two strips: the mean collection of charge
 #: spread evenly over readout and floating implants
